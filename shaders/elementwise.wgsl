@@ -1,0 +1,50 @@
+// Elementwise kernels of the backward pass: the Hadamard product (dZ = dH ⊙ act'(Z)),
+// scaling (y = s·x) and the update y += a·x.
+//
+// Template: the host prepends a header that defines `alias S` (storage) and `alias A`
+// (arithmetic). Values are converted S → A on load and A → S once on store.
+
+struct Params {
+    len: u32,
+    groups_x: u32,
+    scalar: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<S>;
+@group(0) @binding(1) var<storage, read> y: array<S>;
+@group(0) @binding(2) var<storage, read_write> out: array<S>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn element_index(id: vec3<u32>) -> u32 {
+    return id.y * (params.groups_x * 256u) + id.x;
+}
+
+// out = x ⊙ y
+@compute @workgroup_size(256, 1, 1)
+fn hadamard(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = element_index(id);
+    if (i < params.len) {
+        out[i] = S(A(x[i]) * A(y[i]));
+    }
+}
+
+// out = scalar · x
+@compute @workgroup_size(256, 1, 1)
+fn scale(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = element_index(id);
+    if (i < params.len) {
+        out[i] = S(A(params.scalar) * A(x[i]));
+    }
+}
+
+// out = y + scalar · x (the product is rounded before the sum; a device may fuse the two,
+// which the error bound of src/ops/elementwise/mod.rs allows).
+@compute @workgroup_size(256, 1, 1)
+fn axpy(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = element_index(id);
+    if (i < params.len) {
+        let product = A(params.scalar) * A(x[i]);
+        out[i] = S(A(y[i]) + product);
+    }
+}

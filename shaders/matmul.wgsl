@@ -1,0 +1,129 @@
+// C = op(A) · op(B), row-major, op(X) = X or Xᵀ.
+//
+// Template: the host prepends a header that defines
+//   alias S    storage type of A, B and C (f32 or f16)
+//   alias A    accumulator type (f32, or f16 for pure half arithmetic)
+//   const TRANSPOSE_A, TRANSPOSE_B: bool
+// so one source serves every precision and transpose combination.
+//
+// Each workgroup computes a TILE × TILE block of C with 16 × 16 threads; each thread owns a
+// 4 × 4 register block whose rows and columns are strided by 16, so that neighbouring threads
+// write neighbouring columns. Every thread sums k in order 0, 1, …, k−1 with fma, which is what
+// the CPU reference emulates in pure f16 (there the order changes the result).
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Workgroups per row of the dispatch grid; grids of more than 65535 tiles fold into y.
+    groups_x: u32,
+}
+
+@group(0) @binding(0) var<storage, read> lhs: array<S>;
+@group(0) @binding(1) var<storage, read> rhs: array<S>;
+@group(0) @binding(2) var<storage, read_write> out: array<S>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+const TILE: u32 = 64u;
+const BK: u32 = 16u;
+const THREADS: u32 = 256u;
+const REG: u32 = 4u;
+
+// tile_a[kk * TILE + r] = op(A)[row0 + r, k0 + kk];  tile_b[kk * TILE + c] = op(B)[k0 + kk, col0 + c]
+var<workgroup> tile_a: array<A, 1024>;
+var<workgroup> tile_b: array<A, 1024>;
+
+// op(A)[row, kk], zero outside the matrix: a zero pad adds fma(0, 0, acc) = acc exactly.
+fn load_a(row: u32, kk: u32) -> A {
+    if (row >= params.m || kk >= params.k) {
+        return A(0);
+    }
+    if (TRANSPOSE_A) {
+        return A(lhs[kk * params.m + row]);
+    }
+    return A(lhs[row * params.k + kk]);
+}
+
+// op(B)[kk, col], zero outside the matrix.
+fn load_b(kk: u32, col: u32) -> A {
+    if (kk >= params.k || col >= params.n) {
+        return A(0);
+    }
+    if (TRANSPOSE_B) {
+        return A(rhs[col * params.k + kk]);
+    }
+    return A(rhs[kk * params.n + col]);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) thread: u32,
+) {
+    let tiles_n = (params.n + TILE - 1u) / TILE;
+    let tiles_m = (params.m + TILE - 1u) / TILE;
+    let tile = group.y * params.groups_x + group.x;
+    // Uniform per workgroup, so the barriers below stay in uniform control flow.
+    if (tile >= tiles_m * tiles_n) {
+        return;
+    }
+    let row0 = (tile / tiles_n) * TILE;
+    let col0 = (tile % tiles_n) * TILE;
+
+    var acc: array<A, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = A(0);
+    }
+
+    for (var k0 = 0u; k0 < params.k; k0 += BK) {
+        // Each thread stages 4 elements of each tile, walking memory along its contiguous axis.
+        for (var step = 0u; step < 4u; step++) {
+            let idx = thread + step * THREADS;
+            if (TRANSPOSE_A) {
+                let kk = idx / TILE;
+                let r = idx % TILE;
+                tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+            } else {
+                let r = idx / BK;
+                let kk = idx % BK;
+                tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+            }
+            if (TRANSPOSE_B) {
+                let c = idx / BK;
+                let kk = idx % BK;
+                tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+            } else {
+                let kk = idx / TILE;
+                let c = idx % TILE;
+                tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+            }
+        }
+        workgroupBarrier();
+
+        for (var kk = 0u; kk < BK; kk++) {
+            var a_reg: array<A, 4>;
+            var b_reg: array<A, 4>;
+            for (var i = 0u; i < REG; i++) {
+                a_reg[i] = tile_a[kk * TILE + local.y + i * 16u];
+                b_reg[i] = tile_b[kk * TILE + local.x + i * 16u];
+            }
+            for (var i = 0u; i < REG; i++) {
+                for (var j = 0u; j < REG; j++) {
+                    acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < REG; i++) {
+        let row = row0 + local.y + i * 16u;
+        for (var j = 0u; j < REG; j++) {
+            let col = col0 + local.x + j * 16u;
+            if (row < params.m && col < params.n) {
+                out[row * params.n + col] = S(acc[i * REG + j]);
+            }
+        }
+    }
+}

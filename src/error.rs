@@ -1,0 +1,64 @@
+//! The library's error type: every failure names what went wrong and, where there is one, what
+//! to do instead.
+
+use thiserror::Error;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("no GPU adapter found{detail}; install a Vulkan driver (for a software GPU on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`) or use `--backend cpu`")]
+    NoAdapter { detail: String },
+
+    #[error("no adapter matches '{requested}'; available: {available}")]
+    AdapterNotFound { requested: String, available: String },
+
+    #[error("adapter '{adapter}' lacks {feature}; {hint}")]
+    MissingFeature {
+        adapter: String,
+        feature: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("adapter '{adapter}' refused a device: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+
+    #[error("{op}: shapes do not fit: {detail}")]
+    ShapeMismatch { op: &'static str, detail: String },
+
+    #[error("{op}: a dimension is zero ({detail}); every dimension must be at least 1")]
+    ZeroDimension { op: &'static str, detail: String },
+
+    #[error("{op}: a {found} tensor cannot be used with precision {precision}, which stores {expected}")]
+    DTypeMismatch {
+        op: &'static str,
+        precision: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("{what} needs {bytes} bytes, over the limit of {limit} bytes on '{adapter}'; use a smaller shape")]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        adapter: String,
+    },
+
+    #[error("GPU error on '{adapter}' during {during}: {message}")]
+    Gpu {
+        adapter: String,
+        during: String,
+        message: String,
+    },
+
+    #[error("invalid {what} '{value}': expected {expected}")]
+    Parse {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+}

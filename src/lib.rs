@@ -1,0 +1,24 @@
+//! gradstab: measure the numerical (in)stability of deep networks on real GPU hardware.
+//!
+//! The crate runs the primitives of a deep MLP (matmul with transposes, activations and their
+//! derivatives, elementwise products) as WGSL compute kernels through wgpu in `f32`, `f16` and
+//! mixed precision, and the same primitives on a CPU backend with the same numeric semantics,
+//! which validates every GPU result. See `README.md` for the architecture.
+
+pub mod backend;
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod precision;
+pub mod tensor;
+pub mod verify;
+
+pub use backend::{Backend, BackendInfo, MatmulOp};
+pub use cpu::Cpu;
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions, GpuTensor};
+pub use ops::activation::Activation;
+pub use ops::elementwise::ElementwiseOp;
+pub use precision::{DType, Precision};
+pub use tensor::{HostData, HostTensor, Shape};

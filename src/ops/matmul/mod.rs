@@ -1,0 +1,90 @@
+//! Matrix product `C = op(A) · op(B)`: the error bound that holds any two conforming backends
+//! together. The CPU reference is in `cpu.rs`, the host code of shaders/matmul.wgsl in `gpu.rs`.
+
+pub mod cpu;
+pub mod gpu;
+
+use super::gamma;
+use crate::precision::{DType, Precision};
+
+/// The largest difference allowed between two results of one element of `op(A)·op(B)`
+/// computed by two conforming backends in `precision`:
+///
+/// - each backend's inner product is within γ_k·Σ|a||b| of the exact one for any order of
+///   summation, fused or not (Higham, Thm 3.1 and §3.1), with u the accumulator's roundoff,
+///   so the two differ by at most 2·γ_k·Σ|a||b|;
+/// - in `f16acc32` each rounds its f32 sum to f16 once on store, which adds u16·|c| for each
+///   result c (round to nearest: |fl(s) − s| ≤ u·|fl(s)|);
+/// - every operation that lands below the normal range may err by half a subnormal spacing,
+///   or by the whole smallest normal when the device flushes subnormals to zero; there are
+///   at most 2k such operations per element (product and sum).
+///
+/// `sum_abs_products` is Σ_p |op(A)[i,p]|·|op(B)[p,j]| in exact (f64) arithmetic, `c1` and `c2`
+/// the two results.
+pub fn error_bound(
+    precision: Precision,
+    k: usize,
+    sum_abs_products: f64,
+    c1: f64,
+    c2: f64,
+    flushes_subnormals: bool,
+) -> f64 {
+    let subnormal_error = |dtype: DType| {
+        if flushes_subnormals {
+            dtype.min_normal()
+        } else {
+            dtype.subnormal_half_spacing()
+        }
+    };
+    let acc = precision.arithmetic();
+    let accumulation =
+        2.0 * gamma(k, acc.unit_roundoff()) * sum_abs_products + 4.0 * k as f64 * subnormal_error(acc);
+    let store = if precision == Precision::F16Accumulate32 {
+        DType::F16.unit_roundoff() * (finite_or_zero(c1).abs() + finite_or_zero(c2).abs())
+            + 2.0 * subnormal_error(DType::F16)
+    } else {
+        0.0
+    };
+    accumulation + store
+}
+
+fn finite_or_zero(x: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// Σ_p |op(A)[i,p]|·|op(B)[p,j]| for every element, exactly (products of f32 or f16 values are
+/// exact in f64, and the sum's own rounding is far below any bound it feeds).
+pub fn sum_abs_products(
+    a: &[f64],
+    b: &[f64],
+    op: crate::backend::MatmulOp,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f64> {
+    let at = |i: usize, p: usize| {
+        if op.transpose_a {
+            a[p * m + i]
+        } else {
+            a[i * k + p]
+        }
+    };
+    let bt = |p: usize, j: usize| {
+        if op.transpose_b {
+            b[j * k + p]
+        } else {
+            b[p * n + j]
+        }
+    };
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|p| (at(i, p) * bt(p, j)).abs()).sum();
+        }
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! Precision policies and the facts of the number formats they use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// How a tensor is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+
+    pub fn size_bytes(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    pub fn wgsl(self) -> &'static str {
+        self.name()
+    }
+
+    /// Unit roundoff u = 2^-p of round-to-nearest (p = bits of significand, hidden bit included).
+    pub fn unit_roundoff(self) -> f64 {
+        match self {
+            DType::F32 => F32_UNIT_ROUNDOFF,
+            DType::F16 => F16_UNIT_ROUNDOFF,
+        }
+    }
+
+    pub fn min_normal(self) -> f64 {
+        match self {
+            DType::F32 => f32::MIN_POSITIVE as f64,
+            DType::F16 => F16_MIN_NORMAL,
+        }
+    }
+
+    /// Half the spacing of the subnormals: the largest absolute error of one rounding that
+    /// lands below the normal range, when the device keeps subnormals.
+    pub fn subnormal_half_spacing(self) -> f64 {
+        match self {
+            DType::F32 => 2f64.powi(-150),
+            DType::F16 => 2f64.powi(-25),
+        }
+    }
+
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            DType::F32 => x as f32 as f64,
+            DType::F16 => half::f16::from_f64(x).to_f64(),
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A precision policy: how tensors are stored and how arithmetic is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 storage and f32 arithmetic.
+    F32,
+    /// f16 storage and f16 arithmetic; matmul accumulates in f16, so a dot product can
+    /// overflow part way even when its final value would fit.
+    F16,
+    /// f16 storage, f32 arithmetic and accumulation, one rounding to f16 when a result is
+    /// stored, as tensor cores and autocast do.
+    F16Accumulate32,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::F16Accumulate32];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::F16Accumulate32 => "f16acc32",
+        }
+    }
+
+    pub fn storage(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 | Precision::F16Accumulate32 => DType::F16,
+        }
+    }
+
+    /// The type in which arithmetic and accumulation happen.
+    pub fn arithmetic(self) -> DType {
+        match self {
+            Precision::F16 => DType::F16,
+            Precision::F32 | Precision::F16Accumulate32 => DType::F32,
+        }
+    }
+
+    pub fn needs_shader_f16(self) -> bool {
+        self.storage() == DType::F16
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "f16acc32" | "mixed" => Ok(Precision::F16Accumulate32),
+            _ => Err(Error::Parse {
+                what: "precision",
+                value: s.to_string(),
+                expected: "f32, f16 or f16acc32",
+            }),
+        }
+    }
+}
+
+/// Parses a comma-separated list such as `f32,f16,f16acc32`.
+pub fn parse_precision_list(s: &str) -> Result<Vec<Precision>, Error> {
+    let list: Vec<Precision> = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err(Error::Parse {
+            what: "precision list",
+            value: s.to_string(),
+            expected: "a comma-separated list of f32, f16, f16acc32",
+        });
+    }
+    Ok(list)
+}
+
+pub const F32_UNIT_ROUNDOFF: f64 = 5.960464477539063e-8; // 2^-24
+pub const F16_UNIT_ROUNDOFF: f64 = 4.8828125e-4; // 2^-11
+
+/// Largest finite f16.
+pub const F16_MAX: f64 = 65504.0;
+/// Every value of magnitude at or above this rounds to inf in f16.
+pub const F16_OVERFLOW_THRESHOLD: f64 = 65520.0;
+/// Smallest positive normal f16, 2^-14.
+pub const F16_MIN_NORMAL: f64 = 6.103515625e-5;
+/// Smallest positive subnormal f16, 2^-24.
+pub const F16_MIN_SUBNORMAL: f64 = 5.960464477539063e-8;
+/// Distance from 1 to the next f16, 2^-10.
+pub const F16_EPSILON: f64 = 9.765625e-4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    #[test]
+    fn f16_facts_match_the_half_crate() {
+        assert_eq!(F16_MAX, f16::MAX.to_f64());
+        assert_eq!(F16_MIN_NORMAL, f16::MIN_POSITIVE.to_f64());
+        assert_eq!(F16_MIN_SUBNORMAL, f16::from_bits(1).to_f64());
+        assert_eq!(F16_EPSILON, f16::EPSILON.to_f64());
+        assert!(f16::from_f64(F16_OVERFLOW_THRESHOLD).is_infinite());
+        assert_eq!(f16::from_f64(F16_OVERFLOW_THRESHOLD - 1e-3).to_f64(), F16_MAX);
+        assert_eq!(F32_UNIT_ROUNDOFF, 2f64.powi(-24));
+        assert_eq!(F16_UNIT_ROUNDOFF, 2f64.powi(-11));
+    }
+
+    #[test]
+    fn precision_names_round_trip() {
+        for p in Precision::ALL {
+            assert_eq!(p.name().parse::<Precision>().unwrap(), p);
+        }
+        assert!("f64".parse::<Precision>().is_err());
+        assert_eq!(
+            parse_precision_list("f32,f16acc32").unwrap(),
+            vec![Precision::F32, Precision::F16Accumulate32]
+        );
+        assert!(parse_precision_list(",").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! GPU matmul against the CPU reference, in every precision and transpose combination.
+
+mod common;
+
+use gradstab::ops::matmul::{error_bound, sum_abs_products};
+use gradstab::ops::result_distance;
+use gradstab::{Backend, Cpu, DType, Gpu, HostTensor, MatmulOp, Precision};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+/// Compares one GPU product with the CPU's, element by element, against `error_bound`.
+/// Returns (worst error / bound, fraction of bit-identical elements).
+fn compare(
+    gpu: &Gpu,
+    flushes: bool,
+    precision: Precision,
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    seed: u64,
+) -> (f64, f64) {
+    let mut rng = common::rng(seed);
+    let (a_shape, b_shape) = op.operand_shapes(m, k, n);
+    let dtype = precision.storage();
+    let a = common::normal_tensor(&mut rng, dtype, a_shape.rows, a_shape.cols, 1.0);
+    let b = common::normal_tensor(&mut rng, dtype, b_shape.rows, b_shape.cols, 1.0);
+    let expected = Cpu.matmul(&a, &b, op, precision).unwrap();
+    let got = gpu
+        .download(&gpu.matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), op, precision).unwrap())
+        .unwrap();
+    assert_eq!(got.shape(), expected.shape());
+    assert_eq!(got.dtype(), dtype);
+    let sums = sum_abs_products(&a.to_f64_vec(), &b.to_f64_vec(), op, m, k, n);
+    let (got, expected) = (got.to_f64_vec(), expected.to_f64_vec());
+    let mut worst: f64 = 0.0;
+    let mut identical = 0;
+    for i in 0..m * n {
+        let err = result_distance(got[i], expected[i]);
+        let bound = error_bound(precision, k, sums[i], got[i], expected[i], flushes);
+        assert!(
+            err <= bound,
+            "{precision} {} m={m} k={k} n={n}: element {i}: gpu {} cpu {} differ by {err:e} > bound {bound:e}",
+            op.name(),
+            got[i],
+            expected[i]
+        );
+        worst = worst.max(if bound > 0.0 { err / bound } else { 0.0 });
+        identical += (got[i].to_bits() == expected[i].to_bits()) as usize;
+    }
+    (worst, identical as f64 / (m * n) as f64)
+}
+
+#[test]
+fn gpu_matches_cpu_on_random_shapes_in_every_precision_and_transpose() {
+    let Some((gpu, probe)) = common::gpu_with_probe("matmul random shapes") else {
+        return;
+    };
+    let flushes = probe.flushes_subnormals();
+    // k stays below 2^11 / 4 so that the f16 bound γ_k is meaningful (k·u16 ≤ 1/4).
+    let shapes = (1usize..=140, 1usize..=500, 1usize..=140);
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    for case in 0..6u64 {
+        let (m, k, n) = shapes.new_tree(&mut runner).unwrap().current();
+        for precision in Precision::ALL {
+            for op in MatmulOp::ALL {
+                let (worst, identical) = compare(&gpu, flushes, precision, op, (m, k, n), case);
+                println!(
+                    "{precision:>8} {} m={m:>3} k={k:>3} n={n:>3}: worst error/bound {worst:.3}, bit-identical {:.1}%",
+                    op.name(),
+                    identical * 100.0
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ragged_and_tiny_shapes_match() {
+    let Some((gpu, probe)) = common::gpu_with_probe("matmul ragged shapes") else {
+        return;
+    };
+    // 1, primes, one less and one more than the 64-wide tile, k not a multiple of 16.
+    for (m, k, n) in [(1, 1, 1), (1, 7, 1), (13, 1, 17), (63, 17, 65), (65, 33, 63), (2, 1031, 3)] {
+        for precision in Precision::ALL {
+            for op in MatmulOp::ALL {
+                compare(&gpu, probe.flushes_subnormals(), precision, op, (m, k, n), 11);
+            }
+        }
+    }
+}
+
+#[test]
+fn pure_f16_matches_the_in_order_emulation_bit_for_bit_where_fma_is_fused() {
+    let Some((gpu, probe)) = common::gpu_with_probe("matmul f16 bit-identical") else {
+        return;
+    };
+    let f16 = probe.f16.as_ref().expect("f16 probed");
+    let (_, identical) = compare(
+        &gpu,
+        probe.flushes_subnormals(),
+        Precision::F16,
+        MatmulOp::default(),
+        (96, 200, 80),
+        3,
+    );
+    println!(
+        "pure f16: {:.2}% of results bit-identical to the CPU emulation (device fma fused: {})",
+        identical * 100.0,
+        f16.fma_builtin_fused
+    );
+    if f16.fma_builtin_fused && !probe.flushes_subnormals() {
+        assert_eq!(identical, 1.0, "a fused, subnormal-keeping device must match the emulation exactly");
+    }
+}
+
+#[test]
+fn f16_overflows_inside_a_dot_product_that_f16acc32_gets_exactly() {
+    let Some(gpu) = common::gpu("matmul f16 overflow") else {
+        return;
+    };
+    // 200·200 + 200·200 = 80000 passes 65504 part way; the final 40000 fits in f16 exactly.
+    let a = HostTensor::from_f32_as(DType::F16, 1, 3, &[200.0, 200.0, 200.0]).unwrap();
+    let b = HostTensor::from_f32_as(DType::F16, 3, 1, &[200.0, 200.0, -200.0]).unwrap();
+    let run = |backend_is_gpu: bool, precision| -> f32 {
+        let out = if backend_is_gpu {
+            gpu.download(
+                &gpu.matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), MatmulOp::default(), precision)
+                    .unwrap(),
+            )
+            .unwrap()
+        } else {
+            Cpu.matmul(&a, &b, MatmulOp::default(), precision).unwrap()
+        };
+        out.to_f32_vec()[0]
+    };
+    let report = gradstab::gpu::probe::probe(&gpu).unwrap();
+    let f16 = report.f16.expect("device has f16");
+    assert_eq!(run(false, Precision::F16), f32::INFINITY, "CPU emulation overflows");
+    let gpu_f16 = run(true, Precision::F16);
+    if f16.overflow_result == "inf" {
+        assert_eq!(gpu_f16, f32::INFINITY, "GPU pure f16 overflows to inf");
+    } else {
+        // WGSL allows a device to saturate instead; the probe says this one does.
+        println!("device saturates f16 overflow ({}); pure f16 gave {gpu_f16}", f16.overflow_result);
+        assert!(gpu_f16 != 40000.0);
+    }
+    assert_eq!(run(false, Precision::F16Accumulate32), 40000.0);
+    assert_eq!(run(true, Precision::F16Accumulate32), 40000.0);
+}
