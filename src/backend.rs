@@ -88,7 +88,7 @@ pub struct BackendInfo {
 }
 
 pub trait Backend {
-    type Tensor;
+    type Tensor: std::fmt::Debug;
 
     fn info(&self) -> BackendInfo;
     fn upload(&self, host: &HostTensor) -> Result<Self::Tensor>;

@@ -68,6 +68,14 @@ impl Gpu {
         })
     }
 
+    /// A tensor of zeros on the device (storage buffers start zeroed in wgpu).
+    pub fn zeros(&self, shape: Shape, dtype: DType) -> Result<GpuTensor> {
+        if dtype == DType::F16 {
+            self.require_f16()?;
+        }
+        self.alloc(shape, dtype, "zeros")
+    }
+
     pub(crate) fn upload_tensor(&self, host: &HostTensor) -> Result<GpuTensor> {
         if host.dtype() == DType::F16 {
             self.require_f16()?;

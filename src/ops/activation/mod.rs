@@ -155,6 +155,10 @@ impl Activation {
         } else {
             self.reference(x)
         };
+        if !exact.is_finite() {
+            // An infinite or NaN answer must be reproduced exactly.
+            return 0.0;
+        }
         let xc = x.clamp(-120.0, 120.0).abs();
         // Relative error of exp(−t) for t ≥ 0: (c + 2t) ULP, and one ULP is at most 2u relative.
         let exp_rel = |t: f64| {

@@ -1,0 +1,178 @@
+//! Activations and their derivatives on the GPU and the CPU against the exact f64 reference,
+//! within the bound `Activation::error_bound` derives from WGSL's accuracy of `exp`.
+
+mod common;
+
+use gradstab::ops::result_distance;
+use gradstab::{Activation, Backend, Cpu, Gpu, HostTensor, Precision};
+
+const SPECIAL_POINTS: [f64; 16] = [
+    0.0,
+    -0.0,
+    5.960464477539063e-8, // 2^-24, the smallest f16 subnormal
+    -5.960464477539063e-8,
+    1.0,
+    -1.0,
+    11.0,
+    -11.0,
+    12.0,
+    -12.0,
+    1e4,
+    -1e4,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::NAN,
+    0.5,
+];
+
+/// Runs `act` (or act') on `xs` with `backend`, returning the stored inputs and the outputs.
+fn run<B: Backend>(
+    backend: &B,
+    act: Activation,
+    xs: &[f64],
+    precision: Precision,
+    derivative: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let values: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+    let host = HostTensor::from_f32_as(precision.storage(), 1, values.len(), &values).unwrap();
+    let t = backend.upload(&host).unwrap();
+    let out = if derivative {
+        backend.activation_derivative(act, &t, precision)
+    } else {
+        backend.activation(act, &t, precision)
+    }
+    .unwrap();
+    (host.to_f64_vec(), backend.download(&out).unwrap().to_f64_vec())
+}
+
+/// Asserts every output is within the bound of the exact value; returns the worst ratio.
+fn check(
+    name: &str,
+    act: Activation,
+    inputs: &[f64],
+    outputs: &[f64],
+    precision: Precision,
+    derivative: bool,
+) -> f64 {
+    let exact_act = act.rounded_to(precision.arithmetic());
+    let mut worst: f64 = 0.0;
+    for (&x, &got) in inputs.iter().zip(outputs) {
+        let exact = if derivative {
+            exact_act.reference_derivative(x)
+        } else {
+            exact_act.reference(x)
+        };
+        // A result beyond the storage range rounds to inf: that is the exact stored answer.
+        let exact = precision.storage().round(exact);
+        let bound = act.error_bound(x, precision, derivative);
+        let err = result_distance(got, exact);
+        assert!(
+            err <= bound,
+            "{name} {act} {precision} {}: x = {x:e}: got {got:e}, exact {exact:e}, error {err:e} > bound {bound:e}",
+            if derivative { "derivative" } else { "forward" }
+        );
+        worst = worst.max(if bound > 0.0 { err / bound } else { 0.0 });
+    }
+    worst
+}
+
+fn both_backends(test: &str, xs: &[f64], also: impl Fn(Activation, Precision, bool, &[f64], &[f64])) {
+    let gpu: Option<Gpu> = common::gpu(test);
+    for act in Activation::representatives() {
+        for precision in Precision::ALL {
+            for derivative in [false, true] {
+                let (inputs, cpu_out) = run(&Cpu, act, xs, precision, derivative);
+                let w_cpu = check("cpu", act, &inputs, &cpu_out, precision, derivative);
+                also(act, precision, derivative, &inputs, &cpu_out);
+                if let Some(gpu) = &gpu {
+                    let (_, gpu_out) = run(gpu, act, xs, precision, derivative);
+                    let w_gpu = check("gpu", act, &inputs, &gpu_out, precision, derivative);
+                    also(act, precision, derivative, &inputs, &gpu_out);
+                    println!(
+                        "{test}: {act:>16} {precision:>8} {:>10}: worst error/bound cpu {w_cpu:.3} gpu {w_gpu:.3}",
+                        if derivative { "derivative" } else { "forward" }
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn special_points_match_the_exact_values_and_saturate_exactly() {
+    both_backends("special points", &SPECIAL_POINTS, |act, precision, derivative, xs, ys| {
+        for (&x, &y) in xs.iter().zip(ys) {
+            if x.is_nan() {
+                assert!(y.is_nan(), "{act} {precision}: NaN in must give NaN out, got {y}");
+                continue;
+            }
+            // Saturation to the exact limits at |x| ≥ 1e4 (and ±inf).
+            if x.abs() >= 1e4 {
+                let limit = match (act, derivative, x > 0.0) {
+                    (Activation::Sigmoid, false, up) => Some(if up { 1.0 } else { 0.0 }),
+                    (Activation::Tanh, false, up) => Some(if up { 1.0 } else { -1.0 }),
+                    (Activation::ScaledSigmoid, false, up) => Some(if up { 2.0 } else { -2.0 }),
+                    (Activation::Sigmoid | Activation::Tanh | Activation::ScaledSigmoid, true, _) => {
+                        Some(0.0)
+                    }
+                    _ => None,
+                };
+                if let Some(limit) = limit {
+                    assert_eq!(y, limit, "{act} {precision} derivative={derivative} at {x}");
+                }
+            }
+            if act == Activation::Relu && derivative && x == 0.0 {
+                assert_eq!(y, 0.0, "relu'(0) = 0, as in PyTorch");
+            }
+        }
+    });
+}
+
+#[test]
+fn dense_grid_matches_the_exact_values() {
+    let xs: Vec<f64> = (-2560..=2560).map(|i| i as f64 / 128.0).collect();
+    both_backends("dense grid", &xs, |_, _, _, _, ys| {
+        assert!(ys.iter().all(|y| y.is_finite()));
+    });
+}
+
+#[test]
+fn f16_sigmoid_has_no_nan_where_exp_would_overflow() {
+    // exp(x) overflows f16 above about 11.09: a naive 1/(1 + exp(−x)) at x = −12 would see inf.
+    let xs = [-17.0, -12.0, -11.5, 11.5, 12.0, 17.0];
+    for act in [Activation::Sigmoid, Activation::Tanh, Activation::ScaledSigmoid] {
+        for derivative in [false, true] {
+            let (_, ys) = run(&Cpu, act, &xs, Precision::F16, derivative);
+            assert!(ys.iter().all(|y| y.is_finite()), "{act}: {ys:?}");
+        }
+    }
+}
+
+#[test]
+fn cpu_derivatives_agree_with_finite_differences() {
+    // Central differences in f32: truncation h²·max|f'''|/6 ≤ h² (|f'''| ≤ 2 for all of these)
+    // plus cancellation 2·u·max|f|/(2h) ≤ u·(|f| + 1)/h, with u = 2^-24 and h = 2^-7.
+    let h = 2f64.powi(-7);
+    let u = 2f64.powi(-24);
+    for act in Activation::representatives() {
+        let xs: Vec<f64> = (-400..=400).map(|i| i as f64 / 50.0 + 0.003).collect();
+        let plus: Vec<f64> = xs.iter().map(|x| x + h).collect();
+        let minus: Vec<f64> = xs.iter().map(|x| x - h).collect();
+        let (_, f_plus) = run(&Cpu, act, &plus, Precision::F32, false);
+        let (_, f_minus) = run(&Cpu, act, &minus, Precision::F32, false);
+        let (inputs, deriv) = run(&Cpu, act, &xs, Precision::F32, true);
+        for i in 0..xs.len() {
+            if inputs[i].abs() < 2.0 * h {
+                continue; // the kink of relu and leaky relu lies inside the stencil
+            }
+            let fd = (f_plus[i] - f_minus[i]) / (2.0 * h);
+            let tol = h * h + u * (f_plus[i].abs() + 1.0) / h * 4.0;
+            assert!(
+                (fd - deriv[i]).abs() <= tol,
+                "{act} at {}: derivative {} vs finite difference {fd} (tol {tol:e})",
+                inputs[i],
+                deriv[i]
+            );
+        }
+    }
+}
