@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod demo;
 pub mod error;
 pub mod gpu;
 pub mod ops;

@@ -1,1 +1,347 @@
+//! `gradstab verify`: every kernel, in every precision and transpose combination, on the chosen
+//! device against the CPU backend, each element held to the bound its op derives. This is how a
+//! user comes to trust their own GPU; the test suite runs the same comparisons.
 
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::backend::{Backend, MatmulOp};
+use crate::cpu::Cpu;
+use crate::error::Result;
+use crate::gpu::probe::{probe, ProbeReport};
+use crate::gpu::Gpu;
+use crate::ops::activation::Activation;
+use crate::ops::elementwise::ElementwiseOp;
+use crate::ops::{matmul, result_distance};
+use crate::precision::{DType, Precision};
+use crate::tensor::HostTensor;
+
+/// The outcome of comparing many elements against their bounds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Comparison {
+    pub elements: usize,
+    /// The largest |gpu − cpu| over all elements, and the bound of that element.
+    pub max_error: f64,
+    pub bound_at_max_error: f64,
+    /// The largest error / bound over all elements (≤ 1 passes).
+    pub worst_ratio: f64,
+    /// The error and bound of the element with the worst ratio.
+    pub error_at_worst: f64,
+    pub bound_at_worst: f64,
+    pub bit_identical: usize,
+    /// The first element that broke its bound, described.
+    pub first_failure: Option<String>,
+}
+
+impl Comparison {
+    pub fn passed(&self) -> bool {
+        self.first_failure.is_none()
+    }
+
+    pub fn bit_identical_fraction(&self) -> f64 {
+        self.bit_identical as f64 / self.elements.max(1) as f64
+    }
+
+    fn record(&mut self, got: f64, expected: f64, bound: f64, describe: impl FnOnce() -> String) {
+        let err = result_distance(got, expected);
+        self.elements += 1;
+        self.bit_identical += (got.to_bits() == expected.to_bits()) as usize;
+        if err > self.max_error || self.elements == 1 {
+            self.max_error = err;
+            self.bound_at_max_error = bound;
+        }
+        let ratio = if err == 0.0 { 0.0 } else { err / bound };
+        if ratio > self.worst_ratio || self.elements == 1 {
+            self.worst_ratio = ratio;
+            self.error_at_worst = err;
+            self.bound_at_worst = bound;
+        }
+        if err > bound && self.first_failure.is_none() {
+            self.first_failure = Some(format!(
+                "{}: gpu {got:e}, cpu {expected:e}, error {err:e} > bound {bound:e}",
+                describe()
+            ));
+        }
+    }
+
+    /// Folds another comparison of the same kernel into this one.
+    pub fn merge(&mut self, other: Comparison) {
+        if other.elements > 0 && (other.max_error > self.max_error || self.elements == 0) {
+            self.max_error = other.max_error;
+            self.bound_at_max_error = other.bound_at_max_error;
+        }
+        if other.elements > 0 && (other.worst_ratio > self.worst_ratio || self.elements == 0) {
+            self.worst_ratio = other.worst_ratio;
+            self.error_at_worst = other.error_at_worst;
+            self.bound_at_worst = other.bound_at_worst;
+        }
+        self.elements += other.elements;
+        self.bit_identical += other.bit_identical;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+}
+
+/// N(0, std²) values rounded to `dtype`, from `rng`.
+pub fn normal_tensor(rng: &mut impl Rng, dtype: DType, rows: usize, cols: usize, std: f32) -> Result<HostTensor> {
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(rng);
+            std * z as f32
+        })
+        .collect();
+    HostTensor::from_f32_as(dtype, rows, cols, &values)
+}
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// `op(A)·op(B)` of N(0, 1) operands of an `m × k` by `k × n` product, GPU against CPU.
+pub fn compare_matmul(
+    gpu: &Gpu,
+    flushes_subnormals: bool,
+    precision: Precision,
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    seed: u64,
+) -> Result<Comparison> {
+    let mut rng = rng(seed);
+    let (a_shape, b_shape) = op.operand_shapes(m, k, n);
+    let dtype = precision.storage();
+    let a = normal_tensor(&mut rng, dtype, a_shape.rows, a_shape.cols, 1.0)?;
+    let b = normal_tensor(&mut rng, dtype, b_shape.rows, b_shape.cols, 1.0)?;
+    let expected = Cpu.matmul(&a, &b, op, precision)?.to_f64_vec();
+    let got = gpu.matmul(&gpu.upload(&a)?, &gpu.upload(&b)?, op, precision)?;
+    let got = gpu.download(&got)?.to_f64_vec();
+    let sums = matmul::sum_abs_products(&a.to_f64_vec(), &b.to_f64_vec(), op, m, k, n);
+    let mut cmp = Comparison::default();
+    for i in 0..m * n {
+        let bound = matmul::error_bound(precision, k, sums[i], got[i], expected[i], flushes_subnormals);
+        cmp.record(got[i], expected[i], bound, || {
+            format!("matmul {} {precision} m={m} k={k} n={n} element ({}, {})", op.name(), i / n, i % n)
+        });
+    }
+    Ok(cmp)
+}
+
+/// Special points and a dense grid over [−20, 20]: where activations saturate, overflow `exp`
+/// in f16, and keep relative accuracy near 0.
+pub fn activation_inputs() -> Vec<f64> {
+    let special = [
+        0.0,
+        -0.0,
+        2f64.powi(-24),
+        -(2f64.powi(-24)),
+        1.0,
+        -1.0,
+        11.0,
+        -11.0,
+        12.0,
+        -12.0,
+        1e4,
+        -1e4,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    let grid = (-2560..=2560).map(|i| i as f64 / 128.0);
+    special.into_iter().chain(grid).collect()
+}
+
+/// act (or act') on `xs`, GPU against CPU; each is within `error_bound` of the exact value, so
+/// they are within twice that of each other.
+pub fn compare_activation(
+    gpu: &Gpu,
+    act: Activation,
+    precision: Precision,
+    derivative: bool,
+    xs: &[f64],
+) -> Result<Comparison> {
+    let values: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+    let host = HostTensor::from_f32_as(precision.storage(), 1, values.len(), &values)?;
+    let run = |backend_is_gpu: bool| -> Result<Vec<f64>> {
+        Ok(if backend_is_gpu {
+            let t = gpu.upload(&host)?;
+            let out = if derivative {
+                gpu.activation_derivative(act, &t, precision)?
+            } else {
+                gpu.activation(act, &t, precision)?
+            };
+            gpu.download(&out)?.to_f64_vec()
+        } else if derivative {
+            Cpu.activation_derivative(act, &host, precision)?.to_f64_vec()
+        } else {
+            Cpu.activation(act, &host, precision)?.to_f64_vec()
+        })
+    };
+    let (got, expected) = (run(true)?, run(false)?);
+    let inputs = host.to_f64_vec();
+    let mut cmp = Comparison::default();
+    for i in 0..inputs.len() {
+        let bound = 2.0 * act.error_bound(inputs[i], precision, derivative);
+        cmp.record(got[i], expected[i], bound, || {
+            format!(
+                "{act}{} {precision} at x = {:e}",
+                if derivative { "'" } else { "" },
+                inputs[i]
+            )
+        });
+    }
+    Ok(cmp)
+}
+
+/// N(0, 1) values scaled by powers of two from 2^-30 to 2^30, so that f16 sees overflow,
+/// subnormals and zeros.
+pub fn spread_tensor(rng: &mut impl Rng, dtype: DType, len: usize, shift: i32) -> Result<HostTensor> {
+    let base = normal_tensor(rng, DType::F32, 1, len, 1.0)?.to_f32_vec();
+    let v: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * 2f32.powi(((i % 61) as i32 * 7 + shift) % 61 - 30))
+        .collect();
+    HostTensor::from_f32_as(dtype, 1, len, &v)
+}
+
+/// One elementwise op on `len` spread values, GPU against CPU.
+pub fn compare_elementwise(
+    gpu: &Gpu,
+    flushes_subnormals: bool,
+    op: ElementwiseOp,
+    precision: Precision,
+    len: usize,
+    seed: u64,
+) -> Result<Comparison> {
+    let mut rng = rng(seed);
+    let dtype = precision.storage();
+    let x = spread_tensor(&mut rng, dtype, len, 0)?;
+    let y = spread_tensor(&mut rng, dtype, len, 13)?;
+    let s = -0.3f32;
+    let expected = match op {
+        ElementwiseOp::Hadamard => Cpu.hadamard(&x, &y, precision)?,
+        ElementwiseOp::Scale => Cpu.scale(&x, s, precision)?,
+        ElementwiseOp::Axpy => Cpu.axpy(s, &x, &y, precision)?,
+    }
+    .to_f64_vec();
+    let (xg, yg) = (gpu.upload(&x)?, gpu.upload(&y)?);
+    let got = match op {
+        ElementwiseOp::Hadamard => gpu.hadamard(&xg, &yg, precision)?,
+        ElementwiseOp::Scale => gpu.scale(&xg, s, precision)?,
+        ElementwiseOp::Axpy => gpu.axpy(s, &xg, &yg, precision)?,
+    };
+    let got = gpu.download(&got)?.to_f64_vec();
+    let (xs, ys) = (x.to_f64_vec(), y.to_f64_vec());
+    let s_arith = precision.arithmetic().round(s as f64);
+    let mut cmp = Comparison::default();
+    for i in 0..len {
+        let product = match op {
+            ElementwiseOp::Hadamard => (xs[i] * ys[i]).abs(),
+            _ => (s_arith * xs[i]).abs(),
+        };
+        let bound = op.error_bound(precision, product, got[i], expected[i], flushes_subnormals);
+        cmp.record(got[i], expected[i], bound, || {
+            format!("{op} {precision} element {i} (x = {:e}, y = {:e})", xs[i], ys[i])
+        });
+    }
+    Ok(cmp)
+}
+
+/// One row of the verify table: a kernel in one precision over all shapes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyRow {
+    pub kernel: String,
+    pub precision: String,
+    pub shapes: usize,
+    pub passed: bool,
+    #[serde(flatten)]
+    pub comparison: Comparison,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyReport {
+    pub probe: ProbeReport,
+    pub rows: Vec<VerifyRow>,
+}
+
+impl VerifyReport {
+    pub fn passed(&self) -> bool {
+        self.rows.iter().all(|r| r.passed)
+    }
+}
+
+/// The matmul shapes `(m, k, n)`: 1, primes, non-multiples of the 64-wide tile, k ≥ 1000.
+pub const MATMUL_SHAPES: [(usize, usize, usize); 5] =
+    [(1, 1, 1), (13, 7, 31), (65, 33, 127), (63, 129, 64), (17, 1031, 19)];
+
+/// A product whose 65537 column tiles need a folded grid (run for `NN` only: the transposes
+/// change how tiles are loaded, not how the grid is laid out).
+pub const MATMUL_FOLDED_SHAPE: (usize, usize, usize) = (1, 2, 64 * 65536 + 5);
+
+/// Elementwise lengths: 1, primes, and one that needs 65539 workgroups of 256.
+pub const ELEMENTWISE_LENGTHS: [usize; 4] = [1, 3, 10_007, 65535 * 256 + 1000];
+
+/// Runs every kernel on `gpu` in every precision it supports. `quick` leaves out the shapes
+/// whose grids need folding, which take tens of seconds on a software rasteriser.
+pub fn verify(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&VerifyRow)) -> Result<VerifyReport> {
+    let probe = probe(gpu)?;
+    let flushes = probe.flushes_subnormals();
+    let precisions: Vec<Precision> = Precision::ALL
+        .into_iter()
+        .filter(|p| !p.needs_shader_f16() || gpu.supports_f16())
+        .collect();
+    let mut rows = Vec::new();
+    let mut push = |kernel: String, precision: Precision, shapes: usize, comparison: Comparison| {
+        let row = VerifyRow {
+            kernel,
+            precision: precision.name().into(),
+            shapes,
+            passed: comparison.passed(),
+            comparison,
+        };
+        progress(&row);
+        rows.push(row);
+    };
+    for op in MatmulOp::ALL {
+        for &precision in &precisions {
+            let mut shapes: Vec<_> = MATMUL_SHAPES.to_vec();
+            if !quick && op == MatmulOp::default() {
+                shapes.push(MATMUL_FOLDED_SHAPE);
+            }
+            let mut total = Comparison::default();
+            for (i, &shape) in shapes.iter().enumerate() {
+                total.merge(compare_matmul(gpu, flushes, precision, op, shape, i as u64)?);
+            }
+            push(format!("matmul {}", op.name()), precision, shapes.len(), total);
+        }
+    }
+    let xs = activation_inputs();
+    for derivative in [false, true] {
+        for &precision in &precisions {
+            let mut total = Comparison::default();
+            for act in Activation::representatives() {
+                total.merge(compare_activation(gpu, act, precision, derivative, &xs)?);
+            }
+            let kernel = if derivative {
+                "activation derivative"
+            } else {
+                "activation forward"
+            };
+            push(kernel.into(), precision, Activation::representatives().len(), total);
+        }
+    }
+    for op in ElementwiseOp::ALL {
+        for &precision in &precisions {
+            let lengths: Vec<usize> = ELEMENTWISE_LENGTHS
+                .into_iter()
+                .filter(|&len| !quick || len < 1 << 20)
+                .collect();
+            let mut total = Comparison::default();
+            for (i, &len) in lengths.iter().enumerate() {
+                total.merge(compare_elementwise(gpu, flushes, op, precision, len, i as u64)?);
+            }
+            push(op.name().into(), precision, lengths.len(), total);
+        }
+    }
+    Ok(VerifyReport { probe, rows })
+}

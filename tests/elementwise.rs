@@ -2,8 +2,8 @@
 
 mod common;
 
-use gradstab::ops::result_distance;
-use gradstab::{Backend, Cpu, ElementwiseOp, Gpu, HostTensor, Precision};
+use gradstab::verify::compare_elementwise;
+use gradstab::{Backend, Cpu, ElementwiseOp, HostTensor, Precision};
 
 fn run<B: Backend>(
     backend: &B,
@@ -23,56 +23,21 @@ fn run<B: Backend>(
     backend.download(&out).unwrap().to_f64_vec()
 }
 
-/// Compares GPU and CPU on `len` values whose magnitudes span 2^-30 … 2^30, so that f16 sees
-/// overflow, subnormals and zeros.
-fn compare(gpu: &Gpu, flushes: bool, len: usize, seed: u64) {
-    let mut rng = common::rng(seed);
-    for precision in Precision::ALL {
-        let dtype = precision.storage();
-        let spread = |t: HostTensor, shift: i32| {
-            let v: Vec<f32> = t
-                .to_f32_vec()
-                .iter()
-                .enumerate()
-                .map(|(i, x)| x * 2f32.powi((i as i32 * 7 + shift) % 61 - 30))
-                .collect();
-            HostTensor::from_f32_as(dtype, 1, len, &v).unwrap()
-        };
-        let x = spread(common::normal_tensor(&mut rng, dtype, 1, len, 1.0), 0);
-        let y = spread(common::normal_tensor(&mut rng, dtype, 1, len, 1.0), 13);
-        let s = -0.3f32;
-        for op in ElementwiseOp::ALL {
-            let got = run(gpu, op, &x, &y, s, precision);
-            let expected = run(&Cpu, op, &x, &y, s, precision);
-            let (xs, ys) = (x.to_f64_vec(), y.to_f64_vec());
-            let s_arith = precision.arithmetic().round(s as f64);
-            for i in 0..len {
-                let product = match op {
-                    ElementwiseOp::Hadamard => (xs[i] * ys[i]).abs(),
-                    _ => (s_arith * xs[i]).abs(),
-                };
-                let bound = op.error_bound(precision, product, got[i], expected[i], flushes);
-                let err = result_distance(got[i], expected[i]);
-                assert!(
-                    err <= bound,
-                    "{op} {precision} at {i}: x={} y={} gpu {} cpu {} error {err:e} > bound {bound:e}",
-                    xs[i],
-                    ys[i],
-                    got[i],
-                    expected[i]
-                );
-            }
-        }
-    }
-}
-
 #[test]
 fn gpu_matches_cpu_across_the_whole_range() {
     let Some((gpu, probe)) = common::gpu_with_probe("elementwise") else {
         return;
     };
+    // Magnitudes from 2^-30 to 2^30, so that f16 sees overflow, subnormals and zeros.
     for (len, seed) in [(1, 1), (2, 2), (3, 3), (257, 4), (10_007, 5)] {
-        compare(&gpu, probe.flushes_subnormals(), len, seed);
+        for op in ElementwiseOp::ALL {
+            for precision in Precision::ALL {
+                let cmp = compare_elementwise(&gpu, probe.flushes_subnormals(), op, precision, len, seed)
+                    .unwrap();
+                assert!(cmp.passed(), "{}", cmp.first_failure.unwrap());
+                assert_eq!(cmp.elements, len);
+            }
+        }
     }
 }
 

@@ -2,51 +2,25 @@
 
 mod common;
 
-use gradstab::ops::matmul::{error_bound, sum_abs_products};
-use gradstab::ops::result_distance;
+use gradstab::verify::compare_matmul;
 use gradstab::{Backend, Cpu, DType, Gpu, HostTensor, MatmulOp, Precision};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-/// Compares one GPU product with the CPU's, element by element, against `error_bound`.
+/// One GPU product against the CPU's, every element within `ops::matmul::error_bound`.
 /// Returns (worst error / bound, fraction of bit-identical elements).
 fn compare(
     gpu: &Gpu,
     flushes: bool,
     precision: Precision,
     op: MatmulOp,
-    (m, k, n): (usize, usize, usize),
+    shape: (usize, usize, usize),
     seed: u64,
 ) -> (f64, f64) {
-    let mut rng = common::rng(seed);
-    let (a_shape, b_shape) = op.operand_shapes(m, k, n);
-    let dtype = precision.storage();
-    let a = common::normal_tensor(&mut rng, dtype, a_shape.rows, a_shape.cols, 1.0);
-    let b = common::normal_tensor(&mut rng, dtype, b_shape.rows, b_shape.cols, 1.0);
-    let expected = Cpu.matmul(&a, &b, op, precision).unwrap();
-    let got = gpu
-        .download(&gpu.matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), op, precision).unwrap())
-        .unwrap();
-    assert_eq!(got.shape(), expected.shape());
-    assert_eq!(got.dtype(), dtype);
-    let sums = sum_abs_products(&a.to_f64_vec(), &b.to_f64_vec(), op, m, k, n);
-    let (got, expected) = (got.to_f64_vec(), expected.to_f64_vec());
-    let mut worst: f64 = 0.0;
-    let mut identical = 0;
-    for i in 0..m * n {
-        let err = result_distance(got[i], expected[i]);
-        let bound = error_bound(precision, k, sums[i], got[i], expected[i], flushes);
-        assert!(
-            err <= bound,
-            "{precision} {} m={m} k={k} n={n}: element {i}: gpu {} cpu {} differ by {err:e} > bound {bound:e}",
-            op.name(),
-            got[i],
-            expected[i]
-        );
-        worst = worst.max(if bound > 0.0 { err / bound } else { 0.0 });
-        identical += (got[i].to_bits() == expected[i].to_bits()) as usize;
-    }
-    (worst, identical as f64 / (m * n) as f64)
+    let cmp = compare_matmul(gpu, flushes, precision, op, shape, seed).unwrap();
+    assert!(cmp.passed(), "{}", cmp.first_failure.unwrap());
+    assert_eq!(cmp.elements, shape.0 * shape.2);
+    (cmp.worst_ratio, cmp.bit_identical_fraction())
 }
 
 #[test]

@@ -4,7 +4,6 @@
 use gradstab::gpu::probe::{probe, ProbeReport};
 use gradstab::{DType, Gpu, GpuOptions, HostTensor};
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 
 /// Set to 1 (as `.ci/run` does) to make a missing adapter a test failure instead of a skip.
 pub const REQUIRE_GPU_ENV: &str = "GRADSTAB_REQUIRE_GPU";
@@ -37,11 +36,5 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 
 /// N(0, std²) values, rounded to `dtype`.
 pub fn normal_tensor(rng: &mut impl Rng, dtype: DType, rows: usize, cols: usize, std: f32) -> HostTensor {
-    let values: Vec<f32> = (0..rows * cols)
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(rng);
-            std * z as f32
-        })
-        .collect();
-    HostTensor::from_f32_as(dtype, rows, cols, &values).unwrap()
+    gradstab::verify::normal_tensor(rng, dtype, rows, cols, std).unwrap()
 }

@@ -1,0 +1,121 @@
+//! The `gradstab` binary: the demo's conclusion, JSON output, and clear errors with exit codes.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn gradstab(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gradstab"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The demo's conclusion for seed 0. Theory places it: E[h²] grows by width/2 = 128 per layer,
+/// and the standard deviation of Z^t is √256 · 11.3^(t−1); the largest of 64·256 values, about
+/// 4.5 standard deviations, first passes 65504 at t = 4 (4.5 · 16 · 11.3³ ≈ 1e5, while t = 3
+/// gives 9e3); f32 would need t ≈ 36.
+const DEMO_CONCLUSION: &str = "f16 first overflows at layer 4; f32 stays finite through layer 20";
+
+#[test]
+fn demo_on_the_cpu_backend_finds_the_f16_overflow_layer() {
+    let out = gradstab(&["demo", "--backend", "cpu"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(DEMO_CONCLUSION), "{}", stdout(&out));
+}
+
+#[test]
+fn demo_on_the_gpu_agrees_with_the_cpu() {
+    if common::gpu("cli demo gpu").is_none() {
+        return;
+    }
+    let out = gradstab(&["demo"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("CPU backend"), "{}", stderr(&out));
+    assert!(stdout(&out).contains(DEMO_CONCLUSION), "{}", stdout(&out));
+}
+
+#[test]
+fn demo_without_any_adapter_falls_back_to_the_cpu_with_a_notice() {
+    // No adapter of a backend this machine does not have.
+    let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let out = gradstab(&["demo"], &[("WGPU_BACKEND", backend)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let notice: Vec<&str> = err.lines().filter(|l| l.starts_with("gradstab:")).collect();
+    assert_eq!(notice.len(), 1, "{notice:?}");
+    assert!(notice[0].contains("running on the CPU backend"), "{notice:?}");
+    assert!(stdout(&out).contains(DEMO_CONCLUSION));
+}
+
+#[test]
+fn verify_quick_passes_and_its_json_has_every_row() {
+    if common::gpu("cli verify").is_none() {
+        return;
+    }
+    let out = gradstab(&["verify", "--quick", "--format", "json"], &[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
+    let rows = report["rows"].as_array().unwrap();
+    // 9 kernels (4 matmul transposes, 2 activation entries, 3 elementwise) × 3 precisions.
+    assert_eq!(rows.len(), 27);
+    for row in rows {
+        assert_eq!(row["passed"], true, "{row}");
+        assert!(row["worst_ratio"].as_f64().unwrap() <= 1.0);
+        assert!(row["elements"].as_u64().unwrap() > 0);
+    }
+    assert!(report["probe"]["f32"]["subnormal_results_kept"].is_boolean());
+}
+
+#[test]
+fn probe_and_devices_print_json() {
+    if common::gpu("cli probe").is_none() {
+        return;
+    }
+    let out = gradstab(&["probe", "--format", "json"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let probe: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for field in ["fma_builtin_fused", "overflow_result", "max_with_nan", "subnormal_inputs_kept"] {
+        assert!(!probe["f32"][field].is_null(), "probe lacks {field}");
+    }
+    let out = gradstab(&["devices", "--format", "json"], &[]);
+    assert!(out.status.success());
+    let devices: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let first = &devices.as_array().unwrap()[0];
+    for field in ["name", "backend", "device_type", "driver", "shader_f16", "max_storage_buffer_binding_size"] {
+        assert!(!first[field].is_null(), "devices lacks {field}");
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_and_runtime_errors_exit_1_with_one_line() {
+    let out = gradstab(&["demo", "--backend", "tpu"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = gradstab(&["verify", "--format", "yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = gradstab(&["no-such-command"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = gradstab(&["probe", "--adapter", "no-such-adapter-xyz"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("gradstab: error:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", stderr(&out));
+    assert!(
+        errors[0].contains("no-such-adapter-xyz") || errors[0].contains("no GPU adapter"),
+        "{}",
+        errors[0]
+    );
+}
