@@ -1,6 +1,7 @@
 //! Host-side tensors: the values a backend is given and gives back.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::error::{Error, Result};
 use crate::precision::DType;
@@ -59,7 +60,7 @@ impl HostTensor {
     pub fn from_f32_as(dtype: DType, rows: usize, cols: usize, values: &[f32]) -> Result<Self> {
         let data = match dtype {
             DType::F32 => HostData::F32(values.to_vec()),
-            DType::F16 => HostData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            DType::F16 => HostData::F16(f16_from_f32_slice(values)),
         };
         Self::new(Shape::new(rows, cols), data)
     }
@@ -115,7 +116,7 @@ impl HostTensor {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
             HostData::F32(v) => v.clone(),
-            HostData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            HostData::F16(v) => v.to_f32_vec(),
         }
     }
 
@@ -131,14 +132,19 @@ impl HostTensor {
         let data = match (dtype, &self.data) {
             (DType::F32, HostData::F32(v)) => HostData::F32(v.clone()),
             (DType::F16, HostData::F16(v)) => HostData::F16(v.clone()),
-            (DType::F32, HostData::F16(v)) => HostData::F32(v.iter().map(|x| x.to_f32()).collect()),
-            (DType::F16, HostData::F32(v)) => {
-                HostData::F16(v.iter().map(|&x| f16::from_f32(x)).collect())
-            }
+            (DType::F32, HostData::F16(v)) => HostData::F32(v.to_f32_vec()),
+            (DType::F16, HostData::F32(v)) => HostData::F16(f16_from_f32_slice(v)),
         };
         HostTensor {
             shape: self.shape,
             data,
         }
     }
+}
+
+/// Rounds f32 values to f16 (to nearest even), with the F16C instructions where the CPU has them.
+pub fn f16_from_f32_slice(values: &[f32]) -> Vec<f16> {
+    let mut out = vec![f16::ZERO; values.len()];
+    out.convert_from_f32_slice(values);
+    out
 }

@@ -89,6 +89,18 @@ impl Gpu {
         })
     }
 
+    /// Waits until every submitted kernel has finished (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu {
+                adapter: self.adapter_name(),
+                during: "synchronize".into(),
+                message: e.to_string(),
+            })
+    }
+
     pub fn adapter_name(&self) -> String {
         self.info.name.clone()
     }

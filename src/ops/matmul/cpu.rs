@@ -38,7 +38,7 @@ pub(crate) fn matmul(
         }
         Precision::F16Accumulate32 => {
             let c = gemm_f32(&a.to_f32_vec(), &b.to_f32_vec(), op, m, k, n);
-            HostTensor::from_f16(m, n, c.iter().map(|&v| f16::from_f32(v)).collect())
+            HostTensor::from_f16(m, n, crate::tensor::f16_from_f32_slice(&c))
         }
         Precision::F16 => {
             let (HostData::F16(av), HostData::F16(bv)) = (a.data(), b.data()) else {
