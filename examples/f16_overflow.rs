@@ -11,7 +11,12 @@ fn dot<B: Backend>(backend: &B, precision: Precision) -> gradstab::Result<f32> {
     // 200·200 + 200·200 − 200·200: the running sum reaches 80000 before it comes back.
     let a = HostTensor::from_f32_as(dtype, 1, 3, &[200.0, 200.0, 200.0])?;
     let b = HostTensor::from_f32_as(dtype, 3, 1, &[200.0, 200.0, -200.0])?;
-    let c = backend.matmul(&backend.upload(&a)?, &backend.upload(&b)?, MatmulOp::default(), precision)?;
+    let c = backend.matmul(
+        &backend.upload(&a)?,
+        &backend.upload(&b)?,
+        MatmulOp::default(),
+        precision,
+    )?;
     Ok(backend.download(&c)?.to_f32_vec()[0])
 }
 
@@ -31,6 +36,8 @@ fn main() -> gradstab::Result<()> {
         };
         println!("  {:<9} cpu {:<8} gpu {}", precision.name(), on_cpu, on_gpu);
     }
-    println!("Pure f16 overflows inside the sum although the answer fits; f32 accumulation does not.");
+    println!(
+        "Pure f16 overflows inside the sum although the answer fits; f32 accumulation does not."
+    );
     Ok(())
 }

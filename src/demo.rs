@@ -45,8 +45,19 @@ pub fn relu_chain_max_abs<B: Backend>(
     let mut maxima = Vec::with_capacity(config.depth);
     for _ in 0..config.depth {
         // W is [n_out, n_in] as in PyTorch, so Z = H · Wᵀ.
-        let w = normal_tensor(&mut rng, dtype, config.width, config.width, config.weight_std)?;
-        let z = backend.matmul(&h, &backend.upload(&w)?, MatmulOp::new(false, true), precision)?;
+        let w = normal_tensor(
+            &mut rng,
+            dtype,
+            config.width,
+            config.width,
+            config.weight_std,
+        )?;
+        let z = backend.matmul(
+            &h,
+            &backend.upload(&w)?,
+            MatmulOp::new(false, true),
+            precision,
+        )?;
         h = backend.activation(Activation::Relu, &z, precision)?;
         let values = backend.download(&h)?.to_f64_vec();
         let max = values.iter().fold(0.0f64, |m, &v| {

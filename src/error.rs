@@ -11,7 +11,10 @@ pub enum Error {
     NoAdapter { detail: String },
 
     #[error("no adapter matches '{requested}'; available: {available}")]
-    AdapterNotFound { requested: String, available: String },
+    AdapterNotFound {
+        requested: String,
+        available: String,
+    },
 
     #[error("adapter '{adapter}' lacks {feature}; {hint}")]
     MissingFeature {
@@ -29,7 +32,9 @@ pub enum Error {
     #[error("{op}: a dimension is zero ({detail}); every dimension must be at least 1")]
     ZeroDimension { op: &'static str, detail: String },
 
-    #[error("{op}: a {found} tensor cannot be used with precision {precision}, which stores {expected}")]
+    #[error(
+        "{op}: a {found} tensor cannot be used with precision {precision}, which stores {expected}"
+    )]
     DTypeMismatch {
         op: &'static str,
         precision: String,

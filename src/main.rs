@@ -167,24 +167,14 @@ fn run_probe(adapter: &AdapterArg, format: Format) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_string()
-}
-
 fn print_probe_table(f32: &FormatBehaviour, f16: Option<&FormatBehaviour>) {
-    let rows: [(&str, fn(&FormatBehaviour) -> String); 7] = [
-        ("subnormal results kept", |b| yes_no(b.subnormal_results_kept)),
-        ("subnormal inputs kept", |b| yes_no(b.subnormal_inputs_kept)),
-        ("fma builtin fused", |b| yes_no(b.fma_builtin_fused)),
-        ("a*b + c contracted", |b| yes_no(b.mul_add_contracted)),
-        ("overflow gives", |b| b.overflow_result.clone()),
-        ("max(NaN, 1) gives", |b| b.max_with_nan.clone()),
-        ("NaN + 1 is NaN", |b| yes_no(b.nan_survives_add)),
-    ];
     println!("{:<24} {:<16} {:<16}", "", "f32", "f16");
-    for (name, get) in rows {
-        let f16_value = f16.map_or("(no SHADER_F16)".to_string(), get);
-        println!("{:<24} {:<16} {:<16}", name, get(f32), f16_value);
+    let f16_rows = f16.map(FormatBehaviour::rows);
+    for (i, (name, value)) in f32.rows().into_iter().enumerate() {
+        let f16_value = f16_rows
+            .as_ref()
+            .map_or("(no SHADER_F16)".to_string(), |rows| rows[i].1.clone());
+        println!("{name:<24} {value:<16} {f16_value:<16}");
     }
 }
 
@@ -195,14 +185,25 @@ fn run_verify(adapter: &AdapterArg, quick: bool, format: Format) -> anyhow::Resu
         println!(
             "Verifying every kernel on {} against the CPU reference{}",
             gpu.adapter_name(),
-            if quick { " (quick: no folded grids)" } else { "" }
+            if quick {
+                " (quick: no folded grids)"
+            } else {
+                ""
+            }
         );
         if !gpu.supports_f16() {
             println!("(no SHADER_F16 on this adapter: f16 and f16acc32 are skipped)");
         }
         println!(
             "{:<22} {:<9} {:>6} {:>9} {:>11} {:>11} {:>10} {:>9}  result",
-            "kernel", "precision", "shapes", "elements", "max error", "its bound", "worst e/b", "identical"
+            "kernel",
+            "precision",
+            "shapes",
+            "elements",
+            "max error",
+            "its bound",
+            "worst e/b",
+            "identical"
         );
     }
     let report = verify(&gpu, quick, |row: &VerifyRow| {
@@ -228,7 +229,10 @@ fn run_verify(adapter: &AdapterArg, quick: bool, format: Format) -> anyhow::Resu
     if table {
         let failed = report.rows.iter().filter(|r| !r.passed).count();
         if failed == 0 {
-            println!("All {} kernel × precision rows within their bounds.", report.rows.len());
+            println!(
+                "All {} kernel × precision rows within their bounds.",
+                report.rows.len()
+            );
         } else {
             println!("{failed} of {} rows broke their bounds.", report.rows.len());
         }
@@ -263,7 +267,10 @@ fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Resu
                 relu_chain_max_abs(gpu, &config, precision)?,
                 gpu.info().adapter,
             )),
-            _ => Ok((relu_chain_max_abs(&Cpu, &config, precision)?, Cpu.info().adapter)),
+            _ => Ok((
+                relu_chain_max_abs(&Cpu, &config, precision)?,
+                Cpu.info().adapter,
+            )),
         }
     };
     let (f32_max, f32_on) = run(Precision::F32)?;
@@ -281,7 +288,8 @@ fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Resu
     for t in 0..config.depth {
         println!("{:>5}  {:>12.3e}  {:>12.3e}", t + 1, f32_max[t], f16_max[t]);
     }
-    let growth = (config.width as f64 * config.weight_std as f64 * config.weight_std as f64 / 2.0).sqrt();
+    let growth =
+        (config.width as f64 * config.weight_std as f64 * config.weight_std as f64 / 2.0).sqrt();
     println!(
         "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
         config.width / 2
@@ -300,7 +308,9 @@ fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Resu
         describe("f32", &f32_max, "3.4e38")
     );
     if f16_max.iter().any(|m| m.is_nan()) {
-        println!("After an overflow the next matmul meets inf × 0 (the zeros ReLU made), which is NaN.");
+        println!(
+            "After an overflow the next matmul meets inf × 0 (the zeros ReLU made), which is NaN."
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

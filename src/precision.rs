@@ -58,7 +58,7 @@ impl DType {
     pub fn round(self, x: f64) -> f64 {
         match self {
             DType::F32 => x as f32 as f64,
-            DType::F16 => half::f16::from_f64(x).to_f64(),
+            DType::F16 => f16_from_f64(x).to_f64(),
         }
     }
 }
@@ -153,6 +153,26 @@ pub fn parse_precision_list(s: &str) -> Result<Vec<Precision>, Error> {
     Ok(list)
 }
 
+/// Rounds an f64 to the nearest f16 (ties to even), correctly.
+///
+/// `half::f16::from_f64` rounds twice, through f32 (1 + 2^-11 + 2^-40 comes out as 1, and
+/// 65519.99 as inf), which breaks the exact emulation of f16 arithmetic. Rounding to f32 *to
+/// odd* first and then to f16 to nearest is a single correct rounding, since f32 has more than
+/// 11 + 2 significant bits (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums:
+/// proved algorithms using rounding to odd", 2008).
+pub fn f16_from_f64(x: f64) -> half::f16 {
+    let nearest = x as f32;
+    if nearest as f64 == x || x.is_nan() {
+        return half::f16::from_f32(nearest);
+    }
+    // Truncate toward zero, then set the last bit: the sticky information survives in it.
+    let mut bits = nearest.to_bits();
+    if (nearest as f64).abs() > x.abs() {
+        bits -= 1;
+    }
+    half::f16::from_f32(f32::from_bits(bits | 1))
+}
+
 pub const F32_UNIT_ROUNDOFF: f64 = 5.960464477539063e-8; // 2^-24
 pub const F16_UNIT_ROUNDOFF: f64 = 4.8828125e-4; // 2^-11
 
@@ -178,10 +198,70 @@ mod tests {
         assert_eq!(F16_MIN_NORMAL, f16::MIN_POSITIVE.to_f64());
         assert_eq!(F16_MIN_SUBNORMAL, f16::from_bits(1).to_f64());
         assert_eq!(F16_EPSILON, f16::EPSILON.to_f64());
-        assert!(f16::from_f64(F16_OVERFLOW_THRESHOLD).is_infinite());
-        assert_eq!(f16::from_f64(F16_OVERFLOW_THRESHOLD - 1e-3).to_f64(), F16_MAX);
+        assert!(f16_from_f64(F16_OVERFLOW_THRESHOLD).is_infinite());
+        assert_eq!(
+            f16_from_f64(F16_OVERFLOW_THRESHOLD - 1e-3).to_f64(),
+            F16_MAX
+        );
         assert_eq!(F32_UNIT_ROUNDOFF, 2f64.powi(-24));
         assert_eq!(F16_UNIT_ROUNDOFF, 2f64.powi(-11));
+    }
+
+    /// The exact rounding of `x` to f16, by search over every finite f16.
+    fn nearest_f16_by_search(x: f64) -> f64 {
+        if x.abs() >= F16_OVERFLOW_THRESHOLD {
+            return f64::INFINITY.copysign(x);
+        }
+        let mut best = f16::ZERO;
+        for bits in 0u16..0x7c00 {
+            let candidate = f16::from_bits(bits);
+            let (d, d_best) = (
+                (candidate.to_f64() - x.abs()).abs(),
+                (best.to_f64() - x.abs()).abs(),
+            );
+            if d < d_best || (d == d_best && bits % 2 == 0) {
+                best = candidate;
+            }
+        }
+        best.to_f64().copysign(x)
+    }
+
+    #[test]
+    fn f64_to_f16_rounds_once_and_correctly() {
+        // Just above a tie: must round up, not to even (half::f16::from_f64 gives 1).
+        assert_eq!(
+            f16_from_f64(1.0 + 2f64.powi(-11) + 2f64.powi(-40)).to_f64(),
+            1.0 + 2f64.powi(-10)
+        );
+        assert_eq!(f16_from_f64(1.0 + 2f64.powi(-11)).to_f64(), 1.0);
+        assert_eq!(
+            f16_from_f64(-(1.0 + 2f64.powi(-11) + 2f64.powi(-40))).to_f64(),
+            -(1.0 + 2f64.powi(-10))
+        );
+        assert!(f16_from_f64(f64::NAN).is_nan());
+        assert_eq!(f16_from_f64(1e300).to_f64(), f64::INFINITY);
+        assert_eq!(
+            f16_from_f64(-1e-300).to_bits(),
+            0x8000,
+            "tiny negatives round to −0"
+        );
+        // Every tie and near-tie between neighbouring f16 values, normal and subnormal.
+        let mut checked = 0;
+        for bits in (0u16..0x7bff).step_by(97).chain(0..64) {
+            let lo = f16::from_bits(bits).to_f64();
+            let hi = f16::from_bits(bits + 1).to_f64();
+            let mid = (lo + hi) / 2.0;
+            let nudge = (hi - lo) * 2f64.powi(-35);
+            for x in [mid - nudge, mid, mid + nudge, lo + nudge, hi - nudge] {
+                assert_eq!(
+                    f16_from_f64(x).to_f64(),
+                    nearest_f16_by_search(x),
+                    "x = {x:e}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000);
     }
 
     #[test]

@@ -84,7 +84,13 @@ impl Comparison {
 }
 
 /// N(0, std²) values rounded to `dtype`, from `rng`.
-pub fn normal_tensor(rng: &mut impl Rng, dtype: DType, rows: usize, cols: usize, std: f32) -> Result<HostTensor> {
+pub fn normal_tensor(
+    rng: &mut impl Rng,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    std: f32,
+) -> Result<HostTensor> {
     let values: Vec<f32> = (0..rows * cols)
         .map(|_| {
             let z: f64 = StandardNormal.sample(rng);
@@ -118,9 +124,21 @@ pub fn compare_matmul(
     let sums = matmul::sum_abs_products(&a.to_f64_vec(), &b.to_f64_vec(), op, m, k, n);
     let mut cmp = Comparison::default();
     for i in 0..m * n {
-        let bound = matmul::error_bound(precision, k, sums[i], got[i], expected[i], flushes_subnormals);
+        let bound = matmul::error_bound(
+            precision,
+            k,
+            sums[i],
+            got[i],
+            expected[i],
+            flushes_subnormals,
+        );
         cmp.record(got[i], expected[i], bound, || {
-            format!("matmul {} {precision} m={m} k={k} n={n} element ({}, {})", op.name(), i / n, i % n)
+            format!(
+                "matmul {} {precision} m={m} k={k} n={n} element ({}, {})",
+                op.name(),
+                i / n,
+                i % n
+            )
         });
     }
     Ok(cmp)
@@ -171,7 +189,8 @@ pub fn compare_activation(
             };
             gpu.download(&out)?.to_f64_vec()
         } else if derivative {
-            Cpu.activation_derivative(act, &host, precision)?.to_f64_vec()
+            Cpu.activation_derivative(act, &host, precision)?
+                .to_f64_vec()
         } else {
             Cpu.activation(act, &host, precision)?.to_f64_vec()
         })
@@ -194,7 +213,12 @@ pub fn compare_activation(
 
 /// N(0, 1) values scaled by powers of two from 2^-30 to 2^30, so that f16 sees overflow,
 /// subnormals and zeros.
-pub fn spread_tensor(rng: &mut impl Rng, dtype: DType, len: usize, shift: i32) -> Result<HostTensor> {
+pub fn spread_tensor(
+    rng: &mut impl Rng,
+    dtype: DType,
+    len: usize,
+    shift: i32,
+) -> Result<HostTensor> {
     let base = normal_tensor(rng, DType::F32, 1, len, 1.0)?.to_f32_vec();
     let v: Vec<f32> = base
         .iter()
@@ -241,7 +265,10 @@ pub fn compare_elementwise(
         };
         let bound = op.error_bound(precision, product, got[i], expected[i], flushes_subnormals);
         cmp.record(got[i], expected[i], bound, || {
-            format!("{op} {precision} element {i} (x = {:e}, y = {:e})", xs[i], ys[i])
+            format!(
+                "{op} {precision} element {i} (x = {:e}, y = {:e})",
+                xs[i], ys[i]
+            )
         });
     }
     Ok(cmp)
@@ -271,8 +298,13 @@ impl VerifyReport {
 }
 
 /// The matmul shapes `(m, k, n)`: 1, primes, non-multiples of the 64-wide tile, k ≥ 1000.
-pub const MATMUL_SHAPES: [(usize, usize, usize); 5] =
-    [(1, 1, 1), (13, 7, 31), (65, 33, 127), (63, 129, 64), (17, 1031, 19)];
+pub const MATMUL_SHAPES: [(usize, usize, usize); 5] = [
+    (1, 1, 1),
+    (13, 7, 31),
+    (65, 33, 127),
+    (63, 129, 64),
+    (17, 1031, 19),
+];
 
 /// A product whose 65537 column tiles need a folded grid (run for `NN` only: the transposes
 /// change how tiles are loaded, not how the grid is laid out).
@@ -283,7 +315,11 @@ pub const ELEMENTWISE_LENGTHS: [usize; 4] = [1, 3, 10_007, 65535 * 256 + 1000];
 
 /// Runs every kernel on `gpu` in every precision it supports. `quick` leaves out the shapes
 /// whose grids need folding, which take tens of seconds on a software rasteriser.
-pub fn verify(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&VerifyRow)) -> Result<VerifyReport> {
+pub fn verify(
+    gpu: &Gpu,
+    quick: bool,
+    mut progress: impl FnMut(&VerifyRow),
+) -> Result<VerifyReport> {
     let probe = probe(gpu)?;
     let flushes = probe.flushes_subnormals();
     let precisions: Vec<Precision> = Precision::ALL
@@ -310,9 +346,16 @@ pub fn verify(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&VerifyRow)) -> R
             }
             let mut total = Comparison::default();
             for (i, &shape) in shapes.iter().enumerate() {
-                total.merge(compare_matmul(gpu, flushes, precision, op, shape, i as u64)?);
+                total.merge(compare_matmul(
+                    gpu, flushes, precision, op, shape, i as u64,
+                )?);
             }
-            push(format!("matmul {}", op.name()), precision, shapes.len(), total);
+            push(
+                format!("matmul {}", op.name()),
+                precision,
+                shapes.len(),
+                total,
+            );
         }
     }
     let xs = activation_inputs();
@@ -327,7 +370,12 @@ pub fn verify(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&VerifyRow)) -> R
             } else {
                 "activation forward"
             };
-            push(kernel.into(), precision, Activation::representatives().len(), total);
+            push(
+                kernel.into(),
+                precision,
+                Activation::representatives().len(),
+                total,
+            );
         }
     }
     for op in ElementwiseOp::ALL {
@@ -338,7 +386,9 @@ pub fn verify(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&VerifyRow)) -> R
                 .collect();
             let mut total = Comparison::default();
             for (i, &len) in lengths.iter().enumerate() {
-                total.merge(compare_elementwise(gpu, flushes, op, precision, len, i as u64)?);
+                total.merge(compare_elementwise(
+                    gpu, flushes, op, precision, len, i as u64,
+                )?);
             }
             push(op.name().into(), precision, lengths.len(), total);
         }

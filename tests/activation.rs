@@ -42,7 +42,10 @@ fn run<B: Backend>(
         backend.activation(act, &t, precision)
     }
     .unwrap();
-    (host.to_f64_vec(), backend.download(&out).unwrap().to_f64_vec())
+    (
+        host.to_f64_vec(),
+        backend.download(&out).unwrap().to_f64_vec(),
+    )
 }
 
 /// Asserts every output is within the bound of the exact value; returns the worst ratio.
@@ -76,7 +79,11 @@ fn check(
     worst
 }
 
-fn both_backends(test: &str, xs: &[f64], also: impl Fn(Activation, Precision, bool, &[f64], &[f64])) {
+fn both_backends(
+    test: &str,
+    xs: &[f64],
+    also: impl Fn(Activation, Precision, bool, &[f64], &[f64]),
+) {
     let gpu: Option<Gpu> = common::gpu(test);
     for act in Activation::representatives() {
         for precision in Precision::ALL {
@@ -100,32 +107,41 @@ fn both_backends(test: &str, xs: &[f64], also: impl Fn(Activation, Precision, bo
 
 #[test]
 fn special_points_match_the_exact_values_and_saturate_exactly() {
-    both_backends("special points", &SPECIAL_POINTS, |act, precision, derivative, xs, ys| {
-        for (&x, &y) in xs.iter().zip(ys) {
-            if x.is_nan() {
-                assert!(y.is_nan(), "{act} {precision}: NaN in must give NaN out, got {y}");
-                continue;
-            }
-            // Saturation to the exact limits at |x| ≥ 1e4 (and ±inf).
-            if x.abs() >= 1e4 {
-                let limit = match (act, derivative, x > 0.0) {
-                    (Activation::Sigmoid, false, up) => Some(if up { 1.0 } else { 0.0 }),
-                    (Activation::Tanh, false, up) => Some(if up { 1.0 } else { -1.0 }),
-                    (Activation::ScaledSigmoid, false, up) => Some(if up { 2.0 } else { -2.0 }),
-                    (Activation::Sigmoid | Activation::Tanh | Activation::ScaledSigmoid, true, _) => {
-                        Some(0.0)
+    both_backends(
+        "special points",
+        &SPECIAL_POINTS,
+        |act, precision, derivative, xs, ys| {
+            for (&x, &y) in xs.iter().zip(ys) {
+                if x.is_nan() {
+                    assert!(
+                        y.is_nan(),
+                        "{act} {precision}: NaN in must give NaN out, got {y}"
+                    );
+                    continue;
+                }
+                // Saturation to the exact limits at |x| ≥ 1e4 (and ±inf).
+                if x.abs() >= 1e4 {
+                    let limit = match (act, derivative, x > 0.0) {
+                        (Activation::Sigmoid, false, up) => Some(if up { 1.0 } else { 0.0 }),
+                        (Activation::Tanh, false, up) => Some(if up { 1.0 } else { -1.0 }),
+                        (Activation::ScaledSigmoid, false, up) => Some(if up { 2.0 } else { -2.0 }),
+                        (
+                            Activation::Sigmoid | Activation::Tanh | Activation::ScaledSigmoid,
+                            true,
+                            _,
+                        ) => Some(0.0),
+                        _ => None,
+                    };
+                    if let Some(limit) = limit {
+                        assert_eq!(y, limit, "{act} {precision} derivative={derivative} at {x}");
                     }
-                    _ => None,
-                };
-                if let Some(limit) = limit {
-                    assert_eq!(y, limit, "{act} {precision} derivative={derivative} at {x}");
+                }
+                if act == Activation::Relu && derivative && x == 0.0 {
+                    assert_eq!(y, 0.0, "relu'(0) = 0, as in PyTorch");
                 }
             }
-            if act == Activation::Relu && derivative && x == 0.0 {
-                assert_eq!(y, 0.0, "relu'(0) = 0, as in PyTorch");
-            }
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -140,7 +156,11 @@ fn dense_grid_matches_the_exact_values() {
 fn f16_sigmoid_has_no_nan_where_exp_would_overflow() {
     // exp(x) overflows f16 above about 11.09: a naive 1/(1 + exp(−x)) at x = −12 would see inf.
     let xs = [-17.0, -12.0, -11.5, 11.5, 12.0, 17.0];
-    for act in [Activation::Sigmoid, Activation::Tanh, Activation::ScaledSigmoid] {
+    for act in [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::ScaledSigmoid,
+    ] {
         for derivative in [false, true] {
             let (_, ys) = run(&Cpu, act, &xs, Precision::F16, derivative);
             assert!(ys.iter().all(|y| y.is_finite()), "{act}: {ys:?}");

@@ -48,13 +48,20 @@ fn demo_on_the_gpu_agrees_with_the_cpu() {
 #[test]
 fn demo_without_any_adapter_falls_back_to_the_cpu_with_a_notice() {
     // No adapter of a backend this machine does not have.
-    let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let backend = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
     let out = gradstab(&["demo"], &[("WGPU_BACKEND", backend)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     let notice: Vec<&str> = err.lines().filter(|l| l.starts_with("gradstab:")).collect();
     assert_eq!(notice.len(), 1, "{notice:?}");
-    assert!(notice[0].contains("running on the CPU backend"), "{notice:?}");
+    assert!(
+        notice[0].contains("running on the CPU backend"),
+        "{notice:?}"
+    );
     assert!(stdout(&out).contains(DEMO_CONCLUSION));
 }
 
@@ -85,14 +92,26 @@ fn probe_and_devices_print_json() {
     let out = gradstab(&["probe", "--format", "json"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let probe: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    for field in ["fma_builtin_fused", "overflow_result", "max_with_nan", "subnormal_inputs_kept"] {
+    for field in [
+        "fma_builtin_fused",
+        "overflow_result",
+        "max_with_nan",
+        "subnormal_inputs_kept",
+    ] {
         assert!(!probe["f32"][field].is_null(), "probe lacks {field}");
     }
     let out = gradstab(&["devices", "--format", "json"], &[]);
     assert!(out.status.success());
     let devices: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let first = &devices.as_array().unwrap()[0];
-    for field in ["name", "backend", "device_type", "driver", "shader_f16", "max_storage_buffer_binding_size"] {
+    for field in [
+        "name",
+        "backend",
+        "device_type",
+        "driver",
+        "shader_f16",
+        "max_storage_buffer_binding_size",
+    ] {
         assert!(!first[field].is_null(), "devices lacks {field}");
     }
 }

@@ -32,8 +32,9 @@ fn gpu_matches_cpu_across_the_whole_range() {
     for (len, seed) in [(1, 1), (2, 2), (3, 3), (257, 4), (10_007, 5)] {
         for op in ElementwiseOp::ALL {
             for precision in Precision::ALL {
-                let cmp = compare_elementwise(&gpu, probe.flushes_subnormals(), op, precision, len, seed)
-                    .unwrap();
+                let cmp =
+                    compare_elementwise(&gpu, probe.flushes_subnormals(), op, precision, len, seed)
+                        .unwrap();
                 assert!(cmp.passed(), "{}", cmp.first_failure.unwrap());
                 assert_eq!(cmp.elements, len);
             }
@@ -60,7 +61,10 @@ fn products_are_exact_where_they_fit() {
     );
     assert_eq!(got[3], f64::INFINITY);
     if let Some(gpu) = common::gpu("elementwise exact products") {
-        assert_eq!(run(&gpu, ElementwiseOp::Hadamard, &x, &y, 0.0, Precision::F32), expected);
+        assert_eq!(
+            run(&gpu, ElementwiseOp::Hadamard, &x, &y, 0.0, Precision::F32),
+            expected
+        );
         let got = run(&gpu, ElementwiseOp::Axpy, &x, &y, 2.0, Precision::F32);
         assert_eq!(got, [13.0, 1.0, 0.75, 2112.0]);
     }

@@ -31,7 +31,10 @@ fn assert_shape_errors<B: Backend>(backend: &B) {
         .activation(Activation::Relu, &a, Precision::F16Accumulate32)
         .unwrap_err();
     assert!(
-        matches!(err, Error::DTypeMismatch { .. } | Error::MissingFeature { .. }),
+        matches!(
+            err,
+            Error::DTypeMismatch { .. } | Error::MissingFeature { .. }
+        ),
         "{err}"
     );
 }
@@ -77,11 +80,15 @@ fn f16_without_shader_f16_names_the_adapter_and_the_way_out() {
     assert!(message.contains("--precision f32"), "{message}");
     let a = gpu.upload(&ones(2, 2)).unwrap();
     for precision in [Precision::F16, Precision::F16Accumulate32] {
-        let err = gpu.matmul(&a, &a, MatmulOp::default(), precision).unwrap_err();
+        let err = gpu
+            .matmul(&a, &a, MatmulOp::default(), precision)
+            .unwrap_err();
         assert!(matches!(err, Error::MissingFeature { .. }), "{err}");
     }
     // f32 still works on the masked device.
-    let c = gpu.matmul(&a, &a, MatmulOp::default(), Precision::F32).unwrap();
+    let c = gpu
+        .matmul(&a, &a, MatmulOp::default(), Precision::F32)
+        .unwrap();
     assert_eq!(gpu.download(&c).unwrap().to_f32_vec(), vec![2.0; 4]);
 }
 
@@ -105,7 +112,9 @@ fn a_tensor_beyond_the_binding_limit_is_refused_with_its_size() {
         return;
     };
     // 2^36 bytes: more than any adapter binds at once.
-    let err = gpu.zeros(Shape::new(1 << 20, 1 << 14), DType::F32).unwrap_err();
+    let err = gpu
+        .zeros(Shape::new(1 << 20, 1 << 14), DType::F32)
+        .unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("68719476736"), "{err}");
 }

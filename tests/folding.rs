@@ -18,12 +18,24 @@ fn elementwise_grid_folds_beyond_65535_workgroups() {
     let xt = HostTensor::from_f32(1, len, x).unwrap();
     let yt = HostTensor::from_f32(1, len, y).unwrap();
     let out = gpu
-        .download(&gpu.axpy(2.0, &gpu.upload(&xt).unwrap(), &gpu.upload(&yt).unwrap(), Precision::F32).unwrap())
+        .download(
+            &gpu.axpy(
+                2.0,
+                &gpu.upload(&xt).unwrap(),
+                &gpu.upload(&yt).unwrap(),
+                Precision::F32,
+            )
+            .unwrap(),
+        )
         .unwrap()
         .to_f32_vec();
     // Small integers: exact in f32, so every element, the last ones included, must be exact.
     for i in (0..len).step_by(997).chain(len - 300..len) {
-        assert_eq!(out[i], (i / 1000) as f32 + 2.0 * (i % 1000) as f32, "element {i}");
+        assert_eq!(
+            out[i],
+            (i / 1000) as f32 + 2.0 * (i % 1000) as f32,
+            "element {i}"
+        );
     }
 }
 
@@ -39,14 +51,29 @@ fn matmul_grid_folds_beyond_65535_tiles() {
     let b = common::normal_tensor(&mut rng, DType::F32, k, n, 1.0);
     let op = MatmulOp::default();
     let got = gpu
-        .download(&gpu.matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), op, Precision::F32).unwrap())
+        .download(
+            &gpu.matmul(
+                &gpu.upload(&a).unwrap(),
+                &gpu.upload(&b).unwrap(),
+                op,
+                Precision::F32,
+            )
+            .unwrap(),
+        )
         .unwrap()
         .to_f64_vec();
     let expected = Cpu.matmul(&a, &b, op, Precision::F32).unwrap().to_f64_vec();
     let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
     for j in 0..n {
         let sum = (av[0] * bv[j]).abs() + (av[1] * bv[n + j]).abs();
-        let bound = error_bound(Precision::F32, k, sum, got[j], expected[j], probe.flushes_subnormals());
+        let bound = error_bound(
+            Precision::F32,
+            k,
+            sum,
+            got[j],
+            expected[j],
+            probe.flushes_subnormals(),
+        );
         assert!(result_distance(got[j], expected[j]) <= bound, "column {j}");
     }
 }

@@ -10,11 +10,7 @@ fn every_shader_variant_validates_with_naga() {
     for spec in specs {
         let source = spec.source();
         let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
-            panic!(
-                "{:?} does not parse:\n{}",
-                spec,
-                e.emit_to_string(&source)
-            )
+            panic!("{:?} does not parse:\n{}", spec, e.emit_to_string(&source))
         });
         let mut validator = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
@@ -24,7 +20,10 @@ fn every_shader_variant_validates_with_naga() {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{spec:?} does not validate: {e:?}"));
         assert!(
-            module.entry_points.iter().any(|e| e.name == spec.entry_point),
+            module
+                .entry_points
+                .iter()
+                .any(|e| e.name == spec.entry_point),
             "{spec:?}: no entry point {}",
             spec.entry_point
         );

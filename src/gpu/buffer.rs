@@ -42,7 +42,10 @@ impl Gpu {
             });
         }
         let bytes = padded_bytes(shape.len(), dtype);
-        let limit = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        let limit = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > limit {
             return Err(Error::TooLarge {
                 what: format!("a {dtype} tensor of shape {shape}"),
@@ -93,7 +96,10 @@ impl Gpu {
     }
 
     pub(crate) fn download_tensor(&self, tensor: &GpuTensor) -> Result<HostTensor> {
-        let bytes = self.read_buffer(&tensor.buffer, padded_bytes(tensor.shape.len(), tensor.dtype))?;
+        let bytes = self.read_buffer(
+            &tensor.buffer,
+            padded_bytes(tensor.shape.len(), tensor.dtype),
+        )?;
         let len = tensor.shape.len();
         let data = match tensor.dtype {
             DType::F32 => HostData::F32(bytemuck::cast_slice::<u8, f32>(&bytes)[..len].to_vec()),
@@ -120,9 +126,11 @@ impl Gpu {
             self.queue.submit([encoder.finish()]);
         })?;
         let (sender, receiver) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                let _ = sender.send(result);
+            });
         let gpu_error = |message: String| Error::Gpu {
             adapter: self.adapter_name(),
             during: "read-back".into(),

@@ -121,7 +121,8 @@ impl Gpu {
         Err(Error::MissingFeature {
             adapter: self.adapter_name(),
             feature: "SHADER_F16 (needed for f16 and f16acc32)",
-            hint: "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
+            hint:
+                "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
         })
     }
 

@@ -32,6 +32,25 @@ pub struct FormatBehaviour {
     pub nan_survives_add: bool,
 }
 
+impl FormatBehaviour {
+    /// (question, answer) pairs, in the order `gradstab probe` prints them.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        vec![
+            (
+                "subnormal results kept",
+                yes_no(self.subnormal_results_kept),
+            ),
+            ("subnormal inputs kept", yes_no(self.subnormal_inputs_kept)),
+            ("fma builtin fused", yes_no(self.fma_builtin_fused)),
+            ("a*b + c contracted", yes_no(self.mul_add_contracted)),
+            ("overflow gives", self.overflow_result.clone()),
+            ("max(NaN, 1) gives", self.max_with_nan.clone()),
+            ("NaN + 1 is NaN", yes_no(self.nan_survives_add)),
+        ]
+    }
+}
+
 /// The probe's findings for the device.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProbeReport {

@@ -35,6 +35,12 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 }
 
 /// N(0, std²) values, rounded to `dtype`.
-pub fn normal_tensor(rng: &mut impl Rng, dtype: DType, rows: usize, cols: usize, std: f32) -> HostTensor {
+pub fn normal_tensor(
+    rng: &mut impl Rng,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    std: f32,
+) -> HostTensor {
     gradstab::verify::normal_tensor(rng, dtype, rows, cols, std).unwrap()
 }

@@ -15,10 +15,15 @@ use crate::precision::{DType, Precision};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activation {
     /// `alpha·x + beta`.
-    Linear { alpha: f32, beta: f32 },
+    Linear {
+        alpha: f32,
+        beta: f32,
+    },
     Relu,
     /// `x` for x > 0, `slope·x` otherwise.
-    LeakyRelu { slope: f32 },
+    LeakyRelu {
+        slope: f32,
+    },
     Sigmoid,
     Tanh,
     /// `4·sigmoid(x) − 2 = 2·tanh(x/2)`: sigmoid rescaled to slope 1 at 0.
@@ -291,7 +296,14 @@ mod tests {
             "linear".parse::<Activation>().unwrap(),
             Activation::IDENTITY
         );
-        for bad in ["", "gelu", "relu:1", "leaky_relu:x", "linear:nan", "linear:1,2,3"] {
+        for bad in [
+            "",
+            "gelu",
+            "relu:1",
+            "leaky_relu:x",
+            "linear:nan",
+            "linear:1,2,3",
+        ] {
             assert!(bad.parse::<Activation>().is_err(), "{bad} parsed");
         }
         for act in Activation::representatives() {

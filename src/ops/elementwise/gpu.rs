@@ -49,11 +49,6 @@ pub(crate) fn apply(
     if let Some(y) = y {
         bindings.push((1, &y.buffer));
     }
-    gpu.dispatch(
-        &pipeline,
-        &bindings,
-        (groups_x, groups_y),
-        op.name(),
-    )?;
+    gpu.dispatch(&pipeline, &bindings, (groups_x, groups_y), op.name())?;
     Ok(out)
 }

@@ -40,7 +40,12 @@ pub(crate) fn matmul(
     let pipeline = gpu.pipeline(KernelSpec::matmul(precision, op))?;
     gpu.dispatch(
         &pipeline,
-        &[(0, &a.buffer), (1, &b.buffer), (2, &out.buffer), (3, &params)],
+        &[
+            (0, &a.buffer),
+            (1, &b.buffer),
+            (2, &out.buffer),
+            (3, &params),
+        ],
         (groups_x, groups_y),
         "matmul",
     )?;

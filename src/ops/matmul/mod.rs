@@ -37,8 +37,8 @@ pub fn error_bound(
         }
     };
     let acc = precision.arithmetic();
-    let accumulation =
-        2.0 * gamma(k, acc.unit_roundoff()) * sum_abs_products + 4.0 * k as f64 * subnormal_error(acc);
+    let accumulation = 2.0 * gamma(k, acc.unit_roundoff()) * sum_abs_products
+        + 4.0 * k as f64 * subnormal_error(acc);
     let store = if precision == Precision::F16Accumulate32 {
         DType::F16.unit_roundoff() * (finite_or_zero(c1).abs() + finite_or_zero(c2).abs())
             + 2.0 * subnormal_error(DType::F16)
