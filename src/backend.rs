@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
 
 /// Which operands of a matmul are read transposed: `C = op(A) · op(B)`.
@@ -131,6 +132,13 @@ pub trait Backend {
 
     /// `s · x`.
     fn scale(&self, x: &Self::Tensor, s: f32, precision: Precision) -> Result<Self::Tensor>;
+
+    /// The statistics record of the whole tensor, reduced where the tensor lives; only the
+    /// record travels to the host.
+    fn stats(&self, x: &Self::Tensor) -> Result<StatsRecord>;
+
+    /// The statistics record of every row.
+    fn row_stats(&self, x: &Self::Tensor) -> Result<Vec<StatsRecord>>;
 
     /// `y + a · x`, returned as a new tensor.
     fn axpy(

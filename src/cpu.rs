@@ -5,8 +5,9 @@ use crate::backend::{Backend, BackendInfo, MatmulOp};
 use crate::error::Result;
 use crate::ops::activation::Activation;
 use crate::ops::elementwise::ElementwiseOp;
-use crate::ops::{activation, elementwise, matmul};
+use crate::ops::{activation, elementwise, matmul, reduce};
 use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,6 +80,14 @@ impl Backend for Cpu {
 
     fn scale(&self, x: &HostTensor, s: f32, precision: Precision) -> Result<HostTensor> {
         elementwise::cpu::apply(ElementwiseOp::Scale, x, None, s, precision)
+    }
+
+    fn stats(&self, x: &HostTensor) -> Result<StatsRecord> {
+        Ok(reduce::cpu::reference(x))
+    }
+
+    fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {
+        Ok(reduce::cpu::reference_per_row(x))
     }
 
     fn axpy(

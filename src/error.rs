@@ -50,6 +50,14 @@ pub enum Error {
         adapter: String,
     },
 
+    #[error("{what} needs {groups} workgroups, more than the {limit} a folded grid holds on '{adapter}'; use a smaller shape")]
+    GridTooLarge {
+        what: String,
+        groups: u64,
+        limit: u64,
+        adapter: String,
+    },
+
     #[error("GPU error on '{adapter}' during {during}: {message}")]
     Gpu {
         adapter: String,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod precision;
+pub mod stats;
 pub mod tensor;
 pub mod verify;
 

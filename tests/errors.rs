@@ -72,7 +72,11 @@ fn f16_without_shader_f16_names_the_adapter_and_the_way_out() {
     };
     let gpu = Gpu::new(&options).unwrap();
     assert!(!gpu.supports_f16());
-    let err = gpu.upload(&ones(2, 2).cast(DType::F16)).unwrap_err();
+    // f16 data can be held (and reduced, see tests/stats.rs), but no f16 kernel runs.
+    let h = gpu.upload(&ones(2, 2).cast(DType::F16)).unwrap();
+    let err = gpu
+        .activation(Activation::Relu, &h, Precision::F16)
+        .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::MissingFeature { .. }), "{message}");
     assert!(message.contains(&gpu.adapter_name()), "{message}");
@@ -117,4 +121,36 @@ fn a_tensor_beyond_the_binding_limit_is_refused_with_its_size() {
         .unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("68719476736"), "{err}");
+}
+
+#[test]
+fn a_grid_beyond_its_folded_limit_is_refused() {
+    if common::gpu("grid too large").is_none() {
+        return;
+    }
+    let gpu = Gpu::new(&GpuOptions {
+        max_workgroups_per_dimension: Some(2),
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    // 4 · 256 + 1 elements need 5 workgroups; a 2 × 2 grid holds 4.
+    let x = gpu.upload(&ones(1, 4 * 256 + 1)).unwrap();
+    let err = gpu.scale(&x, 2.0, Precision::F32).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::GridTooLarge {
+                groups: 5,
+                limit: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Four workgroups fit, folded into two rows.
+    let x = gpu.upload(&ones(1, 4 * 256)).unwrap();
+    let y = gpu
+        .download(&gpu.scale(&x, 2.0, Precision::F32).unwrap())
+        .unwrap();
+    assert!(y.to_f32_vec().iter().all(|&v| v == 2.0));
 }

@@ -20,14 +20,16 @@ pub enum ShaderFamily {
     Matmul,
     Activation,
     Elementwise,
+    Reduce,
     Probe,
 }
 
 impl ShaderFamily {
-    pub const ALL: [ShaderFamily; 4] = [
+    pub const ALL: [ShaderFamily; 5] = [
         ShaderFamily::Matmul,
         ShaderFamily::Activation,
         ShaderFamily::Elementwise,
+        ShaderFamily::Reduce,
         ShaderFamily::Probe,
     ];
 
@@ -36,6 +38,7 @@ impl ShaderFamily {
             ShaderFamily::Matmul => "matmul.wgsl",
             ShaderFamily::Activation => "activation.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
+            ShaderFamily::Reduce => "reduce.wgsl",
             ShaderFamily::Probe => "probe.wgsl",
         }
     }
@@ -45,6 +48,7 @@ impl ShaderFamily {
             ShaderFamily::Matmul => include_str!("../../shaders/matmul.wgsl"),
             ShaderFamily::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            ShaderFamily::Reduce => include_str!("../../shaders/reduce.wgsl"),
             ShaderFamily::Probe => include_str!("../../shaders/probe.wgsl"),
         }
     }
@@ -78,13 +82,33 @@ impl KernelSpec {
         }
     }
 
+    /// A reduction over data stored as `dtype`, read as raw words (no f16 arithmetic).
+    pub fn reduce(dtype: DType, entry_point: &'static str) -> Self {
+        KernelSpec {
+            family: ShaderFamily::Reduce,
+            storage: dtype,
+            arithmetic: DType::F32,
+            matmul_op: MatmulOp::default(),
+            entry_point,
+        }
+    }
+
+    /// Whether the variant needs `SHADER_F16`. Reductions decode f16 from raw bits and do not.
     pub fn uses_f16(&self) -> bool {
-        self.storage == DType::F16 || self.arithmetic == DType::F16
+        self.family != ShaderFamily::Reduce
+            && (self.storage == DType::F16 || self.arithmetic == DType::F16)
     }
 
     /// The full WGSL source of this variant.
     pub fn source(&self) -> String {
         let mut header = String::from("// Generated header (src/gpu/kernels.rs).\n");
+        if self.family == ShaderFamily::Reduce {
+            header.push_str(&format!(
+                "const F16_INPUT: bool = {};\n\n",
+                self.storage == DType::F16
+            ));
+            return header + self.family.body();
+        }
         if self.uses_f16() {
             header.push_str("enable f16;\n");
         }
@@ -131,6 +155,9 @@ impl KernelSpec {
             }
         }
         for dtype in [DType::F32, DType::F16] {
+            for entry in crate::ops::reduce::gpu::ENTRY_POINTS {
+                specs.push(KernelSpec::reduce(dtype, entry));
+            }
             specs.push(KernelSpec {
                 family: ShaderFamily::Probe,
                 storage: dtype,
@@ -141,6 +168,13 @@ impl KernelSpec {
         }
         specs
     }
+}
+
+/// One dispatch of a multi-kernel submission.
+pub(crate) struct Dispatch<'a> {
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub buffers: &'a [(u32, &'a wgpu::Buffer)],
+    pub grid: (u32, u32),
 }
 
 #[derive(Default)]
@@ -198,13 +232,13 @@ impl Gpu {
     /// folded into rows along y beyond it. Kernels recover their linear index as
     /// `y · groups_x + x` and skip the padding of the last row.
     pub(crate) fn grid(&self, groups: u64, what: &str) -> Result<(u32, u32)> {
-        let max = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let max = self.grid_limit as u64;
         let x = groups.clamp(1, max);
         let y = groups.div_ceil(x);
         if y > max {
-            return Err(Error::TooLarge {
-                what: format!("{what} ({groups} workgroups)"),
-                bytes: groups,
+            return Err(Error::GridTooLarge {
+                what: what.to_string(),
+                groups,
                 limit: max * max,
                 adapter: self.adapter_name(),
             });
@@ -221,31 +255,44 @@ impl Gpu {
         grid: (u32, u32),
         label: &str,
     ) -> Result<()> {
+        self.dispatch_all(
+            &[Dispatch {
+                pipeline,
+                buffers,
+                grid,
+            }],
+            label,
+        )
+    }
+
+    /// Runs several dispatches in order in one submission; each sees the writes of the last.
+    pub(crate) fn dispatch_all(&self, dispatches: &[Dispatch<'_>], label: &str) -> Result<()> {
         self.checked(label, || {
-            let layout = pipeline.get_bind_group_layout(0);
-            let entries: Vec<wgpu::BindGroupEntry> = buffers
-                .iter()
-                .map(|&(binding, b)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &layout,
-                entries: &entries,
-            });
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-            {
+            for d in dispatches {
+                let layout = d.pipeline.get_bind_group_layout(0);
+                let entries: Vec<wgpu::BindGroupEntry> = d
+                    .buffers
+                    .iter()
+                    .map(|&(binding, b)| wgpu::BindGroupEntry {
+                        binding,
+                        resource: b.as_entire_binding(),
+                    })
+                    .collect();
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(label),
+                    layout: &layout,
+                    entries: &entries,
+                });
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(label),
                     timestamp_writes: None,
                 });
-                pass.set_pipeline(pipeline);
+                pass.set_pipeline(d.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(grid.0, grid.1, 1);
+                pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
             }
             self.queue.submit([encoder.finish()]);
         })

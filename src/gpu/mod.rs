@@ -12,8 +12,9 @@ use crate::backend::{Backend, BackendInfo, MatmulOp};
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::ops::elementwise::ElementwiseOp;
-use crate::ops::{activation, elementwise, matmul};
+use crate::ops::{activation, elementwise, matmul, reduce};
 use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
 
 /// The environment variable that picks an adapter by a substring of its name.
@@ -27,6 +28,9 @@ pub struct GpuOptions {
     /// Open the device without `SHADER_F16` even where the adapter has it (to see how the
     /// library behaves on an adapter without f16).
     pub disable_shader_f16: bool,
+    /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's
+    /// limit (65535 on most): the folded path is then exercised by small shapes.
+    pub max_workgroups_per_dimension: Option<u32>,
 }
 
 impl GpuOptions {
@@ -47,6 +51,8 @@ pub struct Gpu {
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
+    /// Workgroups per grid dimension before a grid folds into y.
+    pub(crate) grid_limit: u32,
     shader_f16: bool,
     pipelines: kernels::PipelineCache,
 }
@@ -79,11 +85,16 @@ impl Gpu {
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
             eprintln!("gradstab: uncaptured GPU error: {e}");
         }));
+        let grid_limit = options
+            .max_workgroups_per_dimension
+            .unwrap_or(u32::MAX)
+            .clamp(1, limits.max_compute_workgroups_per_dimension.max(1));
         Ok(Gpu {
             device,
             queue,
             info,
             limits,
+            grid_limit,
             shader_f16,
             pipelines: Default::default(),
         })
@@ -224,6 +235,15 @@ impl Backend for Gpu {
     fn scale(&self, x: &GpuTensor, s: f32, precision: Precision) -> Result<GpuTensor> {
         self.require_precision(precision)?;
         elementwise::gpu::apply(self, ElementwiseOp::Scale, x, None, s, precision)
+    }
+
+    fn stats(&self, x: &GpuTensor) -> Result<StatsRecord> {
+        let mut records = reduce::gpu::segment_stats(self, x, 1, x.shape.len())?;
+        Ok(records.remove(0))
+    }
+
+    fn row_stats(&self, x: &GpuTensor) -> Result<Vec<StatsRecord>> {
+        reduce::gpu::segment_stats(self, x, x.shape.rows, x.shape.cols)
     }
 
     fn axpy(

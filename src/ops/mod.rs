@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod elementwise;
 pub mod matmul;
+pub mod reduce;
 
 /// γ_n = n·u / (1 − n·u): the classic bound on the relative error of n roundings (Higham,
 /// "Accuracy and Stability of Numerical Algorithms", §3.1). Infinite where n·u ≥ 1, where no

@@ -1,0 +1,246 @@
+//! The statistics record of a tensor: moments, extrema, numeric-class counts, an exponent
+//! histogram and a cast report, and its exact CPU reference in f64.
+//!
+//! The record never overflows itself: numeric classes come from raw bit patterns, and the
+//! moments are formed from values scaled by a power of two (exact) and shifted near their
+//! centre, so neither a sum of squares nor `E[x²] − E[x]²` ever appears.
+
+use crate::precision::DType;
+
+/// Counts of the finite, non-zero values that a cast to a narrower format would change in kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CastCounts {
+    /// Would round to ±inf.
+    pub overflow: u64,
+    /// Would round to a non-zero subnormal.
+    pub subnormal: u64,
+    /// Would round to ±0.
+    pub zero: u64,
+}
+
+impl CastCounts {
+    pub(crate) fn add(&mut self, other: CastCounts) {
+        self.overflow += other.overflow;
+        self.subnormal += other.subnormal;
+        self.zero += other.zero;
+    }
+}
+
+/// What storing the values as f16 or bf16 (round to nearest even) would do to them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CastReport {
+    pub f16: CastCounts,
+    pub bf16: CastCounts,
+}
+
+/// Counts of |x| per binary exponent of the storage type, plus the special classes.
+/// The bins add up to the record's `count`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExponentHistogram {
+    /// The exponent of the first bin of `normal` (−14 for f16, −126 for f32).
+    pub min_exponent: i32,
+    /// `normal[i]` counts the normal values with 2^(min_exponent + i) ≤ |x| < 2^(min_exponent + i + 1).
+    pub normal: Vec<u64>,
+    pub zero: u64,
+    pub subnormal: u64,
+    pub inf: u64,
+    pub nan: u64,
+}
+
+impl ExponentHistogram {
+    pub fn empty(dtype: DType) -> Self {
+        let (min_exponent, bins) = match dtype {
+            DType::F32 => (-126, 254),
+            DType::F16 => (-14, 30),
+        };
+        ExponentHistogram {
+            min_exponent,
+            normal: vec![0; bins],
+            zero: 0,
+            subnormal: 0,
+            inf: 0,
+            nan: 0,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.normal.iter().sum::<u64>() + self.zero + self.subnormal + self.inf + self.nan
+    }
+}
+
+/// The statistics of one tensor (or one row). Moments and extrema are over the finite values;
+/// with none, they are NaN (`null` in JSON).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StatsRecord {
+    /// Every element, finite or not.
+    pub count: u64,
+    pub mean: f64,
+    /// Population variance.
+    pub variance: f64,
+    pub min: f64,
+    pub max: f64,
+    pub abs_max: f64,
+    pub l2_norm: f64,
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+    /// Both signs.
+    pub zero: u64,
+    pub subnormal: u64,
+    pub histogram: ExponentHistogram,
+    pub cast: CastReport,
+}
+
+impl StatsRecord {
+    pub fn finite(&self) -> u64 {
+        self.count - self.nan - self.pos_inf - self.neg_inf
+    }
+
+    pub fn std(&self) -> f64 {
+        self.variance.sqrt()
+    }
+
+    /// E[x²] over the finite values.
+    pub fn second_moment(&self) -> f64 {
+        self.variance + self.mean * self.mean
+    }
+}
+
+/// The numeric class of a stored value, from its bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumericClass {
+    Nan,
+    PosInf,
+    NegInf,
+    Zero,
+    Subnormal,
+    /// A normal number with this unbiased exponent.
+    Normal(i32),
+}
+
+/// Classifies raw storage bits of `dtype` (an f16 uses the low 16 bits).
+pub fn classify_bits(bits: u32, dtype: DType) -> NumericClass {
+    let (exp_bits, mantissa_bits, bias) = match dtype {
+        DType::F32 => (8, 23, 127),
+        DType::F16 => (5, 10, 15),
+    };
+    let sign = bits >> (exp_bits + mantissa_bits) & 1;
+    let exponent = (bits >> mantissa_bits) & ((1 << exp_bits) - 1);
+    let mantissa = bits & ((1 << mantissa_bits) - 1);
+    let all_ones = (1 << exp_bits) - 1;
+    match (exponent, mantissa) {
+        (e, m) if e == all_ones && m != 0 => NumericClass::Nan,
+        (e, _) if e == all_ones => {
+            if sign == 1 {
+                NumericClass::NegInf
+            } else {
+                NumericClass::PosInf
+            }
+        }
+        (0, 0) => NumericClass::Zero,
+        (0, _) => NumericClass::Subnormal,
+        (e, _) => NumericClass::Normal(e as i32 - bias),
+    }
+}
+
+/// Magnitude thresholds, as f32 bit patterns, of a round-to-nearest-even cast. A finite
+/// non-zero |x| overflows at or above `overflow`, becomes zero at or below `zero`, and becomes
+/// subnormal strictly between `zero` and `subnormal_below`.
+#[derive(Clone, Copy, Debug)]
+pub struct CastThresholds {
+    pub overflow: u32,
+    pub zero: u32,
+    pub subnormal_below: u32,
+}
+
+/// f16: overflow from 65520 (the midpoint above 65504, which ties away from the odd 65504);
+/// zero up to 2^-25 (half the smallest subnormal, a tie to the even 0); subnormal below
+/// (2047/2048)·2^-14, the midpoint under the smallest normal.
+pub const F16_CAST: CastThresholds = CastThresholds {
+    overflow: 0x477F_F000,        // 65520.0
+    zero: 0x3300_0000,            // 2^-25
+    subnormal_below: 0x387F_E000, // (2047/2048)·2^-14
+};
+
+/// bf16: overflow from (2 − 2^-8)·2^127; zero up to 2^-134; subnormal below (255/256)·2^-126.
+pub const BF16_CAST: CastThresholds = CastThresholds {
+    overflow: 0x7F7F_8000,
+    zero: 0x0000_8000,
+    subnormal_below: 0x007F_8000,
+};
+
+/// What a cast with these thresholds does to one finite, non-zero value of f32 bits `bits`.
+pub fn cast_counts(bits: u32, t: &CastThresholds) -> CastCounts {
+    let magnitude = bits & 0x7FFF_FFFF;
+    CastCounts {
+        overflow: (magnitude >= t.overflow) as u64,
+        zero: (magnitude <= t.zero) as u64,
+        subnormal: (magnitude > t.zero && magnitude < t.subnormal_below) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::{bf16, f16};
+
+    #[test]
+    fn cast_thresholds_agree_with_the_half_crate_around_every_threshold() {
+        for t in [
+            F16_CAST.overflow,
+            F16_CAST.zero,
+            F16_CAST.subnormal_below,
+            BF16_CAST.overflow,
+            BF16_CAST.zero,
+            BF16_CAST.subnormal_below,
+        ] {
+            for bits in t.saturating_sub(3)..=t.saturating_add(3) {
+                for sign in [0, 0x8000_0000] {
+                    let x = f32::from_bits(bits | sign);
+                    if !x.is_finite() || x == 0.0 {
+                        continue;
+                    }
+                    let h = f16::from_f32(x);
+                    let expect = CastCounts {
+                        overflow: h.is_infinite() as u64,
+                        zero: (h.to_f32() == 0.0) as u64,
+                        subnormal: (h.classify() == std::num::FpCategory::Subnormal) as u64,
+                    };
+                    assert_eq!(cast_counts(bits | sign, &F16_CAST), expect, "f16 of {x:e}");
+                    let b = bf16::from_f32(x);
+                    let expect = CastCounts {
+                        overflow: b.is_infinite() as u64,
+                        zero: (b.to_f32() == 0.0) as u64,
+                        subnormal: (b.classify() == std::num::FpCategory::Subnormal) as u64,
+                    };
+                    assert_eq!(
+                        cast_counts(bits | sign, &BF16_CAST),
+                        expect,
+                        "bf16 of {x:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn classification_reads_the_bits() {
+        let c = |x: f32| classify_bits(f16::from_f32(x).to_bits() as u32, DType::F16);
+        assert_eq!(c(0.0), NumericClass::Zero);
+        assert_eq!(c(-0.0), NumericClass::Zero);
+        assert_eq!(c(1e-6), NumericClass::Subnormal);
+        assert_eq!(c(1.0), NumericClass::Normal(0));
+        assert_eq!(c(65504.0), NumericClass::Normal(15));
+        assert_eq!(c(1e5), NumericClass::PosInf);
+        assert_eq!(c(-1e5), NumericClass::NegInf);
+        assert_eq!(c(f32::NAN), NumericClass::Nan);
+        assert_eq!(
+            classify_bits(1e-40f32.to_bits(), DType::F32),
+            NumericClass::Subnormal
+        );
+        assert_eq!(
+            classify_bits(3.0f32.to_bits(), DType::F32),
+            NumericClass::Normal(1)
+        );
+    }
+}

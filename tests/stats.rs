@@ -1,0 +1,301 @@
+//! GPU statistics against the exact f64 reference: counts and extrema exactly, moments within
+//! the bound `ops::reduce::moment_error_bounds` derives for f32 accumulation.
+
+mod common;
+
+use gradstab::ops::reduce::cpu::{reference, reference_per_row};
+use gradstab::ops::reduce::moment_error_bounds;
+use gradstab::stats::StatsRecord;
+use gradstab::{Backend, DType, Gpu, GpuOptions, HostTensor};
+use half::{bf16, f16};
+
+/// Asserts `got` is the record of `exact` up to the derived moment bounds; exact elsewhere.
+fn assert_matches(got: &StatsRecord, exact: &StatsRecord, len: usize, what: &str) {
+    assert_eq!(got.count, exact.count, "{what}: count");
+    assert_eq!(
+        (got.nan, got.pos_inf, got.neg_inf, got.zero, got.subnormal),
+        (
+            exact.nan,
+            exact.pos_inf,
+            exact.neg_inf,
+            exact.zero,
+            exact.subnormal
+        ),
+        "{what}: class counts"
+    );
+    assert_eq!(got.histogram, exact.histogram, "{what}: histogram");
+    assert_eq!(
+        got.histogram.total(),
+        got.count,
+        "{what}: histogram bins add up to count"
+    );
+    assert_eq!(got.cast, exact.cast, "{what}: cast report");
+    if exact.finite() == 0 {
+        assert!(
+            got.mean.is_nan() && got.variance.is_nan() && got.min.is_nan(),
+            "{what}"
+        );
+        return;
+    }
+    // Extrema are values of the data: exact.
+    assert_eq!(
+        (got.min, got.max, got.abs_max),
+        (exact.min, exact.max, exact.abs_max),
+        "{what}"
+    );
+    let (mean_bound, var_bound) = moment_error_bounds(exact, len);
+    assert!(
+        (got.mean - exact.mean).abs() <= mean_bound,
+        "{what}: mean {} vs exact {} (bound {mean_bound:e})",
+        got.mean,
+        exact.mean
+    );
+    assert!(
+        (got.variance - exact.variance).abs() <= var_bound,
+        "{what}: variance {} vs exact {} (bound {var_bound:e})",
+        got.variance,
+        exact.variance
+    );
+    // ‖x‖² = n·(σ² + μ²): its error follows from those of σ² and μ.
+    let n = exact.finite() as f64;
+    let l2_sq_bound =
+        n * (var_bound + 2.0 * exact.mean.abs() * mean_bound + mean_bound * mean_bound);
+    let l2_bound = l2_sq_bound / exact.l2_norm.max(f64::MIN_POSITIVE) + 1e-300;
+    assert!(
+        (got.l2_norm - exact.l2_norm).abs() <= l2_bound.max(l2_sq_bound.sqrt()),
+        "{what}: l2 {} vs exact {}",
+        got.l2_norm,
+        exact.l2_norm
+    );
+}
+
+fn gpu_stats(gpu: &Gpu, t: &HostTensor) -> StatsRecord {
+    gpu.stats(&gpu.upload(t).unwrap()).unwrap()
+}
+
+#[test]
+fn whole_tensor_statistics_match_the_reference_for_every_length() {
+    let Some(gpu) = common::gpu("stats lengths") else {
+        return;
+    };
+    let mut rng = common::rng(1);
+    // 1, 2, 3, primes, one chunk (8192) and one more, 10^6.
+    for len in [1, 2, 3, 7, 101, 8191, 8192, 8209, 65_537, 1_000_000] {
+        for dtype in [DType::F32, DType::F16] {
+            let t = common::normal_tensor(&mut rng, dtype, 1, len, 3.0);
+            assert_matches(
+                &gpu_stats(&gpu, &t),
+                &reference(&t),
+                len,
+                &format!("{dtype} len {len}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn per_row_statistics_match_with_folded_grids() {
+    if common::gpu("stats per row").is_none() {
+        return;
+    }
+    // Grids fold at 20 workgroups per dimension here, so that 300 rows need a folded grid in
+    // every kernel without the 140 000 workgroups (13 s on lavapipe) of the real 65535 limit;
+    // tests/folding.rs covers that limit itself.
+    let gpu = Gpu::new(&GpuOptions {
+        max_workgroups_per_dimension: Some(20),
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    let mut rng = common::rng(2);
+    for (rows, cols, dtype) in [
+        (300, 3, DType::F32),
+        (5, 10_007, DType::F16),
+        (64, 256, DType::F32),
+        (1, 1, DType::F16),
+    ] {
+        let t = common::normal_tensor(&mut rng, dtype, rows, cols, 1.0);
+        let got = gpu.row_stats(&gpu.upload(&t).unwrap()).unwrap();
+        let exact = reference_per_row(&t);
+        assert_eq!(got.len(), rows);
+        for (r, (g, e)) in got.iter().zip(&exact).enumerate() {
+            assert_matches(g, e, cols, &format!("{dtype} row {r} of {rows}×{cols}"));
+        }
+    }
+}
+
+#[test]
+fn large_mean_small_spread_does_not_cancel() {
+    let Some(gpu) = common::gpu("stats cancellation") else {
+        return;
+    };
+    // f32 data with mean 10^4 and standard deviation 1.
+    let mut rng = common::rng(3);
+    let n = 1_000_000;
+    let noise = common::normal_tensor(&mut rng, DType::F32, 1, n, 1.0).to_f32_vec();
+    let values: Vec<f32> = noise.iter().map(|z| 1e4 + z).collect();
+    let t = HostTensor::from_f32(1, n, values.clone()).unwrap();
+    let exact = reference(&t);
+    let got = gpu_stats(&gpu, &t);
+    assert_matches(&got, &exact, n, "mean 1e4, std 1");
+    let (_, var_bound) = moment_error_bounds(&exact, n);
+    assert!(
+        var_bound < 1e-3 * exact.variance,
+        "the derived bound is tight: {var_bound:e}"
+    );
+    // The naive one-pass formula in f32 accumulation is far outside that bound.
+    let (mut sum, mut sum_sq) = (0f32, 0f32);
+    for &x in &values {
+        sum += x;
+        sum_sq += x * x;
+    }
+    let naive = sum_sq / n as f32 - (sum / n as f32).powi(2);
+    assert!(
+        (naive as f64 - exact.variance).abs() > 100.0 * var_bound,
+        "naive E[x²] − E[x]² = {naive} should be badly wrong here (exact {})",
+        exact.variance
+    );
+
+    // f16 data whose plain f16 sum would overflow 65504 many times over.
+    let values: Vec<f32> = noise
+        .iter()
+        .take(10_000)
+        .map(|z| 30_000.0 + 500.0 * z)
+        .collect();
+    let t = HostTensor::from_f32_as(DType::F16, 1, values.len(), &values).unwrap();
+    let exact = reference(&t);
+    assert!(exact.mean * exact.count as f64 > 65504.0 * 1000.0);
+    assert_matches(&gpu_stats(&gpu, &t), &exact, values.len(), "f16 mean 3e4");
+}
+
+/// NaN, ±inf, ±0, subnormals and normals interleaved.
+fn special_values(dtype: DType) -> Vec<f32> {
+    let tiny = match dtype {
+        DType::F32 => 1e-40f32,
+        DType::F16 => 3e-6,
+    };
+    let mut v = Vec::new();
+    for i in 0..5000 {
+        v.push(match i % 9 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            3 => 0.0,
+            4 => -0.0,
+            5 => tiny * (1 + i % 5) as f32,
+            6 => -tiny,
+            _ => (i as f32 * 0.37).sin() * 100.0,
+        });
+    }
+    v
+}
+
+#[test]
+fn special_values_are_counted_exactly_and_kept_out_of_the_moments() {
+    let Some(gpu) = common::gpu("stats special values") else {
+        return;
+    };
+    for dtype in [DType::F32, DType::F16] {
+        let v = special_values(dtype);
+        let t = HostTensor::from_f32_as(dtype, 1, v.len(), &v).unwrap();
+        let exact = reference(&t);
+        // 5000 = 9·555 + 5: residues 0–4 occur 556 times, 5–8 occur 555 times.
+        assert_eq!(exact.nan, 556);
+        assert_eq!(exact.pos_inf, 556);
+        assert_eq!(exact.neg_inf, 556);
+        assert_eq!(exact.zero, 2 * 556);
+        assert_eq!(exact.subnormal, 2 * 555);
+        assert!(exact.mean.is_finite() && exact.variance.is_finite());
+        assert_matches(
+            &gpu_stats(&gpu, &t),
+            &exact,
+            v.len(),
+            &format!("{dtype} specials"),
+        );
+    }
+    // Nothing finite at all: the moments are NaN, the counts still exact.
+    let t = HostTensor::from_f32(1, 3, vec![f32::NAN, f32::INFINITY, f32::NAN]).unwrap();
+    assert_matches(&gpu_stats(&gpu, &t), &reference(&t), 3, "no finite values");
+}
+
+#[test]
+fn cast_report_matches_half_value_by_value_around_every_threshold() {
+    let Some(gpu) = common::gpu("stats cast report") else {
+        return;
+    };
+    // Every f32 within 40 ulps of each threshold of f16 and bf16, both signs, plus a log grid.
+    let mut v = Vec::new();
+    for t in [
+        65520.0f32,
+        2f32.powi(-25),
+        2f32.powi(-14) * 2047.0 / 2048.0,
+        2f32.powi(-14),
+        65504.0,
+    ] {
+        for d in -40i32..=40 {
+            let x = f32::from_bits((t.to_bits() as i32 + d) as u32);
+            v.push(x);
+            v.push(-x);
+        }
+    }
+    for bits in [0x7F7F_8000u32, 0x0000_8000, 0x007F_8000, 0x0080_0000] {
+        for d in -40i32..=40 {
+            v.push(f32::from_bits((bits as i32 + d) as u32));
+        }
+    }
+    for e in -150..128 {
+        v.push(1.37 * 2f32.powi(e));
+    }
+    let t = HostTensor::from_f32(1, v.len(), v.clone()).unwrap();
+    let got = gpu_stats(&gpu, &t);
+    let count = |f: &dyn Fn(f32) -> bool| {
+        v.iter()
+            .filter(|&&x| x.is_finite() && x != 0.0 && f(x))
+            .count() as u64
+    };
+    assert_eq!(
+        got.cast.f16.overflow,
+        count(&|x| f16::from_f32(x).is_infinite())
+    );
+    assert_eq!(
+        got.cast.f16.subnormal,
+        count(&|x| f16::from_f32(x).classify() == std::num::FpCategory::Subnormal)
+    );
+    assert_eq!(
+        got.cast.f16.zero,
+        count(&|x| f16::from_f32(x).to_f32() == 0.0)
+    );
+    assert_eq!(
+        got.cast.bf16.overflow,
+        count(&|x| bf16::from_f32(x).is_infinite())
+    );
+    assert_eq!(
+        got.cast.bf16.subnormal,
+        count(&|x| bf16::from_f32(x).classify() == std::num::FpCategory::Subnormal)
+    );
+    assert_eq!(
+        got.cast.bf16.zero,
+        count(&|x| bf16::from_f32(x).to_f32() == 0.0)
+    );
+    assert!(got.cast.f16.overflow > 0 && got.cast.f16.subnormal > 0 && got.cast.f16.zero > 0);
+    assert!(got.cast.bf16.overflow > 0 && got.cast.bf16.subnormal > 0 && got.cast.bf16.zero > 0);
+}
+
+#[test]
+fn f16_data_reduce_without_shader_f16() {
+    if common::gpu("stats without f16").is_none() {
+        return;
+    }
+    let gpu = Gpu::new(&GpuOptions {
+        disable_shader_f16: true,
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    let v = special_values(DType::F16);
+    let t = HostTensor::from_f32_as(DType::F16, 1, v.len(), &v).unwrap();
+    assert_matches(
+        &gpu_stats(&gpu, &t),
+        &reference(&t),
+        v.len(),
+        "f16 on a device without f16",
+    );
+}
