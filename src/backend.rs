@@ -175,3 +175,26 @@ pub fn check_same_shape(op: &'static str, x: Shape, y: Shape) -> Result<()> {
     }
     Ok(())
 }
+
+/// The record of a host tensor of any size: reduced on `backend` in pieces of at most
+/// `max_len` values (the device's binding limit), merged on the host.
+pub fn stats_in_pieces<B: Backend>(
+    backend: &B,
+    host: &HostTensor,
+    max_len: usize,
+) -> Result<StatsRecord> {
+    let len = host.len();
+    if len <= max_len {
+        return backend.stats(&backend.upload(host)?);
+    }
+    let mut merged: Option<StatsRecord> = None;
+    for start in (0..len).step_by(max_len.max(1)) {
+        let piece = host.slice(start, (start + max_len).min(len))?;
+        let record = backend.stats(&backend.upload(&piece)?)?;
+        merged = Some(match merged {
+            None => record,
+            Some(m) => m.merge(&record),
+        });
+    }
+    Ok(merged.expect("len > max_len ≥ 1, so at least one piece"))
+}

@@ -72,6 +72,9 @@ pub enum Error {
         expected: &'static str,
     },
 
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+
     #[error("{0}")]
     InvalidArgument(String),
 }

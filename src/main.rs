@@ -4,9 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use gradstab::backend::stats_in_pieces;
 use gradstab::demo::{first_nonfinite_layer, relu_chain_max_abs, ChainConfig};
+use gradstab::files::FileTensor;
 use gradstab::gpu::probe::{probe, FormatBehaviour};
 use gradstab::gpu::{list_adapters, ADAPTER_ENV};
+use gradstab::report::TensorReport;
 use gradstab::verify::{verify, VerifyRow};
 use gradstab::{Backend, Cpu, Gpu, GpuOptions, Precision};
 
@@ -25,6 +28,13 @@ struct Cli {
 enum Format {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatsFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -75,6 +85,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Statistics of every tensor in a .npy or .safetensors file, and what f16 or bf16 would do
+    /// to it.
+    Stats {
+        /// A .npy (f16, f32, f64) or .safetensors (f16, bf16, f32) file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        adapter: AdapterArg,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendChoice,
+        #[arg(long, value_enum, default_value = "table")]
+        format: StatsFormat,
+        /// Print each tensor's exponent histogram as text bars.
+        #[arg(long)]
+        histogram: bool,
+    },
     /// A 20-layer ReLU MLP with N(0, 1) weights in f32 and f16: where does f16 overflow?
     Demo {
         #[command(flatten)]
@@ -96,6 +121,13 @@ fn main() -> ExitCode {
             quick,
             format,
         } => run_verify(&adapter, quick, format),
+        Command::Stats {
+            file,
+            adapter,
+            backend,
+            format,
+            histogram,
+        } => stats(&file, &adapter, backend, format, histogram),
         Command::Demo {
             adapter,
             backend,
@@ -246,12 +278,9 @@ fn run_verify(adapter: &AdapterArg, quick: bool, format: Format) -> anyhow::Resu
     })
 }
 
-fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Result<ExitCode> {
-    let config = ChainConfig {
-        seed,
-        ..ChainConfig::default()
-    };
-    let gpu = match backend {
+/// The GPU unless the CPU was asked for; without a usable GPU, `None` and a one-line notice.
+fn gpu_or_cpu_notice(adapter: &AdapterArg, backend: BackendChoice) -> Option<Gpu> {
+    match backend {
         BackendChoice::Cpu => None,
         BackendChoice::Gpu => match Gpu::new(&adapter.options()) {
             Ok(gpu) => Some(gpu),
@@ -260,7 +289,72 @@ fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Resu
                 None
             }
         },
+    }
+}
+
+/// Each tensor's record, reduced in pieces of at most `max_len(dtype)` values.
+fn file_stats<B: Backend>(
+    backend: &B,
+    tensors: &[FileTensor],
+    max_len: impl Fn(gradstab::DType) -> usize,
+) -> anyhow::Result<Vec<TensorReport>> {
+    tensors
+        .iter()
+        .map(|t| {
+            let stats = match &t.values {
+                Some(values) => Some(stats_in_pieces(backend, values, max_len(values.dtype()))?),
+                None => None,
+            };
+            Ok(TensorReport::new(t, stats))
+        })
+        .collect()
+}
+
+fn stats(
+    file: &std::path::Path,
+    adapter: &AdapterArg,
+    backend: BackendChoice,
+    format: StatsFormat,
+    histogram: bool,
+) -> anyhow::Result<ExitCode> {
+    let tensors = gradstab::files::load(file)?;
+    let gpu = gpu_or_cpu_notice(adapter, backend);
+    let (reports, info) = match &gpu {
+        Some(gpu) => (
+            file_stats(gpu, &tensors, |d| gpu.max_tensor_len(d))?,
+            gpu.info(),
+        ),
+        None => (file_stats(&Cpu, &tensors, |_| usize::MAX)?, Cpu.info()),
     };
+    let mut out = std::io::stdout().lock();
+    match format {
+        StatsFormat::Table => {
+            use std::io::Write;
+            writeln!(
+                out,
+                "{} ({} tensors) on {}",
+                file.display(),
+                reports.len(),
+                info.adapter
+            )?;
+            gradstab::report::stats_table(&mut out, &reports, histogram)?;
+        }
+        StatsFormat::Csv => gradstab::report::stats_csv(out, &reports)?,
+        StatsFormat::Json => json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "device": info,
+            "tensors": reports,
+        }))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Result<ExitCode> {
+    let config = ChainConfig {
+        seed,
+        ..ChainConfig::default()
+    };
+    let gpu = gpu_or_cpu_notice(adapter, backend);
     let run = |precision: Precision| -> anyhow::Result<(Vec<f64>, String)> {
         match &gpu {
             Some(gpu) if !precision.needs_shader_f16() || gpu.supports_f16() => Ok((

@@ -104,6 +104,58 @@ impl StatsRecord {
     pub fn second_moment(&self) -> f64 {
         self.variance + self.mean * self.mean
     }
+
+    /// The record of the union of two disjoint sets of values of one storage type: counts add,
+    /// extrema combine, and the moments combine by Chan's formula in f64.
+    pub fn merge(&self, other: &StatsRecord) -> StatsRecord {
+        let (na, nb) = (self.finite() as f64, other.finite() as f64);
+        let pick = |a: f64, b: f64, f: fn(f64, f64) -> f64| {
+            if na == 0.0 {
+                b
+            } else if nb == 0.0 {
+                a
+            } else {
+                f(a, b)
+            }
+        };
+        let n = na + nb;
+        let (mean, variance) = if na == 0.0 {
+            (other.mean, other.variance)
+        } else if nb == 0.0 {
+            (self.mean, self.variance)
+        } else {
+            let delta = other.mean - self.mean;
+            let m2 = self.variance * na + other.variance * nb + delta * delta * na * nb / n;
+            (self.mean + delta * nb / n, m2 / n)
+        };
+        let mut histogram = self.histogram.clone();
+        for (a, b) in histogram.normal.iter_mut().zip(&other.histogram.normal) {
+            *a += b;
+        }
+        histogram.zero += other.histogram.zero;
+        histogram.subnormal += other.histogram.subnormal;
+        histogram.inf += other.histogram.inf;
+        histogram.nan += other.histogram.nan;
+        let mut cast = self.cast;
+        cast.f16.add(other.cast.f16);
+        cast.bf16.add(other.cast.bf16);
+        StatsRecord {
+            count: self.count + other.count,
+            mean,
+            variance,
+            min: pick(self.min, other.min, f64::min),
+            max: pick(self.max, other.max, f64::max),
+            abs_max: pick(self.abs_max, other.abs_max, f64::max),
+            l2_norm: pick(self.l2_norm, other.l2_norm, f64::hypot),
+            nan: self.nan + other.nan,
+            pos_inf: self.pos_inf + other.pos_inf,
+            neg_inf: self.neg_inf + other.neg_inf,
+            zero: self.zero + other.zero,
+            subnormal: self.subnormal + other.subnormal,
+            histogram,
+            cast,
+        }
+    }
 }
 
 /// The numeric class of a stored value, from its bits.

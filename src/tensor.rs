@@ -127,6 +127,21 @@ impl HostTensor {
         }
     }
 
+    /// Values `start..end` of the row-major data as a 1 × (end − start) tensor.
+    pub fn slice(&self, start: usize, end: usize) -> Result<HostTensor> {
+        if start >= end || end > self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "slice {start}..{end} of a tensor of {} values",
+                self.len()
+            )));
+        }
+        let data = match &self.data {
+            HostData::F32(v) => HostData::F32(v[start..end].to_vec()),
+            HostData::F16(v) => HostData::F16(v[start..end].to_vec()),
+        };
+        HostTensor::new(Shape::new(1, end - start), data)
+    }
+
     /// The same values rounded to another storage type.
     pub fn cast(&self, dtype: DType) -> HostTensor {
         let data = match (dtype, &self.data) {

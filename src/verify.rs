@@ -274,6 +274,63 @@ pub fn compare_elementwise(
     Ok(cmp)
 }
 
+/// Statistics of `len` spread values with NaN, ±inf and zeros mixed in, GPU against the exact
+/// f64 record: every count and extremum exactly, mean and variance within
+/// `reduce::moment_error_bounds`. Each record contributes its mean, variance, extrema and
+/// counts as elements of the comparison.
+pub fn compare_stats(gpu: &Gpu, dtype: DType, len: usize, seed: u64) -> Result<Comparison> {
+    let mut rng = rng(seed);
+    let mut values = spread_tensor(&mut rng, DType::F32, len, 5)?.to_f32_vec();
+    for (i, v) in values.iter_mut().enumerate() {
+        match i % 97 {
+            13 => *v = f32::NAN,
+            29 => *v = f32::INFINITY,
+            41 => *v = f32::NEG_INFINITY,
+            53 => *v = 0.0,
+            _ => {}
+        }
+    }
+    let host = HostTensor::from_f32_as(dtype, 1, len, &values)?;
+    let exact = crate::ops::reduce::cpu::reference(&host);
+    let got = gpu.stats(&gpu.upload(&host)?)?;
+    let (mean_bound, variance_bound) = crate::ops::reduce::moment_error_bounds(&exact, len);
+    let mut cmp = Comparison::default();
+    let what = |field: &str| format!("statistics of {len} {dtype} values: {field}");
+    cmp.record(got.mean, exact.mean, mean_bound, || what("mean"));
+    cmp.record(got.variance, exact.variance, variance_bound, || {
+        what("variance")
+    });
+    for (field, g, e) in [
+        ("min", got.min, exact.min),
+        ("max", got.max, exact.max),
+        ("abs_max", got.abs_max, exact.abs_max),
+    ] {
+        cmp.record(g, e, 0.0, || what(field));
+    }
+    let counts = |r: &crate::stats::StatsRecord| {
+        [
+            r.count,
+            r.nan,
+            r.pos_inf,
+            r.neg_inf,
+            r.zero,
+            r.subnormal,
+            r.cast.f16.overflow,
+            r.cast.f16.zero,
+            r.cast.bf16.zero,
+        ]
+    };
+    for (g, e) in counts(&got).into_iter().zip(counts(&exact)) {
+        cmp.record(g as f64, e as f64, 0.0, || what("a class count"));
+    }
+    let same_histogram = (got.histogram == exact.histogram) as u8 as f64;
+    cmp.record(same_histogram, 1.0, 0.0, || what("the exponent histogram"));
+    Ok(cmp)
+}
+
+/// Lengths for the statistics: 1, primes, one past a workgroup's chunk, and 10^6.
+pub const STATS_LENGTHS: [usize; 5] = [1, 3, 101, 8209, 1_000_000];
+
 /// One row of the verify table: a kernel in one precision over all shapes.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VerifyRow {
@@ -392,6 +449,21 @@ pub fn verify(
             }
             push(op.name().into(), precision, lengths.len(), total);
         }
+    }
+    for dtype in [DType::F32, DType::F16] {
+        let mut total = Comparison::default();
+        for (i, &len) in STATS_LENGTHS.iter().enumerate() {
+            total.merge(compare_stats(gpu, dtype, len, i as u64)?);
+        }
+        let row = VerifyRow {
+            kernel: "statistics".into(),
+            precision: dtype.name().into(),
+            shapes: STATS_LENGTHS.len(),
+            passed: total.passed(),
+            comparison: total,
+        };
+        progress(&row);
+        rows.push(row);
     }
     Ok(VerifyReport { probe, rows })
 }

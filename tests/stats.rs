@@ -299,3 +299,35 @@ fn f16_data_reduce_without_shader_f16() {
         "f16 on a device without f16",
     );
 }
+
+#[test]
+fn records_of_pieces_merge_into_the_record_of_the_whole() {
+    let mut rng = common::rng(9);
+    let mut v = common::normal_tensor(&mut rng, DType::F32, 1, 10_000, 4.0).to_f32_vec();
+    v[17] = f32::NAN;
+    v[9_000] = f32::NEG_INFINITY;
+    let t = HostTensor::from_f32(1, v.len(), v).unwrap();
+    let whole = reference(&t);
+    let merged = gradstab::backend::stats_in_pieces(&gradstab::Cpu, &t, 777).unwrap();
+    assert_eq!(merged.histogram, whole.histogram);
+    assert_eq!(
+        (merged.nan, merged.neg_inf, merged.count),
+        (whole.nan, whole.neg_inf, whole.count)
+    );
+    assert_eq!(
+        (merged.min, merged.max, merged.abs_max),
+        (whole.min, whole.max, whole.abs_max)
+    );
+    // Chan's combination in f64 of exact pieces: relative error a few f64 roundings per merge.
+    for (a, b) in [
+        (merged.mean, whole.mean),
+        (merged.variance, whole.variance),
+        (merged.l2_norm, whole.l2_norm),
+    ] {
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    if let Some(gpu) = common::gpu("stats in pieces") {
+        let on_gpu = gradstab::backend::stats_in_pieces(&gpu, &t, 4_099).unwrap();
+        assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
+    }
+}

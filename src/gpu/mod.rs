@@ -120,6 +120,15 @@ impl Gpu {
         &self.info
     }
 
+    /// The most values of `dtype` one tensor can hold on this device (one storage binding).
+    pub fn max_tensor_len(&self, dtype: DType) -> usize {
+        let bytes = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        (bytes / dtype.size_bytes()) as usize
+    }
+
     pub fn supports_f16(&self) -> bool {
         self.shader_f16
     }

@@ -1,0 +1,227 @@
+//! Tensors from files a user brings: NumPy `.npy` (f16, f32, f64) and `.safetensors` (every
+//! tensor; f16, bf16, f32). A malformed, truncated or unsupported file is an error that names
+//! the file and the problem.
+
+use std::path::Path;
+
+use half::{bf16, f16};
+
+use crate::error::{Error, Result};
+use crate::tensor::HostTensor;
+
+/// The element type as stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileDType {
+    F16,
+    Bf16,
+    F32,
+    F64,
+}
+
+impl FileDType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileDType::F16 => "f16",
+            FileDType::Bf16 => "bf16",
+            FileDType::F32 => "f32",
+            FileDType::F64 => "f64",
+        }
+    }
+}
+
+/// One tensor of a file, ready for a backend: f16 stays f16; bf16 widens to f32 exactly; f64
+/// narrows to f32, with a note where that changed values in kind.
+#[derive(Clone, Debug)]
+pub struct FileTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: FileDType,
+    /// `None` for a tensor with no elements.
+    pub values: Option<HostTensor>,
+    pub note: Option<String>,
+}
+
+fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Reads every tensor of a `.npy` or `.safetensors` file.
+pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    if bytes.is_empty() {
+        return Err(file_error(path, "the file is empty"));
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "npy" => load_npy(path, &bytes).map(|t| vec![t]),
+        "safetensors" => load_safetensors(path, &bytes),
+        _ if bytes.starts_with(b"\x93NUMPY") => load_npy(path, &bytes).map(|t| vec![t]),
+        _ => Err(file_error(
+            path,
+            "not a .npy or .safetensors file (gradstab stats reads those two formats)",
+        )),
+    }
+}
+
+/// Flattens values to a 1 × n tensor (statistics are over the whole tensor).
+fn as_tensor(path: &Path, values: HostTensorValues) -> Result<Option<HostTensor>> {
+    let len = values.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    match values {
+        HostTensorValues::F16(v) => HostTensor::from_f16(1, len, v),
+        HostTensorValues::F32(v) => HostTensor::from_f32(1, len, v),
+    }
+    .map(Some)
+    .map_err(|e| file_error(path, e))
+}
+
+enum HostTensorValues {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl HostTensorValues {
+    fn len(&self) -> usize {
+        match self {
+            HostTensorValues::F16(v) => v.len(),
+            HostTensorValues::F32(v) => v.len(),
+        }
+    }
+}
+
+/// f64 → f32, noting values whose kind the narrowing changed.
+fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
+    let narrowed: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let overflowed = values
+        .iter()
+        .zip(&narrowed)
+        .filter(|(a, b)| a.is_finite() && b.is_infinite())
+        .count();
+    let zeroed = values
+        .iter()
+        .zip(&narrowed)
+        .filter(|(a, b)| **a != 0.0 && **b == 0.0)
+        .count();
+    let note = (overflowed + zeroed > 0).then(|| {
+        format!(
+            "analysed as f32: {overflowed} values beyond f32's range became inf, {zeroed} became 0"
+        )
+    });
+    (narrowed, note)
+}
+
+fn load_npy(path: &Path, bytes: &[u8]) -> Result<FileTensor> {
+    let npy = npyz::NpyFile::new(bytes)
+        .map_err(|e| file_error(path, format!("not a valid .npy header: {e}")))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let type_str = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => {
+            return Err(file_error(
+                path,
+                format!(
+                    "unsupported dtype {other:?}: gradstab stats reads f16, f32 and f64 arrays"
+                ),
+            ))
+        }
+    };
+    let expected_len: usize = shape.iter().product();
+    let truncated =
+        |e: std::io::Error| file_error(path, format!("the data are truncated or unreadable ({e})"));
+    let (dtype, values, note) = match &type_str[1..] {
+        "f2" => (FileDType::F16, HostTensorValues::F16(npy.into_vec::<f16>().map_err(truncated)?), None),
+        "f4" => (FileDType::F32, HostTensorValues::F32(npy.into_vec::<f32>().map_err(truncated)?), None),
+        "f8" => {
+            let (v, note) = narrow_f64(&npy.into_vec::<f64>().map_err(truncated)?);
+            (FileDType::F64, HostTensorValues::F32(v), note)
+        }
+        other => {
+            return Err(file_error(
+                path,
+                format!("unsupported dtype '{other}': gradstab stats reads f16 (f2), f32 (f4) and f64 (f8) arrays"),
+            ))
+        }
+    };
+    if values.len() != expected_len {
+        return Err(file_error(
+            path,
+            format!(
+                "the header promises {expected_len} values but the data hold {}",
+                values.len()
+            ),
+        ));
+    }
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("array")
+        .to_string();
+    Ok(FileTensor {
+        name,
+        shape,
+        dtype,
+        values: as_tensor(path, values)?,
+        note,
+    })
+}
+
+fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| file_error(path, format!("not a valid safetensors file: {e}")))?;
+    let mut tensors = file.tensors();
+    // The header's order is not preserved by the crate; sort by name for a stable report.
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (name, view) in tensors {
+        let data = view.data();
+        let (dtype, values) = match view.dtype() {
+            safetensors::Dtype::F16 => (
+                FileDType::F16,
+                HostTensorValues::F16(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect()),
+            ),
+            safetensors::Dtype::BF16 => (
+                FileDType::Bf16,
+                HostTensorValues::F32(
+                    data.chunks_exact(2)
+                        .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect(),
+                ),
+            ),
+            safetensors::Dtype::F32 => (
+                FileDType::F32,
+                HostTensorValues::F32(
+                    data.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            ),
+            other => {
+                return Err(file_error(
+                    path,
+                    format!("tensor '{name}' has dtype {other:?}: gradstab stats reads f16, bf16 and f32 tensors"),
+                ))
+            }
+        };
+        out.push(FileTensor {
+            name,
+            shape: view.shape().to_vec(),
+            dtype,
+            values: as_tensor(path, values)?,
+            note: None,
+        });
+    }
+    if out.is_empty() {
+        return Err(file_error(path, "the file holds no tensors"));
+    }
+    Ok(out)
+}

@@ -1,0 +1,246 @@
+//! Rendering statistics for people and for scripts: the `gradstab stats` table, CSV, JSON and
+//! the text histogram.
+
+use std::io::Write;
+
+use crate::files::FileTensor;
+use crate::stats::{CastCounts, StatsRecord};
+
+/// One analysed tensor of a file.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TensorReport {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: String,
+    pub note: Option<String>,
+    /// `None` for a tensor with no elements.
+    pub stats: Option<StatsRecord>,
+}
+
+impl TensorReport {
+    pub fn new(tensor: &FileTensor, stats: Option<StatsRecord>) -> Self {
+        TensorReport {
+            name: tensor.name.clone(),
+            shape: tensor.shape.clone(),
+            dtype: tensor.dtype.name().to_string(),
+            note: tensor.note.clone(),
+            stats,
+        }
+    }
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 || part == 0 {
+        "0".into()
+    } else {
+        let p = 100.0 * part as f64 / whole as f64;
+        if p < 0.01 {
+            "<0.01".into()
+        } else {
+            format!("{p:.2}")
+        }
+    }
+}
+
+fn under(c: &CastCounts) -> u64 {
+    c.subnormal + c.zero
+}
+
+/// The terminal table: one row per tensor.
+pub fn stats_table(
+    out: &mut impl Write,
+    reports: &[TensorReport],
+    histogram: bool,
+) -> std::io::Result<()> {
+    let name_width = reports
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 40);
+    writeln!(
+        out,
+        "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
+        "name",
+        "shape",
+        "dtype",
+        "mean",
+        "std",
+        "abs_max",
+        "nan",
+        "±inf",
+        "f16 over%",
+        "f16 undr%",
+        "bf16 ovr%",
+        "bf16 und%",
+        nw = name_width
+    )?;
+    for r in reports {
+        let Some(s) = &r.stats else {
+            writeln!(
+                out,
+                "{:<nw$} {:<16} {:<5} (no elements)",
+                r.name,
+                shape_text(&r.shape),
+                r.dtype,
+                nw = name_width
+            )?;
+            continue;
+        };
+        writeln!(
+            out,
+            "{:<nw$} {:<16} {:<5} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
+            r.name,
+            shape_text(&r.shape),
+            r.dtype,
+            s.mean,
+            s.std(),
+            s.abs_max,
+            s.nan,
+            s.pos_inf + s.neg_inf,
+            percent(s.cast.f16.overflow, s.count),
+            percent(under(&s.cast.f16), s.count),
+            percent(s.cast.bf16.overflow, s.count),
+            percent(under(&s.cast.bf16), s.count),
+            nw = name_width
+        )?;
+        if let Some(note) = &r.note {
+            writeln!(out, "    note: {note}")?;
+        }
+        if histogram {
+            histogram_bars(out, s)?;
+        }
+    }
+    writeln!(
+        out,
+        "over% = share of values that would round to ±inf; undr% = share that would become subnormal or 0 (non-zero values only)."
+    )?;
+    Ok(())
+}
+
+/// The exponent histogram as text bars, with where each bin falls in f16.
+pub fn histogram_bars(out: &mut impl Write, s: &StatsRecord) -> std::io::Result<()> {
+    let h = &s.histogram;
+    let widest = h
+        .normal
+        .iter()
+        .copied()
+        .chain([h.zero, h.subnormal, h.inf, h.nan])
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bar = |n: u64| "█".repeat(((n as f64 / widest as f64) * 40.0).ceil() as usize);
+    let mut line = |label: String, n: u64, remark: &str| -> std::io::Result<()> {
+        if n > 0 {
+            writeln!(
+                out,
+                "    {label:>10} {:>9} {:>7}% {:<40} {remark}",
+                n,
+                percent(n, s.count),
+                bar(n)
+            )?;
+        }
+        Ok(())
+    };
+    line("NaN".into(), h.nan, "")?;
+    line("±inf".into(), h.inf, "")?;
+    for (i, &n) in h.normal.iter().enumerate().rev() {
+        let e = h.min_exponent + i as i32;
+        let remark = if e >= 16 {
+            "inf in f16"
+        } else if e < -24 {
+            "0 in f16"
+        } else if e < -14 {
+            "subnormal in f16"
+        } else {
+            ""
+        };
+        line(format!("2^{e}"), n, remark)?;
+    }
+    line("subnormal".into(), h.subnormal, "")?;
+    line("zero".into(), h.zero, "")?;
+    Ok(())
+}
+
+/// CSV: one row per tensor with every scalar field of the record.
+pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "name",
+        "shape",
+        "dtype",
+        "count",
+        "mean",
+        "variance",
+        "std",
+        "min",
+        "max",
+        "abs_max",
+        "l2_norm",
+        "nan",
+        "pos_inf",
+        "neg_inf",
+        "zero",
+        "subnormal",
+        "f16_overflow",
+        "f16_subnormal",
+        "f16_zero",
+        "bf16_overflow",
+        "bf16_subnormal",
+        "bf16_zero",
+        "note",
+    ])?;
+    for r in reports {
+        let shape = r
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        let mut row = vec![r.name.clone(), shape, r.dtype.clone()];
+        match &r.stats {
+            Some(s) => {
+                row.push(s.count.to_string());
+                for v in [
+                    s.mean,
+                    s.variance,
+                    s.std(),
+                    s.min,
+                    s.max,
+                    s.abs_max,
+                    s.l2_norm,
+                ] {
+                    row.push(format!("{v:e}"));
+                }
+                for v in [
+                    s.nan,
+                    s.pos_inf,
+                    s.neg_inf,
+                    s.zero,
+                    s.subnormal,
+                    s.cast.f16.overflow,
+                    s.cast.f16.subnormal,
+                    s.cast.f16.zero,
+                    s.cast.bf16.overflow,
+                    s.cast.bf16.subnormal,
+                    s.cast.bf16.zero,
+                ] {
+                    row.push(v.to_string());
+                }
+            }
+            None => {
+                row.push("0".into());
+                row.extend(std::iter::repeat_n(String::new(), 18));
+            }
+        }
+        row.push(r.note.clone().unwrap_or_default());
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
