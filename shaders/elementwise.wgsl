@@ -1,5 +1,5 @@
 // Elementwise kernels of the backward pass: the Hadamard product (dZ = dH ⊙ act'(Z)),
-// scaling (y = s·x) and the update y += a·x.
+// scaling (y = s·x), the update y += a·x, and clamping to [−s, s] (gradient clipping by value).
 //
 // Template: the host prepends a header that defines `alias S` (storage) and `alias A`
 // (arithmetic). Values are converted S → A on load and A → S once on store.
@@ -46,5 +46,19 @@ fn axpy(@builtin(global_invocation_id) id: vec3<u32>) {
     if (i < params.len) {
         let product = A(params.scalar) * A(x[i]);
         out[i] = S(A(y[i]) + product);
+    }
+}
+
+// out = clamp(x, −scalar, scalar); NaN stays NaN, as torch.clamp keeps it.
+@compute @workgroup_size(256, 1, 1)
+fn clamp_abs(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = element_index(id);
+    if (i < params.len) {
+        let v = A(x[i]);
+        if (is_nan_bits(v)) {
+            out[i] = x[i];
+        } else {
+            out[i] = S(clamp(v, -A(params.scalar), A(params.scalar)));
+        }
     }
 }

@@ -82,6 +82,10 @@ impl Backend for Cpu {
         elementwise::cpu::apply(ElementwiseOp::Scale, x, None, s, precision)
     }
 
+    fn clamp_abs(&self, x: &HostTensor, limit: f32, precision: Precision) -> Result<HostTensor> {
+        elementwise::cpu::apply(ElementwiseOp::Clamp, x, None, limit, precision)
+    }
+
     fn stats(&self, x: &HostTensor) -> Result<StatsRecord> {
         Ok(reduce::cpu::reference(x))
     }

@@ -9,13 +9,17 @@ pub mod backend;
 pub mod cpu;
 pub mod demo;
 pub mod error;
+pub mod experiment;
 pub mod files;
 pub mod gpu;
+pub mod network;
+pub mod init;
 pub mod ops;
 pub mod precision;
 pub mod report;
 pub mod stats;
 pub mod tensor;
+pub mod theory;
 pub mod verify;
 
 pub use backend::{Backend, BackendInfo, MatmulOp};

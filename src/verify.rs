@@ -246,6 +246,7 @@ pub fn compare_elementwise(
         ElementwiseOp::Hadamard => Cpu.hadamard(&x, &y, precision)?,
         ElementwiseOp::Scale => Cpu.scale(&x, s, precision)?,
         ElementwiseOp::Axpy => Cpu.axpy(s, &x, &y, precision)?,
+        ElementwiseOp::Clamp => Cpu.clamp_abs(&x, s.abs(), precision)?,
     }
     .to_f64_vec();
     let (xg, yg) = (gpu.upload(&x)?, gpu.upload(&y)?);
@@ -253,6 +254,7 @@ pub fn compare_elementwise(
         ElementwiseOp::Hadamard => gpu.hadamard(&xg, &yg, precision)?,
         ElementwiseOp::Scale => gpu.scale(&xg, s, precision)?,
         ElementwiseOp::Axpy => gpu.axpy(s, &xg, &yg, precision)?,
+        ElementwiseOp::Clamp => gpu.clamp_abs(&xg, s.abs(), precision)?,
     };
     let got = gpu.download(&got)?.to_f64_vec();
     let (xs, ys) = (x.to_f64_vec(), y.to_f64_vec());

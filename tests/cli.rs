@@ -74,9 +74,9 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
-    // 9 kernels (4 matmul transposes, 2 activation entries, 3 elementwise) × 3 precisions,
+    // 10 kernels (4 matmul transposes, 2 activation entries, 4 elementwise) × 3 precisions,
     // and the statistics of f32 and f16 data.
-    assert_eq!(rows.len(), 27 + 2);
+    assert_eq!(rows.len(), 30 + 2);
     for row in rows {
         assert_eq!(row["passed"], true, "{row}");
         assert!(row["worst_ratio"].as_f64().unwrap() <= 1.0);

@@ -18,6 +18,7 @@ fn run<B: Backend>(
         ElementwiseOp::Hadamard => backend.hadamard(&xt, &yt, precision),
         ElementwiseOp::Scale => backend.scale(&xt, s, precision),
         ElementwiseOp::Axpy => backend.axpy(s, &xt, &yt, precision),
+        ElementwiseOp::Clamp => backend.clamp_abs(&xt, s, precision),
     }
     .unwrap();
     backend.download(&out).unwrap().to_f64_vec()
@@ -67,5 +68,7 @@ fn products_are_exact_where_they_fit() {
         );
         let got = run(&gpu, ElementwiseOp::Axpy, &x, &y, 2.0, Precision::F32);
         assert_eq!(got, [13.0, 1.0, 0.75, 2112.0]);
+        let got = run(&gpu, ElementwiseOp::Clamp, &x, &y, 4.0, Precision::F32);
+        assert_eq!(got, [3.0, -4.0, 0.5, 4.0]);
     }
 }

@@ -246,6 +246,11 @@ impl Backend for Gpu {
         elementwise::gpu::apply(self, ElementwiseOp::Scale, x, None, s, precision)
     }
 
+    fn clamp_abs(&self, x: &GpuTensor, limit: f32, precision: Precision) -> Result<GpuTensor> {
+        self.require_precision(precision)?;
+        elementwise::gpu::apply(self, ElementwiseOp::Clamp, x, None, limit, precision)
+    }
+
     fn stats(&self, x: &GpuTensor) -> Result<StatsRecord> {
         let mut records = reduce::gpu::segment_stats(self, x, 1, x.shape.len())?;
         Ok(records.remove(0))

@@ -35,6 +35,13 @@ pub(crate) fn apply(
             ElementwiseOp::Hadamard => a.r(xv * ys.as_ref().expect("hadamard has y")[i]),
             ElementwiseOp::Scale => a.r(s * xv),
             ElementwiseOp::Axpy => a.r(ys.as_ref().expect("axpy has y")[i] + a.r(s * xv)),
+            ElementwiseOp::Clamp => {
+                if xv.is_nan() {
+                    xv
+                } else {
+                    xv.clamp(-s, s)
+                }
+            }
         })
         .collect();
     HostTensor::from_f32_as(precision.storage(), x.shape().rows, x.shape().cols, &out)

@@ -14,13 +14,16 @@ pub enum ElementwiseOp {
     Scale,
     /// `y + a·x`.
     Axpy,
+    /// `clamp(x, −a, a)`: clipping by value.
+    Clamp,
 }
 
 impl ElementwiseOp {
-    pub const ALL: [ElementwiseOp; 3] = [
+    pub const ALL: [ElementwiseOp; 4] = [
         ElementwiseOp::Hadamard,
         ElementwiseOp::Scale,
         ElementwiseOp::Axpy,
+        ElementwiseOp::Clamp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -28,15 +31,25 @@ impl ElementwiseOp {
             ElementwiseOp::Hadamard => "hadamard",
             ElementwiseOp::Scale => "scale",
             ElementwiseOp::Axpy => "axpy",
+            ElementwiseOp::Clamp => "clamp",
         }
     }
 
     pub(crate) fn entry_point(self) -> &'static str {
-        self.name()
+        match self {
+            ElementwiseOp::Clamp => "clamp_abs",
+            other => other.name(),
+        }
+    }
+
+    /// Whether the op reads a second tensor `y`.
+    pub fn takes_y(self) -> bool {
+        matches!(self, ElementwiseOp::Hadamard | ElementwiseOp::Axpy)
     }
 
     /// The largest difference allowed between two conforming results `c1`, `c2` of this op on
     /// one element, where `product` is the exact |a·x| (or |x·y|):
+    /// - clamping returns an input or the bound, exactly;
     /// - one product is one correctly rounded operation: both results are the same unless the
     ///   device flushes a subnormal;
     /// - `y + a·x` rounds the product and the sum; a device may fuse the two, which changes the
@@ -54,7 +67,7 @@ impl ElementwiseOp {
         let u = precision.arithmetic().unit_roundoff();
         let magnitude = finite_or_zero(c1).abs() + finite_or_zero(c2).abs();
         let arithmetic = match self {
-            ElementwiseOp::Hadamard | ElementwiseOp::Scale => 0.0,
+            ElementwiseOp::Hadamard | ElementwiseOp::Scale | ElementwiseOp::Clamp => 0.0,
             ElementwiseOp::Axpy => 2.0 * u * finite_or_zero(product) + u * magnitude,
         };
         let store = if precision == Precision::F16Accumulate32 {

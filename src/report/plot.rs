@@ -1,0 +1,122 @@
+//! The SVG plot of a run: log10 of the second moment (the variance of a zero-mean quantity)
+//! against depth, forward (pre-activations) and backward (gradients), one line per run and a
+//! dashed theory curve per variant, with the band where the root mean square lies in f16's
+//! normal range shaded. Text is written as SVG text
+//! (plotters without font files), so no system fonts are needed.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::run::RunReport;
+use crate::error::{Error, Result};
+use crate::precision::{F16_MAX, F16_MIN_NORMAL};
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        problem: format!("cannot draw the plot: {e}"),
+    }
+}
+
+/// Writes the plot of `report` to `path`.
+pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let panels = root.split_evenly((1, 2));
+    let depth = report.runs.iter().map(|r| r.config.depth).max().unwrap_or(1) as f64;
+    type Pick = fn(&crate::network::LayerRecord) -> (Option<f64>, Option<f64>);
+    let quantities: [(&str, Pick); 2] = [
+        ("forward: log10 E[z²] (pre-activation)", |l| {
+            (l.pre_activation.as_ref().map(|s| s.second_moment()), l.theory.pre_activation_second_moment)
+        }),
+        ("backward: log10 E[(∂l/∂h)²]", |l| {
+            (l.grad_activation.as_ref().map(|s| s.second_moment()), Some(l.theory.grad_second_moment))
+        }),
+    ];
+    for (panel, (title, pick)) in panels.iter().zip(quantities) {
+        let mut points: Vec<(String, Vec<(f64, f64)>, bool, usize)> = Vec::new();
+        let mut variants: Vec<&str> = Vec::new();
+        for (i, run) in report.runs.iter().enumerate() {
+            let measured = run
+                .record
+                .layers
+                .iter()
+                .filter_map(|l| pick(l).0.filter(|v| v.is_finite() && *v > 0.0).map(|v| (l.layer as f64, v.log10())))
+                .collect();
+            points.push((format!("{} {}", run.variant, run.record.precision), measured, false, i));
+            if !variants.contains(&run.variant.as_str()) {
+                variants.push(&run.variant);
+                let theory = run
+                    .record
+                    .layers
+                    .iter()
+                    .filter_map(|l| pick(l).1.filter(|v| v.is_finite() && *v > 0.0).map(|v| (l.layer as f64, v.log10())))
+                    .collect();
+                points.push((format!("{} theory", run.variant), theory, true, i));
+            }
+        }
+        let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() { (lo - 1.0, hi + 1.0) } else { (-10.0, 10.0) };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.0..depth, lo..hi)
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("layer")
+            .y_desc("log10 second moment")
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
+        let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
+        if band.start < band.end {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, band.start), (depth, band.end)],
+                    RGBColor(255, 230, 150).mix(0.35).filled(),
+                )))
+                .map_err(|e| plot_error(path, e))?
+                .label("rms within f16's normal range")
+                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], RGBColor(255, 230, 150).filled()));
+        }
+        for (label, series, dashed, colour_index) in points {
+            let colour = COLOURS[colour_index % COLOURS.len()];
+            let style = if dashed {
+                colour.mix(0.6).stroke_width(1)
+            } else {
+                colour.stroke_width(2)
+            };
+            let drawn = if dashed {
+                chart.draw_series(DashedLineSeries::new(series, 6, 4, style))
+            } else {
+                chart.draw_series(LineSeries::new(series, style))
+            };
+            drawn
+                .map_err(|e| plot_error(path, e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+    }
+    root.present().map_err(|e| plot_error(path, e))
+}

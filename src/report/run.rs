@@ -1,0 +1,149 @@
+//! `gradstab run` output: the per-layer terminal table, CSV and JSON.
+
+use std::io::Write;
+
+use crate::backend::BackendInfo;
+use crate::experiment::VariantRun;
+use crate::network::NetworkConfig;
+use crate::stats::StatsRecord;
+
+/// Everything one `gradstab run` produced; its JSON is the documented output format.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunReport {
+    pub version: String,
+    pub preset: Option<String>,
+    /// The first variant's configuration (each run carries its own too).
+    pub config: NetworkConfig,
+    pub device: BackendInfo,
+    pub runs: Vec<VariantRun>,
+}
+
+fn sci(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.is_nan() => "NaN".into(),
+        Some(v) if v.is_infinite() => "inf".into(),
+        Some(v) => format!("{v:.2e}"),
+    }
+}
+
+/// E[x²] over the record, or inf where the tensor holds a non-finite value.
+fn second_moment(r: &Option<StatsRecord>) -> Option<f64> {
+    r.as_ref().map(|s| {
+        if s.nan + s.pos_inf + s.neg_inf > 0 {
+            f64::INFINITY
+        } else {
+            s.second_moment()
+        }
+    })
+}
+
+/// What first happened at `layer` in each run, for the events column.
+fn events(report: &RunReport, layer: usize) -> String {
+    let mut out = Vec::new();
+    for run in &report.runs {
+        let s = &run.record.summary;
+        let who = format!("{} {}", run.variant, run.record.precision);
+        for (onset, what) in [
+            (s.first_nonfinite_forward, "inf/NaN forward"),
+            (s.first_subnormal, "subnormal forward"),
+            (s.first_nonfinite_backward, "inf/NaN gradient"),
+            (s.first_all_zero_grad, "gradient all 0"),
+        ] {
+            if onset == Some(layer) {
+                out.push(format!("{who}: {what}"));
+            }
+        }
+    }
+    out.join("; ")
+}
+
+/// One row per layer: for each variant the theory's E[z²] and E[g²], then each precision's
+/// measured E[z²] and E[g²] (pre-activation z and gradient g = ∂l/∂h; second moments, which
+/// is what theory predicts and what decides overflow; "inf" where the tensor holds a
+/// non-finite value), and the events that first happened at that layer.
+pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
+    let mut header = format!("{:>5}", "layer");
+    let mut variants: Vec<&str> = Vec::new();
+    for run in &report.runs {
+        if !variants.contains(&run.variant.as_str()) {
+            variants.push(&run.variant);
+            header += &format!(" | {:>9} {:>9}", "E[z²] th", "E[g²] th");
+        }
+        header += &format!(" | {:>9} {:>9}", format!("E[z²] {}", run.record.precision), "E[g²]");
+    }
+    writeln!(out, "runs: {}", report.runs.iter().map(|r| format!("{} {}", r.variant, r.record.precision)).collect::<Vec<_>>().join(", "))?;
+    writeln!(out, "{header} | events")?;
+    let depth = report.runs.iter().map(|r| r.config.depth).max().unwrap_or(0);
+    for t in 0..=depth {
+        let mut row = format!("{t:>5}");
+        let mut seen: Vec<&str> = Vec::new();
+        for run in &report.runs {
+            let Some(layer) = run.record.layers.get(t) else { continue };
+            if !seen.contains(&run.variant.as_str()) {
+                seen.push(&run.variant);
+                row += &format!(
+                    " | {:>9} {:>9}",
+                    sci(layer.theory.pre_activation_second_moment),
+                    sci(Some(layer.theory.grad_second_moment))
+                );
+            }
+            row += &format!(
+                " | {:>9} {:>9}",
+                sci(second_moment(&layer.pre_activation)),
+                sci(second_moment(&layer.grad_activation))
+            );
+        }
+        writeln!(out, "{row} | {}", events(report, t))?;
+    }
+    for run in &report.runs {
+        writeln!(out, "{}", crate::experiment::conclusion(run))?;
+    }
+    Ok(())
+}
+
+/// CSV: one row per (variant, precision, layer, quantity) with every field of the record and
+/// the theory's second moment where it predicts one.
+pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "variant", "precision", "layer", "quantity", "count", "mean", "variance", "min", "max", "abs_max", "l2_norm",
+        "nan", "pos_inf", "neg_inf", "zero", "subnormal", "f16_overflow", "f16_subnormal", "f16_zero", "bf16_overflow",
+        "bf16_subnormal", "bf16_zero", "theory_second_moment",
+    ])?;
+    for run in &report.runs {
+        for layer in &run.record.layers {
+            let quantities = [
+                ("pre_activation", &layer.pre_activation, layer.theory.pre_activation_second_moment),
+                ("activation", &layer.activation, None),
+                ("grad_activation", &layer.grad_activation, Some(layer.theory.grad_second_moment)),
+                ("grad_weight", &layer.grad_weight, None),
+            ];
+            for (name, record, theory) in quantities {
+                let Some(s) = record else { continue };
+                let mut row = vec![run.variant.clone(), run.record.precision.clone(), layer.layer.to_string(), name.into(), s.count.to_string()];
+                row.extend([s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm].map(|v| format!("{v:e}")));
+                row.extend(
+                    [
+                        s.nan,
+                        s.pos_inf,
+                        s.neg_inf,
+                        s.zero,
+                        s.subnormal,
+                        s.cast.f16.overflow,
+                        s.cast.f16.subnormal,
+                        s.cast.f16.zero,
+                        s.cast.bf16.overflow,
+                        s.cast.bf16.subnormal,
+                        s.cast.bf16.zero,
+                    ]
+                    .map(|v| v.to_string()),
+                );
+                row.push(theory.map(|v| format!("{v:e}")).unwrap_or_default());
+                w.write_record(&row)?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

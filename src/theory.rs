@@ -1,0 +1,171 @@
+//! What theory predicts for every layer: the mean-field recursion of THEORY.md §7 (Poole et al.
+//! 2016, Schoenholz et al. 2017), for any activation, bias and initialiser.
+//!
+//! Forward, the pre-activation's second moment is q^t = n_{t−1}·E[w²]·m^{t−1} + σ_b², where
+//! m^{t−1} = E[φ(z)²] with z ~ N(0, q^{t−1}) is the second moment of the layer's input (the
+//! input batch's own for t = 1). Backward, each layer multiplies the gradient's second moment
+//! by n_t·E[w²]·E[φ'(z)²]. With residual connections h^t = h^{t−1} + φ(z^t), both add to the
+//! identity path instead. The one-dimensional Gaussian expectations use Gauss–Hermite
+//! quadrature; with an even number of nodes there is no node at 0, so the kink of ReLU splits
+//! the symmetric nodes exactly in half and its integrals are exact too.
+
+use crate::network::{Loss, NetworkConfig};
+use crate::ops::activation::Activation;
+
+/// Nodes of the quadrature. Enough for the smooth activations to f64 precision over the
+/// variances that occur (the integrands are analytic and bounded).
+pub const QUADRATURE_NODES: usize = 96;
+
+/// Gauss–Hermite nodes and weights for ∫ e^{−x²} f(x) dx (Golub–Welsch would need an eigen
+/// solver; Newton's method on the Hermite recurrence from the asymptotic guesses of Numerical
+/// Recipes §4.6 converges to full precision in a few steps).
+pub fn gauss_hermite(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let pi_quarter = std::f64::consts::PI.powf(-0.25);
+    let mut x = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    let m = n.div_ceil(2);
+    let mut z = 0.0f64;
+    for i in 0..m {
+        z = match i {
+            0 => (2.0 * n as f64 + 1.0).sqrt() - 1.85575 * (2.0 * n as f64 + 1.0).powf(-1.0 / 6.0),
+            1 => z - 1.14 * (n as f64).powf(0.426) / z,
+            2 => 1.86 * z - 0.86 * x[0],
+            3 => 1.91 * z - 0.91 * x[1],
+            _ => 2.0 * z - x[i - 2],
+        };
+        let mut pp = 0.0;
+        for _ in 0..100 {
+            // Orthonormal Hermite recurrence for p_n(z) and its derivative.
+            let mut p1 = pi_quarter;
+            let mut p2 = 0.0;
+            for j in 0..n {
+                let p3 = p2;
+                p2 = p1;
+                p1 = z * (2.0 / (j as f64 + 1.0)).sqrt() * p2 - (j as f64 / (j as f64 + 1.0)).sqrt() * p3;
+            }
+            pp = (2.0 * n as f64).sqrt() * p2;
+            let step = p1 / pp;
+            z -= step;
+            if step.abs() <= 1e-15 * z.abs().max(1.0) {
+                break;
+            }
+        }
+        x[i] = z;
+        x[n - 1 - i] = -z;
+        w[i] = 2.0 / (pp * pp);
+        w[n - 1 - i] = w[i];
+    }
+    (x, w)
+}
+
+/// E[f(z)] for z ~ N(0, q).
+pub fn gaussian_expectation(q: f64, f: impl Fn(f64) -> f64) -> f64 {
+    thread_local! {
+        static RULE: (Vec<f64>, Vec<f64>) = gauss_hermite(QUADRATURE_NODES);
+    }
+    RULE.with(|(x, w)| {
+        let scale = (2.0 * q.max(0.0)).sqrt();
+        let sum: f64 = x.iter().zip(w).map(|(&xi, &wi)| wi * f(scale * xi)).sum();
+        sum / std::f64::consts::PI.sqrt()
+    })
+}
+
+/// E[φ(z)²] for z ~ N(0, q).
+pub fn activation_second_moment(activation: &Activation, q: f64) -> f64 {
+    gaussian_expectation(q, |z| activation.reference(z).powi(2))
+}
+
+/// E[φ'(z)²] for z ~ N(0, q).
+pub fn derivative_second_moment(activation: &Activation, q: f64) -> f64 {
+    gaussian_expectation(q, |z| activation.reference_derivative(z).powi(2))
+}
+
+/// The predicted second moments of one network, layer by layer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Prediction {
+    /// q^t = E[(z^t)²] for t = 1..=depth (index 0 unused, NaN).
+    pub pre_activation_second_moment: Vec<f64>,
+    /// E[(h^t)²] for t = 0..=depth.
+    pub activation_second_moment: Vec<f64>,
+    /// E[(∂l/∂h^t)²] for t = 0..=depth.
+    pub grad_second_moment: Vec<f64>,
+}
+
+/// The mean-field prediction for `config` with the weights its initialiser actually draws.
+pub fn predict(config: &NetworkConfig) -> Prediction {
+    let d = config.depth;
+    let act = &config.activation;
+    let mut q = vec![f64::NAN; d + 1];
+    let mut m = vec![0.0; d + 1];
+    m[0] = config.input.second_moment();
+    let bias_var = config.bias_std * config.bias_std;
+    for t in 1..=d {
+        let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
+        q[t] = n_in as f64 * config.init.second_moment(n_in, n_out, act) * m[t - 1] + bias_var;
+        let fresh = activation_second_moment(act, q[t]);
+        m[t] = if config.residual { m[t - 1] + fresh } else { fresh };
+    }
+    let mut g = vec![0.0; d + 1];
+    let numel = (config.batch * config.widths[d]) as f64;
+    g[d] = match config.loss {
+        Loss::Probe | Loss::Sum => 1.0,
+        // ∂/∂h of mean((h − y)²) is 2(h − y)/N, with targets y ~ N(0, 1).
+        Loss::Mse => 4.0 * (m[d] + 1.0) / (numel * numel),
+    };
+    for t in (1..=d).rev() {
+        let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
+        let chi = n_out as f64 * config.init.second_moment(n_in, n_out, act) * derivative_second_moment(act, q[t]);
+        g[t - 1] = if config.residual { g[t] * (1.0 + chi) } else { g[t] * chi };
+    }
+    Prediction {
+        pre_activation_second_moment: q,
+        activation_second_moment: m,
+        grad_second_moment: g,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quadrature_integrates_polynomials_exactly() {
+        // E[z^2k] = (2k − 1)!! q^k for z ~ N(0, q).
+        for q in [0.01, 1.0, 37.0] {
+            for (k, double_factorial) in [(1, 1.0), (2, 3.0), (3, 15.0), (4, 105.0)] {
+                let e = gaussian_expectation(q, |z| z.powi(2 * k));
+                let exact = double_factorial * q.powi(k);
+                assert!((e - exact).abs() <= 1e-12 * exact, "k={k} q={q}: {e} vs {exact}");
+            }
+        }
+        let (_, w) = gauss_hermite(QUADRATURE_NODES);
+        assert!((w.iter().sum::<f64>() - std::f64::consts::PI.sqrt()).abs() < 1e-13);
+    }
+
+    #[test]
+    fn quadrature_reproduces_the_closed_forms_of_linear_and_relu() {
+        let linear = Activation::Linear { alpha: 1.5, beta: -0.25 };
+        for q in [1e-6, 0.3, 1.0, 250.0, 1e8] {
+            // Linear: E[φ²] = α²q + β², E[φ'²] = α².
+            let closed = 2.25 * q + 0.0625;
+            assert!((activation_second_moment(&linear, q) - closed).abs() <= 1e-10 * closed);
+            assert!((derivative_second_moment(&linear, q) - 2.25).abs() <= 1e-10);
+            // ReLU: E[φ²] = q/2, E[φ'²] = 1/2.
+            assert!((activation_second_moment(&Activation::Relu, q) - q / 2.0).abs() <= 1e-10 * q);
+            assert!((derivative_second_moment(&Activation::Relu, q) - 0.5).abs() <= 1e-10);
+            // Leaky ReLU with slope s: (1 + s²)/2 of each.
+            let leaky = Activation::LeakyRelu { slope: 0.1 };
+            let f = (1.0 + 0.1f64.powi(2)) / 2.0;
+            assert!((activation_second_moment(&leaky, q) - f * q).abs() <= 1e-10 * q * f);
+        }
+    }
+
+    #[test]
+    fn tanh_at_the_edge_of_chaos_keeps_the_gradient() {
+        // For small q, E[tanh'(z)²] → 1: with σ_w² = 1 the gradient neither grows nor shrinks.
+        let chi = derivative_second_moment(&Activation::Tanh, 1e-8);
+        assert!((chi - 1.0).abs() < 1e-7);
+        // Sigmoid's derivative is at most 1/4, so χ ≤ σ_w²/16.
+        assert!(derivative_second_moment(&Activation::Sigmoid, 1.0) < 1.0 / 16.0);
+    }
+}
