@@ -134,7 +134,8 @@ pub trait Backend {
     fn scale(&self, x: &Self::Tensor, s: f32, precision: Precision) -> Result<Self::Tensor>;
 
     /// `clamp(x, −limit, limit)`, NaN kept.
-    fn clamp_abs(&self, x: &Self::Tensor, limit: f32, precision: Precision) -> Result<Self::Tensor>;
+    fn clamp_abs(&self, x: &Self::Tensor, limit: f32, precision: Precision)
+        -> Result<Self::Tensor>;
 
     /// The statistics record of the whole tensor, reduced where the tensor lives; only the
     /// record travels to the host.

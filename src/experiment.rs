@@ -17,7 +17,13 @@ pub struct Experiment {
     pub precisions: Vec<Precision>,
 }
 
-fn config(depth: usize, width: usize, batch: usize, activation: Activation, init: Init) -> NetworkConfig {
+fn config(
+    depth: usize,
+    width: usize,
+    batch: usize,
+    activation: Activation,
+    init: Init,
+) -> NetworkConfig {
     NetworkConfig {
         activation,
         init,
@@ -117,7 +123,12 @@ pub fn preset(name: &str) -> Result<Experiment> {
     all.iter()
         .find(|e| e.name == wanted)
         .cloned()
-        .ok_or_else(|| Error::InvalidArgument(format!("unknown preset '{name}'; presets: {}", names.join(", "))))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown preset '{name}'; presets: {}",
+                names.join(", ")
+            ))
+        })
 }
 
 /// One configuration run in one precision.
@@ -151,7 +162,15 @@ pub fn conclusion(run: &VariantRun) -> String {
         parts.push(format!("finite through all {} layers", run.config.depth));
     }
     if s.grad_second_moment_ratio.is_finite() {
-        parts.push(format!("E[g²] bottom/top = {:.2e}", s.grad_second_moment_ratio));
+        parts.push(format!(
+            "E[g²] bottom/top = {:.2e}",
+            s.grad_second_moment_ratio
+        ));
     }
-    format!("{} {}: {}", run.variant, run.record.precision, parts.join(", "))
+    format!(
+        "{} {}: {}",
+        run.variant,
+        run.record.precision,
+        parts.join(", ")
+    )
 }

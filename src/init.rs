@@ -67,7 +67,9 @@ impl Init {
                 Self::gain(gain, activation).powi(2) / fan(mode)
             }
             // ‖W‖_F² = gain²·min(in, out), spread over in·out entries.
-            Init::Orthogonal { gain } => Self::gain(gain, activation).powi(2) * fi.min(fo) / (fi * fo),
+            Init::Orthogonal { gain } => {
+                Self::gain(gain, activation).powi(2) * fi.min(fo) / (fi * fo)
+            }
         }
     }
 
@@ -78,7 +80,9 @@ impl Init {
             Init::XavierNormal { gain } => Self::gain(gain, activation) * (2.0 / (fi + fo)).sqrt(),
             Init::XavierUniform { gain } => Self::gain(gain, activation) * (6.0 / (fi + fo)).sqrt(),
             Init::KaimingNormal { .. } => self.second_moment(fan_in, fan_out, activation).sqrt(),
-            Init::KaimingUniform { .. } => (3.0 * self.second_moment(fan_in, fan_out, activation)).sqrt(),
+            Init::KaimingUniform { .. } => {
+                (3.0 * self.second_moment(fan_in, fan_out, activation)).sqrt()
+            }
             Init::Normal { std } => std,
             Init::Uniform { bound } => bound,
             Init::Constant { value } => value,
@@ -87,7 +91,13 @@ impl Init {
     }
 
     /// A `fan_out × fan_in` weight, row-major, drawn from `rng`.
-    pub fn sample(&self, fan_in: usize, fan_out: usize, activation: &Activation, rng: &mut impl Rng) -> Vec<f32> {
+    pub fn sample(
+        &self,
+        fan_in: usize,
+        fan_out: usize,
+        activation: &Activation,
+        rng: &mut impl Rng,
+    ) -> Vec<f32> {
         let scale = self.scale(fan_in, fan_out, activation);
         let n = fan_in * fan_out;
         match self {
@@ -98,9 +108,10 @@ impl Init {
                     (scale * z) as f32
                 })
                 .collect(),
-            Init::Uniform { .. } | Init::XavierUniform { .. } | Init::KaimingUniform { .. } => {
-                (0..n).map(|_| rng.random_range(-scale..=scale) as f32).collect()
-            }
+            Init::Uniform { .. } | Init::XavierUniform { .. } | Init::KaimingUniform { .. } => (0
+                ..n)
+                .map(|_| rng.random_range(-scale..=scale) as f32)
+                .collect(),
             Init::Orthogonal { .. } => orthogonal(fan_out, fan_in, scale, rng),
         }
     }
@@ -110,7 +121,11 @@ impl Init {
 /// when it has fewer rows than columns), with the signs of diag(R), times the gain. The rows
 /// are orthonormal when rows ≤ cols, the columns otherwise.
 fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut impl Rng) -> Vec<f32> {
-    let (m, n) = if rows < cols { (cols, rows) } else { (rows, cols) };
+    let (m, n) = if rows < cols {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
     // A is m × n with m ≥ n, stored by columns; modified Gram–Schmidt with one
     // re-orthogonalisation keeps Q orthonormal to a few f64 roundings.
     let mut q: Vec<Vec<f64>> = (0..n)
@@ -170,7 +185,9 @@ impl InputInit {
                     (std * z) as f32
                 })
                 .collect(),
-            InputInit::Uniform { bound } => (0..n).map(|_| rng.random_range(-bound..=bound) as f32).collect(),
+            InputInit::Uniform { bound } => (0..n)
+                .map(|_| rng.random_range(-bound..=bound) as f32)
+                .collect(),
             InputInit::Constant { value } => vec![value as f32; n],
         }
     }
@@ -180,7 +197,9 @@ impl InputInit {
 /// weights can be drawn again without drawing layers 1..t−1.
 pub fn stream(seed: u64, purpose: u64, layer: usize) -> rand::rngs::StdRng {
     // SplitMix64 of the three, so that nearby seeds give unrelated streams.
-    let mut z = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (layer as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z = seed
+        ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (layer as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     rand::rngs::StdRng::seed_from_u64(z ^ (z >> 31))
@@ -248,11 +267,21 @@ impl FromStr for Init {
             }
         };
         match (parts[0].to_ascii_lowercase().as_str(), parts.len()) {
-            ("constant", 2) => Ok(Init::Constant { value: num(parts[1])? }),
-            ("normal", 2) => Ok(Init::Normal { std: positive(parts[1])? }),
-            ("uniform", 2) => Ok(Init::Uniform { bound: positive(parts[1])? }),
-            ("xavier_normal", 1 | 2) => Ok(Init::XavierNormal { gain: gain(parts.get(1))? }),
-            ("xavier_uniform", 1 | 2) => Ok(Init::XavierUniform { gain: gain(parts.get(1))? }),
+            ("constant", 2) => Ok(Init::Constant {
+                value: num(parts[1])?,
+            }),
+            ("normal", 2) => Ok(Init::Normal {
+                std: positive(parts[1])?,
+            }),
+            ("uniform", 2) => Ok(Init::Uniform {
+                bound: positive(parts[1])?,
+            }),
+            ("xavier_normal", 1 | 2) => Ok(Init::XavierNormal {
+                gain: gain(parts.get(1))?,
+            }),
+            ("xavier_uniform", 1 | 2) => Ok(Init::XavierUniform {
+                gain: gain(parts.get(1))?,
+            }),
             ("kaiming_normal" | "he_normal", 1..=3) => Ok(Init::KaimingNormal {
                 mode: mode(parts.get(1))?,
                 gain: gain(parts.get(2))?,
@@ -261,7 +290,9 @@ impl FromStr for Init {
                 mode: mode(parts.get(1))?,
                 gain: gain(parts.get(2))?,
             }),
-            ("orthogonal", 1 | 2) => Ok(Init::Orthogonal { gain: gain(parts.get(1))? }),
+            ("orthogonal", 1 | 2) => Ok(Init::Orthogonal {
+                gain: gain(parts.get(1))?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -280,8 +311,12 @@ impl fmt::Display for Init {
             Init::Uniform { bound } => write!(f, "uniform:{bound}"),
             Init::XavierNormal { gain: g } => write!(f, "xavier_normal{}", gain(g)),
             Init::XavierUniform { gain: g } => write!(f, "xavier_uniform{}", gain(g)),
-            Init::KaimingNormal { mode: m, gain: g } => write!(f, "kaiming_normal:{}{}", mode(m), gain(g)),
-            Init::KaimingUniform { mode: m, gain: g } => write!(f, "kaiming_uniform:{}{}", mode(m), gain(g)),
+            Init::KaimingNormal { mode: m, gain: g } => {
+                write!(f, "kaiming_normal:{}{}", mode(m), gain(g))
+            }
+            Init::KaimingUniform { mode: m, gain: g } => {
+                write!(f, "kaiming_uniform:{}{}", mode(m), gain(g))
+            }
             Init::Orthogonal { gain: g } => write!(f, "orthogonal{}", gain(g)),
         }
     }

@@ -6,18 +6,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use gradstab::backend::stats_in_pieces;
 use gradstab::demo::{first_nonfinite_layer, relu_chain_max_abs, ChainConfig};
+use gradstab::experiment::{Experiment, VariantRun};
 use gradstab::files::FileTensor;
 use gradstab::gpu::probe::{probe, FormatBehaviour};
 use gradstab::gpu::{list_adapters, ADAPTER_ENV};
-use gradstab::experiment::{Experiment, VariantRun};
 use gradstab::init::{Init, InputInit};
 use gradstab::network::{run, Clip, Loss, NetworkConfig};
 use gradstab::report::run::RunReport;
 use gradstab::report::TensorReport;
-use gradstab::Activation;
-use std::io::Write as _;
 use gradstab::verify::{verify, VerifyRow};
+use gradstab::Activation;
 use gradstab::{Backend, Cpu, Gpu, GpuOptions, Precision};
+use std::io::Write as _;
 
 #[derive(Parser)]
 #[command(
@@ -126,12 +126,12 @@ struct RunArgs {
     /// A preset from `gradstab presets`; the other flags override it.
     #[arg(long)]
     preset: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     depth: Option<usize>,
     /// One width, or depth + 1 comma-separated widths (input first).
     #[arg(long, value_parser = parse_widths)]
-    width: Option<Vec<usize>>,
-    #[arg(long)]
+    width: Option<Widths>,
+    #[arg(long, allow_negative_numbers = true)]
     batch: Option<usize>,
     /// linear, linear:ALPHA,BETA, relu, leaky_relu[:SLOPE], sigmoid, tanh, scaled_sigmoid
     #[arg(long, value_parser = parse_with::<Activation>)]
@@ -143,7 +143,7 @@ struct RunArgs {
     /// normal:STD, uniform:A or constant:C
     #[arg(long, value_parser = parse_with::<InputInit>)]
     input: Option<InputInit>,
-    #[arg(long, value_parser = parse_non_negative)]
+    #[arg(long, value_parser = parse_non_negative, allow_negative_numbers = true)]
     bias_std: Option<f64>,
     /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
     #[arg(long)]
@@ -152,19 +152,19 @@ struct RunArgs {
     #[arg(long, value_parser = parse_with::<Loss>)]
     loss: Option<Loss>,
     /// Clip the weight gradients to this global norm (clip_grad_norm_).
-    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value")]
+    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_negative_numbers = true)]
     clip_norm: Option<f64>,
     /// Clamp the weight gradients to ±this (clip_grad_value_).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     clip_value: Option<f64>,
     /// Comma list of f32, f16, f16acc32.
     #[arg(long, value_parser = parse_precisions)]
-    precision: Option<Vec<Precision>>,
+    precision: Option<PrecisionList>,
     #[arg(long, value_enum, default_value = "gpu")]
     backend: BackendChoice,
     #[command(flatten)]
     adapter: AdapterArg,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
     #[arg(long, value_enum, default_value = "table")]
     format: StatsFormat,
@@ -183,16 +183,27 @@ fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(s: &str) -> Result<T,
     s.parse().map_err(|e: gradstab::Error| e.to_string())
 }
 
-fn parse_widths(s: &str) -> Result<Vec<usize>, String> {
+/// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct Widths(Vec<usize>);
+
+#[derive(Clone, Debug)]
+struct PrecisionList(Vec<Precision>);
+
+fn parse_widths(s: &str) -> Result<Widths, String> {
     let widths: Result<Vec<usize>, _> = s.split(',').map(|w| w.trim().parse::<usize>()).collect();
     match widths {
-        Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(w),
-        _ => Err(format!("invalid width list '{s}': expected positive integers separated by commas")),
+        Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(Widths(w)),
+        _ => Err(format!(
+            "invalid width list '{s}': expected positive integers separated by commas"
+        )),
     }
 }
 
-fn parse_precisions(s: &str) -> Result<Vec<Precision>, String> {
-    gradstab::precision::parse_precision_list(s).map_err(|e| e.to_string())
+fn parse_precisions(s: &str) -> Result<PrecisionList, String> {
+    gradstab::precision::parse_precision_list(s)
+        .map(PrecisionList)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {
@@ -254,7 +265,14 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_network(&args),
+        Command::Run(args) => match experiment_of(&args) {
+            // A preset that does not exist or flags that do not fit together: a usage error.
+            Err(e) => {
+                eprintln!("gradstab: error: {e}");
+                return ExitCode::from(2);
+            }
+            Ok(experiment) => run_network(&args, experiment),
+        },
         Command::Demo {
             adapter,
             backend,
@@ -494,7 +512,7 @@ fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
             let width = config.widths[0];
             config.widths = vec![width; depth + 1];
         }
-        if let Some(w) = &args.width {
+        if let Some(Widths(w)) = &args.width {
             *config = config.clone().with_widths(w)?;
         }
         if let Some(b) = args.batch {
@@ -527,25 +545,39 @@ fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
         }
         config.validate()?;
     }
-    if let Some(p) = &args.precision {
+    if let Some(PrecisionList(p)) = &args.precision {
         experiment.precisions = p.clone();
     }
     Ok(experiment)
 }
 
-fn run_all<B: Backend>(backend: &B, experiment: &Experiment, quiet: bool) -> anyhow::Result<Vec<VariantRun>> {
-    let total: usize = experiment.variants.iter().map(|(_, c)| 2 * c.depth).sum::<usize>() * experiment.precisions.len();
+fn run_all<B: Backend>(
+    backend: &B,
+    experiment: &Experiment,
+    quiet: bool,
+) -> anyhow::Result<Vec<VariantRun>> {
+    let total: usize = experiment
+        .variants
+        .iter()
+        .map(|(_, c)| 2 * c.depth)
+        .sum::<usize>()
+        * experiment.precisions.len();
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr())
+        indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
     };
     let mut runs = Vec::new();
     let mut done = 0;
     for (label, config) in &experiment.variants {
         for &precision in &experiment.precisions {
             bar.set_message(format!("{label} {precision}"));
-            let record = run(backend, config, precision, &mut |step, _| bar.set_position((done + step) as u64))?;
+            let record = run(backend, config, precision, &mut |step, _| {
+                bar.set_position((done + step) as u64)
+            })?;
             done += 2 * config.depth;
             runs.push(VariantRun {
                 variant: label.clone(),
@@ -558,8 +590,7 @@ fn run_all<B: Backend>(backend: &B, experiment: &Experiment, quiet: bool) -> any
     Ok(runs)
 }
 
-fn run_network(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let experiment = experiment_of(args)?;
+fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
     let gpu = gpu_or_cpu_notice(&args.adapter, args.backend);
     let needs_f16 = experiment.precisions.iter().any(|p| p.needs_shader_f16());
     if let (Some(gpu), true) = (&gpu, needs_f16) {

@@ -133,13 +133,20 @@ impl NetworkConfig {
             return bad("depth and batch must be at least 1".into());
         }
         if self.widths.len() != self.depth + 1 || self.widths.contains(&0) {
-            return bad(format!("need depth + 1 = {} widths of at least 1, got {:?}", self.depth + 1, self.widths));
+            return bad(format!(
+                "need depth + 1 = {} widths of at least 1, got {:?}",
+                self.depth + 1,
+                self.widths
+            ));
         }
         if self.residual && self.widths.windows(2).any(|w| w[0] != w[1]) {
             return bad("residual connections need every width equal".into());
         }
         if !(self.bias_std >= 0.0 && self.bias_std.is_finite()) {
-            return bad(format!("bias std must be finite and ≥ 0, got {}", self.bias_std));
+            return bad(format!(
+                "bias std must be finite and ≥ 0, got {}",
+                self.bias_std
+            ));
         }
         if let Some(Clip::Norm(l) | Clip::Value(l)) = self.clip {
             if !(l > 0.0 && l.is_finite()) {
@@ -175,7 +182,11 @@ impl NetworkConfig {
 
     /// Bytes of all weights in `dtype`.
     pub fn weight_bytes(&self, dtype: DType) -> u64 {
-        self.widths.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>() * dtype.size_bytes()
+        self.widths
+            .windows(2)
+            .map(|w| (w[0] * w[1]) as u64)
+            .sum::<u64>()
+            * dtype.size_bytes()
     }
 
     pub fn keeps_weights(&self, dtype: DType) -> bool {
@@ -189,9 +200,16 @@ impl NetworkConfig {
     /// depth · width² while weights are kept.
     pub fn device_memory_bytes(&self, dtype: DType) -> u64 {
         let b = dtype.size_bytes();
-        let acts: u64 = self.widths[1..].iter().map(|&n| (self.batch * n) as u64).sum();
+        let acts: u64 = self.widths[1..]
+            .iter()
+            .map(|&n| (self.batch * n) as u64)
+            .sum();
         let kept = acts * b * if self.residual { 2 } else { 1 };
-        let weights = if self.keeps_weights(dtype) { self.weight_bytes(dtype) } else { 0 };
+        let weights = if self.keeps_weights(dtype) {
+            self.weight_bytes(dtype)
+        } else {
+            0
+        };
         let widest = *self.widths.iter().max().unwrap() as u64;
         let working = (2 * widest * widest + 8 * self.batch as u64 * widest) * b;
         kept + weights + working
@@ -248,7 +266,8 @@ pub struct RunRecord {
 }
 
 fn nonfinite(r: &Option<StatsRecord>) -> bool {
-    r.as_ref().is_some_and(|s| s.nan + s.pos_inf + s.neg_inf > 0)
+    r.as_ref()
+        .is_some_and(|s| s.nan + s.pos_inf + s.neg_inf > 0)
 }
 
 fn summarise(layers: &[LayerRecord]) -> Summary {
@@ -275,13 +294,20 @@ fn summarise(layers: &[LayerRecord]) -> Summary {
     let first_all_zero_grad = layers
         .iter()
         .rev()
-        .find(|l| l.grad_activation.as_ref().is_some_and(|s| s.zero == s.count))
+        .find(|l| {
+            l.grad_activation
+                .as_ref()
+                .is_some_and(|s| s.zero == s.count)
+        })
         .map(|l| l.layer);
     let moment = |t: usize| {
-        layers[t]
-            .grad_activation
-            .as_ref()
-            .map_or(f64::NAN, |s| if s.finite() == s.count { s.second_moment() } else { f64::NAN })
+        layers[t].grad_activation.as_ref().map_or(f64::NAN, |s| {
+            if s.finite() == s.count {
+                s.second_moment()
+            } else {
+                f64::NAN
+            }
+        })
     };
     Summary {
         first_nonfinite_forward,
@@ -320,7 +346,11 @@ pub struct Prepared<T> {
 }
 
 /// Draws and uploads everything a run of `config` in `precision` needs up front.
-pub fn prepare<B: Backend>(backend: &B, config: &NetworkConfig, precision: Precision) -> Result<Prepared<B::Tensor>> {
+pub fn prepare<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+) -> Result<Prepared<B::Tensor>> {
     config.validate()?;
     let dtype = precision.storage();
     let d = config.depth;
@@ -340,7 +370,11 @@ pub fn prepare<B: Backend>(backend: &B, config: &NetworkConfig, precision: Preci
         _ => None,
     };
     let weights = if config.keeps_weights(dtype) {
-        Some((1..=d).map(|t| backend.upload(&config.weight(t, dtype)?)).collect::<Result<Vec<_>>>()?)
+        Some(
+            (1..=d)
+                .map(|t| backend.upload(&config.weight(t, dtype)?))
+                .collect::<Result<Vec<_>>>()?,
+        )
     } else {
         None
     };
@@ -352,7 +386,12 @@ pub fn prepare<B: Backend>(backend: &B, config: &NetworkConfig, precision: Preci
         });
     }
     let ones = if config.bias_std > 0.0 {
-        Some(backend.upload(&HostTensor::from_f32_as(dtype, config.batch, 1, &vec![1.0; config.batch])?)?)
+        Some(backend.upload(&HostTensor::from_f32_as(
+            dtype,
+            config.batch,
+            1,
+            &vec![1.0; config.batch],
+        )?)?)
     } else {
         None
     };
@@ -399,7 +438,8 @@ pub fn run_prepared<B: Backend>(
             grad_activation: None,
             grad_weight: None,
             theory: TheoryPoint {
-                pre_activation_second_moment: (t > 0).then(|| prediction.pre_activation_second_moment[t]),
+                pre_activation_second_moment: (t > 0)
+                    .then(|| prediction.pre_activation_second_moment[t]),
                 grad_second_moment: prediction.grad_second_moment[t],
             },
         })
@@ -418,7 +458,12 @@ pub fn run_prepared<B: Backend>(
     let mut h: Option<B::Tensor> = None;
     for t in 1..=d {
         let h_prev = h.as_ref().unwrap_or(&prepared.input);
-        let mut z = backend.matmul(h_prev, weight(t)?.get(), MatmulOp::new(false, true), precision)?;
+        let mut z = backend.matmul(
+            h_prev,
+            weight(t)?.get(),
+            MatmulOp::new(false, true),
+            precision,
+        )?;
         if let (Some(b), Some(ones)) = (&prepared.biases[t], &prepared.ones) {
             let broadcast = backend.matmul(ones, b, MatmulOp::default(), precision)?;
             z = backend.axpy(1.0, &broadcast, &z, precision)?;

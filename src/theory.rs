@@ -41,7 +41,8 @@ pub fn gauss_hermite(n: usize) -> (Vec<f64>, Vec<f64>) {
             for j in 0..n {
                 let p3 = p2;
                 p2 = p1;
-                p1 = z * (2.0 / (j as f64 + 1.0)).sqrt() * p2 - (j as f64 / (j as f64 + 1.0)).sqrt() * p3;
+                p1 = z * (2.0 / (j as f64 + 1.0)).sqrt() * p2
+                    - (j as f64 / (j as f64 + 1.0)).sqrt() * p3;
             }
             pp = (2.0 * n as f64).sqrt() * p2;
             let step = p1 / pp;
@@ -103,7 +104,11 @@ pub fn predict(config: &NetworkConfig) -> Prediction {
         let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
         q[t] = n_in as f64 * config.init.second_moment(n_in, n_out, act) * m[t - 1] + bias_var;
         let fresh = activation_second_moment(act, q[t]);
-        m[t] = if config.residual { m[t - 1] + fresh } else { fresh };
+        m[t] = if config.residual {
+            m[t - 1] + fresh
+        } else {
+            fresh
+        };
     }
     let mut g = vec![0.0; d + 1];
     let numel = (config.batch * config.widths[d]) as f64;
@@ -114,8 +119,14 @@ pub fn predict(config: &NetworkConfig) -> Prediction {
     };
     for t in (1..=d).rev() {
         let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
-        let chi = n_out as f64 * config.init.second_moment(n_in, n_out, act) * derivative_second_moment(act, q[t]);
-        g[t - 1] = if config.residual { g[t] * (1.0 + chi) } else { g[t] * chi };
+        let chi = n_out as f64
+            * config.init.second_moment(n_in, n_out, act)
+            * derivative_second_moment(act, q[t]);
+        g[t - 1] = if config.residual {
+            g[t] * (1.0 + chi)
+        } else {
+            g[t] * chi
+        };
     }
     Prediction {
         pre_activation_second_moment: q,
@@ -135,7 +146,10 @@ mod tests {
             for (k, double_factorial) in [(1, 1.0), (2, 3.0), (3, 15.0), (4, 105.0)] {
                 let e = gaussian_expectation(q, |z| z.powi(2 * k));
                 let exact = double_factorial * q.powi(k);
-                assert!((e - exact).abs() <= 1e-12 * exact, "k={k} q={q}: {e} vs {exact}");
+                assert!(
+                    (e - exact).abs() <= 1e-12 * exact,
+                    "k={k} q={q}: {e} vs {exact}"
+                );
             }
         }
         let (_, w) = gauss_hermite(QUADRATURE_NODES);
@@ -144,7 +158,10 @@ mod tests {
 
     #[test]
     fn quadrature_reproduces_the_closed_forms_of_linear_and_relu() {
-        let linear = Activation::Linear { alpha: 1.5, beta: -0.25 };
+        let linear = Activation::Linear {
+            alpha: 1.5,
+            beta: -0.25,
+        };
         for q in [1e-6, 0.3, 1.0, 250.0, 1e8] {
             // Linear: E[φ²] = α²q + β², E[φ'²] = α².
             let closed = 2.25 * q + 0.0625;

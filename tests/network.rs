@@ -25,22 +25,48 @@ fn initialisers_have_the_moments_of_their_formulas() {
         Init::Uniform { bound: 0.7 },
         Init::XavierNormal { gain: None },
         Init::XavierUniform { gain: Some(2.0) },
-        Init::KaimingNormal { mode: FanMode::FanIn, gain: None },
-        Init::KaimingNormal { mode: FanMode::FanOut, gain: None },
-        Init::KaimingUniform { mode: FanMode::FanIn, gain: Some(1.0) },
-        Init::KaimingUniform { mode: FanMode::FanOut, gain: None },
+        Init::KaimingNormal {
+            mode: FanMode::FanIn,
+            gain: None,
+        },
+        Init::KaimingNormal {
+            mode: FanMode::FanOut,
+            gain: None,
+        },
+        Init::KaimingUniform {
+            mode: FanMode::FanIn,
+            gain: Some(1.0),
+        },
+        Init::KaimingUniform {
+            mode: FanMode::FanOut,
+            gain: None,
+        },
     ];
     for (fan_in, fan_out) in [(128, 64), (17, 300), (256, 256)] {
         for (i, init) in inits.iter().enumerate() {
             let mut rng = gradstab::init::stream(42, 1, i);
-            let w: Vec<f64> = init.sample(fan_in, fan_out, &relu, &mut rng).iter().map(|&x| x as f64).collect();
+            let w: Vec<f64> = init
+                .sample(fan_in, fan_out, &relu, &mut rng)
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
             let n = w.len() as f64;
             let v = init.second_moment(fan_in, fan_out, &relu);
             let mean = w.iter().sum::<f64>() / n;
             let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
             // 5σ sampling bounds: Var[w̄] = v/n; Var[w²] = 2v² (normal) or 0.8v² (uniform).
-            let kurtosis_excess = if matches!(init, Init::Uniform { .. } | Init::XavierUniform { .. } | Init::KaimingUniform { .. }) { 0.8 } else { 2.0 };
-            assert!(mean.abs() <= 5.0 * (v / n).sqrt(), "{init} {fan_in}×{fan_out}: mean {mean}");
+            let kurtosis_excess = if matches!(
+                init,
+                Init::Uniform { .. } | Init::XavierUniform { .. } | Init::KaimingUniform { .. }
+            ) {
+                0.8
+            } else {
+                2.0
+            };
+            assert!(
+                mean.abs() <= 5.0 * (v / n).sqrt(),
+                "{init} {fan_in}×{fan_out}: mean {mean}"
+            );
             assert!(
                 (var - v).abs() <= 5.0 * (kurtosis_excess * v * v / n).sqrt() + 5.0 * v / n,
                 "{init} {fan_in}×{fan_out}: variance {var} vs {v}"
@@ -51,11 +77,20 @@ fn initialisers_have_the_moments_of_their_formulas() {
     let (fi, fo) = (128.0f64, 64.0f64);
     let xavier = Init::XavierNormal { gain: None }.second_moment(128, 64, &Activation::Tanh);
     assert!((xavier - (5.0f64 / 3.0).powi(2) * 2.0 / (fi + fo)).abs() < 1e-15);
-    let he = Init::KaimingNormal { mode: FanMode::FanOut, gain: None }.second_moment(128, 64, &relu);
+    let he = Init::KaimingNormal {
+        mode: FanMode::FanOut,
+        gain: None,
+    }
+    .second_moment(128, 64, &relu);
     assert!((he - 2.0 / fo).abs() < 1e-15);
     assert_eq!(calculate_gain(&Activation::Sigmoid), 1.0);
     let slope = 0.01f32 as f64; // the activation keeps its slope as f32
-    assert!((calculate_gain(&Activation::LeakyRelu { slope: 0.01 }) - (2.0 / (1.0 + slope * slope)).sqrt()).abs() < 1e-15);
+    assert!(
+        (calculate_gain(&Activation::LeakyRelu { slope: 0.01 })
+            - (2.0 / (1.0 + slope * slope)).sqrt())
+        .abs()
+            < 1e-15
+    );
 }
 
 #[test]
@@ -63,19 +98,28 @@ fn orthogonal_weights_are_orthonormal() {
     for (fan_in, fan_out) in [(64, 64), (100, 30), (30, 100)] {
         let gain = 1.5;
         let init = Init::Orthogonal { gain: Some(gain) };
-        let w = init.sample(fan_in, fan_out, &Activation::Relu, &mut gradstab::init::stream(7, 1, 0));
+        let w = init.sample(
+            fan_in,
+            fan_out,
+            &Activation::Relu,
+            &mut gradstab::init::stream(7, 1, 0),
+        );
         let at = |r: usize, c: usize| w[r * fan_in + c] as f64 / gain;
         // Rows orthonormal when out ≤ in, columns otherwise (as torch.nn.init.orthogonal_).
-        let (count, len, get): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) = if fan_out <= fan_in {
-            (fan_out, fan_in, Box::new(move |i, k| at(i, k)))
-        } else {
-            (fan_in, fan_out, Box::new(move |i, k| at(k, i)))
-        };
+        let (count, len, get): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) =
+            if fan_out <= fan_in {
+                (fan_out, fan_in, Box::new(move |i, k| at(i, k)))
+            } else {
+                (fan_in, fan_out, Box::new(move |i, k| at(k, i)))
+            };
         for i in 0..count {
             for j in 0..count {
                 let dot: f64 = (0..len).map(|k| get(i, k) * get(j, k)).sum();
                 let expected = if i == j { 1.0 } else { 0.0 };
-                assert!((dot - expected).abs() < 1e-5, "{fan_out}×{fan_in}: ⟨{i},{j}⟩ = {dot}");
+                assert!(
+                    (dot - expected).abs() < 1e-5,
+                    "{fan_out}×{fan_in}: ⟨{i},{j}⟩ = {dot}"
+                );
             }
         }
     }
@@ -85,11 +129,20 @@ fn orthogonal_weights_are_orthonormal() {
 fn the_same_seed_gives_the_same_weights_everywhere() {
     let config = NetworkConfig::new(5, 33, 4);
     for t in 1..=5 {
-        assert_eq!(config.weight(t, DType::F32).unwrap(), config.weight(t, DType::F32).unwrap());
+        assert_eq!(
+            config.weight(t, DType::F32).unwrap(),
+            config.weight(t, DType::F32).unwrap()
+        );
         // f16 storage holds the same draws, rounded.
-        assert_eq!(config.weight(t, DType::F16).unwrap(), config.weight(t, DType::F32).unwrap().cast(DType::F16));
+        assert_eq!(
+            config.weight(t, DType::F16).unwrap(),
+            config.weight(t, DType::F32).unwrap().cast(DType::F16)
+        );
     }
-    assert_ne!(config.weight(1, DType::F32).unwrap(), config.weight(2, DType::F32).unwrap());
+    assert_ne!(
+        config.weight(1, DType::F32).unwrap(),
+        config.weight(2, DType::F32).unwrap()
+    );
     if let Some(gpu) = common::gpu("same weights") {
         let w = config.weight(3, DType::F16).unwrap();
         assert_eq!(gpu.download(&gpu.upload(&w).unwrap()).unwrap(), w);
@@ -102,8 +155,16 @@ fn powers_of_1_5_overflow_f16_at_28_and_powers_of_0_8_turn_subnormal_at_44() {
     let (up, down) = (&experiment.variants[0].1, &experiment.variants[1].1);
     let check = |up_run: RunRecord, down_run: RunRecord, precision: Precision| {
         if precision == Precision::F16 {
-            assert_eq!(up_run.summary.first_nonfinite_forward, Some(28), "1.5^28 = 85222 > 65504");
-            assert_eq!(down_run.summary.first_subnormal, Some(44), "0.8^44 = 5.4e-5 < 2^-14");
+            assert_eq!(
+                up_run.summary.first_nonfinite_forward,
+                Some(28),
+                "1.5^28 = 85222 > 65504"
+            );
+            assert_eq!(
+                down_run.summary.first_subnormal,
+                Some(44),
+                "0.8^44 = 5.4e-5 < 2^-14"
+            );
         } else {
             assert_eq!(up_run.summary.first_nonfinite_forward, None);
             assert_eq!(down_run.summary.first_subnormal, None);
@@ -134,14 +195,30 @@ fn a_linear_net_with_standard_normal_weights_grows_the_second_moment_by_the_widt
         ..NetworkConfig::new(depth, width, 16)
     };
     let r = run_cpu(&config, Precision::F32);
-    let q = |t: usize| r.layers[t].pre_activation.as_ref().unwrap().second_moment().ln();
+    let q = |t: usize| {
+        r.layers[t]
+            .pre_activation
+            .as_ref()
+            .unwrap()
+            .second_moment()
+            .ln()
+    };
     let growth = (q(depth) - q(1)) / (depth - 1) as f64;
     let tolerance = 5.0 * (2.0 / (width * (depth - 1)) as f64).sqrt() + 1.0 / width as f64;
-    assert!((growth - (width as f64).ln()).abs() <= tolerance, "log growth {growth} vs ln {width}");
+    assert!(
+        (growth - (width as f64).ln()).abs() <= tolerance,
+        "log growth {growth} vs ln {width}"
+    );
     // The 4×4 matrix product of the lecture reaches 1e20..1e28-scale entries in f32.
-    let product = run_cpu(&preset("matrix-product").unwrap().variants[0].1, Precision::F32);
+    let product = run_cpu(
+        &preset("matrix-product").unwrap().variants[0].1,
+        Precision::F32,
+    );
     let top = product.layers[100].activation.as_ref().unwrap().abs_max;
-    assert!((1e15..1e35).contains(&top), "100 products of 4×4 N(0,1): {top:e}");
+    assert!(
+        (1e15..1e35).contains(&top),
+        "100 products of 4×4 N(0,1): {top:e}"
+    );
 }
 
 /// Measurement against theory over the layers of a wide net, two ways:
@@ -155,25 +232,57 @@ fn assert_tracks_theory(config: &NetworkConfig, run: &RunRecord) {
     let n = config.widths[1] as f64;
     let per_layer = 5.0 * (2.0 / n).sqrt();
     for t in 1..=config.depth {
-        let q = run.layers[t].pre_activation.as_ref().unwrap().second_moment();
-        let m_prev = run.layers[t - 1].activation.as_ref().unwrap().second_moment();
-        let v = config.init.second_moment(config.widths[t - 1], config.widths[t], &config.activation);
+        let q = run.layers[t]
+            .pre_activation
+            .as_ref()
+            .unwrap()
+            .second_moment();
+        let m_prev = run.layers[t - 1]
+            .activation
+            .as_ref()
+            .unwrap()
+            .second_moment();
+        let v =
+            config
+                .init
+                .second_moment(config.widths[t - 1], config.widths[t], &config.activation);
         let expected = config.widths[t - 1] as f64 * v * m_prev + config.bias_std.powi(2);
-        assert!((q / expected - 1.0).abs() <= per_layer, "layer {t}: E[z²] {q} vs {expected} given its input");
+        assert!(
+            (q / expected - 1.0).abs() <= per_layer,
+            "layer {t}: E[z²] {q} vs {expected} given its input"
+        );
         let walk = 5.0 * (5.0 * t as f64 / n + 2.0 / (n * config.batch as f64)).sqrt();
         let forward = (q / prediction.pre_activation_second_moment[t]).ln();
-        assert!(forward.abs() <= walk, "layer {t}: forward log ratio {forward} beyond {walk}");
-        let g = run.layers[t - 1].grad_activation.as_ref().unwrap().second_moment();
+        assert!(
+            forward.abs() <= walk,
+            "layer {t}: forward log ratio {forward} beyond {walk}"
+        );
+        let g = run.layers[t - 1]
+            .grad_activation
+            .as_ref()
+            .unwrap()
+            .second_moment();
         let backward = (g / prediction.grad_second_moment[t - 1]).ln();
-        let walk_back = 5.0 * (5.0 * (config.depth - t + 1) as f64 / n + 2.0 / (n * config.batch as f64)).sqrt();
-        assert!(backward.abs() <= walk_back, "layer {}: backward log ratio {backward} beyond {walk_back}", t - 1);
+        let walk_back = 5.0
+            * (5.0 * (config.depth - t + 1) as f64 / n + 2.0 / (n * config.batch as f64)).sqrt();
+        assert!(
+            backward.abs() <= walk_back,
+            "layer {}: backward log ratio {backward} beyond {walk_back}",
+            t - 1
+        );
     }
 }
 
 #[test]
 fn he_relu_and_xavier_tanh_track_mean_field_theory_over_60_layers() {
     for (activation, init) in [
-        (Activation::Relu, Init::KaimingNormal { mode: FanMode::FanIn, gain: None }),
+        (
+            Activation::Relu,
+            Init::KaimingNormal {
+                mode: FanMode::FanIn,
+                gain: None,
+            },
+        ),
         (Activation::Tanh, Init::XavierNormal { gain: Some(1.0) }),
         (Activation::Tanh, Init::XavierNormal { gain: None }),
     ] {
@@ -199,8 +308,16 @@ fn sigmoid_starves_the_bottom_layers_and_the_scaled_sigmoid_does_not() {
     let experiment = preset("scaled-sigmoid").unwrap();
     let sigmoid = run_cpu(&experiment.variants[0].1, Precision::F32);
     let scaled = run_cpu(&experiment.variants[1].1, Precision::F32);
-    assert!(sigmoid.summary.grad_second_moment_ratio < 1e-30, "{}", sigmoid.summary.grad_second_moment_ratio);
-    assert!(scaled.summary.grad_second_moment_ratio > 1e-3, "{}", scaled.summary.grad_second_moment_ratio);
+    assert!(
+        sigmoid.summary.grad_second_moment_ratio < 1e-30,
+        "{}",
+        sigmoid.summary.grad_second_moment_ratio
+    );
+    assert!(
+        scaled.summary.grad_second_moment_ratio > 1e-3,
+        "{}",
+        scaled.summary.grad_second_moment_ratio
+    );
     // In f16 the sigmoid's gradient reaches exact zeros.
     let f16 = run_cpu(&experiment.variants[0].1, Precision::F16);
     assert!(f16.summary.first_all_zero_grad.is_some());
@@ -212,7 +329,8 @@ fn predicted_overflow_layer(config: &NetworkConfig, limit: f64) -> Option<usize>
     let prediction = predict(config);
     let samples = (config.batch * config.widths[1]) as f64;
     let typical_max = (2.0 * (2.0 * samples).ln()).sqrt();
-    (1..=config.depth).find(|&t| prediction.pre_activation_second_moment[t].sqrt() * typical_max >= limit)
+    (1..=config.depth)
+        .find(|&t| prediction.pre_activation_second_moment[t].sqrt() * typical_max >= limit)
 }
 
 #[test]
@@ -222,8 +340,18 @@ fn the_f16_and_f32_overflow_layers_of_a_relu_net_are_where_theory_puts_them() {
     let f32 = predicted_overflow_layer(&config, f32::MAX as f64);
     assert_eq!(f16, Some(4));
     assert_eq!(f32, Some(36));
-    assert_eq!(run_cpu(&config, Precision::F16).summary.first_nonfinite_forward, f16);
-    assert_eq!(run_cpu(&config, Precision::F32).summary.first_nonfinite_forward, f32);
+    assert_eq!(
+        run_cpu(&config, Precision::F16)
+            .summary
+            .first_nonfinite_forward,
+        f16
+    );
+    assert_eq!(
+        run_cpu(&config, Precision::F32)
+            .summary
+            .first_nonfinite_forward,
+        f32
+    );
 }
 
 #[test]
@@ -235,21 +363,50 @@ fn clipping_follows_pytorch() {
     };
     let unclipped = run_cpu(&base, Precision::F32);
     let norm: f64 = (1..=6)
-        .map(|t| unclipped.layers[t].grad_weight.as_ref().unwrap().l2_norm.powi(2))
+        .map(|t| {
+            unclipped.layers[t]
+                .grad_weight
+                .as_ref()
+                .unwrap()
+                .l2_norm
+                .powi(2)
+        })
         .sum::<f64>()
         .sqrt();
     let max_norm = norm / 10.0;
-    let clipped = run_cpu(&NetworkConfig { clip: Some(Clip::Norm(max_norm)), ..base.clone() }, Precision::F32);
+    let clipped = run_cpu(
+        &NetworkConfig {
+            clip: Some(Clip::Norm(max_norm)),
+            ..base.clone()
+        },
+        Precision::F32,
+    );
     assert!((clipped.grad_norm_before_clip.unwrap() / norm - 1.0).abs() < 1e-9);
     let coefficient = clipped.clip_coefficient.unwrap();
     assert!((coefficient - max_norm / (norm + 1e-6)).abs() < 1e-12);
     let after: f64 = (1..=6)
-        .map(|t| clipped.layers[t].grad_weight.as_ref().unwrap().l2_norm.powi(2))
+        .map(|t| {
+            clipped.layers[t]
+                .grad_weight
+                .as_ref()
+                .unwrap()
+                .l2_norm
+                .powi(2)
+        })
         .sum::<f64>()
         .sqrt();
-    assert!((after / max_norm - 1.0).abs() < 1e-5, "{after} vs {max_norm}");
+    assert!(
+        (after / max_norm - 1.0).abs() < 1e-5,
+        "{after} vs {max_norm}"
+    );
     let limit = unclipped.layers[3].grad_weight.as_ref().unwrap().abs_max / 4.0;
-    let by_value = run_cpu(&NetworkConfig { clip: Some(Clip::Value(limit)), ..base }, Precision::F32);
+    let by_value = run_cpu(
+        &NetworkConfig {
+            clip: Some(Clip::Value(limit)),
+            ..base
+        },
+        Precision::F32,
+    );
     for t in 1..=6 {
         assert!(by_value.layers[t].grad_weight.as_ref().unwrap().abs_max <= limit as f32 as f64);
     }
@@ -287,18 +444,35 @@ fn gpu_and_cpu_give_the_same_layers() {
             run_cpu(config, Precision::F32),
         );
         for (lg, lc) in g.layers.iter().zip(&c.layers) {
-            for (a, b) in [(&lg.pre_activation, &lc.pre_activation), (&lg.grad_activation, &lc.grad_activation), (&lg.grad_weight, &lc.grad_weight)] {
+            for (a, b) in [
+                (&lg.pre_activation, &lc.pre_activation),
+                (&lg.grad_activation, &lc.grad_activation),
+                (&lg.grad_weight, &lc.grad_weight),
+            ] {
                 if let (Some(a), Some(b)) = (a, b) {
                     let (x, y) = (a.second_moment(), b.second_moment());
-                    assert!((x - y).abs() <= 1e-4 * y.abs() + 1e-30, "layer {}: {x} vs {y}", lg.layer);
+                    assert!(
+                        (x - y).abs() <= 1e-4 * y.abs() + 1e-30,
+                        "layer {}: {x} vs {y}",
+                        lg.layer
+                    );
                 }
             }
         }
         // f16: the same onset layers.
         for precision in [Precision::F16, Precision::F16Accumulate32] {
-            let (g, c) = (run(&gpu, config, precision, &mut quiet()).unwrap(), run_cpu(config, precision));
-            assert_eq!(g.summary.first_nonfinite_forward, c.summary.first_nonfinite_forward);
-            assert_eq!(g.summary.first_nonfinite_backward, c.summary.first_nonfinite_backward);
+            let (g, c) = (
+                run(&gpu, config, precision, &mut quiet()).unwrap(),
+                run_cpu(config, precision),
+            );
+            assert_eq!(
+                g.summary.first_nonfinite_forward,
+                c.summary.first_nonfinite_forward
+            );
+            assert_eq!(
+                g.summary.first_nonfinite_backward,
+                c.summary.first_nonfinite_backward
+            );
             assert_eq!(g.summary.first_all_zero_grad, c.summary.first_all_zero_grad);
         }
     }

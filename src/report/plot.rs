@@ -33,14 +33,25 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let panels = root.split_evenly((1, 2));
-    let depth = report.runs.iter().map(|r| r.config.depth).max().unwrap_or(1) as f64;
+    let depth = report
+        .runs
+        .iter()
+        .map(|r| r.config.depth)
+        .max()
+        .unwrap_or(1) as f64;
     type Pick = fn(&crate::network::LayerRecord) -> (Option<f64>, Option<f64>);
     let quantities: [(&str, Pick); 2] = [
         ("forward: log10 E[z²] (pre-activation)", |l| {
-            (l.pre_activation.as_ref().map(|s| s.second_moment()), l.theory.pre_activation_second_moment)
+            (
+                l.pre_activation.as_ref().map(|s| s.second_moment()),
+                l.theory.pre_activation_second_moment,
+            )
         }),
         ("backward: log10 E[(∂l/∂h)²]", |l| {
-            (l.grad_activation.as_ref().map(|s| s.second_moment()), Some(l.theory.grad_second_moment))
+            (
+                l.grad_activation.as_ref().map(|s| s.second_moment()),
+                Some(l.theory.grad_second_moment),
+            )
         }),
     ];
     for (panel, (title, pick)) in panels.iter().zip(quantities) {
@@ -51,23 +62,44 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
                 .record
                 .layers
                 .iter()
-                .filter_map(|l| pick(l).0.filter(|v| v.is_finite() && *v > 0.0).map(|v| (l.layer as f64, v.log10())))
+                .filter_map(|l| {
+                    pick(l)
+                        .0
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .map(|v| (l.layer as f64, v.log10()))
+                })
                 .collect();
-            points.push((format!("{} {}", run.variant, run.record.precision), measured, false, i));
+            points.push((
+                format!("{} {}", run.variant, run.record.precision),
+                measured,
+                false,
+                i,
+            ));
             if !variants.contains(&run.variant.as_str()) {
                 variants.push(&run.variant);
                 let theory = run
                     .record
                     .layers
                     .iter()
-                    .filter_map(|l| pick(l).1.filter(|v| v.is_finite() && *v > 0.0).map(|v| (l.layer as f64, v.log10())))
+                    .filter_map(|l| {
+                        pick(l)
+                            .1
+                            .filter(|v| v.is_finite() && *v > 0.0)
+                            .map(|v| (l.layer as f64, v.log10()))
+                    })
                     .collect();
                 points.push((format!("{} theory", run.variant), theory, true, i));
             }
         }
         let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo.is_finite() { (lo - 1.0, hi + 1.0) } else { (-10.0, 10.0) };
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let (lo, hi) = if lo.is_finite() {
+            (lo - 1.0, hi + 1.0)
+        } else {
+            (-10.0, 10.0)
+        };
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 16))
             .margin(12)
@@ -91,7 +123,12 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
                 )))
                 .map_err(|e| plot_error(path, e))?
                 .label("rms within f16's normal range")
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], RGBColor(255, 230, 150).filled()));
+                .legend(|(x, y)| {
+                    Rectangle::new(
+                        [(x, y - 5), (x + 16, y + 5)],
+                        RGBColor(255, 230, 150).filled(),
+                    )
+                });
         }
         for (label, series, dashed, colour_index) in points {
             let colour = COLOURS[colour_index % COLOURS.len()];

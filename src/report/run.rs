@@ -70,16 +70,36 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
             variants.push(&run.variant);
             header += &format!(" | {:>9} {:>9}", "E[z²] th", "E[g²] th");
         }
-        header += &format!(" | {:>9} {:>9}", format!("E[z²] {}", run.record.precision), "E[g²]");
+        header += &format!(
+            " | {:>9} {:>9}",
+            format!("E[z²] {}", run.record.precision),
+            "E[g²]"
+        );
     }
-    writeln!(out, "runs: {}", report.runs.iter().map(|r| format!("{} {}", r.variant, r.record.precision)).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "runs: {}",
+        report
+            .runs
+            .iter()
+            .map(|r| format!("{} {}", r.variant, r.record.precision))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
     writeln!(out, "{header} | events")?;
-    let depth = report.runs.iter().map(|r| r.config.depth).max().unwrap_or(0);
+    let depth = report
+        .runs
+        .iter()
+        .map(|r| r.config.depth)
+        .max()
+        .unwrap_or(0);
     for t in 0..=depth {
         let mut row = format!("{t:>5}");
         let mut seen: Vec<&str> = Vec::new();
         for run in &report.runs {
-            let Some(layer) = run.record.layers.get(t) else { continue };
+            let Some(layer) = run.record.layers.get(t) else {
+                continue;
+            };
             if !seen.contains(&run.variant.as_str()) {
                 seen.push(&run.variant);
                 row += &format!(
@@ -107,22 +127,59 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
 pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
-        "variant", "precision", "layer", "quantity", "count", "mean", "variance", "min", "max", "abs_max", "l2_norm",
-        "nan", "pos_inf", "neg_inf", "zero", "subnormal", "f16_overflow", "f16_subnormal", "f16_zero", "bf16_overflow",
-        "bf16_subnormal", "bf16_zero", "theory_second_moment",
+        "variant",
+        "precision",
+        "layer",
+        "quantity",
+        "count",
+        "mean",
+        "variance",
+        "min",
+        "max",
+        "abs_max",
+        "l2_norm",
+        "nan",
+        "pos_inf",
+        "neg_inf",
+        "zero",
+        "subnormal",
+        "f16_overflow",
+        "f16_subnormal",
+        "f16_zero",
+        "bf16_overflow",
+        "bf16_subnormal",
+        "bf16_zero",
+        "theory_second_moment",
     ])?;
     for run in &report.runs {
         for layer in &run.record.layers {
             let quantities = [
-                ("pre_activation", &layer.pre_activation, layer.theory.pre_activation_second_moment),
+                (
+                    "pre_activation",
+                    &layer.pre_activation,
+                    layer.theory.pre_activation_second_moment,
+                ),
                 ("activation", &layer.activation, None),
-                ("grad_activation", &layer.grad_activation, Some(layer.theory.grad_second_moment)),
+                (
+                    "grad_activation",
+                    &layer.grad_activation,
+                    Some(layer.theory.grad_second_moment),
+                ),
                 ("grad_weight", &layer.grad_weight, None),
             ];
             for (name, record, theory) in quantities {
                 let Some(s) = record else { continue };
-                let mut row = vec![run.variant.clone(), run.record.precision.clone(), layer.layer.to_string(), name.into(), s.count.to_string()];
-                row.extend([s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm].map(|v| format!("{v:e}")));
+                let mut row = vec![
+                    run.variant.clone(),
+                    run.record.precision.clone(),
+                    layer.layer.to_string(),
+                    name.into(),
+                    s.count.to_string(),
+                ];
+                row.extend(
+                    [s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm]
+                        .map(|v| format!("{v:e}")),
+                );
                 row.extend(
                     [
                         s.nan,
