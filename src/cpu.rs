@@ -112,6 +112,6 @@ fn apply_activation(
     derivative: bool,
 ) -> Result<HostTensor> {
     crate::backend::check_dtypes(act.name(), precision, &[x.dtype()])?;
-    let out = activation::cpu::apply(act, &x.to_f32_vec(), precision, derivative);
-    HostTensor::from_f32_as(precision.storage(), x.shape().rows, x.shape().cols, &out)
+    let out = activation::cpu::apply(act, &x.f32_values(), precision, derivative);
+    HostTensor::from_f32_vec_as(precision.storage(), x.shape().rows, x.shape().cols, out)
 }

@@ -281,6 +281,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A closed pipe (`gradstab run | head`) is the reader's choice, not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("gradstab: error: {e}");
             ExitCode::FAILURE
@@ -684,6 +691,17 @@ fn demo(adapter: &AdapterArg, backend: BackendChoice, seed: u64) -> anyhow::Resu
         println!(
             "After an overflow the next matmul meets inf × 0 (the zeros ReLU made), which is NaN."
         );
+    }
+    println!("\nA tour of the lecture (gradstab presets lists them; gradstab run --preset NAME shows every layer):");
+    for experiment in gradstab::experiment::demo_tour() {
+        println!("{}: {}", experiment.name, experiment.summary);
+        let runs = match &gpu {
+            Some(gpu) if gpu.supports_f16() => run_all(gpu, &experiment, true)?,
+            _ => run_all(&Cpu, &experiment, true)?,
+        };
+        for run in &runs {
+            println!("    {}", gradstab::experiment::conclusion(run));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

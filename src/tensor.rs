@@ -112,6 +112,28 @@ impl HostTensor {
         self.shape.is_empty()
     }
 
+    /// The values as f32: borrowed when stored as f32, widened (exactly) from f16.
+    pub fn f32_values(&self) -> std::borrow::Cow<'_, [f32]> {
+        match &self.data {
+            HostData::F32(v) => std::borrow::Cow::Borrowed(v),
+            HostData::F16(v) => std::borrow::Cow::Owned(v.to_f32_vec()),
+        }
+    }
+
+    /// Takes f32 values, rounding them to `dtype` (to nearest even); f32 values are moved.
+    pub fn from_f32_vec_as(
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        values: Vec<f32>,
+    ) -> Result<Self> {
+        let data = match dtype {
+            DType::F32 => HostData::F32(values),
+            DType::F16 => HostData::F16(f16_from_f32_slice(&values)),
+        };
+        Self::new(Shape::new(rows, cols), data)
+    }
+
     /// The values widened to f32 (exact for both storage types).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {

@@ -172,7 +172,8 @@ mod tests {
             assert!((derivative_second_moment(&Activation::Relu, q) - 0.5).abs() <= 1e-10);
             // Leaky ReLU with slope s: (1 + s²)/2 of each.
             let leaky = Activation::LeakyRelu { slope: 0.1 };
-            let f = (1.0 + 0.1f64.powi(2)) / 2.0;
+            let slope = 0.1f32 as f64; // the activation keeps its slope as f32
+            let f = (1.0 + slope * slope) / 2.0;
             assert!((activation_second_moment(&leaky, q) - f * q).abs() <= 1e-10 * q * f);
         }
     }

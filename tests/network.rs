@@ -105,13 +105,15 @@ fn orthogonal_weights_are_orthonormal() {
             &mut gradstab::init::stream(7, 1, 0),
         );
         let at = |r: usize, c: usize| w[r * fan_in + c] as f64 / gain;
-        // Rows orthonormal when out ≤ in, columns otherwise (as torch.nn.init.orthogonal_).
-        let (count, len, get): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) =
-            if fan_out <= fan_in {
-                (fan_out, fan_in, Box::new(move |i, k| at(i, k)))
-            } else {
-                (fan_in, fan_out, Box::new(move |i, k| at(k, i)))
-            };
+        // Rows orthonormal when out ≤ in, columns otherwise (as torch.nn.init.orthogonal_):
+        // vector i, entry k.
+        let rows_orthonormal = fan_out <= fan_in;
+        let (count, len) = if rows_orthonormal {
+            (fan_out, fan_in)
+        } else {
+            (fan_in, fan_out)
+        };
+        let get = |i: usize, k: usize| if rows_orthonormal { at(i, k) } else { at(k, i) };
         for i in 0..count {
             for j in 0..count {
                 let dot: f64 = (0..len).map(|k| get(i, k) * get(j, k)).sum();

@@ -43,19 +43,19 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
     let quantities: [(&str, Pick); 2] = [
         ("forward: log10 E[z²] (pre-activation)", |l| {
             (
-                l.pre_activation.as_ref().map(|s| s.second_moment()),
+                all_finite_second_moment(&l.pre_activation),
                 l.theory.pre_activation_second_moment,
             )
         }),
         ("backward: log10 E[(∂l/∂h)²]", |l| {
             (
-                l.grad_activation.as_ref().map(|s| s.second_moment()),
+                all_finite_second_moment(&l.grad_activation),
                 Some(l.theory.grad_second_moment),
             )
         }),
     ];
     for (panel, (title, pick)) in panels.iter().zip(quantities) {
-        let mut points: Vec<(String, Vec<(f64, f64)>, bool, usize)> = Vec::new();
+        let mut points: Vec<Series> = Vec::new();
         let mut variants: Vec<&str> = Vec::new();
         for (i, run) in report.runs.iter().enumerate() {
             let measured = run
@@ -130,12 +130,17 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
                     )
                 });
         }
+        let corner = emptiest_corner(&points, (0.0, depth), (lo, hi));
+        let runs = report.runs.len();
         for (label, series, dashed, colour_index) in points {
             let colour = COLOURS[colour_index % COLOURS.len()];
+            // Earlier runs are drawn wider, so a later run that agrees exactly stays visible
+            // inside it instead of hiding it.
+            let width = 1 + 2 * (runs - colour_index.min(runs - 1)) as u32;
             let style = if dashed {
                 colour.mix(0.6).stroke_width(1)
             } else {
-                colour.stroke_width(2)
+                colour.stroke_width(width)
             };
             let drawn = if dashed {
                 chart.draw_series(DashedLineSeries::new(series, 6, 4, style))
@@ -149,6 +154,7 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
         }
         chart
             .configure_series_labels()
+            .position(corner)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .label_font(("sans-serif", 11))
@@ -156,4 +162,36 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
             .map_err(|e| plot_error(path, e))?;
     }
     root.present().map_err(|e| plot_error(path, e))
+}
+
+type Series = (String, Vec<(f64, f64)>, bool, usize);
+
+/// The corner of the chart whose quarter holds the fewest points, for the legend.
+fn emptiest_corner(
+    points: &[Series],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> SeriesLabelPosition {
+    let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let mut counts = [0usize; 4];
+    for (x, y) in points.iter().flat_map(|p| p.1.iter()) {
+        counts[(*x >= xm) as usize + 2 * (*y < ym) as usize] += 1;
+    }
+    let corners = [
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerLeft,
+        SeriesLabelPosition::LowerRight,
+    ];
+    let best = (0..4)
+        .min_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap_or(3);
+    corners[best].clone()
+}
+
+/// E[x²] of a tensor whose values are all finite; a line ends where inf or NaN appear.
+fn all_finite_second_moment(r: &Option<crate::stats::StatsRecord>) -> Option<f64> {
+    r.as_ref()
+        .filter(|s| s.finite() == s.count)
+        .map(|s| s.second_moment())
 }

@@ -25,8 +25,8 @@ pub(crate) fn apply(
     }
     let a = Arith(precision.arithmetic());
     let s = scalar_as(precision.arithmetic(), s);
-    let xs = x.to_f32_vec();
-    let ys = y.map(HostTensor::to_f32_vec);
+    let xs = x.f32_values();
+    let ys = y.map(HostTensor::f32_values);
     let out: Vec<f32> = xs
         .par_iter()
         .enumerate()
@@ -44,5 +44,5 @@ pub(crate) fn apply(
             }
         })
         .collect();
-    HostTensor::from_f32_as(precision.storage(), x.shape().rows, x.shape().cols, &out)
+    HostTensor::from_f32_vec_as(precision.storage(), x.shape().rows, x.shape().cols, out)
 }

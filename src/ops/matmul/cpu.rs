@@ -37,7 +37,7 @@ pub(crate) fn matmul(
             HostTensor::from_f32(m, n, gemm_f32(av, bv, op, m, k, n))
         }
         Precision::F16Accumulate32 => {
-            let c = gemm_f32(&a.to_f32_vec(), &b.to_f32_vec(), op, m, k, n);
+            let c = gemm_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
             HostTensor::from_f16(m, n, crate::tensor::f16_from_f32_slice(&c))
         }
         Precision::F16 => {

@@ -3,80 +3,162 @@
 use rayon::prelude::*;
 
 use crate::precision::DType;
-use crate::stats::{
-    cast_counts, classify_bits, CastReport, ExponentHistogram, NumericClass, StatsRecord,
-    BF16_CAST, F16_CAST,
-};
+use crate::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST};
 use crate::tensor::{HostData, HostTensor};
 
-fn storage_bits(tensor: &HostTensor) -> Vec<u32> {
-    match tensor.data() {
-        HostData::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
-        HostData::F16(v) => v.iter().map(|x| x.to_bits() as u32).collect(),
-    }
-}
-
-/// Values per piece of the parallel whole-tensor reduction.
+/// Values per piece of the parallel reductions.
 const PIECE: usize = 1 << 16;
 
-/// The exact record of a whole tensor: pieces reduced on all cores, merged by Chan's formula in
-/// f64 (each merge adds a few f64 roundings, far below any f32 bound it is compared with).
+/// The exact record of a whole tensor: pieces reduced on all cores straight from the stored
+/// values, merged by Chan's formula in f64 (each merge adds a few f64 roundings, far below any
+/// f32 bound it is compared with).
 pub fn reference(tensor: &HostTensor) -> StatsRecord {
-    let bits = storage_bits(tensor);
-    let values = tensor.to_f64_vec();
-    bits.par_chunks(PIECE)
-        .zip(values.par_chunks(PIECE))
-        .map(|(b, v)| reference_of_bits(b, v, tensor.dtype()))
-        .reduce_with(|a, b| a.merge(&b))
-        .expect("a tensor has at least one value")
+    match tensor.data() {
+        HostData::F32(v) => reduce_slice(v, DType::F32),
+        HostData::F16(v) => reduce_slice(v, DType::F16),
+    }
 }
 
-/// The record of one slice of values with their storage bits.
+/// The record of every row of `tensor`.
+pub fn reference_per_row(tensor: &HostTensor) -> Vec<StatsRecord> {
+    let cols = tensor.shape().cols;
+    match tensor.data() {
+        HostData::F32(v) => v
+            .par_chunks(cols)
+            .map(|row| reduce_slice(row, DType::F32))
+            .collect(),
+        HostData::F16(v) => v
+            .par_chunks(cols)
+            .map(|row| reduce_slice(row, DType::F16))
+            .collect(),
+    }
+}
+
+/// A stored value: its raw bits and its exact value.
+trait Stored: Copy + Send + Sync {
+    fn bits(self) -> u32;
+    fn value(self) -> f64;
+}
+
+impl Stored for f32 {
+    fn bits(self) -> u32 {
+        self.to_bits()
+    }
+    fn value(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Stored for half::f16 {
+    fn bits(self) -> u32 {
+        self.to_bits() as u32
+    }
+    fn value(self) -> f64 {
+        self.to_f64()
+    }
+}
+
+fn reduce_slice<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
+    if values.len() <= PIECE {
+        return piece_record(values, dtype);
+    }
+    values
+        .par_chunks(PIECE)
+        .map(|piece| piece_record(piece, dtype))
+        .reduce_with(|a, b| a.merge(&b))
+        .expect("at least one piece")
+}
+
+/// The record of values given as raw storage bits and exact values (for callers that have
+/// them apart).
 pub fn reference_of_bits(bits: &[u32], values: &[f64], dtype: DType) -> StatsRecord {
-    let mut histogram = ExponentHistogram::empty(dtype);
-    let mut cast = CastReport::default();
-    let (mut nan, mut pos_inf, mut neg_inf) = (0, 0, 0);
-    let (mut n, mut sum, mut min, mut max, mut abs_max) =
-        (0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
-    for (&b, &x) in bits.iter().zip(values) {
-        match classify_bits(b, dtype) {
-            NumericClass::Nan => nan += 1,
-            NumericClass::PosInf => pos_inf += 1,
-            NumericClass::NegInf => neg_inf += 1,
-            NumericClass::Zero => histogram.zero += 1,
-            NumericClass::Subnormal => histogram.subnormal += 1,
-            NumericClass::Normal(e) => histogram.normal[(e - histogram.min_exponent) as usize] += 1,
+    #[derive(Clone, Copy)]
+    struct Pair(u32, f64);
+    impl Stored for Pair {
+        fn bits(self) -> u32 {
+            self.0
         }
-        if x.is_finite() {
-            n += 1;
-            sum += x;
-            min = min.min(x);
-            max = max.max(x);
-            abs_max = abs_max.max(x.abs());
-            if x != 0.0 {
-                let f32_bits = (x as f32).to_bits();
-                cast.f16.add(cast_counts(f32_bits, &F16_CAST));
-                cast.bf16.add(cast_counts(f32_bits, &BF16_CAST));
-            }
+        fn value(self) -> f64 {
+            self.1
         }
     }
+    let pairs: Vec<Pair> = bits.iter().zip(values).map(|(&b, &v)| Pair(b, v)).collect();
+    piece_record(&pairs, dtype)
+}
+
+/// The exact record of one piece, in two passes: classes, extrema and the sum, then the
+/// squared deviations from the mean.
+fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
+    let mut histogram = ExponentHistogram::empty(dtype);
+    // Field layout of the storage type: exponent shift, all-ones exponent, mantissa mask.
+    let (exp_shift, exp_ones, mantissa_mask): (u32, u32, u32) = match dtype {
+        DType::F32 => (23, 0xff, 0x7f_ffff),
+        DType::F16 => (10, 0x1f, 0x3ff),
+    };
+    let sign_bit = 1u32 << (exp_shift + exp_ones.count_ones());
+    let (mut nan, mut pos_inf, mut neg_inf, mut zero, mut subnormal) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut cast = [0u64; 6];
+    let (mut n, mut sum, mut min, mut max, mut abs_max) =
+        (0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+    for &stored in values {
+        let bits = stored.bits();
+        let exponent = (bits >> exp_shift) & exp_ones;
+        let mantissa = bits & mantissa_mask;
+        if exponent == exp_ones {
+            match (mantissa != 0, bits & sign_bit != 0) {
+                (true, _) => nan += 1,
+                (false, false) => pos_inf += 1,
+                (false, true) => neg_inf += 1,
+            }
+            continue;
+        }
+        let x = stored.value();
+        n += 1;
+        sum += x;
+        min = min.min(x);
+        max = max.max(x);
+        abs_max = abs_max.max(x.abs());
+        if exponent == 0 {
+            if mantissa == 0 {
+                zero += 1;
+                continue;
+            }
+            subnormal += 1;
+        } else {
+            histogram.normal[(exponent - 1) as usize] += 1;
+        }
+        // What a cast of this finite, non-zero value to f16 or bf16 would do.
+        let magnitude = (x as f32).to_bits() & 0x7FFF_FFFF;
+        for (i, t) in [F16_CAST, BF16_CAST].iter().enumerate() {
+            cast[3 * i] += (magnitude >= t.overflow) as u64;
+            cast[3 * i + 1] += (magnitude > t.zero && magnitude < t.subnormal_below) as u64;
+            cast[3 * i + 2] += (magnitude <= t.zero) as u64;
+        }
+    }
+    histogram.zero = zero;
+    histogram.subnormal = subnormal;
     histogram.nan = nan;
     histogram.inf = pos_inf + neg_inf;
     let (mean, variance, min, max, abs_max, l2_norm) = if n == 0 {
         (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN)
     } else {
-        // Two passes in f64: the mean, then the squared deviations (no cancellation); the norm
-        // of values scaled by abs_max cannot overflow.
+        // Two passes in f64: the mean, then the squared deviations (no cancellation). f64 holds
+        // the squares of any f32 (up to 1.2e77), so ‖x‖² = Σ(x − μ)² + n·μ² cannot overflow.
         let mean = sum / n as f64;
-        let (mut squared_deviations, mut scaled_squares) = (0.0f64, 0.0f64);
-        for &x in values.iter().filter(|x| x.is_finite()) {
-            squared_deviations += (x - mean) * (x - mean);
-            if abs_max > 0.0 {
-                scaled_squares += (x / abs_max) * (x / abs_max);
-            }
-        }
-        let l2 = abs_max * scaled_squares.sqrt();
+        let squared_deviations: f64 = values
+            .iter()
+            .map(|v| v.value())
+            .filter(|x| x.is_finite())
+            .map(|x| (x - mean) * (x - mean))
+            .sum();
+        let l2 = (squared_deviations + n as f64 * mean * mean).sqrt();
         (mean, squared_deviations / n as f64, min, max, abs_max, l2)
+    };
+    let counts = |i: usize| CastCounts {
+        overflow: cast[3 * i],
+        subnormal: cast[3 * i + 1],
+        zero: cast[3 * i + 2],
     };
     StatsRecord {
         count: values.len() as u64,
@@ -89,20 +171,12 @@ pub fn reference_of_bits(bits: &[u32], values: &[f64], dtype: DType) -> StatsRec
         nan,
         pos_inf,
         neg_inf,
-        zero: histogram.zero,
-        subnormal: histogram.subnormal,
+        zero,
+        subnormal,
         histogram,
-        cast,
+        cast: CastReport {
+            f16: counts(0),
+            bf16: counts(1),
+        },
     }
-}
-
-/// The record of every row of `tensor`.
-pub fn reference_per_row(tensor: &HostTensor) -> Vec<StatsRecord> {
-    let cols = tensor.shape().cols;
-    let values = tensor.to_f64_vec();
-    let bits = storage_bits(tensor);
-    bits.par_chunks(cols)
-        .zip(values.par_chunks(cols))
-        .map(|(b, v)| reference_of_bits(b, v, tensor.dtype()))
-        .collect()
 }
