@@ -4,12 +4,15 @@
 //   alias S    storage type of A, B and C (f32 or f16)
 //   alias A    accumulator type (f32, or f16 for pure half arithmetic)
 //   const TRANSPOSE_A, TRANSPOSE_B: bool
-// so one source serves every precision and transpose combination.
+//   const REG: u32           register block edge (2 or 4): the tile is 16·REG wide
+//   const USE_SHARED: bool   stage tiles in workgroup memory, or read straight from storage
+// so one source serves every precision, transpose combination and variant.
 //
 // Each workgroup computes a TILE × TILE block of C with 16 × 16 threads; each thread owns a
-// 4 × 4 register block whose rows and columns are strided by 16, so that neighbouring threads
-// write neighbouring columns. Every thread sums k in order 0, 1, …, k−1 with fma, which is what
-// the CPU reference emulates in pure f16 (there the order changes the result).
+// REG × REG register block whose rows and columns are strided by 16, so that neighbouring
+// threads write neighbouring columns. Every variant sums k in order 0, 1, …, k−1 with fma, so
+// all of them give the same bits, and the CPU reference emulates exactly that order in pure
+// f16 (there the order changes the result).
 
 struct Params {
     m: u32,
@@ -24,14 +27,16 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<S>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-const TILE: u32 = 64u;
+const TILE: u32 = 16u * REG;
 const BK: u32 = 16u;
 const THREADS: u32 = 256u;
-const REG: u32 = 4u;
+const TILE_BK: u32 = TILE * BK;
+const LOADS: u32 = TILE_BK / THREADS;
+const REG2: u32 = REG * REG;
 
 // tile_a[kk * TILE + r] = op(A)[row0 + r, k0 + kk];  tile_b[kk * TILE + c] = op(B)[k0 + kk, col0 + c]
-var<workgroup> tile_a: array<A, 1024>;
-var<workgroup> tile_b: array<A, 1024>;
+var<workgroup> tile_a: array<A, TILE_BK>;
+var<workgroup> tile_b: array<A, TILE_BK>;
 
 // op(A)[row, kk], zero outside the matrix: a zero pad adds fma(0, 0, acc) = acc exactly.
 fn load_a(row: u32, kk: u32) -> A {
@@ -71,42 +76,61 @@ fn main(
     let row0 = (tile / tiles_n) * TILE;
     let col0 = (tile % tiles_n) * TILE;
 
-    var acc: array<A, 16>;
-    for (var i = 0u; i < 16u; i++) {
+    var acc: array<A, REG2>;
+    for (var i = 0u; i < REG2; i++) {
         acc[i] = A(0);
     }
 
-    for (var k0 = 0u; k0 < params.k; k0 += BK) {
-        // Each thread stages 4 elements of each tile, walking memory along its contiguous axis.
-        for (var step = 0u; step < 4u; step++) {
-            let idx = thread + step * THREADS;
-            if (TRANSPOSE_A) {
-                let kk = idx / TILE;
-                let r = idx % TILE;
-                tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
-            } else {
-                let r = idx / BK;
-                let kk = idx % BK;
-                tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+    if (USE_SHARED) {
+        for (var k0 = 0u; k0 < params.k; k0 += BK) {
+            // Each thread stages LOADS elements of each tile, walking memory along its
+            // contiguous axis.
+            for (var step = 0u; step < LOADS; step++) {
+                let idx = thread + step * THREADS;
+                if (TRANSPOSE_A) {
+                    let kk = idx / TILE;
+                    let r = idx % TILE;
+                    tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+                } else {
+                    let r = idx / BK;
+                    let kk = idx % BK;
+                    tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+                }
+                if (TRANSPOSE_B) {
+                    let c = idx / BK;
+                    let kk = idx % BK;
+                    tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+                } else {
+                    let kk = idx / TILE;
+                    let c = idx % TILE;
+                    tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+                }
             }
-            if (TRANSPOSE_B) {
-                let c = idx / BK;
-                let kk = idx % BK;
-                tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
-            } else {
-                let kk = idx / TILE;
-                let c = idx % TILE;
-                tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
-            }
-        }
-        workgroupBarrier();
+            workgroupBarrier();
 
-        for (var kk = 0u; kk < BK; kk++) {
-            var a_reg: array<A, 4>;
-            var b_reg: array<A, 4>;
+            for (var kk = 0u; kk < BK; kk++) {
+                var a_reg: array<A, REG>;
+                var b_reg: array<A, REG>;
+                for (var i = 0u; i < REG; i++) {
+                    a_reg[i] = tile_a[kk * TILE + local.y + i * 16u];
+                    b_reg[i] = tile_b[kk * TILE + local.x + i * 16u];
+                }
+                for (var i = 0u; i < REG; i++) {
+                    for (var j = 0u; j < REG; j++) {
+                        acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    } else {
+        // Straight from storage: each thread reads its own rows and columns for every k.
+        for (var kk = 0u; kk < params.k; kk++) {
+            var a_reg: array<A, REG>;
+            var b_reg: array<A, REG>;
             for (var i = 0u; i < REG; i++) {
-                a_reg[i] = tile_a[kk * TILE + local.y + i * 16u];
-                b_reg[i] = tile_b[kk * TILE + local.x + i * 16u];
+                a_reg[i] = load_a(row0 + local.y + i * 16u, kk);
+                b_reg[i] = load_b(kk, col0 + local.x + i * 16u);
             }
             for (var i = 0u; i < REG; i++) {
                 for (var j = 0u; j < REG; j++) {
@@ -114,7 +138,6 @@ fn main(
                 }
             }
         }
-        workgroupBarrier();
     }
 
     for (var i = 0u; i < REG; i++) {

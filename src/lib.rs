@@ -6,6 +6,7 @@
 //! which validates every GPU result. See `README.md` for the architecture.
 
 pub mod backend;
+pub mod bench;
 pub mod cpu;
 pub mod demo;
 pub mod error;

@@ -12,6 +12,7 @@ use gradstab::gpu::probe::{probe, FormatBehaviour};
 use gradstab::gpu::{list_adapters, ADAPTER_ENV};
 use gradstab::init::{Init, InputInit};
 use gradstab::network::{run, Clip, Loss, NetworkConfig};
+use gradstab::ops::matmul::MatmulVariant;
 use gradstab::report::run::RunReport;
 use gradstab::report::TensorReport;
 use gradstab::verify::{verify, VerifyRow};
@@ -55,6 +56,10 @@ struct AdapterArg {
     /// one, or GRADSTAB_ADAPTER.
     #[arg(long, value_name = "NAME-SUBSTRING")]
     adapter: Option<String>,
+    /// Use this matmul variant instead of the autotuned one: tile64-shared, tile32-shared or
+    /// tile64-direct (also GRADSTAB_MATMUL_VARIANT).
+    #[arg(long, value_parser = parse_with::<MatmulVariant>)]
+    matmul_variant: Option<MatmulVariant>,
 }
 
 impl AdapterArg {
@@ -63,6 +68,7 @@ impl AdapterArg {
         if let Some(a) = &self.adapter {
             options.adapter = Some(a.clone());
         }
+        options.matmul_variant = self.matmul_variant;
         options
     }
 }
@@ -105,6 +111,17 @@ enum Command {
         /// Print each tensor's exponent histogram as text bars.
         #[arg(long)]
         histogram: bool,
+    },
+    /// Measure the device: its roofline (peak FMA throughput, copy bandwidth), then each kernel's
+    /// achieved throughput and share of that peak.
+    Bench {
+        #[command(flatten)]
+        adapter: AdapterArg,
+        /// Tiny sizes: seconds even on a software GPU (for CI and smoke tests).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// List the presets (the lecture's experiments), one line each.
     Presets,
@@ -259,6 +276,11 @@ fn main() -> ExitCode {
             format,
             histogram,
         } => stats(&file, &adapter, backend, format, histogram),
+        Command::Bench {
+            adapter,
+            quick,
+            format,
+        } => run_bench(&adapter, quick, format),
         Command::Presets => {
             for e in gradstab::experiment::presets() {
                 println!("{:<18} {}", e.name, e.summary);
@@ -498,6 +520,60 @@ fn stats(
             "tensors": reports,
         }))?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_bench(adapter: &AdapterArg, quick: bool, format: Format) -> anyhow::Result<ExitCode> {
+    let gpu = Gpu::new(&adapter.options())?;
+    let table = matches!(format, Format::Table);
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let report = gradstab::bench::bench(&gpu, quick, |what| bar.set_message(what.to_string()))?;
+    bar.finish_and_clear();
+    if !table {
+        json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} ({}, {}, {}){}",
+        report.adapter,
+        report.backend,
+        report.device_type,
+        report.driver,
+        if quick { ", quick sizes" } else { "" }
+    );
+    let peaks: Vec<String> = report
+        .roofline
+        .fma_gflops
+        .iter()
+        .map(|(p, g)| format!("{p} FMA peak {g:.1} GFLOP/s"))
+        .collect();
+    println!(
+        "Roofline: {}, copy {:.1} GB/s",
+        peaks.join(", "),
+        report.roofline.copy_gbps
+    );
+    println!(
+        "{:<36} {:<9} {:>10} {:>11} {:>16} {:>9}",
+        "kernel", "precision", "size", "time", "achieved", "of peak"
+    );
+    for k in &report.kernels {
+        let achieved = match (k.gflops, k.gbps) {
+            (Some(g), _) => format!("{g:.2} GFLOP/s"),
+            (None, Some(b)) => format!("{b:.2} GB/s"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<36} {:<9} {:>10} {:>9.3}ms {:>16} {:>8.1}%",
+            k.kernel,
+            k.precision,
+            k.size,
+            k.seconds * 1e3,
+            achieved,
+            k.percent_of_peak
+        );
+    }
+    println!("compute-bound kernels: % of the FMA peak of their arithmetic; memory-bound: % of copy bandwidth.");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,8 @@ use crate::gpu::probe::{probe, ProbeReport};
 use crate::gpu::Gpu;
 use crate::ops::activation::Activation;
 use crate::ops::elementwise::ElementwiseOp;
+use crate::ops::matmul::gpu::matmul_with;
+use crate::ops::matmul::MatmulVariant;
 use crate::ops::{matmul, result_distance};
 use crate::precision::{DType, Precision};
 use crate::tensor::HostTensor;
@@ -104,12 +106,14 @@ fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
-/// `op(A)·op(B)` of N(0, 1) operands of an `m × k` by `k × n` product, GPU against CPU.
+/// `op(A)·op(B)` of N(0, 1) operands of an `m × k` by `k × n` product, GPU (with `variant`)
+/// against CPU.
 pub fn compare_matmul(
     gpu: &Gpu,
     flushes_subnormals: bool,
     precision: Precision,
     op: MatmulOp,
+    variant: MatmulVariant,
     (m, k, n): (usize, usize, usize),
     seed: u64,
 ) -> Result<Comparison> {
@@ -119,7 +123,15 @@ pub fn compare_matmul(
     let a = normal_tensor(&mut rng, dtype, a_shape.rows, a_shape.cols, 1.0)?;
     let b = normal_tensor(&mut rng, dtype, b_shape.rows, b_shape.cols, 1.0)?;
     let expected = Cpu.matmul(&a, &b, op, precision)?.to_f64_vec();
-    let got = gpu.matmul(&gpu.upload(&a)?, &gpu.upload(&b)?, op, precision)?;
+    gpu.require_f16_for(precision)?;
+    let got = matmul_with(
+        gpu,
+        &gpu.upload(&a)?,
+        &gpu.upload(&b)?,
+        op,
+        precision,
+        variant,
+    )?;
     let got = gpu.download(&got)?.to_f64_vec();
     let sums = matmul::sum_abs_products(&a.to_f64_vec(), &b.to_f64_vec(), op, m, k, n);
     let mut cmp = Comparison::default();
@@ -397,24 +409,24 @@ pub fn verify(
         progress(&row);
         rows.push(row);
     };
-    for op in MatmulOp::ALL {
-        for &precision in &precisions {
-            let mut shapes: Vec<_> = MATMUL_SHAPES.to_vec();
-            if !quick && op == MatmulOp::default() {
-                shapes.push(MATMUL_FOLDED_SHAPE);
+    // Every variant the autotuner may pick, not only the one it picked here.
+    for variant in MatmulVariant::ALL {
+        for op in MatmulOp::ALL {
+            for &precision in &precisions {
+                let mut shapes: Vec<_> = MATMUL_SHAPES.to_vec();
+                if !quick && op == MatmulOp::default() {
+                    shapes.push(MATMUL_FOLDED_SHAPE);
+                }
+                let mut total = Comparison::default();
+                for (i, &shape) in shapes.iter().enumerate() {
+                    let seed = i as u64;
+                    total.merge(compare_matmul(
+                        gpu, flushes, precision, op, variant, shape, seed,
+                    )?);
+                }
+                let kernel = format!("matmul {} {variant}", op.name());
+                push(kernel, precision, shapes.len(), total);
             }
-            let mut total = Comparison::default();
-            for (i, &shape) in shapes.iter().enumerate() {
-                total.merge(compare_matmul(
-                    gpu, flushes, precision, op, shape, i as u64,
-                )?);
-            }
-            push(
-                format!("matmul {}", op.name()),
-                precision,
-                shapes.len(),
-                total,
-            );
         }
     }
     let xs = activation_inputs();

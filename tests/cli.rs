@@ -85,9 +85,9 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
-    // 10 kernels (4 matmul transposes, 2 activation entries, 4 elementwise) × 3 precisions,
+    // (4 matmul transposes × 3 variants + 2 activation entries + 4 elementwise) × 3 precisions,
     // and the statistics of f32 and f16 data.
-    assert_eq!(rows.len(), 30 + 2);
+    assert_eq!(rows.len(), (12 + 2 + 4) * 3 + 2);
     for row in rows {
         assert_eq!(row["passed"], true, "{row}");
         assert!(row["worst_ratio"].as_f64().unwrap() <= 1.0);
@@ -149,4 +149,41 @@ fn bad_flags_exit_2_and_runtime_errors_exit_1_with_one_line() {
         "{}",
         errors[0]
     );
+}
+
+#[test]
+fn bench_quick_json_has_the_roofline_and_every_kernel() {
+    if common::gpu("cli bench").is_none() {
+        return;
+    }
+    let out = gradstab(&["bench", "--quick", "--format", "json"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
+    for field in ["adapter", "backend", "device_type", "driver"] {
+        assert!(report[field].is_string(), "{field}");
+    }
+    assert_eq!(report["quick"], true);
+    let peak = report["roofline"]["fma_gflops"]["f32"].as_f64().unwrap();
+    assert!(peak > 0.0 && peak.is_finite());
+    assert!(report["roofline"]["copy_gbps"].as_f64().unwrap() > 0.0);
+    let kernels = report["kernels"].as_array().unwrap();
+    for name in [
+        "matmul NN",
+        "tanh forward",
+        "tanh derivative",
+        "axpy",
+        "statistics",
+    ] {
+        assert!(
+            kernels
+                .iter()
+                .any(|k| k["kernel"].as_str().unwrap().starts_with(name)),
+            "{name}"
+        );
+    }
+    for k in kernels {
+        assert!(k["seconds"].as_f64().unwrap() > 0.0);
+        assert!(k["percent_of_peak"].as_f64().unwrap() > 0.0);
+        assert!(k["gflops"].is_number() != k["gbps"].is_number(), "{k}");
+    }
 }

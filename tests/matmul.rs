@@ -18,7 +18,8 @@ fn compare(
     shape: (usize, usize, usize),
     seed: u64,
 ) -> (f64, f64) {
-    let cmp = compare_matmul(gpu, flushes, precision, op, shape, seed).unwrap();
+    let variant = gpu.matmul_variant(precision).unwrap();
+    let cmp = compare_matmul(gpu, flushes, precision, op, variant, shape, seed).unwrap();
     assert!(cmp.passed(), "{}", cmp.first_failure.unwrap());
     assert_eq!(cmp.elements, shape.0 * shape.2);
     (cmp.worst_ratio, cmp.bit_identical_fraction())
@@ -190,4 +191,59 @@ fn f16_overflows_inside_a_dot_product_that_f16acc32_gets_exactly() {
     }
     assert_eq!(run(false, Precision::F16Accumulate32), 40000.0);
     assert_eq!(run(true, Precision::F16Accumulate32), 40000.0);
+}
+
+#[test]
+fn every_variant_gives_the_same_bits_within_the_bound() {
+    let Some((gpu, probe)) = common::gpu_with_probe("matmul variants") else {
+        return;
+    };
+    use gradstab::ops::matmul::gpu::matmul_with;
+    use gradstab::ops::matmul::MatmulVariant;
+    // Ragged shapes around both tile sizes (32 and 64), k not a multiple of 16.
+    for (m, k, n) in [(1, 1, 1), (31, 17, 33), (65, 40, 63), (3, 300, 97)] {
+        for precision in Precision::ALL {
+            for op in MatmulOp::ALL {
+                let mut rng = common::rng(31);
+                let (a_shape, b_shape) = op.operand_shapes(m, k, n);
+                let a = common::normal_tensor(
+                    &mut rng,
+                    precision.storage(),
+                    a_shape.rows,
+                    a_shape.cols,
+                    1.0,
+                );
+                let b = common::normal_tensor(
+                    &mut rng,
+                    precision.storage(),
+                    b_shape.rows,
+                    b_shape.cols,
+                    1.0,
+                );
+                let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+                let results: Vec<HostTensor> = MatmulVariant::ALL
+                    .iter()
+                    .map(|&v| {
+                        gpu.download(&matmul_with(&gpu, &ga, &gb, op, precision, v).unwrap())
+                            .unwrap()
+                    })
+                    .collect();
+                for (v, r) in MatmulVariant::ALL.iter().zip(&results) {
+                    // Same order of summation, same fma: the same bits as every other variant.
+                    assert_eq!(r, &results[0], "{v} {precision} {} {m}×{k}×{n}", op.name());
+                    let cmp = compare_matmul(
+                        &gpu,
+                        probe.flushes_subnormals(),
+                        precision,
+                        op,
+                        *v,
+                        (m, k, n),
+                        31,
+                    )
+                    .unwrap();
+                    assert!(cmp.passed(), "{}", cmp.first_failure.unwrap());
+                }
+            }
+        }
+    }
 }

@@ -5,9 +5,9 @@ use gradstab::gpu::kernels::KernelSpec;
 #[test]
 fn every_shader_variant_validates_with_naga() {
     let specs = KernelSpec::all();
-    // 3 precisions × (4 matmul transposes + 2 activation entries + 4 elementwise ops)
-    // + 2 storage types × (4 reduction entries + 1 probe).
-    assert_eq!(specs.len(), 3 * (4 + 2 + 4) + 2 * (4 + 1));
+    // 3 precisions × (4 matmul transposes × 3 variants + 2 activation entries + 4 elementwise
+    // ops) + 2 storage types × (4 reduction entries + 1 probe + 2 roofline entries).
+    assert_eq!(specs.len(), 3 * (4 * 3 + 2 + 4) + 2 * (4 + 1 + 2));
     for spec in specs {
         let source = spec.source();
         let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {

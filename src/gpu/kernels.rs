@@ -13,6 +13,7 @@ use wgpu::util::DeviceExt;
 use super::Gpu;
 use crate::backend::MatmulOp;
 use crate::error::{Error, Result};
+use crate::ops::matmul::MatmulVariant;
 use crate::precision::{DType, Precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,15 +22,17 @@ pub enum ShaderFamily {
     Activation,
     Elementwise,
     Reduce,
+    Roofline,
     Probe,
 }
 
 impl ShaderFamily {
-    pub const ALL: [ShaderFamily; 5] = [
+    pub const ALL: [ShaderFamily; 6] = [
         ShaderFamily::Matmul,
         ShaderFamily::Activation,
         ShaderFamily::Elementwise,
         ShaderFamily::Reduce,
+        ShaderFamily::Roofline,
         ShaderFamily::Probe,
     ];
 
@@ -39,6 +42,7 @@ impl ShaderFamily {
             ShaderFamily::Activation => "activation.wgsl",
             ShaderFamily::Elementwise => "elementwise.wgsl",
             ShaderFamily::Reduce => "reduce.wgsl",
+            ShaderFamily::Roofline => "roofline.wgsl",
             ShaderFamily::Probe => "probe.wgsl",
         }
     }
@@ -49,6 +53,7 @@ impl ShaderFamily {
             ShaderFamily::Activation => include_str!("../../shaders/activation.wgsl"),
             ShaderFamily::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             ShaderFamily::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            ShaderFamily::Roofline => include_str!("../../shaders/roofline.wgsl"),
             ShaderFamily::Probe => include_str!("../../shaders/probe.wgsl"),
         }
     }
@@ -61,6 +66,7 @@ pub struct KernelSpec {
     pub storage: DType,
     pub arithmetic: DType,
     pub matmul_op: MatmulOp,
+    pub matmul_variant: MatmulVariant,
     pub entry_point: &'static str,
 }
 
@@ -71,14 +77,42 @@ impl KernelSpec {
             storage: precision.storage(),
             arithmetic: precision.arithmetic(),
             matmul_op: MatmulOp::default(),
+            matmul_variant: MatmulVariant::Tile64Shared,
             entry_point,
         }
     }
 
-    pub fn matmul(precision: Precision, op: MatmulOp) -> Self {
+    pub fn matmul(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> Self {
         KernelSpec {
             matmul_op: op,
+            matmul_variant: variant,
             ..KernelSpec::new(ShaderFamily::Matmul, precision, "main")
+        }
+    }
+
+    /// A roofline kernel (`fma_peak` or `copy`) for arithmetic in `dtype`.
+    pub fn roofline(dtype: DType, entry_point: &'static str) -> Self {
+        KernelSpec {
+            family: ShaderFamily::Roofline,
+            ..KernelSpec::probe(dtype)
+        }
+        .with_entry(entry_point)
+    }
+
+    fn with_entry(mut self, entry_point: &'static str) -> Self {
+        self.entry_point = entry_point;
+        self
+    }
+
+    /// The device probe for one format.
+    pub fn probe(dtype: DType) -> Self {
+        KernelSpec {
+            family: ShaderFamily::Probe,
+            storage: dtype,
+            arithmetic: dtype,
+            matmul_op: MatmulOp::default(),
+            matmul_variant: MatmulVariant::Tile64Shared,
+            entry_point: "main",
         }
     }
 
@@ -89,6 +123,7 @@ impl KernelSpec {
             storage: dtype,
             arithmetic: DType::F32,
             matmul_op: MatmulOp::default(),
+            matmul_variant: MatmulVariant::Tile64Shared,
             entry_point,
         }
     }
@@ -128,8 +163,11 @@ impl KernelSpec {
         });
         if self.family == ShaderFamily::Matmul {
             header.push_str(&format!(
-                "const TRANSPOSE_A: bool = {};\nconst TRANSPOSE_B: bool = {};\n",
-                self.matmul_op.transpose_a, self.matmul_op.transpose_b
+                "const TRANSPOSE_A: bool = {};\nconst TRANSPOSE_B: bool = {};\nconst REG: u32 = {}u;\nconst USE_SHARED: bool = {};\n",
+                self.matmul_op.transpose_a,
+                self.matmul_op.transpose_b,
+                self.matmul_variant.register_block(),
+                self.matmul_variant.uses_workgroup_memory()
             ));
         }
         header.push('\n');
@@ -141,7 +179,9 @@ impl KernelSpec {
         let mut specs = Vec::new();
         for precision in Precision::ALL {
             for op in MatmulOp::ALL {
-                specs.push(KernelSpec::matmul(precision, op));
+                for variant in MatmulVariant::ALL {
+                    specs.push(KernelSpec::matmul(precision, op, variant));
+                }
             }
             for entry in ["forward", "derivative"] {
                 specs.push(KernelSpec::new(ShaderFamily::Activation, precision, entry));
@@ -158,13 +198,10 @@ impl KernelSpec {
             for entry in crate::ops::reduce::gpu::ENTRY_POINTS {
                 specs.push(KernelSpec::reduce(dtype, entry));
             }
-            specs.push(KernelSpec {
-                family: ShaderFamily::Probe,
-                storage: dtype,
-                arithmetic: dtype,
-                matmul_op: MatmulOp::default(),
-                entry_point: "main",
-            });
+            specs.push(KernelSpec::probe(dtype));
+            for entry in ["fma_peak", "copy"] {
+                specs.push(KernelSpec::roofline(dtype, entry));
+            }
         }
         specs
     }

@@ -1,5 +1,6 @@
 //! The wgpu backend: one device, its tensors, and the compiled kernels.
 
+pub mod autotune;
 mod buffer;
 mod device;
 pub mod kernels;
@@ -12,6 +13,7 @@ use crate::backend::{Backend, BackendInfo, MatmulOp};
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::ops::elementwise::ElementwiseOp;
+use crate::ops::matmul::MatmulVariant;
 use crate::ops::{activation, elementwise, matmul, reduce};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
@@ -31,6 +33,10 @@ pub struct GpuOptions {
     /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's
     /// limit (65535 on most): the folded path is then exercised by small shapes.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Use this matmul variant instead of the autotuned one (also `GRADSTAB_MATMUL_VARIANT`).
+    pub matmul_variant: Option<MatmulVariant>,
+    /// Where to keep the autotune cache; `None` takes `autotune::default_cache_path()`.
+    pub autotune_cache: Option<std::path::PathBuf>,
 }
 
 impl GpuOptions {
@@ -53,12 +59,24 @@ pub struct Gpu {
     pub(crate) limits: wgpu::Limits,
     /// Workgroups per grid dimension before a grid folds into y.
     pub(crate) grid_limit: u32,
+    pub(crate) tuning: autotune::Tuning,
     shader_f16: bool,
     pipelines: kernels::PipelineCache,
 }
 
 impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        let forced = match options.matmul_variant {
+            Some(v) => Some(v),
+            None => match std::env::var(autotune::VARIANT_ENV) {
+                Ok(name) if !name.trim().is_empty() => Some(name.parse::<MatmulVariant>()?),
+                _ => None,
+            },
+        };
+        let cache_path = options
+            .autotune_cache
+            .clone()
+            .or_else(autotune::default_cache_path);
         let instance = device::instance();
         let adapter = device::choose_adapter(&instance, options.adapter.as_deref())?;
         let info = adapter.get_info();
@@ -95,6 +113,7 @@ impl Gpu {
             info,
             limits,
             grid_limit,
+            tuning: autotune::Tuning::new(forced, cache_path),
             shader_f16,
             pipelines: Default::default(),
         })
@@ -144,6 +163,11 @@ impl Gpu {
             hint:
                 "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
         })
+    }
+
+    /// An error unless the device can run `precision`.
+    pub fn require_f16_for(&self, precision: Precision) -> Result<()> {
+        self.require_precision(precision)
     }
 
     fn require_precision(&self, precision: Precision) -> Result<()> {

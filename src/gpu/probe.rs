@@ -6,9 +6,8 @@
 use half::f16;
 
 use super::Gpu;
-use crate::backend::MatmulOp;
 use crate::error::Result;
-use crate::gpu::kernels::{KernelSpec, ShaderFamily};
+use crate::gpu::kernels::KernelSpec;
 use crate::precision::DType;
 use crate::tensor::{HostTensor, Shape};
 
@@ -117,14 +116,7 @@ fn probe_format(gpu: &Gpu, dtype: DType) -> Result<FormatBehaviour> {
     let input = HostTensor::from_f32_as(dtype, 1, values.len(), &values_f32)?;
     let input = gpu.upload_tensor(&input)?;
     let output = gpu.alloc(Shape::new(1, 7), dtype, "probe output")?;
-    let spec = KernelSpec {
-        family: ShaderFamily::Probe,
-        storage: dtype,
-        arithmetic: dtype,
-        matmul_op: MatmulOp::default(),
-        entry_point: "main",
-    };
-    let pipeline = gpu.pipeline(spec)?;
+    let pipeline = gpu.pipeline(KernelSpec::probe(dtype))?;
     gpu.dispatch(
         &pipeline,
         &[(0, &input.buffer), (1, &output.buffer)],

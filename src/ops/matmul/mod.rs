@@ -4,7 +4,11 @@
 pub mod cpu;
 pub mod gpu;
 
+use std::fmt;
+use std::str::FromStr;
+
 use super::gamma;
+use crate::error::Error;
 use crate::precision::{DType, Precision};
 
 /// The largest difference allowed between two results of one element of `op(A)·op(B)`
@@ -87,4 +91,70 @@ pub fn sum_abs_products(
         }
     }
     out
+}
+
+/// A way of computing the product on the GPU. Every variant sums k in order with fma, so all of
+/// them give the same bits; they differ only in speed, which depends on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum MatmulVariant {
+    /// 64 × 64 tiles staged in workgroup memory, 4 × 4 register blocks.
+    Tile64Shared,
+    /// 32 × 32 tiles staged in workgroup memory, 2 × 2 register blocks.
+    Tile32Shared,
+    /// 64 × 64 tiles, 4 × 4 register blocks read straight from storage (no workgroup memory).
+    Tile64Direct,
+}
+
+impl MatmulVariant {
+    pub const ALL: [MatmulVariant; 3] = [
+        MatmulVariant::Tile64Shared,
+        MatmulVariant::Tile32Shared,
+        MatmulVariant::Tile64Direct,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Tile64Shared => "tile64-shared",
+            MatmulVariant::Tile32Shared => "tile32-shared",
+            MatmulVariant::Tile64Direct => "tile64-direct",
+        }
+    }
+
+    /// The register block edge (REG in the shader).
+    pub fn register_block(self) -> u32 {
+        match self {
+            MatmulVariant::Tile32Shared => 2,
+            MatmulVariant::Tile64Shared | MatmulVariant::Tile64Direct => 4,
+        }
+    }
+
+    /// The edge of the block of C one workgroup computes.
+    pub fn tile(self) -> usize {
+        16 * self.register_block() as usize
+    }
+
+    pub fn uses_workgroup_memory(self) -> bool {
+        self != MatmulVariant::Tile64Direct
+    }
+}
+
+impl fmt::Display for MatmulVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for MatmulVariant {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        MatmulVariant::ALL
+            .into_iter()
+            .find(|v| v.name() == s.trim())
+            .ok_or_else(|| Error::Parse {
+                what: "matmul variant",
+                value: s.to_string(),
+                expected: "tile64-shared, tile32-shared or tile64-direct",
+            })
+    }
 }

@@ -1,0 +1,282 @@
+//! `gradstab bench`: a short, self-contained measurement of the chosen device. First its own
+//! roofline (peak multiply-add throughput per precision from `shaders/roofline.wgsl`, and copy
+//! bandwidth), then what each kernel achieves and its share of that measured peak.
+//! Each figure is the best of a few runs after a warm-up, waiting for the device every time.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::backend::{Backend, MatmulOp};
+use crate::error::Result;
+use crate::gpu::kernels::KernelSpec;
+use crate::gpu::Gpu;
+use crate::ops::activation::Activation;
+use crate::ops::matmul::gpu::matmul_with;
+use crate::ops::matmul::MatmulVariant;
+use crate::precision::{DType, Precision};
+use crate::tensor::{HostTensor, Shape};
+
+/// How much work each measurement does.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct BenchSizes {
+    pub fma_workgroups: u64,
+    pub fma_iterations: u32,
+    /// vec4<f32> words copied.
+    pub copy_words: usize,
+    /// Square matmul edge.
+    pub matmul: usize,
+    /// Elements of the elementwise kernels and the statistics.
+    pub elements: usize,
+    pub repeats: usize,
+}
+
+impl BenchSizes {
+    /// Small on a CPU-type adapter (lavapipe), large on a GPU; tiny with `quick`.
+    pub fn for_device(gpu: &Gpu, quick: bool) -> Self {
+        let hardware = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
+        match (quick, hardware) {
+            (true, _) => BenchSizes {
+                fma_workgroups: 16,
+                fma_iterations: 64,
+                copy_words: 1 << 14,
+                matmul: 64,
+                elements: 1 << 14,
+                repeats: 2,
+            },
+            (false, false) => BenchSizes {
+                fma_workgroups: 256,
+                fma_iterations: 1024,
+                copy_words: 1 << 20,
+                matmul: 256,
+                elements: 1 << 22,
+                repeats: 3,
+            },
+            (false, true) => BenchSizes {
+                fma_workgroups: 65_535,
+                fma_iterations: 4096,
+                copy_words: 1 << 24,
+                matmul: 4096,
+                elements: 1 << 26,
+                repeats: 5,
+            },
+        }
+    }
+}
+
+/// The device's measured peaks.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Roofline {
+    /// Peak multiply-add throughput, GFLOP/s (2 per fma), per arithmetic type.
+    pub fma_gflops: BTreeMap<String, f64>,
+    /// Copy bandwidth, GB/s (bytes read + written).
+    pub copy_gbps: f64,
+}
+
+/// What one kernel achieved.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelFigure {
+    pub kernel: String,
+    pub precision: String,
+    pub size: String,
+    pub seconds: f64,
+    /// For compute-bound kernels.
+    pub gflops: Option<f64>,
+    /// For memory-bound kernels: bytes read and written per second.
+    pub gbps: Option<f64>,
+    /// Of the measured FMA peak (compute-bound) or copy bandwidth (memory-bound).
+    pub percent_of_peak: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub quick: bool,
+    pub sizes: BenchSizes,
+    pub roofline: Roofline,
+    pub kernels: Vec<KernelFigure>,
+}
+
+/// The best time of `repeats` runs of `f` after one warm-up, each waited for.
+fn best_time(gpu: &Gpu, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    gpu.synchronize()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f()?;
+        gpu.synchronize()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RooflineParams {
+    iterations: u32,
+    len: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
+/// Peak FMA throughput in `dtype` arithmetic, GFLOP/s.
+fn fma_peak(gpu: &Gpu, dtype: DType, sizes: &BenchSizes) -> Result<f64> {
+    let grid = gpu.grid(sizes.fma_workgroups, "roofline")?;
+    let sink = gpu.alloc(Shape::new(1024, 4), dtype, "roofline sink")?;
+    let params = gpu.uniform(&RooflineParams {
+        iterations: sizes.fma_iterations,
+        len: 1024,
+        groups_x: grid.0,
+        _pad: 0,
+    });
+    let pipeline = gpu.pipeline(KernelSpec::roofline(dtype, "fma_peak"))?;
+    let seconds = best_time(gpu, sizes.repeats, || {
+        gpu.dispatch(
+            &pipeline,
+            &[(2, &params), (3, &sink.buffer)],
+            grid,
+            "fma peak",
+        )
+    })?;
+    let threads = grid.0 as f64 * grid.1 as f64 * 256.0;
+    Ok(threads * sizes.fma_iterations as f64 * 32.0 / seconds / 1e9)
+}
+
+/// Copy bandwidth, GB/s of bytes read plus bytes written.
+fn copy_bandwidth(gpu: &Gpu, sizes: &BenchSizes) -> Result<f64> {
+    let words = sizes.copy_words;
+    let grid = gpu.grid((words as u64).div_ceil(256), "roofline")?;
+    let src = gpu.alloc(Shape::new(words, 4), DType::F32, "copy source")?;
+    let dst = gpu.alloc(Shape::new(words, 4), DType::F32, "copy destination")?;
+    let params = gpu.uniform(&RooflineParams {
+        iterations: 0,
+        len: words as u32,
+        groups_x: grid.0,
+        _pad: 0,
+    });
+    let pipeline = gpu.pipeline(KernelSpec::roofline(DType::F32, "copy"))?;
+    let seconds = best_time(gpu, sizes.repeats, || {
+        gpu.dispatch(
+            &pipeline,
+            &[(0, &src.buffer), (1, &dst.buffer), (2, &params)],
+            grid,
+            "copy",
+        )
+    })?;
+    Ok(2.0 * 16.0 * words as f64 / seconds / 1e9)
+}
+
+/// Measures the roofline and every kernel on `gpu`, telling `progress` what it is doing.
+pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
+    let sizes = BenchSizes::for_device(gpu, quick);
+    let precisions: Vec<Precision> = Precision::ALL
+        .into_iter()
+        .filter(|p| !p.needs_shader_f16() || gpu.supports_f16())
+        .collect();
+    progress("roofline");
+    let mut fma_gflops = BTreeMap::new();
+    fma_gflops.insert("f32".to_string(), fma_peak(gpu, DType::F32, &sizes)?);
+    if gpu.supports_f16() {
+        fma_gflops.insert("f16".to_string(), fma_peak(gpu, DType::F16, &sizes)?);
+    }
+    let roofline = Roofline {
+        fma_gflops,
+        copy_gbps: copy_bandwidth(gpu, &sizes)?,
+    };
+    let mut kernels = Vec::new();
+    let n = sizes.matmul;
+    let values: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    for &precision in &precisions {
+        let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
+        let (a, b) = (gpu.upload(&host)?, gpu.upload(&host)?);
+        let peak = roofline.fma_gflops[precision.arithmetic().name()];
+        let chosen = gpu.matmul_variant(precision)?;
+        let variants: Vec<MatmulVariant> = if quick {
+            vec![chosen]
+        } else {
+            MatmulVariant::ALL.to_vec()
+        };
+        for variant in variants {
+            for op in [MatmulOp::default(), MatmulOp::new(false, true)] {
+                progress(&format!("matmul {} {variant} {precision}", op.name()));
+                let seconds = best_time(gpu, sizes.repeats, || {
+                    matmul_with(gpu, &a, &b, op, precision, variant).map(drop)
+                })?;
+                let gflops = 2.0 * (n * n * n) as f64 / seconds / 1e9;
+                let mark = if variant == chosen {
+                    " (autotuned)"
+                } else {
+                    ""
+                };
+                kernels.push(KernelFigure {
+                    kernel: format!("matmul {} {variant}{mark}", op.name()),
+                    precision: precision.name().into(),
+                    size: format!("{n}³"),
+                    seconds,
+                    gflops: Some(gflops),
+                    gbps: None,
+                    percent_of_peak: 100.0 * gflops / peak,
+                });
+            }
+        }
+    }
+    let len = sizes.elements;
+    let values: Vec<f32> = (0..len)
+        .map(|i| ((i * 7919) % 2000) as f32 / 500.0 - 2.0)
+        .collect();
+    for &precision in &precisions {
+        let host = HostTensor::from_f32_as(precision.storage(), 1, len, &values)?;
+        let (x, y) = (gpu.upload(&host)?, gpu.upload(&host)?);
+        let bytes = precision.storage().size_bytes() as f64 * len as f64;
+        let mut memory_bound =
+            |kernel: &str, traffic: f64, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+                progress(&format!("{kernel} {precision}"));
+                let seconds = best_time(gpu, sizes.repeats, f)?;
+                let gbps = traffic / seconds / 1e9;
+                kernels.push(KernelFigure {
+                    kernel: kernel.into(),
+                    precision: precision.name().into(),
+                    size: format!("{len}"),
+                    seconds,
+                    gflops: None,
+                    gbps: Some(gbps),
+                    percent_of_peak: 100.0 * gbps / roofline.copy_gbps,
+                });
+                Ok(())
+            };
+        memory_bound("tanh forward", 2.0 * bytes, &mut || {
+            gpu.activation(Activation::Tanh, &x, precision).map(drop)
+        })?;
+        memory_bound("tanh derivative", 2.0 * bytes, &mut || {
+            gpu.activation_derivative(Activation::Tanh, &x, precision)
+                .map(drop)
+        })?;
+        memory_bound("axpy", 3.0 * bytes, &mut || {
+            gpu.axpy(0.5, &x, &y, precision).map(drop)
+        })?;
+        // Statistics depend on the storage type alone: once for f32 data, once for f16. The
+        // record is read back, so this includes the wait and a small copy; the data are read
+        // twice (extrema pass, moments pass).
+        if precision != Precision::F16Accumulate32 {
+            memory_bound("statistics", 2.0 * bytes, &mut || gpu.stats(&x).map(drop))?;
+        }
+    }
+    let info = gpu.adapter_info();
+    Ok(BenchReport {
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        quick,
+        sizes,
+        roofline,
+        kernels,
+    })
+}
