@@ -1,7 +1,11 @@
 //! Matmul throughput (FLOP/s, reported by criterion as elements/s with 2·m·n·k elements per
-//! product) on the CPU backend and on the best GPU adapter, in every precision.
+//! product) on the CPU backend (which multiplies through the `gemm` crate, the outside
+//! reference) and on the best GPU adapter, in every precision and the three products of an MLP
+//! (NN, NT forward, TN for the weight gradient).
 //!
-//! `cargo bench --bench matmul`; `GRADSTAB_BENCH_SIZES=256,512` picks the square sizes.
+//! `cargo bench --bench matmul`; `GRADSTAB_BENCH_SIZES=256,512` picks the square sizes. By
+//! default they follow the device: 128 to 1024 on the CPU and a software GPU, up to 8192 on a
+//! hardware GPU.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
@@ -9,11 +13,17 @@ use rand::SeedableRng;
 use gradstab::verify::normal_tensor;
 use gradstab::{Backend, Cpu, Gpu, GpuOptions, MatmulOp, Precision};
 
-fn sizes() -> Vec<usize> {
+fn sizes(hardware_gpu: bool) -> Vec<usize> {
     std::env::var("GRADSTAB_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![256, 512, 1024])
+        .unwrap_or_else(|| {
+            if hardware_gpu {
+                vec![1024, 4096, 8192]
+            } else {
+                vec![128, 256, 512, 1024]
+            }
+        })
 }
 
 fn operands(precision: Precision, n: usize) -> (gradstab::HostTensor, gradstab::HostTensor) {
@@ -29,7 +39,7 @@ fn cpu(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_cpu");
     group.sample_size(10);
     for precision in Precision::ALL {
-        for n in sizes() {
+        for n in sizes(false) {
             // The exact f16 emulation runs about a hundred times slower than gemm.
             if precision == Precision::F16 && n > 512 {
                 continue;
@@ -53,16 +63,25 @@ fn gpu(c: &mut Criterion) {
         }
     };
     let mut group = c.benchmark_group(format!("matmul_gpu ({})", gpu.adapter_name()));
+    eprintln!(
+        "matmul variant on this device: f32 {}",
+        gpu.matmul_variant(Precision::F32).unwrap()
+    );
     group.sample_size(10);
     for precision in Precision::ALL {
         if precision.needs_shader_f16() && !gpu.supports_f16() {
             continue;
         }
-        for n in sizes() {
+        let hardware = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
+        for n in sizes(hardware) {
             let (a, b) = operands(precision, n);
             let (a, b) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
             group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
-            for op in [MatmulOp::new(false, false), MatmulOp::new(false, true)] {
+            for op in [
+                MatmulOp::new(false, false),
+                MatmulOp::new(false, true),
+                MatmulOp::new(true, false),
+            ] {
                 let id = BenchmarkId::new(format!("{}/{}", precision.name(), op.name()), n);
                 group.bench_with_input(id, &n, |bench, _| {
                     bench.iter(|| {

@@ -1,7 +1,8 @@
 //! Statistics throughput (elements/s): the whole record of 10^7 values (moments, extrema,
 //! class counts, histogram, cast report) on the CPU backend and on the best GPU adapter.
 //!
-//! `cargo bench --bench reduce`; `GRADSTAB_BENCH_LEN=1000000` changes the length.
+//! `cargo bench --bench reduce`; `GRADSTAB_BENCH_LEN=1000000` changes the length (default 10^7,
+//! and 2^28 on a hardware GPU).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
@@ -9,29 +10,33 @@ use rand::SeedableRng;
 use gradstab::verify::normal_tensor;
 use gradstab::{Backend, Cpu, DType, Gpu, GpuOptions};
 
-fn len() -> usize {
+fn len(hardware_gpu: bool) -> usize {
     std::env::var("GRADSTAB_BENCH_LEN")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000_000)
+        .unwrap_or(if hardware_gpu { 1 << 28 } else { 10_000_000 })
 }
 
-fn data(dtype: DType) -> gradstab::HostTensor {
+fn data(dtype: DType, n: usize) -> gradstab::HostTensor {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    normal_tensor(&mut rng, dtype, 1, len(), 1.0).unwrap()
+    normal_tensor(&mut rng, dtype, 1, n, 1.0).unwrap()
 }
 
 fn reduce(c: &mut Criterion) {
-    let n = len();
+    let gpu = Gpu::new(&GpuOptions::from_env());
+    let hardware = gpu
+        .as_ref()
+        .is_ok_and(|g| g.adapter_info().device_type != wgpu::DeviceType::Cpu);
+    let n = len(hardware);
     let mut group = c.benchmark_group("stats");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n as u64));
     for dtype in [DType::F32, DType::F16] {
-        let host = data(dtype);
+        let host = data(dtype, n);
         group.bench_with_input(BenchmarkId::new(format!("cpu/{dtype}"), n), &n, |b, _| {
             b.iter(|| Cpu.stats(&host).unwrap())
         });
-        match Gpu::new(&GpuOptions::from_env()) {
+        match &gpu {
             Ok(gpu) => {
                 let x = gpu.upload(&host).unwrap();
                 let id = BenchmarkId::new(format!("gpu {}/{dtype}", gpu.adapter_name()), n);

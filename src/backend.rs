@@ -92,6 +92,12 @@ pub trait Backend {
     type Tensor: std::fmt::Debug;
 
     fn info(&self) -> BackendInfo;
+
+    /// Waits until all submitted work has finished (a no-op where work is synchronous); for
+    /// timing.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
     fn upload(&self, host: &HostTensor) -> Result<Self::Tensor>;
     fn download(&self, tensor: &Self::Tensor) -> Result<HostTensor>;
     fn shape(&self, tensor: &Self::Tensor) -> Shape;

@@ -120,7 +120,7 @@ impl Gpu {
     }
 
     /// Waits until every submitted kernel has finished (for timing).
-    pub fn synchronize(&self) -> Result<()> {
+    pub fn wait_idle(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -202,6 +202,10 @@ impl Gpu {
 
 impl Backend for Gpu {
     type Tensor = GpuTensor;
+
+    fn synchronize(&self) -> Result<()> {
+        self.wait_idle()
+    }
 
     fn info(&self) -> BackendInfo {
         BackendInfo {

@@ -170,31 +170,10 @@ pub fn histogram_bars(out: &mut impl Write, s: &StatsRecord) -> std::io::Result<
 /// CSV: one row per tensor with every scalar field of the record.
 pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "name",
-        "shape",
-        "dtype",
-        "count",
-        "mean",
-        "variance",
-        "std",
-        "min",
-        "max",
-        "abs_max",
-        "l2_norm",
-        "nan",
-        "pos_inf",
-        "neg_inf",
-        "zero",
-        "subnormal",
-        "f16_overflow",
-        "f16_subnormal",
-        "f16_zero",
-        "bf16_overflow",
-        "bf16_subnormal",
-        "bf16_zero",
-        "note",
-    ])?;
+    let mut header = vec!["name", "shape", "dtype"];
+    header.extend(super::RECORD_COLUMNS);
+    header.push("note");
+    w.write_record(&header)?;
     for r in reports {
         let shape = r
             .shape
@@ -204,38 +183,14 @@ pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
             .join("x");
         let mut row = vec![r.name.clone(), shape, r.dtype.clone()];
         match &r.stats {
-            Some(s) => {
-                row.push(s.count.to_string());
-                for v in [
-                    s.mean,
-                    s.variance,
-                    s.std(),
-                    s.min,
-                    s.max,
-                    s.abs_max,
-                    s.l2_norm,
-                ] {
-                    row.push(format!("{v:e}"));
-                }
-                for v in [
-                    s.nan,
-                    s.pos_inf,
-                    s.neg_inf,
-                    s.zero,
-                    s.subnormal,
-                    s.cast.f16.overflow,
-                    s.cast.f16.subnormal,
-                    s.cast.f16.zero,
-                    s.cast.bf16.overflow,
-                    s.cast.bf16.subnormal,
-                    s.cast.bf16.zero,
-                ] {
-                    row.push(v.to_string());
-                }
-            }
+            Some(s) => row.extend(super::record_fields(s)),
+            // A tensor without elements: a count of 0 and empty fields.
             None => {
                 row.push("0".into());
-                row.extend(std::iter::repeat_n(String::new(), 18));
+                row.extend(std::iter::repeat_n(
+                    String::new(),
+                    super::RECORD_COLUMNS.len() - 1,
+                ));
             }
         }
         row.push(r.note.clone().unwrap_or_default());

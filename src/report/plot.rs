@@ -39,7 +39,7 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
         .map(|r| r.config.depth)
         .max()
         .unwrap_or(1) as f64;
-    type Pick = fn(&crate::network::LayerRecord) -> (Option<f64>, Option<f64>);
+    type Pick = fn(&crate::network::LayerRecord) -> MeasuredAndTheory;
     let quantities: [(&str, Pick); 2] = [
         ("forward: log10 E[z²] (pre-activation)", |l| {
             (
@@ -58,37 +58,24 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
         let mut points: Vec<Series> = Vec::new();
         let mut variants: Vec<&str> = Vec::new();
         for (i, run) in report.runs.iter().enumerate() {
-            let measured = run
-                .record
-                .layers
-                .iter()
-                .filter_map(|l| {
-                    pick(l)
-                        .0
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .map(|v| (l.layer as f64, v.log10()))
-                })
-                .collect();
-            points.push((
-                format!("{} {}", run.variant, run.record.precision),
-                measured,
-                false,
-                i,
-            ));
-            if !variants.contains(&run.variant.as_str()) {
-                variants.push(&run.variant);
-                let theory = run
-                    .record
+            // (layer, log10 value) of the positive, finite values `which` picks out.
+            let curve = |which: fn(MeasuredAndTheory) -> Option<f64>| -> Vec<(f64, f64)> {
+                run.record
                     .layers
                     .iter()
                     .filter_map(|l| {
-                        pick(l)
-                            .1
+                        which(pick(l))
                             .filter(|v| v.is_finite() && *v > 0.0)
                             .map(|v| (l.layer as f64, v.log10()))
                     })
-                    .collect();
-                points.push((format!("{} theory", run.variant), theory, true, i));
+                    .collect()
+            };
+            let label = format!("{} {}", run.variant, run.record.precision);
+            points.push((label, curve(|(measured, _)| measured), false, i));
+            if !variants.contains(&run.variant.as_str()) {
+                variants.push(&run.variant);
+                let label = format!("{} theory", run.variant);
+                points.push((label, curve(|(_, theory)| theory), true, i));
             }
         }
         let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
@@ -165,6 +152,9 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
 }
 
 type Series = (String, Vec<(f64, f64)>, bool, usize);
+
+/// What a panel picks from a layer: the measured value and the theory's, where there are any.
+type MeasuredAndTheory = (Option<f64>, Option<f64>);
 
 /// The corner of the chart whose quarter holds the fewest points, for the legend.
 fn emptiest_corner(

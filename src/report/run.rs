@@ -126,31 +126,10 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
 /// the theory's second moment where it predicts one.
 pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "variant",
-        "precision",
-        "layer",
-        "quantity",
-        "count",
-        "mean",
-        "variance",
-        "min",
-        "max",
-        "abs_max",
-        "l2_norm",
-        "nan",
-        "pos_inf",
-        "neg_inf",
-        "zero",
-        "subnormal",
-        "f16_overflow",
-        "f16_subnormal",
-        "f16_zero",
-        "bf16_overflow",
-        "bf16_subnormal",
-        "bf16_zero",
-        "theory_second_moment",
-    ])?;
+    let mut header = vec!["variant", "precision", "layer", "quantity"];
+    header.extend(super::RECORD_COLUMNS);
+    header.push("theory_second_moment");
+    w.write_record(&header)?;
     for run in &report.runs {
         for layer in &run.record.layers {
             let quantities = [
@@ -174,28 +153,8 @@ pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
                     run.record.precision.clone(),
                     layer.layer.to_string(),
                     name.into(),
-                    s.count.to_string(),
                 ];
-                row.extend(
-                    [s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm]
-                        .map(|v| format!("{v:e}")),
-                );
-                row.extend(
-                    [
-                        s.nan,
-                        s.pos_inf,
-                        s.neg_inf,
-                        s.zero,
-                        s.subnormal,
-                        s.cast.f16.overflow,
-                        s.cast.f16.subnormal,
-                        s.cast.f16.zero,
-                        s.cast.bf16.overflow,
-                        s.cast.bf16.subnormal,
-                        s.cast.bf16.zero,
-                    ]
-                    .map(|v| v.to_string()),
-                );
+                row.extend(super::record_fields(s));
                 row.push(theory.map(|v| format!("{v:e}")).unwrap_or_default());
                 w.write_record(&row)?;
             }
