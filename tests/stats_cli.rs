@@ -198,8 +198,9 @@ fn safetensors_with_three_tensors_in_every_format() {
     let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert!(lines[0]
-        .starts_with("name,shape,dtype,count,mean,variance,min,max,abs_max,l2_norm,nan"));
+    assert!(
+        lines[0].starts_with("name,shape,dtype,count,mean,variance,min,max,abs_max,l2_norm,nan")
+    );
     let out = gradstab(&["stats", &path, "--histogram", "--backend", "cpu"]);
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout)
