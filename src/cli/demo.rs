@@ -1,0 +1,84 @@
+//! `gradstab demo`: the ReLU chain and the tour of the lecture.
+
+use std::process::ExitCode;
+
+use gradstab::demo::{first_nonfinite_layer, relu_chain_max_abs, ChainConfig};
+use gradstab::{Backend, Cpu, Precision};
+
+use super::run::run_all;
+use super::{gpu_or_cpu_notice, AdapterArg, BackendChoice};
+
+pub(crate) fn demo(
+    adapter: &AdapterArg,
+    backend: BackendChoice,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    let config = ChainConfig {
+        seed,
+        ..ChainConfig::default()
+    };
+    let gpu = gpu_or_cpu_notice(adapter, backend);
+    let run = |precision: Precision| -> anyhow::Result<(Vec<f64>, String)> {
+        match &gpu {
+            Some(gpu) if !precision.needs_shader_f16() || gpu.supports_f16() => Ok((
+                relu_chain_max_abs(gpu, &config, precision)?,
+                gpu.info().adapter,
+            )),
+            _ => Ok((
+                relu_chain_max_abs(&Cpu, &config, precision)?,
+                Cpu.info().adapter,
+            )),
+        }
+    };
+    let (f32_max, f32_on) = run(Precision::F32)?;
+    let (f16_max, f16_on) = run(Precision::F16)?;
+    println!(
+        "A {}-layer ReLU MLP, width {}, batch {}, weights N(0, 1), input N(0, 1), seed {seed}",
+        config.depth, config.width, config.batch
+    );
+    if f32_on == f16_on {
+        println!("on {f32_on}");
+    } else {
+        println!("f32 on {f32_on}; f16 on {f16_on} (this adapter has no SHADER_F16)");
+    }
+    println!("{:>5}  {:>12}  {:>12}", "layer", "max|h| f32", "max|h| f16");
+    for t in 0..config.depth {
+        println!("{:>5}  {:>12.3e}  {:>12.3e}", t + 1, f32_max[t], f16_max[t]);
+    }
+    let growth =
+        (config.width as f64 * config.weight_std as f64 * config.weight_std as f64 / 2.0).sqrt();
+    println!(
+        "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
+        config.width / 2
+    );
+    let describe = |name: &str, maxima: &[f64], limit: &str| match first_nonfinite_layer(maxima) {
+        Some(t) => format!("{name} first overflows at layer {t}"),
+        None => format!(
+            "{name} stays finite through layer {} (largest |h| {:.2e}, limit {limit})",
+            maxima.len(),
+            maxima.last().copied().unwrap_or(0.0)
+        ),
+    };
+    println!(
+        "{}; {}.",
+        describe("f16", &f16_max, "65504"),
+        describe("f32", &f32_max, "3.4e38")
+    );
+    if f16_max.iter().any(|m| m.is_nan()) {
+        println!(
+            "After an overflow the next matmul meets inf × 0 (the zeros ReLU made), which is NaN."
+        );
+    }
+    println!("\nA tour of the lecture (gradstab presets lists them; gradstab run --preset NAME shows every layer):");
+    for experiment in gradstab::experiment::demo_tour() {
+        println!("{}: {}", experiment.name, experiment.summary);
+        let runs = match &gpu {
+            Some(gpu) if gpu.supports_f16() => run_all(gpu, &experiment, true)?,
+            _ => run_all(&Cpu, &experiment, true)?,
+        };
+        for run in &runs {
+            println!("    {}", gradstab::experiment::conclusion(run));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! The command line: its arguments, shared by every command, and one module per command.
+
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod devices;
+pub(crate) mod run;
+pub(crate) mod stats;
+pub(crate) mod verify;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use gradstab::ops::matmul::MatmulVariant;
+use gradstab::{Gpu, GpuOptions};
+
+pub(crate) use run::{parse_with, RunArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "gradstab",
+    version,
+    about = "Make the numerical (in)stability of deep networks visible on real GPU hardware"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum StatsFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub(crate) enum BackendChoice {
+    Gpu,
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AdapterArg {
+    /// Use the first adapter whose name contains this (case-insensitive); default: the best
+    /// one, or GRADSTAB_ADAPTER.
+    #[arg(long, value_name = "NAME-SUBSTRING")]
+    pub(crate) adapter: Option<String>,
+    /// Use this matmul variant instead of the autotuned one: tile64-shared, tile32-shared or
+    /// tile64-direct (also GRADSTAB_MATMUL_VARIANT).
+    #[arg(long, value_parser = parse_with::<MatmulVariant>)]
+    pub(crate) matmul_variant: Option<MatmulVariant>,
+}
+
+impl AdapterArg {
+    pub(crate) fn options(&self) -> GpuOptions {
+        let mut options = GpuOptions::from_env();
+        if let Some(a) = &self.adapter {
+            options.adapter = Some(a.clone());
+        }
+        options.matmul_variant = self.matmul_variant;
+        options
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Every GPU adapter with its backend, type, driver, f16 support and key limits.
+    Devices {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Measure what the device does at the edges of f32 and f16 (subnormals, fma, overflow, NaN).
+    Probe {
+        #[command(flatten)]
+        adapter: AdapterArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Check every kernel on the device against the CPU reference; non-zero exit on any failure.
+    Verify {
+        #[command(flatten)]
+        adapter: AdapterArg,
+        /// Leave out the shapes whose dispatch grids need folding (slow on software GPUs).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Statistics of every tensor in a .npy or .safetensors file, and what f16 or bf16 would do
+    /// to it.
+    Stats {
+        /// A .npy (f16, f32, f64) or .safetensors (f16, bf16, f32) file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        adapter: AdapterArg,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendChoice,
+        #[arg(long, value_enum, default_value = "table")]
+        format: StatsFormat,
+        /// Print each tensor's exponent histogram as text bars.
+        #[arg(long)]
+        histogram: bool,
+    },
+    /// Measure the device: its roofline (peak FMA throughput, copy bandwidth), then each kernel's
+    /// achieved throughput and share of that peak.
+    Bench {
+        #[command(flatten)]
+        adapter: AdapterArg,
+        /// Tiny sizes: seconds even on a software GPU (for CI and smoke tests).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List the presets (the lecture's experiments), one line each.
+    Presets,
+    /// Run a deep MLP forward and backward and record every layer, beside the theory.
+    Run(Box<RunArgs>),
+    /// A 20-layer ReLU MLP with N(0, 1) weights in f32 and f16: where does f16 overflow?
+    Demo {
+        #[command(flatten)]
+        adapter: AdapterArg,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendChoice,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// The GPU unless the CPU was asked for; without a usable GPU, `None` and a one-line notice.
+pub(crate) fn gpu_or_cpu_notice(adapter: &AdapterArg, backend: BackendChoice) -> Option<Gpu> {
+    match backend {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => match Gpu::new(&adapter.options()) {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                eprintln!("gradstab: no usable GPU ({e}); running on the CPU backend instead.");
+                None
+            }
+        },
+    }
+}

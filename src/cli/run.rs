@@ -1,0 +1,247 @@
+//! `gradstab run`: its arguments, the experiment they describe, and running it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use gradstab::experiment::{Experiment, VariantRun};
+use gradstab::init::{Init, InputInit};
+use gradstab::network::{run, Clip, Loss, NetworkConfig};
+use gradstab::report::run::RunReport;
+use gradstab::{Activation, Backend, Cpu, Precision};
+
+use super::{gpu_or_cpu_notice, AdapterArg, BackendChoice, StatsFormat};
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// A preset from `gradstab presets`; the other flags override it.
+    #[arg(long)]
+    preset: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    depth: Option<usize>,
+    /// One width, or depth + 1 comma-separated widths (input first).
+    #[arg(long, value_parser = parse_widths)]
+    width: Option<Widths>,
+    #[arg(long, allow_negative_numbers = true)]
+    batch: Option<usize>,
+    /// linear, linear:ALPHA,BETA, relu, leaky_relu[:SLOPE], sigmoid, tanh, scaled_sigmoid
+    #[arg(long, value_parser = parse_with::<Activation>)]
+    activation: Option<Activation>,
+    /// constant:C, normal:STD, uniform:A, xavier_normal[:GAIN], xavier_uniform[:GAIN],
+    /// kaiming_normal[:fan_in|fan_out[:GAIN]], kaiming_uniform[…], orthogonal[:GAIN]
+    #[arg(long, value_parser = parse_with::<Init>)]
+    init: Option<Init>,
+    /// normal:STD, uniform:A or constant:C
+    #[arg(long, value_parser = parse_with::<InputInit>)]
+    input: Option<InputInit>,
+    #[arg(long, value_parser = parse_non_negative, allow_negative_numbers = true)]
+    bias_std: Option<f64>,
+    /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
+    #[arg(long)]
+    residual: bool,
+    /// probe (∂l/∂h^d ~ N(0, 1)), sum or mse
+    #[arg(long, value_parser = parse_with::<Loss>)]
+    loss: Option<Loss>,
+    /// Clip the weight gradients to this global norm (clip_grad_norm_).
+    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_negative_numbers = true)]
+    clip_norm: Option<f64>,
+    /// Clamp the weight gradients to ±this (clip_grad_value_).
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    clip_value: Option<f64>,
+    /// Comma list of f32, f16, f16acc32.
+    #[arg(long, value_parser = parse_precisions)]
+    precision: Option<PrecisionList>,
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendChoice,
+    #[command(flatten)]
+    adapter: AdapterArg,
+    #[arg(long, allow_negative_numbers = true)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: StatsFormat,
+    /// Write the output here instead of standard output.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Also draw log10 variance against depth to this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(
+    s: &str,
+) -> Result<T, String> {
+    s.parse().map_err(|e: gradstab::Error| e.to_string())
+}
+
+/// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
+#[derive(Clone, Debug)]
+pub(crate) struct Widths(Vec<usize>);
+
+#[derive(Clone, Debug)]
+pub(crate) struct PrecisionList(Vec<Precision>);
+
+pub(crate) fn parse_widths(s: &str) -> Result<Widths, String> {
+    let widths: Result<Vec<usize>, _> = s.split(',').map(|w| w.trim().parse::<usize>()).collect();
+    match widths {
+        Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(Widths(w)),
+        _ => Err(format!(
+            "invalid width list '{s}': expected positive integers separated by commas"
+        )),
+    }
+}
+
+pub(crate) fn parse_precisions(s: &str) -> Result<PrecisionList, String> {
+    gradstab::precision::parse_precision_list(s)
+        .map(PrecisionList)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a finite number > 0, got '{s}'")),
+    }
+}
+
+pub(crate) fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a finite number ≥ 0, got '{s}'")),
+    }
+}
+
+/// The experiment a `run` asks for: the preset (or a default He/ReLU net) with every flag
+/// applied on top of each of its configurations.
+pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
+    let mut experiment = match &args.preset {
+        Some(name) => gradstab::experiment::preset(name)?,
+        None => Experiment {
+            name: "custom",
+            summary: "",
+            variants: vec![("net".into(), NetworkConfig::new(20, 256, 64))],
+            precisions: vec![Precision::F32],
+        },
+    };
+    for (_, config) in &mut experiment.variants {
+        if let Some(depth) = args.depth {
+            config.depth = depth;
+            let width = config.widths[0];
+            config.widths = vec![width; depth + 1];
+        }
+        if let Some(Widths(w)) = &args.width {
+            *config = config.clone().with_widths(w)?;
+        }
+        if let Some(b) = args.batch {
+            config.batch = b;
+        }
+        if let Some(a) = args.activation {
+            config.activation = a;
+        }
+        if let Some(i) = args.init {
+            config.init = i;
+        }
+        if let Some(i) = args.input {
+            config.input = i;
+        }
+        if let Some(b) = args.bias_std {
+            config.bias_std = b;
+        }
+        config.residual |= args.residual;
+        if let Some(l) = args.loss {
+            config.loss = l;
+        }
+        if let Some(c) = args.clip_norm {
+            config.clip = Some(Clip::Norm(c));
+        }
+        if let Some(c) = args.clip_value {
+            config.clip = Some(Clip::Value(c));
+        }
+        if let Some(s) = args.seed {
+            config.seed = s;
+        }
+        config.validate()?;
+    }
+    if let Some(PrecisionList(p)) = &args.precision {
+        experiment.precisions = p.clone();
+    }
+    Ok(experiment)
+}
+
+pub(crate) fn run_all<B: Backend>(
+    backend: &B,
+    experiment: &Experiment,
+    quiet: bool,
+) -> anyhow::Result<Vec<VariantRun>> {
+    let total: usize = experiment
+        .variants
+        .iter()
+        .map(|(_, c)| 2 * c.depth)
+        .sum::<usize>()
+        * experiment.precisions.len();
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    };
+    let mut runs = Vec::new();
+    let mut done = 0;
+    for (label, config) in &experiment.variants {
+        for &precision in &experiment.precisions {
+            bar.set_message(format!("{label} {precision}"));
+            let record = run(backend, config, precision, &mut |step, _| {
+                bar.set_position((done + step) as u64)
+            })?;
+            done += 2 * config.depth;
+            runs.push(VariantRun {
+                variant: label.clone(),
+                config: config.clone(),
+                record,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    Ok(runs)
+}
+
+pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
+    let gpu = gpu_or_cpu_notice(&args.adapter, args.backend);
+    let needs_f16 = experiment.precisions.iter().any(|p| p.needs_shader_f16());
+    if let (Some(gpu), true) = (&gpu, needs_f16) {
+        gpu.require_f16()?;
+    }
+    let (runs, device) = match &gpu {
+        Some(gpu) => (run_all(gpu, &experiment, args.quiet)?, gpu.info()),
+        None => (run_all(&Cpu, &experiment, args.quiet)?, Cpu.info()),
+    };
+    let report = RunReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        preset: args.preset.clone(),
+        config: experiment.variants[0].1.clone(),
+        device,
+        runs,
+    };
+    let mut out: Box<dyn std::io::Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    match args.format {
+        StatsFormat::Table => {
+            writeln!(out, "{} on {}", experiment.name, report.device.adapter)?;
+            gradstab::report::run::table(&mut out, &report)?;
+        }
+        StatsFormat::Csv => gradstab::report::run::csv(&mut out, &report)?,
+        StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+    }
+    out.flush()?;
+    if let Some(path) = &args.plot {
+        gradstab::report::plot::svg(&report, path)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
