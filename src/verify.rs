@@ -156,28 +156,50 @@ pub fn compare_matmul(
     Ok(cmp)
 }
 
-/// Special points and a dense grid over [−20, 20]: where activations saturate, overflow `exp`
-/// in f16, and keep relative accuracy near 0.
+/// Where activations meet the edges of the formats: ±0, the smallest f16 subnormal, ±1, either
+/// side of where `exp` overflows f16 (11.09), far saturation, ±inf and NaN.
+pub const ACTIVATION_SPECIAL_POINTS: [f64; 15] = [
+    0.0,
+    -0.0,
+    5.960464477539063e-8, // 2^-24
+    -5.960464477539063e-8,
+    1.0,
+    -1.0,
+    11.0,
+    -11.0,
+    12.0,
+    -12.0,
+    1e4,
+    -1e4,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::NAN,
+];
+
+/// The special points and a dense grid over [−20, 20]: where activations saturate, overflow
+/// `exp` in f16, and keep relative accuracy near 0.
 pub fn activation_inputs() -> Vec<f64> {
-    let special = [
-        0.0,
-        -0.0,
-        2f64.powi(-24),
-        -(2f64.powi(-24)),
-        1.0,
-        -1.0,
-        11.0,
-        -11.0,
-        12.0,
-        -12.0,
-        1e4,
-        -1e4,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-    ];
     let grid = (-2560..=2560).map(|i| i as f64 / 128.0);
-    special.into_iter().chain(grid).collect()
+    ACTIVATION_SPECIAL_POINTS.into_iter().chain(grid).collect()
+}
+
+/// act (or act') of `xs` stored in `precision` on `backend`: the stored inputs and the outputs.
+pub fn run_activation<B: Backend>(
+    backend: &B,
+    act: Activation,
+    xs: &[f64],
+    precision: Precision,
+    derivative: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let values: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+    let host = HostTensor::from_f32_as(precision.storage(), 1, values.len(), &values)?;
+    let x = backend.upload(&host)?;
+    let out = if derivative {
+        backend.activation_derivative(act, &x, precision)?
+    } else {
+        backend.activation(act, &x, precision)?
+    };
+    Ok((host.to_f64_vec(), backend.download(&out)?.to_f64_vec()))
 }
 
 /// act (or act') on `xs`, GPU against CPU; each is within `error_bound` of the exact value, so
@@ -189,26 +211,8 @@ pub fn compare_activation(
     derivative: bool,
     xs: &[f64],
 ) -> Result<Comparison> {
-    let values: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
-    let host = HostTensor::from_f32_as(precision.storage(), 1, values.len(), &values)?;
-    let run = |backend_is_gpu: bool| -> Result<Vec<f64>> {
-        Ok(if backend_is_gpu {
-            let t = gpu.upload(&host)?;
-            let out = if derivative {
-                gpu.activation_derivative(act, &t, precision)?
-            } else {
-                gpu.activation(act, &t, precision)?
-            };
-            gpu.download(&out)?.to_f64_vec()
-        } else if derivative {
-            Cpu.activation_derivative(act, &host, precision)?
-                .to_f64_vec()
-        } else {
-            Cpu.activation(act, &host, precision)?.to_f64_vec()
-        })
-    };
-    let (got, expected) = (run(true)?, run(false)?);
-    let inputs = host.to_f64_vec();
+    let (inputs, got) = run_activation(gpu, act, xs, precision, derivative)?;
+    let (_, expected) = run_activation(&Cpu, act, xs, precision, derivative)?;
     let mut cmp = Comparison::default();
     for i in 0..inputs.len() {
         let bound = 2.0 * act.error_bound(inputs[i], precision, derivative);

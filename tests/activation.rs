@@ -4,28 +4,14 @@
 mod common;
 
 use gradstab::ops::result_distance;
-use gradstab::{Activation, Backend, Cpu, Gpu, HostTensor, Precision};
+use gradstab::verify::{run_activation, ACTIVATION_SPECIAL_POINTS};
+use gradstab::{Activation, Backend, Cpu, Gpu, Precision};
 
-const SPECIAL_POINTS: [f64; 16] = [
-    0.0,
-    -0.0,
-    5.960464477539063e-8, // 2^-24, the smallest f16 subnormal
-    -5.960464477539063e-8,
-    1.0,
-    -1.0,
-    11.0,
-    -11.0,
-    12.0,
-    -12.0,
-    1e4,
-    -1e4,
-    f64::INFINITY,
-    f64::NEG_INFINITY,
-    f64::NAN,
-    0.5,
-];
+/// The special points of `verify`, and a value inside tanh's polynomial range.
+fn special_points() -> Vec<f64> {
+    ACTIVATION_SPECIAL_POINTS.into_iter().chain([0.5]).collect()
+}
 
-/// Runs `act` (or act') on `xs` with `backend`, returning the stored inputs and the outputs.
 fn run<B: Backend>(
     backend: &B,
     act: Activation,
@@ -33,19 +19,7 @@ fn run<B: Backend>(
     precision: Precision,
     derivative: bool,
 ) -> (Vec<f64>, Vec<f64>) {
-    let values: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
-    let host = HostTensor::from_f32_as(precision.storage(), 1, values.len(), &values).unwrap();
-    let t = backend.upload(&host).unwrap();
-    let out = if derivative {
-        backend.activation_derivative(act, &t, precision)
-    } else {
-        backend.activation(act, &t, precision)
-    }
-    .unwrap();
-    (
-        host.to_f64_vec(),
-        backend.download(&out).unwrap().to_f64_vec(),
-    )
+    run_activation(backend, act, xs, precision, derivative).unwrap()
 }
 
 /// Asserts every output is within the bound of the exact value; returns the worst ratio.
@@ -109,7 +83,7 @@ fn both_backends(
 fn special_points_match_the_exact_values_and_saturate_exactly() {
     both_backends(
         "special points",
-        &SPECIAL_POINTS,
+        &special_points(),
         |act, precision, derivative, xs, ys| {
             for (&x, &y) in xs.iter().zip(ys) {
                 if x.is_nan() {

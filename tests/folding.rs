@@ -50,18 +50,7 @@ fn matmul_grid_folds_beyond_65535_tiles() {
     let a = common::normal_tensor(&mut rng, DType::F32, m, k, 1.0);
     let b = common::normal_tensor(&mut rng, DType::F32, k, n, 1.0);
     let op = MatmulOp::default();
-    let got = gpu
-        .download(
-            &gpu.matmul(
-                &gpu.upload(&a).unwrap(),
-                &gpu.upload(&b).unwrap(),
-                op,
-                Precision::F32,
-            )
-            .unwrap(),
-        )
-        .unwrap()
-        .to_f64_vec();
+    let got = common::matmul_on(&gpu, &a, &b, op, Precision::F32).to_f64_vec();
     let expected = Cpu.matmul(&a, &b, op, Precision::F32).unwrap().to_f64_vec();
     let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
     for j in 0..n {

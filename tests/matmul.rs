@@ -117,17 +117,7 @@ fn pure_f16_is_bit_identical_to_the_in_order_emulation_of_the_devices_fma() {
             unreachable!()
         };
         let emulated = f16_in_order(av, bv, op, (m, k, n), fused);
-        let got = gpu
-            .download(
-                &gpu.matmul(
-                    &gpu.upload(&a).unwrap(),
-                    &gpu.upload(&b).unwrap(),
-                    op,
-                    Precision::F16,
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        let got = common::matmul_on(&gpu, &a, &b, op, Precision::F16);
         let HostData::F16(got) = got.data() else {
             unreachable!()
         };
@@ -156,18 +146,9 @@ fn f16_overflows_inside_a_dot_product_that_f16acc32_gets_exactly() {
     let b = HostTensor::from_f32_as(DType::F16, 3, 1, &[200.0, 200.0, -200.0]).unwrap();
     let run = |backend_is_gpu: bool, precision| -> f32 {
         let out = if backend_is_gpu {
-            gpu.download(
-                &gpu.matmul(
-                    &gpu.upload(&a).unwrap(),
-                    &gpu.upload(&b).unwrap(),
-                    MatmulOp::default(),
-                    precision,
-                )
-                .unwrap(),
-            )
-            .unwrap()
+            common::matmul_on(&gpu, &a, &b, MatmulOp::default(), precision)
         } else {
-            Cpu.matmul(&a, &b, MatmulOp::default(), precision).unwrap()
+            common::matmul_on(&Cpu, &a, &b, MatmulOp::default(), precision)
         };
         out.to_f32_vec()[0]
     };

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use gradstab::gpu::probe::{probe, ProbeReport};
-use gradstab::{DType, Gpu, GpuOptions, HostTensor};
+use gradstab::{Backend, DType, Gpu, GpuOptions, HostTensor, MatmulOp, Precision};
 use rand::{Rng, SeedableRng};
 
 /// Set to 1 (as `.ci/run` does) to make a missing adapter a test failure instead of a skip.
@@ -43,4 +43,18 @@ pub fn normal_tensor(
     std: f32,
 ) -> HostTensor {
     gradstab::verify::normal_tensor(rng, dtype, rows, cols, std).unwrap()
+}
+
+/// `op(A)·op(B)` on any backend, from host tensors to a host tensor.
+pub fn matmul_on<B: Backend>(
+    backend: &B,
+    a: &HostTensor,
+    b: &HostTensor,
+    op: MatmulOp,
+    precision: Precision,
+) -> HostTensor {
+    let (a, b) = (backend.upload(a).unwrap(), backend.upload(b).unwrap());
+    backend
+        .download(&backend.matmul(&a, &b, op, precision).unwrap())
+        .unwrap()
 }
