@@ -1,9 +1,11 @@
 // Activation functions and their derivatives, element by element.
 //
-// Template: the host prepends a header that defines
+// Template: the header (src/ops/activation/gpu.rs) defines
 //   alias S    storage type (f32 or f16)
 //   alias A    arithmetic type (f16 in pure half precision, f32 otherwise)
 //   fn is_nan_bits(x: A) -> bool   NaN test on the raw bits
+//   KIND_LINEAR … KIND_SCALED_SIGMOID   the kind codes of src/ops/activation/mod.rs
+//   INPUT_CLAMP, TANH_POLYNOMIAL_BELOW, TANH_C3 … TANH_C9   the constants the CPU reference uses
 // Every value is converted S → A on load and A → S once on store.
 //
 // The formulas are chosen so that no intermediate overflows: exp only ever sees arguments ≤ 0,
@@ -26,17 +28,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> output: array<S>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-const KIND_LINEAR: u32 = 0u;
-const KIND_RELU: u32 = 1u;
-const KIND_LEAKY_RELU: u32 = 2u;
-const KIND_SIGMOID: u32 = 3u;
-const KIND_TANH: u32 = 4u;
-const KIND_SCALED_SIGMOID: u32 = 5u;
-
-const CLAMP: f32 = 120.0;
-
 fn clamped(x: A) -> A {
-    return clamp(x, A(-CLAMP), A(CLAMP));
+    return clamp(x, A(-INPUT_CLAMP), A(INPUT_CLAMP));
 }
 
 // 1 / (1 + e^-|x|) and e^-|x| / (1 + e^-|x|): sigmoid on the positive and negative side.
@@ -62,14 +55,14 @@ fn sigmoid_derivative(x: A) -> A {
 // cancel) and by (1 − e^-2|x|) / (1 + e^-2|x|) elsewhere, which saturates to exactly ±1.
 fn tanh_small(x: A) -> A {
     let x2 = x * x;
-    let p = A(-0.33333333333) + x2 * (A(0.13333333333) + x2 * (A(-0.053968253968) + x2 * A(0.021869488536)));
+    let p = A(TANH_C3) + x2 * (A(TANH_C5) + x2 * (A(TANH_C7) + x2 * A(TANH_C9)));
     return x + x * (x2 * p);
 }
 
 fn tanh_stable(x: A) -> A {
     let xc = clamped(x);
     let a = abs(xc);
-    if (a < A(0.125)) {
+    if (a < A(TANH_POLYNOMIAL_BELOW)) {
         return tanh_small(xc);
     }
     let e = exp(A(-2) * a);
@@ -139,34 +132,30 @@ fn derivative_value(x: A) -> A {
     }
 }
 
-fn element_index(id: vec3<u32>) -> u32 {
-    return id.y * (params.groups_x * 256u) + id.x;
+// act or act' of element i; a NaN input is passed through with its bits.
+fn apply(i: u32, derivative: bool) {
+    let x = A(input[i]);
+    if (is_nan_bits(x)) {
+        output[i] = input[i];
+    } else if (derivative) {
+        output[i] = S(derivative_value(x));
+    } else {
+        output[i] = S(forward_value(x));
+    }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_SIZE, 1, 1)
 fn forward(@builtin(global_invocation_id) id: vec3<u32>) {
-    let i = element_index(id);
-    if (i >= params.len) {
-        return;
+    let i = folded_index(id, params.groups_x);
+    if (i < params.len) {
+        apply(i, false);
     }
-    let x = A(input[i]);
-    if (is_nan_bits(x)) {
-        output[i] = input[i];
-        return;
-    }
-    output[i] = S(forward_value(x));
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_SIZE, 1, 1)
 fn derivative(@builtin(global_invocation_id) id: vec3<u32>) {
-    let i = element_index(id);
-    if (i >= params.len) {
-        return;
+    let i = folded_index(id, params.groups_x);
+    if (i < params.len) {
+        apply(i, true);
     }
-    let x = A(input[i]);
-    if (is_nan_bits(x)) {
-        output[i] = input[i];
-        return;
-    }
-    output[i] = S(derivative_value(x));
 }

@@ -1,15 +1,16 @@
 // C = op(A) · op(B), row-major, op(X) = X or Xᵀ.
 //
-// Template: the host prepends a header that defines
+// Template: the header (src/ops/matmul/gpu.rs) defines
 //   alias S    storage type of A, B and C (f32 or f16)
 //   alias A    accumulator type (f32, or f16 for pure half arithmetic)
 //   const TRANSPOSE_A, TRANSPOSE_B: bool
-//   const REG: u32           register block edge (2 or 4): the tile is 16·REG wide
+//   const THREADS_PER_EDGE: u32   the workgroup is THREADS_PER_EDGE² threads
+//   const REG: u32           register block edge (2 or 4): the tile is THREADS_PER_EDGE·REG wide
 //   const USE_SHARED: bool   stage tiles in workgroup memory, or read straight from storage
 // so one source serves every precision, transpose combination and variant.
 //
-// Each workgroup computes a TILE × TILE block of C with 16 × 16 threads; each thread owns a
-// REG × REG register block whose rows and columns are strided by 16, so that neighbouring
+// Each workgroup computes a TILE × TILE block of C; each thread owns a REG × REG register
+// block whose rows and columns are strided by THREADS_PER_EDGE, so that neighbouring
 // threads write neighbouring columns. Every variant sums k in order 0, 1, …, k−1 with fma, so
 // all of them give the same bits, and the CPU reference emulates exactly that order in pure
 // f16 (there the order changes the result).
@@ -27,9 +28,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<S>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-const TILE: u32 = 16u * REG;
-const BK: u32 = 16u;
-const THREADS: u32 = 256u;
+const TILE: u32 = THREADS_PER_EDGE * REG;
+// The k-step of the staged variants: one row of the tile per thread column.
+const BK: u32 = THREADS_PER_EDGE;
+const THREADS: u32 = THREADS_PER_EDGE * THREADS_PER_EDGE;
 const TILE_BK: u32 = TILE * BK;
 const LOADS: u32 = TILE_BK / THREADS;
 const REG2: u32 = REG * REG;
@@ -60,7 +62,7 @@ fn load_b(kk: u32, col: u32) -> A {
     return A(rhs[kk * params.n + col]);
 }
 
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(THREADS_PER_EDGE, THREADS_PER_EDGE, 1)
 fn main(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_id) local: vec3<u32>,
@@ -112,8 +114,8 @@ fn main(
                 var a_reg: array<A, REG>;
                 var b_reg: array<A, REG>;
                 for (var i = 0u; i < REG; i++) {
-                    a_reg[i] = tile_a[kk * TILE + local.y + i * 16u];
-                    b_reg[i] = tile_b[kk * TILE + local.x + i * 16u];
+                    a_reg[i] = tile_a[kk * TILE + local.y + i * THREADS_PER_EDGE];
+                    b_reg[i] = tile_b[kk * TILE + local.x + i * THREADS_PER_EDGE];
                 }
                 for (var i = 0u; i < REG; i++) {
                     for (var j = 0u; j < REG; j++) {
@@ -129,8 +131,8 @@ fn main(
             var a_reg: array<A, REG>;
             var b_reg: array<A, REG>;
             for (var i = 0u; i < REG; i++) {
-                a_reg[i] = load_a(row0 + local.y + i * 16u, kk);
-                b_reg[i] = load_b(kk, col0 + local.x + i * 16u);
+                a_reg[i] = load_a(row0 + local.y + i * THREADS_PER_EDGE, kk);
+                b_reg[i] = load_b(kk, col0 + local.x + i * THREADS_PER_EDGE);
             }
             for (var i = 0u; i < REG; i++) {
                 for (var j = 0u; j < REG; j++) {
@@ -141,9 +143,9 @@ fn main(
     }
 
     for (var i = 0u; i < REG; i++) {
-        let row = row0 + local.y + i * 16u;
+        let row = row0 + local.y + i * THREADS_PER_EDGE;
         for (var j = 0u; j < REG; j++) {
-            let col = col0 + local.x + j * 16u;
+            let col = col0 + local.x + j * THREADS_PER_EDGE;
             if (row < params.m && col < params.n) {
                 out[row * params.n + col] = S(acc[i * REG + j]);
             }

@@ -1,7 +1,7 @@
 // What does this device really do at the edges of its number formats? Each output slot is one
 // experiment on inputs that come from a buffer, so the compiler cannot fold them away.
 //
-// Template: the host prepends `alias S = f32;` or `alias S = f16;` (and `enable f16;`).
+// Template: the header (src/gpu/kernel.rs) defines `alias S` and `alias A`, both f32 or f16.
 //   out[0] = in[0] * in[1]          tiny × tiny: a subnormal result, kept or flushed?
 //   out[1] = in[2] * in[3]          subnormal × 1: a subnormal input, kept or flushed?
 //   out[2] = fma(in[4], in[5], in[6])   the fma builtin: fused (one rounding) or not?

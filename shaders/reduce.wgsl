@@ -10,9 +10,15 @@
 //                     the shift keeps E[x²] − E[x]² out of the picture
 //   moments_combine   Chan's combination of the workgroups of each segment
 //
-// Template: the host prepends `const F16_INPUT: bool`. The data are read as raw u32 words and
-// classified by their bits, never through float comparisons, which a compiler assuming finite
-// math may fold away; f16 values are decoded exactly, so no f16 shader support is needed.
+// Template: the header (src/ops/reduce/gpu.rs) defines
+//   F16_INPUT: bool                      the data are f16 (else f32)
+//   THREADS, PER_THREAD                  threads per workgroup, elements per thread
+//   COUNT_SLOTS, SLOT_NAN … SLOT_BF16_ZERO   the slots of Record.counts
+//   HIST_BINS                            bins of Record.hist (one per biased exponent)
+//   F16_OVERFLOW … BF16_SUBNORMAL_BELOW  cast thresholds on |x| as f32 bits (src/stats.rs)
+// The data are read as raw u32 words and classified by their bits, never through float
+// comparisons, which a compiler assuming finite math may fold away; f16 values are decoded
+// exactly, so no f16 shader support is needed.
 
 struct Params {
     len: u32,       // elements per segment
@@ -21,19 +27,9 @@ struct Params {
     groups_x: u32,  // grid row width (grids beyond 65535 workgroups fold into y)
 }
 
+// Mirrored by `GpuRecord` in src/ops/reduce/gpu.rs; a test compares the two layouts.
 struct Record {
-    nan: u32,
-    pos_inf: u32,
-    neg_inf: u32,
-    zero: u32,
-    subnormal: u32,
-    finite: u32,
-    f16_overflow: u32,
-    f16_subnormal: u32,
-    f16_zero: u32,
-    bf16_overflow: u32,
-    bf16_subnormal: u32,
-    bf16_zero: u32,
+    counts: array<u32, COUNT_SLOTS>,
     min: f32,
     max: f32,
     abs_max: f32,
@@ -43,7 +39,7 @@ struct Record {
     mean: f32,
     m2: f32,
     // Normal values per biased exponent of the storage type (f16: 1..30, f32: 1..254).
-    hist: array<u32, 256>,
+    hist: array<u32, HIST_BINS>,
 }
 
 @group(0) @binding(0) var<storage, read> data: array<u32>;
@@ -51,30 +47,15 @@ struct Record {
 @group(0) @binding(2) var<storage, read_write> records: array<Record>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
-const PER_THREAD: u32 = 32u;
-const CHUNK: u32 = 8192u; // THREADS * PER_THREAD
+const CHUNK: u32 = THREADS * PER_THREAD;
+// The kind of a normal value, which the histogram counts instead of a slot.
+const KIND_NORMAL: u32 = 0xffffffffu;
 
-// Cast thresholds on |x| as f32 bits (src/stats.rs derives them).
-const F16_OVERFLOW: u32 = 0x477FF000u;
-const F16_ZERO: u32 = 0x33000000u;
-const F16_SUBNORMAL_BELOW: u32 = 0x387FE000u;
-const BF16_OVERFLOW: u32 = 0x7F7F8000u;
-const BF16_ZERO: u32 = 0x00008000u;
-const BF16_SUBNORMAL_BELOW: u32 = 0x007F8000u;
-
-const CLASS_NAN: u32 = 0u;
-const CLASS_POS_INF: u32 = 1u;
-const CLASS_NEG_INF: u32 = 2u;
-const CLASS_ZERO: u32 = 3u;
-const CLASS_SUBNORMAL: u32 = 4u;
-const CLASS_NORMAL: u32 = 5u;
-
-var<workgroup> wg_counts: array<atomic<u32>, 12>;
-var<workgroup> wg_hist: array<atomic<u32>, 256>;
-var<workgroup> wg_a: array<f32, 256>;
-var<workgroup> wg_b: array<f32, 256>;
-var<workgroup> wg_c: array<f32, 256>;
+var<workgroup> wg_counts: array<atomic<u32>, COUNT_SLOTS>;
+var<workgroup> wg_hist: array<atomic<u32>, HIST_BINS>;
+var<workgroup> wg_a: array<f32, THREADS>;
+var<workgroup> wg_b: array<f32, THREADS>;
+var<workgroup> wg_c: array<f32, THREADS>;
 
 fn storage_bits(i: u32) -> u32 {
     if (F16_INPUT) {
@@ -84,9 +65,19 @@ fn storage_bits(i: u32) -> u32 {
 }
 
 struct Decoded {
-    kind: u32,
+    kind: u32,      // SLOT_NAN, SLOT_POS_INF, SLOT_NEG_INF, SLOT_ZERO, SLOT_SUBNORMAL or KIND_NORMAL
     biased_exp: u32,
-    value: f32, // exact; meaningful for finite classes
+    value: f32,     // exact; meaningful for finite kinds
+}
+
+fn special_kind(exponent_all_ones: bool, exponent_zero: bool, mantissa: u32, negative: bool) -> u32 {
+    if (exponent_all_ones) {
+        return select(select(SLOT_POS_INF, SLOT_NEG_INF, negative), SLOT_NAN, mantissa != 0u);
+    }
+    if (exponent_zero) {
+        return select(SLOT_SUBNORMAL, SLOT_ZERO, mantissa == 0u);
+    }
+    return KIND_NORMAL;
 }
 
 fn decode(bits: u32) -> Decoded {
@@ -96,37 +87,28 @@ fn decode(bits: u32) -> Decoded {
         let e = (bits >> 10u) & 0x1fu;
         let m = bits & 0x3ffu;
         d.biased_exp = e;
-        if (e == 31u) {
-            d.kind = select(select(CLASS_POS_INF, CLASS_NEG_INF, sign == 1u), CLASS_NAN, m != 0u);
-            d.value = 0.0;
-        } else if (e == 0u) {
-            d.kind = select(CLASS_SUBNORMAL, CLASS_ZERO, m == 0u);
+        d.kind = special_kind(e == 31u, e == 0u, m, sign == 1u);
+        if (e == 0u) {
             // m · 2^-24 is exact in f32 (2^-24 is a normal f32).
             let v = f32(m) * 5.9604644775390625e-8;
             d.value = select(v, -v, sign == 1u);
-        } else {
-            d.kind = CLASS_NORMAL;
+        } else if (e != 31u) {
             d.value = bitcast<f32>((sign << 31u) | ((e + 112u) << 23u) | (m << 13u));
         }
     } else {
         let e = (bits >> 23u) & 0xffu;
         let m = bits & 0x7fffffu;
         d.biased_exp = e;
-        d.value = bitcast<f32>(bits);
-        if (e == 255u) {
-            d.kind = select(select(CLASS_POS_INF, CLASS_NEG_INF, (bits >> 31u) == 1u), CLASS_NAN, m != 0u);
-            d.value = 0.0;
-        } else if (e == 0u) {
-            d.kind = select(CLASS_SUBNORMAL, CLASS_ZERO, m == 0u);
-        } else {
-            d.kind = CLASS_NORMAL;
+        d.kind = special_kind(e == 255u, e == 0u, m, (bits >> 31u) == 1u);
+        if (e != 255u) {
+            d.value = bitcast<f32>(bits);
         }
     }
     return d;
 }
 
-fn is_finite_kind(c: u32) -> bool {
-    return c >= CLASS_ZERO;
+fn is_finite_kind(kind: u32) -> bool {
+    return kind == KIND_NORMAL || kind == SLOT_ZERO || kind == SLOT_SUBNORMAL;
 }
 
 // The linear index of a workgroup in a folded grid.
@@ -134,9 +116,32 @@ fn workgroup_index(group: vec3<u32>) -> u32 {
     return group.y * params.groups_x + group.x;
 }
 
+// Adds one thread's counts and extrema to the workgroup's, then reduces the extrema to
+// wg_a[0] (min), wg_b[0] (max) and wg_c[0] (abs_max). wg_counts must have been zeroed, and a
+// barrier passed, before the call.
+fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, amax: f32) {
+    for (var i = 0u; i < COUNT_SLOTS; i++) {
+        if (counts[i] != 0u) {
+            atomicAdd(&wg_counts[i], counts[i]);
+        }
+    }
+    wg_a[t] = lo;
+    wg_b[t] = hi;
+    wg_c[t] = amax;
+    workgroupBarrier();
+    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+        if (t < stride) {
+            wg_a[t] = min(wg_a[t], wg_a[t + stride]);
+            wg_b[t] = max(wg_b[t], wg_b[t + stride]);
+            wg_c[t] = max(wg_c[t], wg_c[t + stride]);
+        }
+        workgroupBarrier();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(THREADS, 1, 1)
 fn extrema_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let wg = workgroup_index(group);
     if (wg >= params.segments * params.chunks) {
@@ -144,13 +149,13 @@ fn extrema_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
     }
     let segment = wg / params.chunks;
     let chunk = wg % params.chunks;
-    if (t < 12u) {
+    if (t < COUNT_SLOTS) {
         atomicStore(&wg_counts[t], 0u);
     }
     atomicStore(&wg_hist[t], 0u);
     workgroupBarrier();
 
-    var counts: array<u32, 12>;
+    var counts: array<u32, COUNT_SLOTS>;
     var lo = 3.0e38;
     var hi = -3.0e38;
     var amax = 0.0;
@@ -160,136 +165,76 @@ fn extrema_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
         if (offset >= params.len) {
             break;
         }
-        let bits = storage_bits(segment * params.len + offset);
-        let d = decode(bits);
-        if (d.kind == CLASS_NORMAL) {
+        let d = decode(storage_bits(segment * params.len + offset));
+        if (d.kind == KIND_NORMAL) {
             atomicAdd(&wg_hist[d.biased_exp], 1u);
         } else {
             counts[d.kind] += 1u;
         }
         if (is_finite_kind(d.kind)) {
-            counts[5] += 1u;
+            counts[SLOT_FINITE] += 1u;
             lo = min(lo, d.value);
             hi = max(hi, d.value);
             amax = max(amax, abs(d.value));
-            if (d.kind != CLASS_ZERO) {
+            if (d.kind != SLOT_ZERO) {
                 let mag = bitcast<u32>(abs(d.value));
-                counts[6] += select(0u, 1u, mag >= F16_OVERFLOW);
-                counts[7] += select(0u, 1u, mag > F16_ZERO && mag < F16_SUBNORMAL_BELOW);
-                counts[8] += select(0u, 1u, mag <= F16_ZERO);
-                counts[9] += select(0u, 1u, mag >= BF16_OVERFLOW);
-                counts[10] += select(0u, 1u, mag > BF16_ZERO && mag < BF16_SUBNORMAL_BELOW);
-                counts[11] += select(0u, 1u, mag <= BF16_ZERO);
+                counts[SLOT_F16_OVERFLOW] += select(0u, 1u, mag >= F16_OVERFLOW);
+                counts[SLOT_F16_SUBNORMAL] += select(0u, 1u, mag > F16_ZERO && mag < F16_SUBNORMAL_BELOW);
+                counts[SLOT_F16_ZERO] += select(0u, 1u, mag <= F16_ZERO);
+                counts[SLOT_BF16_OVERFLOW] += select(0u, 1u, mag >= BF16_OVERFLOW);
+                counts[SLOT_BF16_SUBNORMAL] += select(0u, 1u, mag > BF16_ZERO && mag < BF16_SUBNORMAL_BELOW);
+                counts[SLOT_BF16_ZERO] += select(0u, 1u, mag <= BF16_ZERO);
             }
         }
     }
-    for (var i = 0u; i < 12u; i++) {
-        if (counts[i] != 0u) {
-            atomicAdd(&wg_counts[i], counts[i]);
-        }
-    }
-    wg_a[t] = lo;
-    wg_b[t] = hi;
-    wg_c[t] = amax;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) {
-            wg_a[t] = min(wg_a[t], wg_a[t + stride]);
-            wg_b[t] = max(wg_b[t], wg_b[t + stride]);
-            wg_c[t] = max(wg_c[t], wg_c[t + stride]);
-        }
-        workgroupBarrier();
-    }
+    workgroup_reduce(t, counts, lo, hi, amax);
     partials[wg].hist[t] = atomicLoad(&wg_hist[t]);
+    if (t < COUNT_SLOTS) {
+        partials[wg].counts[t] = atomicLoad(&wg_counts[t]);
+    }
     if (t == 0u) {
-        partials[wg].nan = atomicLoad(&wg_counts[0]);
-        partials[wg].pos_inf = atomicLoad(&wg_counts[1]);
-        partials[wg].neg_inf = atomicLoad(&wg_counts[2]);
-        partials[wg].zero = atomicLoad(&wg_counts[3]);
-        partials[wg].subnormal = atomicLoad(&wg_counts[4]);
-        partials[wg].finite = atomicLoad(&wg_counts[5]);
-        partials[wg].f16_overflow = atomicLoad(&wg_counts[6]);
-        partials[wg].f16_subnormal = atomicLoad(&wg_counts[7]);
-        partials[wg].f16_zero = atomicLoad(&wg_counts[8]);
-        partials[wg].bf16_overflow = atomicLoad(&wg_counts[9]);
-        partials[wg].bf16_subnormal = atomicLoad(&wg_counts[10]);
-        partials[wg].bf16_zero = atomicLoad(&wg_counts[11]);
         partials[wg].min = wg_a[0];
         partials[wg].max = wg_b[0];
         partials[wg].abs_max = wg_c[0];
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(THREADS, 1, 1)
 fn extrema_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let segment = workgroup_index(group);
     if (segment >= params.segments) {
         return;
     }
     let first = segment * params.chunks;
-    // Thread t owns histogram bin t and sums it over the segment's partials, in order.
+    if (t < COUNT_SLOTS) {
+        atomicStore(&wg_counts[t], 0u);
+    }
+    workgroupBarrier();
+    // Thread t owns histogram bin t and sums it over the segment's partials, in order; it
+    // also folds partials t, t + THREADS, … into its counts and extrema.
     var bin = 0u;
-    var counts: array<u32, 12>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
-    var amax = 0.0;
     for (var c = 0u; c < params.chunks; c++) {
         bin += partials[first + c].hist[t];
     }
+    var counts: array<u32, COUNT_SLOTS>;
+    var lo = 3.0e38;
+    var hi = -3.0e38;
+    var amax = 0.0;
     for (var c = t; c < params.chunks; c += THREADS) {
         let i = first + c;
-        counts[0] += partials[i].nan;
-        counts[1] += partials[i].pos_inf;
-        counts[2] += partials[i].neg_inf;
-        counts[3] += partials[i].zero;
-        counts[4] += partials[i].subnormal;
-        counts[5] += partials[i].finite;
-        counts[6] += partials[i].f16_overflow;
-        counts[7] += partials[i].f16_subnormal;
-        counts[8] += partials[i].f16_zero;
-        counts[9] += partials[i].bf16_overflow;
-        counts[10] += partials[i].bf16_subnormal;
-        counts[11] += partials[i].bf16_zero;
+        for (var s = 0u; s < COUNT_SLOTS; s++) {
+            counts[s] += partials[i].counts[s];
+        }
         lo = min(lo, partials[i].min);
         hi = max(hi, partials[i].max);
         amax = max(amax, partials[i].abs_max);
     }
-    if (t < 12u) {
-        atomicStore(&wg_counts[t], 0u);
-    }
-    atomicStore(&wg_hist[t], bin);
-    workgroupBarrier();
-    for (var i = 0u; i < 12u; i++) {
-        if (counts[i] != 0u) {
-            atomicAdd(&wg_counts[i], counts[i]);
-        }
-    }
-    wg_a[t] = lo;
-    wg_b[t] = hi;
-    wg_c[t] = amax;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) {
-            wg_a[t] = min(wg_a[t], wg_a[t + stride]);
-            wg_b[t] = max(wg_b[t], wg_b[t + stride]);
-            wg_c[t] = max(wg_c[t], wg_c[t + stride]);
-        }
-        workgroupBarrier();
-    }
+    workgroup_reduce(t, counts, lo, hi, amax);
     records[segment].hist[t] = bin;
+    if (t < COUNT_SLOTS) {
+        records[segment].counts[t] = atomicLoad(&wg_counts[t]);
+    }
     if (t == 0u) {
-        records[segment].nan = atomicLoad(&wg_counts[0]);
-        records[segment].pos_inf = atomicLoad(&wg_counts[1]);
-        records[segment].neg_inf = atomicLoad(&wg_counts[2]);
-        records[segment].zero = atomicLoad(&wg_counts[3]);
-        records[segment].subnormal = atomicLoad(&wg_counts[4]);
-        records[segment].finite = atomicLoad(&wg_counts[5]);
-        records[segment].f16_overflow = atomicLoad(&wg_counts[6]);
-        records[segment].f16_subnormal = atomicLoad(&wg_counts[7]);
-        records[segment].f16_zero = atomicLoad(&wg_counts[8]);
-        records[segment].bf16_overflow = atomicLoad(&wg_counts[9]);
-        records[segment].bf16_subnormal = atomicLoad(&wg_counts[10]);
-        records[segment].bf16_zero = atomicLoad(&wg_counts[11]);
         records[segment].min = wg_a[0];
         records[segment].max = wg_b[0];
         records[segment].abs_max = wg_c[0];
@@ -305,21 +250,32 @@ fn extrema_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoc
 
 // ---------------------------------------------------------------------------------------------
 
-// Chan, Golub and LeVeque: the mean and M2 of two disjoint sets from theirs.
-fn chan_combine(t: u32, other: u32) {
-    let na = wg_a[t];
-    let nb = wg_a[other];
-    let n = na + nb;
-    if (nb == 0.0) {
-        return;
+// Chan, Golub and LeVeque: (n, mean, M2) of two disjoint sets from theirs.
+fn chan(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if (b.x == 0.0) {
+        return a;
     }
-    let delta = wg_b[other] - wg_b[t];
-    wg_b[t] = wg_b[t] + delta * (nb / n);
-    wg_c[t] = wg_c[t] + wg_c[other] + delta * delta * (na * (nb / n));
-    wg_a[t] = n;
+    let n = a.x + b.x;
+    let delta = b.y - a.y;
+    return vec3<f32>(n, a.y + delta * (b.x / n), a.z + b.z + delta * delta * (a.x * (b.x / n)));
 }
 
-@compute @workgroup_size(256, 1, 1)
+// Reduces the threads' (wg_a, wg_b, wg_c) = (n, mean, M2) to element 0 by a tree of chan().
+fn workgroup_chan(t: u32) {
+    workgroupBarrier();
+    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+        if (t < stride) {
+            let r = chan(vec3<f32>(wg_a[t], wg_b[t], wg_c[t]),
+                         vec3<f32>(wg_a[t + stride], wg_b[t + stride], wg_c[t + stride]));
+            wg_a[t] = r.x;
+            wg_b[t] = r.y;
+            wg_c[t] = r.z;
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(THREADS, 1, 1)
 fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let wg = workgroup_index(group);
     if (wg >= params.segments * params.chunks) {
@@ -351,13 +307,7 @@ fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
     wg_a[t] = n;
     wg_b[t] = mean;
     wg_c[t] = m2;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) {
-            chan_combine(t, t + stride);
-        }
-        workgroupBarrier();
-    }
+    workgroup_chan(t);
     if (t == 0u) {
         partials[wg].n = wg_a[0];
         partials[wg].mean = wg_b[0];
@@ -365,35 +315,23 @@ fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(THREADS, 1, 1)
 fn moments_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let segment = workgroup_index(group);
     if (segment >= params.segments) {
         return;
     }
     let first = segment * params.chunks;
-    wg_a[t] = 0.0;
-    wg_b[t] = 0.0;
-    wg_c[t] = 0.0;
-    // Thread t folds partials t, t + 256, … in order, then the tree combines the threads.
+    // Thread t folds partials t, t + THREADS, … in order, then the tree combines the threads.
+    var acc = vec3<f32>(0.0, 0.0, 0.0);
     for (var c = t; c < params.chunks; c += THREADS) {
-        let nb = partials[first + c].n;
-        let na = wg_a[t];
-        let n = na + nb;
-        if (nb > 0.0) {
-            let delta = partials[first + c].mean - wg_b[t];
-            wg_b[t] = wg_b[t] + delta * (nb / n);
-            wg_c[t] = wg_c[t] + partials[first + c].m2 + delta * delta * (na * (nb / n));
-            wg_a[t] = n;
-        }
+        let i = first + c;
+        acc = chan(acc, vec3<f32>(partials[i].n, partials[i].mean, partials[i].m2));
     }
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) {
-            chan_combine(t, t + stride);
-        }
-        workgroupBarrier();
-    }
+    wg_a[t] = acc.x;
+    wg_b[t] = acc.y;
+    wg_c[t] = acc.z;
+    workgroup_chan(t);
     if (t == 0u) {
         records[segment].n = wg_a[0];
         records[segment].mean = wg_b[0];

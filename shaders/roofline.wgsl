@@ -1,7 +1,7 @@
 // The device's own roofline: peak multiply-add throughput and copy bandwidth, measured rather
 // than taken from a data sheet.
 //
-// Template: the host prepends `alias S = f32;` or `alias S = f16;` (and `enable f16;`).
+// Template: the header (src/gpu/kernel.rs) defines `alias S` and `alias A`, both f32 or f16.
 //   fma_peak  every thread runs 4 independent chains of vec4 fma for `iterations` steps:
 //             32 floating-point operations per step, enough independent work to fill the
 //             pipelines; the result goes to `sink` so nothing is dead code
@@ -19,13 +19,9 @@ struct Params {
 @group(0) @binding(2) var<uniform> params: Params;
 @group(0) @binding(3) var<storage, read_write> sink: array<vec4<S>>;
 
-fn linear_index(id: vec3<u32>) -> u32 {
-    return id.y * (params.groups_x * 256u) + id.x;
-}
-
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_SIZE, 1, 1)
 fn fma_peak(@builtin(global_invocation_id) id: vec3<u32>) {
-    let i = linear_index(id);
+    let i = folded_index(id, params.groups_x);
     // Contracting towards 1: a ← a·0.999 + 0.001 never overflows or turns subnormal.
     let x = vec4<S>(S(0.999));
     let y = vec4<S>(S(0.001));
@@ -45,9 +41,9 @@ fn fma_peak(@builtin(global_invocation_id) id: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WORKGROUP_SIZE, 1, 1)
 fn copy(@builtin(global_invocation_id) id: vec3<u32>) {
-    let i = linear_index(id);
+    let i = folded_index(id, params.groups_x);
     if (i < params.len) {
         dst[i] = src[i];
     }

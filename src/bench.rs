@@ -4,17 +4,16 @@
 //! Each figure is the best of a few runs after a warm-up, waiting for the device every time.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
-use crate::backend::{Backend, MatmulOp};
+use crate::backend::gpu::Gpu;
+use crate::backend::Backend;
 use crate::error::Result;
-use crate::gpu::kernels::KernelSpec;
-use crate::gpu::Gpu;
+use crate::gpu::roofline::{best_time, copy_bandwidth, fma_peak};
 use crate::ops::activation::Activation;
 use crate::ops::matmul::gpu::matmul_with;
-use crate::ops::matmul::MatmulVariant;
+use crate::ops::matmul::{MatmulOp, MatmulVariant};
 use crate::precision::{DType, Precision};
-use crate::tensor::{HostTensor, Shape};
+use crate::tensor::HostTensor;
 
 /// How much work each measurement does.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -33,8 +32,7 @@ pub struct BenchSizes {
 impl BenchSizes {
     /// Small on a CPU-type adapter (lavapipe), large on a GPU; tiny with `quick`.
     pub fn for_device(gpu: &Gpu, quick: bool) -> Self {
-        let hardware = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
-        match (quick, hardware) {
+        match (quick, gpu.is_hardware()) {
             (true, _) => BenchSizes {
                 fma_workgroups: 16,
                 fma_iterations: 64,
@@ -99,92 +97,31 @@ pub struct BenchReport {
     pub kernels: Vec<KernelFigure>,
 }
 
-/// The best time of `repeats` runs of `f` after one warm-up, each waited for.
-fn best_time(gpu: &Gpu, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    gpu.synchronize()?;
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        f()?;
-        gpu.synchronize()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best)
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RooflineParams {
-    iterations: u32,
-    len: u32,
-    groups_x: u32,
-    _pad: u32,
-}
-
-/// Peak FMA throughput in `dtype` arithmetic, GFLOP/s.
-fn fma_peak(gpu: &Gpu, dtype: DType, sizes: &BenchSizes) -> Result<f64> {
-    let grid = gpu.grid(sizes.fma_workgroups, "roofline")?;
-    let sink = gpu.alloc(Shape::new(1024, 4), dtype, "roofline sink")?;
-    let params = gpu.uniform(&RooflineParams {
-        iterations: sizes.fma_iterations,
-        len: 1024,
-        groups_x: grid.0,
-        _pad: 0,
-    });
-    let pipeline = gpu.pipeline(KernelSpec::roofline(dtype, "fma_peak"))?;
-    let seconds = best_time(gpu, sizes.repeats, || {
-        gpu.dispatch(
-            &pipeline,
-            &[(2, &params), (3, &sink.buffer)],
-            grid,
-            "fma peak",
-        )
-    })?;
-    let threads = grid.0 as f64 * grid.1 as f64 * 256.0;
-    Ok(threads * sizes.fma_iterations as f64 * 32.0 / seconds / 1e9)
-}
-
-/// Copy bandwidth, GB/s of bytes read plus bytes written.
-fn copy_bandwidth(gpu: &Gpu, sizes: &BenchSizes) -> Result<f64> {
-    let words = sizes.copy_words;
-    let grid = gpu.grid((words as u64).div_ceil(256), "roofline")?;
-    let src = gpu.alloc(Shape::new(words, 4), DType::F32, "copy source")?;
-    let dst = gpu.alloc(Shape::new(words, 4), DType::F32, "copy destination")?;
-    let params = gpu.uniform(&RooflineParams {
-        iterations: 0,
-        len: words as u32,
-        groups_x: grid.0,
-        _pad: 0,
-    });
-    let pipeline = gpu.pipeline(KernelSpec::roofline(DType::F32, "copy"))?;
-    let seconds = best_time(gpu, sizes.repeats, || {
-        gpu.dispatch(
-            &pipeline,
-            &[(0, &src.buffer), (1, &dst.buffer), (2, &params)],
-            grid,
-            "copy",
-        )
-    })?;
-    Ok(2.0 * 16.0 * words as f64 / seconds / 1e9)
-}
-
 /// Measures the roofline and every kernel on `gpu`, telling `progress` what it is doing.
 pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let sizes = BenchSizes::for_device(gpu, quick);
     let precisions: Vec<Precision> = Precision::ALL
         .into_iter()
-        .filter(|p| !p.needs_shader_f16() || gpu.supports_f16())
+        .filter(|&p| gpu.supports(p))
         .collect();
     progress("roofline");
     let mut fma_gflops = BTreeMap::new();
-    fma_gflops.insert("f32".to_string(), fma_peak(gpu, DType::F32, &sizes)?);
-    if gpu.supports_f16() {
-        fma_gflops.insert("f16".to_string(), fma_peak(gpu, DType::F16, &sizes)?);
+    let peak = |dtype| {
+        fma_peak(
+            gpu,
+            dtype,
+            sizes.fma_workgroups,
+            sizes.fma_iterations,
+            sizes.repeats,
+        )
+    };
+    fma_gflops.insert("f32".to_string(), peak(DType::F32)?);
+    if gpu.supports(Precision::F16) {
+        fma_gflops.insert("f16".to_string(), peak(DType::F16)?);
     }
     let roofline = Roofline {
         fma_gflops,
-        copy_gbps: copy_bandwidth(gpu, &sizes)?,
+        copy_gbps: copy_bandwidth(gpu, sizes.copy_words, sizes.repeats)?,
     };
     let mut kernels = Vec::new();
     let n = sizes.matmul;

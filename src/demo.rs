@@ -1,21 +1,22 @@
-//! The demo: a deep ReLU chain with N(0, 1) weights, run in f32 and f16 side by side, showing
-//! the layer where f16 first overflows. Each layer multiplies E[h²] by width·σ²/2 (THEORY.md §7),
-//! so with width 256 the largest |h| grows about √128 ≈ 11.3 times per layer.
+//! The demo: a deep ReLU MLP with N(0, 1) weights, run forward in f32 and f16 side by side,
+//! showing the layer where f16 first overflows. Each layer multiplies E[h²] by width·σ²/2
+//! (docs/theory.md), so with width 256 the largest |h| grows about √128 ≈ 11.3 times per
+//! layer. It is an ordinary network of `network::NetworkConfig`, run by `network::steps`.
 
-use rand::SeedableRng;
-
-use crate::backend::{Backend, MatmulOp};
+use crate::backend::Backend;
 use crate::error::Result;
+use crate::init::{Init, InputInit};
+use crate::network::steps::{self, Parameters};
+use crate::network::NetworkConfig;
 use crate::ops::activation::Activation;
 use crate::precision::Precision;
-use crate::verify::normal_tensor;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ChainConfig {
     pub depth: usize,
     pub width: usize,
     pub batch: usize,
-    pub weight_std: f32,
+    pub weight_std: f64,
     pub seed: u64,
 }
 
@@ -31,44 +32,52 @@ impl Default for ChainConfig {
     }
 }
 
-/// The largest |h| of each layer's output (NaN where the layer holds a NaN), layers 1..=depth.
+impl ChainConfig {
+    /// The network: ReLU, weights N(0, weight_std²), input N(0, 1).
+    pub fn network(&self) -> NetworkConfig {
+        NetworkConfig {
+            activation: Activation::Relu,
+            init: Init::Normal {
+                std: self.weight_std,
+            },
+            input: InputInit::Normal { std: 1.0 },
+            seed: self.seed,
+            ..NetworkConfig::new(self.depth, self.width, self.batch)
+        }
+    }
+}
+
+/// The largest |h| of each layer's output, layers 1..=depth: NaN where the layer holds a NaN,
+/// inf where it holds an inf and no NaN.
 pub fn relu_chain_max_abs<B: Backend>(
     backend: &B,
     config: &ChainConfig,
     precision: Precision,
 ) -> Result<Vec<f64>> {
-    let dtype = precision.storage();
-    // One seeded stream for the input and every weight: both precisions see the same numbers.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
-    let input = normal_tensor(&mut rng, dtype, config.batch, config.width, 1.0)?;
-    let mut h = backend.upload(&input)?;
+    let network = config.network();
+    network.validate()?;
+    backend.require(precision)?;
+    let params = Parameters::upload(backend, &network, precision)?;
+    let input = backend.upload(&network.input_batch(precision.storage())?)?;
     let mut maxima = Vec::with_capacity(config.depth);
-    for _ in 0..config.depth {
-        // W is [n_out, n_in] as in PyTorch, so Z = H · Wᵀ.
-        let w = normal_tensor(
-            &mut rng,
-            dtype,
-            config.width,
-            config.width,
-            config.weight_std,
-        )?;
-        let z = backend.matmul(
-            &h,
-            &backend.upload(&w)?,
-            MatmulOp::new(false, true),
-            precision,
-        )?;
-        h = backend.activation(Activation::Relu, &z, precision)?;
-        let values = backend.download(&h)?.to_f64_vec();
-        let max = values.iter().fold(0.0f64, |m, &v| {
-            if v.is_nan() || m.is_nan() {
+    steps::forward(
+        backend,
+        &network,
+        precision,
+        &params,
+        &input,
+        &mut |_, _, h| {
+            let s = backend.stats(h)?;
+            maxima.push(if s.nan > 0 {
                 f64::NAN
+            } else if s.pos_inf + s.neg_inf > 0 {
+                f64::INFINITY
             } else {
-                m.max(v.abs())
-            }
-        });
-        maxima.push(max);
-    }
+                s.abs_max
+            });
+            Ok(())
+        },
+    )?;
     Ok(maxima)
 }
 

@@ -3,11 +3,14 @@
 //! The crate runs the primitives of a deep MLP (matmul with transposes, activations and their
 //! derivatives, elementwise products) as WGSL compute kernels through wgpu in `f32`, `f16` and
 //! mixed precision, and the same primitives on a CPU backend with the same numeric semantics,
-//! which validates every GPU result. See `README.md` for the architecture.
+//! which validates every GPU result. docs/design.md describes the layout; dependencies run one
+//! way, from the command line down to the wgpu runtime:
+//!
+//! `cli` → `experiment`, `report` → `network` → `backend` → `ops` → `gpu`, with `theory`,
+//! `init`, `stats`, `tensor`, `precision` and `error` underneath.
 
 pub mod backend;
 pub mod bench;
-pub mod cpu;
 pub mod demo;
 pub mod error;
 pub mod experiment;
@@ -18,16 +21,19 @@ pub mod network;
 pub mod ops;
 pub mod precision;
 pub mod report;
+pub mod shaders;
 pub mod stats;
 pub mod tensor;
 pub mod theory;
 pub mod verify;
 
-pub use backend::{Backend, BackendInfo, MatmulOp};
-pub use cpu::Cpu;
+pub use backend::cpu::Cpu;
+pub use backend::gpu::{Gpu, GpuOptions};
+pub use backend::{Backend, BackendInfo};
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuOptions, GpuTensor};
+pub use gpu::GpuTensor;
 pub use ops::activation::Activation;
 pub use ops::elementwise::ElementwiseOp;
+pub use ops::matmul::MatmulOp;
 pub use precision::{DType, Precision};
 pub use tensor::{HostData, HostTensor, Shape};

@@ -187,6 +187,26 @@ pub const F16_MIN_SUBNORMAL: f64 = 5.960464477539063e-8;
 /// Distance from 1 to the next f16, 2^-10.
 pub const F16_EPSILON: f64 = 9.765625e-4;
 
+/// Rounds each intermediate to the arithmetic type of a precision.
+#[derive(Clone, Copy)]
+pub struct Arith(pub DType);
+
+impl Arith {
+    #[inline]
+    pub fn r(self, x: f32) -> f32 {
+        match self.0 {
+            DType::F32 => x,
+            DType::F16 => half::f16::from_f32(x).to_f32(),
+        }
+    }
+
+    /// A literal constant as the shader compiler would round it.
+    #[inline]
+    pub fn c(self, x: f64) -> f32 {
+        self.0.round(x) as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! What theory predicts for every layer: the mean-field recursion of THEORY.md §7 (Poole et al.
-//! 2016, Schoenholz et al. 2017), for any activation, bias and initialiser.
+//! What theory predicts for every layer: the mean-field recursion of docs/theory.md (Poole et
+//! al. 2016, Schoenholz et al. 2017), for any activation, bias and initialiser.
 //!
 //! Forward, the pre-activation's second moment is q^t = n_{t−1}·E[w²]·m^{t−1} + σ_b², where
 //! m^{t−1} = E[φ(z)²] with z ~ N(0, q^{t−1}) is the second moment of the layer's input (the
@@ -9,7 +9,6 @@
 //! quadrature; with an even number of nodes there is no node at 0, so the kink of ReLU splits
 //! the symmetric nodes exactly in half and its integrals are exact too.
 
-use crate::network::{Loss, NetworkConfig};
 use crate::ops::activation::Activation;
 
 /// Nodes of the quadrature. Enough for the smooth activations to f64 precision over the
@@ -92,37 +91,64 @@ pub struct Prediction {
     pub grad_second_moment: Vec<f64>,
 }
 
-/// The mean-field prediction for `config` with the weights its initialiser actually draws.
-pub fn predict(config: &NetworkConfig) -> Prediction {
-    let d = config.depth;
-    let act = &config.activation;
+/// Where backward starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TopGradient {
+    /// E[(∂l/∂h^d)²] = 1 (an N(0, 1) probe, or l = Σ h^d).
+    Unit,
+    /// l = mean((h^d − y)²) over `elements` values, with targets y ~ N(0, 1).
+    MseAgainstStandardNormal { elements: f64 },
+}
+
+/// What the recursion needs to know about a network, as plain values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanFieldNetwork {
+    /// n_0 (the input width), n_1, …, n_d.
+    pub widths: Vec<usize>,
+    pub activation: Activation,
+    /// E[w²] of layer t's weights at index t − 1, as the initialiser draws them.
+    pub weight_second_moments: Vec<f64>,
+    /// E[x²] of the input.
+    pub input_second_moment: f64,
+    /// σ_b²; 0 without biases.
+    pub bias_variance: f64,
+    /// h^t = h^{t−1} + φ(z^t).
+    pub residual: bool,
+    pub top_gradient: TopGradient,
+}
+
+/// The mean-field prediction for `network`.
+pub fn predict(network: &MeanFieldNetwork) -> Prediction {
+    let d = network.widths.len() - 1;
+    let act = &network.activation;
     let mut q = vec![f64::NAN; d + 1];
     let mut m = vec![0.0; d + 1];
-    m[0] = config.input.second_moment();
-    let bias_var = config.bias_std * config.bias_std;
+    m[0] = network.input_second_moment;
     for t in 1..=d {
-        let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
-        q[t] = n_in as f64 * config.init.second_moment(n_in, n_out, act) * m[t - 1] + bias_var;
+        let n_in = network.widths[t - 1];
+        q[t] =
+            n_in as f64 * network.weight_second_moments[t - 1] * m[t - 1] + network.bias_variance;
         let fresh = activation_second_moment(act, q[t]);
-        m[t] = if config.residual {
+        m[t] = if network.residual {
             m[t - 1] + fresh
         } else {
             fresh
         };
     }
     let mut g = vec![0.0; d + 1];
-    let numel = (config.batch * config.widths[d]) as f64;
-    g[d] = match config.loss {
-        Loss::Probe | Loss::Sum => 1.0,
+    g[d] = match network.top_gradient {
+        TopGradient::Unit => 1.0,
         // ∂/∂h of mean((h − y)²) is 2(h − y)/N, with targets y ~ N(0, 1).
-        Loss::Mse => 4.0 * (m[d] + 1.0) / (numel * numel),
+        TopGradient::MseAgainstStandardNormal { elements } => {
+            4.0 * (m[d] + 1.0) / (elements * elements)
+        }
     };
     for t in (1..=d).rev() {
-        let (n_in, n_out) = (config.widths[t - 1], config.widths[t]);
+        let n_out = network.widths[t];
         let chi = n_out as f64
-            * config.init.second_moment(n_in, n_out, act)
+            * network.weight_second_moments[t - 1]
             * derivative_second_moment(act, q[t]);
-        g[t - 1] = if config.residual {
+        g[t - 1] = if network.residual {
             g[t] * (1.0 + chi)
         } else {
             g[t] * chi

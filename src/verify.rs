@@ -5,16 +5,16 @@
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::backend::{Backend, MatmulOp};
-use crate::cpu::Cpu;
+use crate::backend::cpu::Cpu;
+use crate::backend::gpu::Gpu;
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::gpu::probe::{probe, ProbeReport};
-use crate::gpu::Gpu;
 use crate::ops::activation::Activation;
+use crate::ops::bounds::result_distance;
 use crate::ops::elementwise::ElementwiseOp;
 use crate::ops::matmul::gpu::matmul_with;
-use crate::ops::matmul::MatmulVariant;
-use crate::ops::{matmul, result_distance};
+use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
 use crate::precision::{DType, Precision};
 use crate::tensor::HostTensor;
 
@@ -123,7 +123,7 @@ pub fn compare_matmul(
     let a = normal_tensor(&mut rng, dtype, a_shape.rows, a_shape.cols, 1.0)?;
     let b = normal_tensor(&mut rng, dtype, b_shape.rows, b_shape.cols, 1.0)?;
     let expected = Cpu.matmul(&a, &b, op, precision)?.to_f64_vec();
-    gpu.require_f16_for(precision)?;
+    gpu.require(precision)?;
     let got = matmul_with(
         gpu,
         &gpu.upload(&a)?,
@@ -399,7 +399,7 @@ pub fn verify(
     let flushes = probe.flushes_subnormals();
     let precisions: Vec<Precision> = Precision::ALL
         .into_iter()
-        .filter(|p| !p.needs_shader_f16() || gpu.supports_f16())
+        .filter(|&p| gpu.supports(p))
         .collect();
     let mut rows = Vec::new();
     let mut push = |kernel: String, precision: Precision, shapes: usize, comparison: Comparison| {

@@ -230,7 +230,7 @@ fn a_linear_net_with_standard_normal_weights_grows_the_second_moment_by_the_widt
 /// - the whole trajectory: log(measured/theory) does a random walk with variance ≈ 5·t/n per
 ///   layer for ReLU (Hanin and Rolnick 2018; smaller for tanh), held to 5σ.
 fn assert_tracks_theory(config: &NetworkConfig, run: &RunRecord) {
-    let prediction = predict(config);
+    let prediction = predict(&config.mean_field());
     let n = config.widths[1] as f64;
     let per_layer = 5.0 * (2.0 / n).sqrt();
     for t in 1..=config.depth {
@@ -328,7 +328,7 @@ fn sigmoid_starves_the_bottom_layers_and_the_scaled_sigmoid_does_not() {
 /// The layer where theory expects the largest |z| of batch·width values to pass `limit`:
 /// the largest of N draws of N(0, q) is about √q·√(2 ln 2N).
 fn predicted_overflow_layer(config: &NetworkConfig, limit: f64) -> Option<usize> {
-    let prediction = predict(config);
+    let prediction = predict(&config.mean_field());
     let samples = (config.batch * config.widths[1]) as f64;
     let typical_max = (2.0 * (2.0 * samples).ln()).sqrt();
     (1..=config.depth)

@@ -308,7 +308,7 @@ fn records_of_pieces_merge_into_the_record_of_the_whole() {
     v[9_000] = f32::NEG_INFINITY;
     let t = HostTensor::from_f32(1, v.len(), v).unwrap();
     let whole = reference(&t);
-    let merged = gradstab::backend::stats_in_pieces(&gradstab::Cpu, &t, 777).unwrap();
+    let merged = gradstab::Cpu.stats_in_pieces(&t, 777).unwrap();
     assert_eq!(merged.histogram, whole.histogram);
     assert_eq!(
         (merged.nan, merged.neg_inf, merged.count),
@@ -327,7 +327,7 @@ fn records_of_pieces_merge_into_the_record_of_the_whole() {
         assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
     }
     if let Some(gpu) = common::gpu("stats in pieces") {
-        let on_gpu = gradstab::backend::stats_in_pieces(&gpu, &t, 4_099).unwrap();
+        let on_gpu = gpu.stats_in_pieces(&t, 4_099).unwrap();
         assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use gradstab::Gpu;
 
-use super::{json, AdapterArg, Format};
+use super::args::{json, AdapterArg, Format};
 
 pub(crate) fn run_bench(
     adapter: &AdapterArg,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use gradstab::demo::{first_nonfinite_layer, relu_chain_max_abs, ChainConfig};
 use gradstab::{Backend, Cpu, Precision};
 
+use super::args::{gpu_or_cpu_notice, AdapterArg, BackendChoice};
 use super::run::run_all;
-use super::{gpu_or_cpu_notice, AdapterArg, BackendChoice};
 
 pub(crate) fn demo(
     adapter: &AdapterArg,
@@ -20,7 +20,7 @@ pub(crate) fn demo(
     let gpu = gpu_or_cpu_notice(adapter, backend);
     let run = |precision: Precision| -> anyhow::Result<(Vec<f64>, String)> {
         match &gpu {
-            Some(gpu) if !precision.needs_shader_f16() || gpu.supports_f16() => Ok((
+            Some(gpu) if gpu.supports(precision) => Ok((
                 relu_chain_max_abs(gpu, &config, precision)?,
                 gpu.info().adapter,
             )),
@@ -73,7 +73,9 @@ pub(crate) fn demo(
     for experiment in gradstab::experiment::demo_tour() {
         println!("{}: {}", experiment.name, experiment.summary);
         let runs = match &gpu {
-            Some(gpu) if gpu.supports_f16() => run_all(gpu, &experiment, true)?,
+            Some(gpu) if experiment.precisions.iter().all(|&p| gpu.supports(p)) => {
+                run_all(gpu, &experiment, true)?
+            }
             _ => run_all(&Cpu, &experiment, true)?,
         };
         for run in &runs {

@@ -6,7 +6,7 @@ use gradstab::gpu::probe::{probe, FormatBehaviour};
 use gradstab::gpu::{list_adapters, ADAPTER_ENV};
 use gradstab::Gpu;
 
-use super::{json, AdapterArg, Format};
+use super::args::{json, AdapterArg, Format};
 
 pub(crate) fn devices(format: Format) -> anyhow::Result<ExitCode> {
     let adapters = list_adapters();

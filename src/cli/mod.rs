@@ -1,5 +1,6 @@
 //! The command line: its arguments, shared by every command, and one module per command.
 
+pub(crate) mod args;
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod devices;
@@ -7,12 +8,10 @@ pub(crate) mod run;
 pub(crate) mod stats;
 pub(crate) mod verify;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use gradstab::ops::matmul::MatmulVariant;
-use gradstab::{Gpu, GpuOptions};
-
-pub(crate) use run::{parse_with, RunArgs};
+use args::{AdapterArg, BackendChoice, Format, StatsFormat};
+use run::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -23,48 +22,6 @@ pub(crate) use run::{parse_with, RunArgs};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum Format {
-    Table,
-    Json,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum StatsFormat {
-    Table,
-    Json,
-    Csv,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-pub(crate) enum BackendChoice {
-    Gpu,
-    Cpu,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct AdapterArg {
-    /// Use the first adapter whose name contains this (case-insensitive); default: the best
-    /// one, or GRADSTAB_ADAPTER.
-    #[arg(long, value_name = "NAME-SUBSTRING")]
-    pub(crate) adapter: Option<String>,
-    /// Use this matmul variant instead of the autotuned one: tile64-shared, tile32-shared or
-    /// tile64-direct (also GRADSTAB_MATMUL_VARIANT).
-    #[arg(long, value_parser = parse_with::<MatmulVariant>)]
-    pub(crate) matmul_variant: Option<MatmulVariant>,
-}
-
-impl AdapterArg {
-    pub(crate) fn options(&self) -> GpuOptions {
-        let mut options = GpuOptions::from_env();
-        if let Some(a) = &self.adapter {
-            options.adapter = Some(a.clone());
-        }
-        options.matmul_variant = self.matmul_variant;
-        options
-    }
 }
 
 #[derive(Subcommand)]
@@ -130,23 +87,4 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-}
-
-pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// The GPU unless the CPU was asked for; without a usable GPU, `None` and a one-line notice.
-pub(crate) fn gpu_or_cpu_notice(adapter: &AdapterArg, backend: BackendChoice) -> Option<Gpu> {
-    match backend {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => match Gpu::new(&adapter.options()) {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                eprintln!("gradstab: no usable GPU ({e}); running on the CPU backend instead.");
-                None
-            }
-        },
-    }
 }

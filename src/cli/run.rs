@@ -9,7 +9,7 @@ use gradstab::network::{run, Clip, Loss, NetworkConfig};
 use gradstab::report::run::RunReport;
 use gradstab::{Activation, Backend, Cpu, Precision};
 
-use super::{gpu_or_cpu_notice, AdapterArg, BackendChoice, StatsFormat};
+use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, StatsFormat};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -67,12 +67,6 @@ pub(crate) struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-pub(crate) fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(
-    s: &str,
-) -> Result<T, String> {
-    s.parse().map_err(|e: gradstab::Error| e.to_string())
 }
 
 /// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
@@ -210,9 +204,10 @@ pub(crate) fn run_all<B: Backend>(
 
 pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
     let gpu = gpu_or_cpu_notice(&args.adapter, args.backend);
-    let needs_f16 = experiment.precisions.iter().any(|p| p.needs_shader_f16());
-    if let (Some(gpu), true) = (&gpu, needs_f16) {
-        gpu.require_f16()?;
+    if let Some(gpu) = &gpu {
+        for &precision in &experiment.precisions {
+            gpu.require(precision)?;
+        }
     }
     let (runs, device) = match &gpu {
         Some(gpu) => (run_all(gpu, &experiment, args.quiet)?, gpu.info()),

@@ -2,24 +2,22 @@
 
 use std::process::ExitCode;
 
-use gradstab::backend::stats_in_pieces;
 use gradstab::files::FileTensor;
 use gradstab::report::TensorReport;
 use gradstab::{Backend, Cpu};
 
-use super::{gpu_or_cpu_notice, json, AdapterArg, BackendChoice, StatsFormat};
+use super::args::{gpu_or_cpu_notice, json, AdapterArg, BackendChoice, StatsFormat};
 
-/// Each tensor's record, reduced in pieces of at most `max_len(dtype)` values.
+/// Each tensor's record, reduced in pieces that fit the backend.
 pub(crate) fn file_stats<B: Backend>(
     backend: &B,
     tensors: &[FileTensor],
-    max_len: impl Fn(gradstab::DType) -> usize,
 ) -> anyhow::Result<Vec<TensorReport>> {
     tensors
         .iter()
         .map(|t| {
             let stats = match &t.values {
-                Some(values) => Some(stats_in_pieces(backend, values, max_len(values.dtype()))?),
+                Some(values) => Some(backend.stats_of_host(values)?),
                 None => None,
             };
             Ok(TensorReport::new(t, stats))
@@ -37,11 +35,8 @@ pub(crate) fn stats(
     let tensors = gradstab::files::load(file)?;
     let gpu = gpu_or_cpu_notice(adapter, backend);
     let (reports, info) = match &gpu {
-        Some(gpu) => (
-            file_stats(gpu, &tensors, |d| gpu.max_tensor_len(d))?,
-            gpu.info(),
-        ),
-        None => (file_stats(&Cpu, &tensors, |_| usize::MAX)?, Cpu.info()),
+        Some(gpu) => (file_stats(gpu, &tensors)?, gpu.info()),
+        None => (file_stats(&Cpu, &tensors)?, Cpu.info()),
     };
     let mut out = std::io::stdout().lock();
     match format {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use gradstab::verify::{verify, VerifyRow};
 use gradstab::Gpu;
 
-use super::{json, AdapterArg, Format};
+use super::args::{json, AdapterArg, Format};
 
 pub(crate) fn run_verify(
     adapter: &AdapterArg,
@@ -24,7 +24,7 @@ pub(crate) fn run_verify(
                 ""
             }
         );
-        if !gpu.supports_f16() {
+        if !gpu.supports(gradstab::Precision::F16) {
             println!("(no SHADER_F16 on this adapter: f16 and f16acc32 are skipped)");
         }
         println!(

@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::Gpu;
+use super::device::Device;
 use crate::error::{Error, Result};
 use crate::precision::DType;
 use crate::tensor::{HostData, HostTensor, Shape};
@@ -31,10 +31,10 @@ fn padded_bytes(len: usize, dtype: DType) -> u64 {
     (len as u64 * dtype.size_bytes()).div_ceil(4) * 4
 }
 
-impl Gpu {
+impl Device {
     /// A device buffer for `shape` values of `dtype`, or an error naming the sizes when it
     /// exceeds what one binding of this adapter can address.
-    pub(crate) fn alloc(&self, shape: Shape, dtype: DType, label: &str) -> Result<GpuTensor> {
+    pub fn alloc(&self, shape: Shape, dtype: DType, label: &str) -> Result<GpuTensor> {
         if shape.rows == 0 || shape.cols == 0 {
             return Err(Error::ZeroDimension {
                 op: "tensor",
@@ -42,10 +42,7 @@ impl Gpu {
             });
         }
         let bytes = padded_bytes(shape.len(), dtype);
-        let limit = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(Error::TooLarge {
                 what: format!("a {dtype} tensor of shape {shape}"),
@@ -78,7 +75,7 @@ impl Gpu {
 
     /// Uploads values as they are stored. f16 data need no `SHADER_F16` to be held or reduced
     /// (the reductions decode raw bits); the f16 kernels check for it themselves.
-    pub(crate) fn upload_tensor(&self, host: &HostTensor) -> Result<GpuTensor> {
+    pub fn upload_tensor(&self, host: &HostTensor) -> Result<GpuTensor> {
         let tensor = self.alloc(host.shape(), host.dtype(), "tensor")?;
         let mut bytes: Vec<u8> = match host.data() {
             HostData::F32(v) => bytemuck::cast_slice(v).to_vec(),
@@ -91,7 +88,7 @@ impl Gpu {
         Ok(tensor)
     }
 
-    pub(crate) fn download_tensor(&self, tensor: &GpuTensor) -> Result<HostTensor> {
+    pub fn download_tensor(&self, tensor: &GpuTensor) -> Result<HostTensor> {
         let bytes = self.read_buffer(
             &tensor.buffer,
             padded_bytes(tensor.shape.len(), tensor.dtype),
@@ -105,7 +102,7 @@ impl Gpu {
     }
 
     /// Copies `size` bytes of `buffer` back to the host.
-    pub(crate) fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let staging = self.checked("allocating a read-back buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),

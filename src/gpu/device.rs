@@ -1,109 +1,158 @@
-//! Adapter discovery and choice, and the device request.
+//! One opened wgpu device: its queue, limits, features and compiled pipelines, and the error
+//! scopes every GPU call runs in.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::adapter;
 use crate::error::{Error, Result};
+use crate::precision::{DType, Precision};
 
-/// What `gradstab devices` shows for one adapter.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub driver_info: String,
-    pub shader_f16: bool,
-    pub max_storage_buffer_binding_size: u64,
-    pub max_buffer_size: u64,
-    pub max_compute_workgroups_per_dimension: u32,
-    pub max_compute_invocations_per_workgroup: u32,
-    pub max_compute_workgroup_storage_size: u32,
+/// How to choose and open a device.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceOptions {
+    /// A case-insensitive substring of the adapter's name; `None` takes the best adapter.
+    pub adapter: Option<String>,
+    /// Open the device without `SHADER_F16` even where the adapter has it.
+    pub disable_shader_f16: bool,
+    /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's limit.
+    pub max_workgroups_per_dimension: Option<u32>,
 }
 
-impl AdapterSummary {
-    pub fn of(adapter: &wgpu::Adapter) -> Self {
+/// A compiled pipeline is known by its shader file, its generated header and its entry point.
+pub(crate) type PipelineKey = (&'static str, String, &'static str);
+
+/// A wgpu device, with the pipelines compiled on it so far.
+pub struct Device {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    /// Workgroups per grid dimension before a grid folds into y.
+    pub(crate) grid_limit: u32,
+    pub(crate) shader_f16: bool,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl Device {
+    /// Opens the chosen adapter with its own limits, and with `SHADER_F16` where it has it.
+    pub fn open(options: &DeviceOptions) -> Result<Device> {
+        let instance = adapter::instance();
+        let adapter = adapter::choose_adapter(&instance, options.adapter.as_deref())?;
         let info = adapter.get_info();
+        let shader_f16 =
+            adapter.features().contains(wgpu::Features::SHADER_F16) && !options.disable_shader_f16;
+        let required_features = if shader_f16 {
+            wgpu::Features::SHADER_F16
+        } else {
+            wgpu::Features::empty()
+        };
         let limits = adapter.limits();
-        AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: info.driver.clone(),
-            driver_info: info.driver_info.clone(),
-            shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-            max_buffer_size: limits.max_buffer_size,
-            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gradstab"),
+            required_features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        // Every operation runs inside an error scope; anything that still escapes is reported
+        // rather than aborting the process, which is wgpu's default.
+        device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
+            eprintln!("gradstab: uncaptured GPU error: {e}");
+        }));
+        let grid_limit = options
+            .max_workgroups_per_dimension
+            .unwrap_or(u32::MAX)
+            .clamp(1, limits.max_compute_workgroups_per_dimension.max(1));
+        Ok(Device {
+            device,
+            queue,
+            info,
+            limits,
+            grid_limit,
+            shader_f16,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Waits until every submitted kernel has finished (for timing).
+    pub fn wait_idle(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu {
+                adapter: self.adapter_name(),
+                during: "synchronize".into(),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn adapter_name(&self) -> String {
+        self.info.name.clone()
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Whether the adapter is a hardware GPU rather than a CPU implementation such as lavapipe.
+    pub fn is_hardware(&self) -> bool {
+        self.info.device_type != wgpu::DeviceType::Cpu
+    }
+
+    /// The most values of `dtype` one tensor can hold on this device (one storage binding).
+    pub fn max_tensor_len(&self, dtype: DType) -> usize {
+        (self.max_binding_bytes() / dtype.size_bytes()) as usize
+    }
+
+    /// The largest buffer one storage binding can address.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    pub fn supports_f16(&self) -> bool {
+        self.shader_f16
+    }
+
+    /// Whether kernels in `precision` can run here.
+    pub fn supports(&self, precision: Precision) -> bool {
+        !precision.needs_shader_f16() || self.shader_f16
+    }
+
+    /// The error for a precision this device cannot run.
+    pub fn missing_f16(&self) -> Error {
+        Error::MissingFeature {
+            adapter: self.adapter_name(),
+            feature: "SHADER_F16 (needed for f16 and f16acc32)",
+            hint:
+                "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
         }
     }
-}
 
-pub(crate) fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
-}
-
-/// Every adapter the instance can see, best first.
-pub(crate) fn ranked_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
-    adapters
-}
-
-/// A hardware GPU first, then a software Vulkan adapter such as lavapipe; among equals, the
-/// native compute APIs before OpenGL.
-fn rank(info: &wgpu::AdapterInfo) -> u32 {
-    let device = match info.device_type {
-        wgpu::DeviceType::DiscreteGpu => 40,
-        wgpu::DeviceType::IntegratedGpu => 30,
-        wgpu::DeviceType::VirtualGpu => 20,
-        wgpu::DeviceType::Cpu => 10,
-        wgpu::DeviceType::Other => 0,
-    };
-    let backend = match info.backend {
-        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
-        wgpu::Backend::Gl => 0,
-        _ => 1,
-    };
-    device + backend
-}
-
-/// All adapters, best first, as `gradstab devices` lists them.
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    ranked_adapters(&instance())
-        .iter()
-        .map(AdapterSummary::of)
-        .collect()
-}
-
-/// Picks the best adapter, or the first whose name contains `filter` (case-insensitive).
-pub(crate) fn choose_adapter(
-    instance: &wgpu::Instance,
-    filter: Option<&str>,
-) -> Result<wgpu::Adapter> {
-    let adapters = ranked_adapters(instance);
-    if adapters.is_empty() {
-        return Err(Error::NoAdapter {
-            detail: String::new(),
-        });
-    }
-    match filter {
-        None => Ok(adapters.into_iter().next().expect("not empty")),
-        Some(wanted) => {
-            let needle = wanted.to_lowercase();
-            let names: Vec<String> = adapters
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({:?})", i.name, i.backend)
-                })
-                .collect();
-            adapters
-                .into_iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                .ok_or_else(|| Error::AdapterNotFound {
-                    requested: wanted.to_string(),
-                    available: names.join(", "),
-                })
+    /// Runs `f` inside error scopes and turns any validation, memory or internal error it
+    /// raised into an `Err` that names the adapter and the step.
+    pub(crate) fn checked<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(internal.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            None => Ok(value),
+            Some(e) => Err(Error::Gpu {
+                adapter: self.adapter_name(),
+                during: during.to_string(),
+                message: e.to_string(),
+            }),
         }
     }
 }

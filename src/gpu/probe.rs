@@ -5,9 +5,9 @@
 
 use half::f16;
 
-use super::Gpu;
+use super::device::Device;
+use super::kernel::{Header, KernelSource};
 use crate::error::Result;
-use crate::gpu::kernels::KernelSpec;
 use crate::precision::DType;
 use crate::tensor::{HostTensor, Shape};
 
@@ -110,13 +110,23 @@ fn describe_overflow(v: f64, max: f64) -> String {
     }
 }
 
-fn probe_format(gpu: &Gpu, dtype: DType) -> Result<FormatBehaviour> {
+/// The probe kernel for one format.
+pub fn kernel(dtype: DType) -> KernelSource {
+    KernelSource {
+        file: "probe.wgsl",
+        body: include_str!("../../shaders/probe.wgsl"),
+        header: Header::new().element_types(dtype, dtype),
+        entry_point: "main",
+    }
+}
+
+fn probe_format(gpu: &Device, dtype: DType) -> Result<FormatBehaviour> {
     let values = inputs(dtype);
     let values_f32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let input = HostTensor::from_f32_as(dtype, 1, values.len(), &values_f32)?;
     let input = gpu.upload_tensor(&input)?;
     let output = gpu.alloc(Shape::new(1, 7), dtype, "probe output")?;
-    let pipeline = gpu.pipeline(KernelSpec::probe(dtype))?;
+    let pipeline = gpu.pipeline(&kernel(dtype))?;
     gpu.dispatch(
         &pipeline,
         &[(0, &input.buffer), (1, &output.buffer)],
@@ -145,7 +155,7 @@ fn probe_format(gpu: &Gpu, dtype: DType) -> Result<FormatBehaviour> {
 }
 
 /// Runs the probe on `gpu`.
-pub fn probe(gpu: &Gpu) -> Result<ProbeReport> {
+pub fn probe(gpu: &Device) -> Result<ProbeReport> {
     let info = gpu.adapter_info();
     Ok(ProbeReport {
         adapter: info.name.clone(),
@@ -154,7 +164,7 @@ pub fn probe(gpu: &Gpu) -> Result<ProbeReport> {
             .trim()
             .to_string(),
         f32: probe_format(gpu, DType::F32)?,
-        f16: if gpu.supports_f16() {
+        f16: if gpu.supports(crate::precision::Precision::F16) {
             Some(probe_format(gpu, DType::F16)?)
         } else {
             None

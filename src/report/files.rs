@@ -171,7 +171,7 @@ pub fn histogram_bars(out: &mut impl Write, s: &StatsRecord) -> std::io::Result<
 pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let mut header = vec!["name", "shape", "dtype"];
-    header.extend(super::RECORD_COLUMNS);
+    header.extend(super::columns::RECORD_COLUMNS);
     header.push("note");
     w.write_record(&header)?;
     for r in reports {
@@ -183,13 +183,13 @@ pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
             .join("x");
         let mut row = vec![r.name.clone(), shape, r.dtype.clone()];
         match &r.stats {
-            Some(s) => row.extend(super::record_fields(s)),
+            Some(s) => row.extend(super::columns::record_fields(s)),
             // A tensor without elements: a count of 0 and empty fields.
             None => {
                 row.push("0".into());
                 row.extend(std::iter::repeat_n(
                     String::new(),
-                    super::RECORD_COLUMNS.len() - 1,
+                    super::columns::RECORD_COLUMNS.len() - 1,
                 ));
             }
         }

@@ -127,7 +127,7 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
 pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let mut header = vec!["variant", "precision", "layer", "quantity"];
-    header.extend(super::RECORD_COLUMNS);
+    header.extend(super::columns::RECORD_COLUMNS);
     header.push("theory_second_moment");
     w.write_record(&header)?;
     for run in &report.runs {
@@ -154,7 +154,7 @@ pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
                     layer.layer.to_string(),
                     name.into(),
                 ];
-                row.extend(super::record_fields(s));
+                row.extend(super::columns::record_fields(s));
                 row.push(theory.map(|v| format!("{v:e}")).unwrap_or_default());
                 w.write_record(&row)?;
             }

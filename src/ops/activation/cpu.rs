@@ -5,30 +5,12 @@
 
 use rayon::prelude::*;
 
-use super::Activation;
-use crate::precision::{DType, Precision};
+use super::{Activation, INPUT_CLAMP, TANH_COEFFICIENTS, TANH_POLYNOMIAL_BELOW};
+use crate::error::Result;
+use crate::precision::{Arith, Precision};
+use crate::tensor::HostTensor;
 
-/// Rounds each intermediate to the arithmetic type of a precision.
-#[derive(Clone, Copy)]
-pub(crate) struct Arith(pub DType);
-
-impl Arith {
-    #[inline]
-    pub(crate) fn r(self, x: f32) -> f32 {
-        match self.0 {
-            DType::F32 => x,
-            DType::F16 => half::f16::from_f32(x).to_f32(),
-        }
-    }
-
-    /// A literal constant as the shader compiler would round it.
-    #[inline]
-    fn c(self, x: f64) -> f32 {
-        self.0.round(x) as f32
-    }
-}
-
-const CLAMP: f32 = 120.0;
+const CLAMP: f32 = INPUT_CLAMP as f32;
 
 fn sigmoid(x: f32, a: Arith) -> f32 {
     let xc = x.clamp(-CLAMP, CLAMP);
@@ -50,10 +32,7 @@ fn sigmoid_derivative(x: f32, a: Arith) -> f32 {
 
 fn tanh_small(x: f32, a: Arith) -> f32 {
     let x2 = a.r(x * x);
-    let c3 = a.c(-0.33333333333);
-    let c5 = a.c(0.13333333333);
-    let c7 = a.c(-0.053968253968);
-    let c9 = a.c(0.021869488536);
+    let [c3, c5, c7, c9] = TANH_COEFFICIENTS.map(|c| a.c(c));
     let p = a.r(c7 + a.r(x2 * c9));
     let p = a.r(c5 + a.r(x2 * p));
     let p = a.r(c3 + a.r(x2 * p));
@@ -63,7 +42,7 @@ fn tanh_small(x: f32, a: Arith) -> f32 {
 fn tanh_stable(x: f32, a: Arith) -> f32 {
     let xc = x.clamp(-CLAMP, CLAMP);
     let abs = xc.abs();
-    if abs < 0.125 {
+    if abs < a.c(TANH_POLYNOMIAL_BELOW) {
         return tanh_small(xc, a);
     }
     let e = a.r((a.r(-2.0 * abs)).exp());
@@ -157,4 +136,15 @@ pub(crate) fn apply(
             store.r(y)
         })
         .collect()
+}
+
+/// act(x) or act'(x) of a tensor already checked to be stored as `precision` requires.
+pub(crate) fn run(
+    act: Activation,
+    x: &HostTensor,
+    precision: Precision,
+    derivative: bool,
+) -> Result<HostTensor> {
+    let out = apply(act, &x.f32_values(), precision, derivative);
+    HostTensor::from_f32_vec_as(precision.storage(), x.shape().rows, x.shape().cols, out)
 }

@@ -1,14 +1,9 @@
 //! Host code of shaders/activation.wgsl.
 
-use super::Activation;
-use crate::backend::check_dtypes;
+use super::{Activation, INPUT_CLAMP, TANH_COEFFICIENTS, TANH_POLYNOMIAL_BELOW};
 use crate::error::Result;
-use crate::gpu::kernels::{KernelSpec, ShaderFamily};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, GpuTensor, Header, KernelSource};
 use crate::precision::Precision;
-
-/// Threads per workgroup of the elementwise kernels.
-pub(crate) const WORKGROUP: u64 = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -21,16 +16,48 @@ struct Params {
     _pad: [u32; 3],
 }
 
-pub(crate) fn apply(
-    gpu: &Gpu,
+/// The kernel of act (`derivative` false) or act' in one precision.
+pub fn kernel(precision: Precision, derivative: bool) -> KernelSource {
+    let mut header = Header::new()
+        .precision(precision)
+        .constant_float("INPUT_CLAMP", INPUT_CLAMP)
+        .constant_float("TANH_POLYNOMIAL_BELOW", TANH_POLYNOMIAL_BELOW);
+    for (name, c) in ["TANH_C3", "TANH_C5", "TANH_C7", "TANH_C9"]
+        .iter()
+        .zip(TANH_COEFFICIENTS)
+    {
+        header = header.constant_float(name, c);
+    }
+    for (code, kind) in Activation::KINDS.iter().enumerate() {
+        header = header.constant_u32(&format!("KIND_{}", kind.to_uppercase()), code as u32);
+    }
+    KernelSource {
+        file: "activation.wgsl",
+        body: include_str!("../../../shaders/activation.wgsl"),
+        header,
+        entry_point: if derivative { "derivative" } else { "forward" },
+    }
+}
+
+/// Every activation kernel, for the naga test.
+pub fn kernels() -> Vec<KernelSource> {
+    Precision::ALL
+        .into_iter()
+        .flat_map(|p| [kernel(p, false), kernel(p, true)])
+        .collect()
+}
+
+/// act(x) or act'(x) on an operand already checked to be stored as `precision` requires.
+pub(crate) fn run(
+    gpu: &Device,
     act: Activation,
     x: &GpuTensor,
     precision: Precision,
     derivative: bool,
 ) -> Result<GpuTensor> {
-    check_dtypes(act.name(), precision, &[x.dtype()])?;
-    let len = x.shape().len() as u64;
-    let (groups_x, groups_y) = gpu.grid(len.div_ceil(WORKGROUP), act.name())?;
+    let pipeline = gpu.pipeline(&kernel(precision, derivative))?;
+    let len = x.shape().len();
+    let (groups_x, groups_y) = gpu.element_grid(len, act.name())?;
     let out = gpu.alloc(x.shape(), precision.storage(), "activation output")?;
     let (kind, alpha, beta) = act.kernel_code();
     let params = gpu.uniform(&Params {
@@ -41,8 +68,6 @@ pub(crate) fn apply(
         groups_x,
         _pad: [0; 3],
     });
-    let entry = if derivative { "derivative" } else { "forward" };
-    let pipeline = gpu.pipeline(KernelSpec::new(ShaderFamily::Activation, precision, entry))?;
     gpu.dispatch(
         &pipeline,
         &[(0, &x.buffer), (1, &out.buffer), (2, &params)],

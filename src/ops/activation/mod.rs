@@ -10,6 +10,21 @@ use std::str::FromStr;
 use crate::error::Error;
 use crate::precision::{DType, Precision};
 
+/// Inputs are clamped to ±INPUT_CLAMP, where every activation here is saturated in f32 and f16
+/// alike, so `exp` never overflows.
+pub const INPUT_CLAMP: f64 = 120.0;
+/// Below this |x|, tanh is the odd polynomial x + x·x²·p(x²), which keeps relative accuracy
+/// where (1 − e^−2|x|)/(1 + e^−2|x|) would cancel.
+pub const TANH_POLYNOMIAL_BELOW: f64 = 0.125;
+/// p(y) = c3 + y·(c5 + y·(c7 + y·c9)): the Taylor coefficients of tanh, each rounded once to
+/// the arithmetic type by the shader compiler and by the CPU reference alike.
+pub const TANH_COEFFICIENTS: [f64; 4] = [
+    -0.33333333333,
+    0.13333333333,
+    -0.053968253968,
+    0.021869488536,
+];
+
 /// The activations a layer can use.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -62,15 +77,27 @@ impl Activation {
         }
     }
 
-    /// The kind code the shader switches on (shaders/activation.wgsl).
+    /// The kinds, in the order of their codes: the shader switches on `KIND_<NAME>`, which
+    /// its header defines from this list.
+    pub const KINDS: [&'static str; 6] = [
+        "linear",
+        "relu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "scaled_sigmoid",
+    ];
+
+    /// The kind code and the two parameters the kernel reads.
     pub(crate) fn kernel_code(&self) -> (u32, f32, f32) {
+        let code = Activation::KINDS
+            .iter()
+            .position(|k| *k == self.name())
+            .expect("every kind is listed") as u32;
         match *self {
-            Activation::Linear { alpha, beta } => (0, alpha, beta),
-            Activation::Relu => (1, 0.0, 0.0),
-            Activation::LeakyRelu { slope } => (2, slope, 0.0),
-            Activation::Sigmoid => (3, 0.0, 0.0),
-            Activation::Tanh => (4, 0.0, 0.0),
-            Activation::ScaledSigmoid => (5, 0.0, 0.0),
+            Activation::Linear { alpha, beta } => (code, alpha, beta),
+            Activation::LeakyRelu { slope } => (code, slope, 0.0),
+            _ => (code, 0.0, 0.0),
         }
     }
 
@@ -164,14 +191,14 @@ impl Activation {
             // An infinite or NaN answer must be reproduced exactly.
             return 0.0;
         }
-        let xc = x.clamp(-120.0, 120.0).abs();
+        let xc = x.clamp(-INPUT_CLAMP, INPUT_CLAMP).abs();
         // Relative error of exp(−t) for t ≥ 0: (c + 2t) ULP, and one ULP is at most 2u relative.
         let exp_rel = |t: f64| {
             let c = if arith == DType::F16 { 1.0 } else { 3.0 };
             (c + 2.0 * t) * 2.0 * u
         };
         let tanh_rel = |a: f64| {
-            if a < 0.125 {
+            if a < TANH_POLYNOMIAL_BELOW {
                 6.0 * u
             } else {
                 4.0 * exp_rel(2.0 * a) + 10.0 * u

@@ -4,25 +4,19 @@
 use rayon::prelude::*;
 
 use super::{scalar_as, ElementwiseOp};
-use crate::backend::{check_dtypes, check_same_shape};
 use crate::error::Result;
-use crate::ops::activation::cpu::Arith;
-use crate::precision::Precision;
+use crate::precision::{Arith, Precision};
 use crate::tensor::HostTensor;
 
-/// `op` on `x` (and `y`, for hadamard and axpy) with scalar `s`.
-pub(crate) fn apply(
+/// `op` on `x` (and `y`, for hadamard and axpy) with scalar `s`, on operands already checked
+/// to match each other and `precision`.
+pub(crate) fn run(
     op: ElementwiseOp,
     x: &HostTensor,
     y: Option<&HostTensor>,
     s: f32,
     precision: Precision,
 ) -> Result<HostTensor> {
-    check_dtypes(op.name(), precision, &[x.dtype()])?;
-    if let Some(y) = y {
-        check_dtypes(op.name(), precision, &[y.dtype()])?;
-        check_same_shape(op.name(), x.shape(), y.shape())?;
-    }
     let a = Arith(precision.arithmetic());
     let s = scalar_as(precision.arithmetic(), s);
     let xs = x.f32_values();

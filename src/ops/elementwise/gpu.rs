@@ -1,11 +1,8 @@
 //! Host code of shaders/elementwise.wgsl.
 
 use super::ElementwiseOp;
-use crate::backend::{check_dtypes, check_same_shape};
 use crate::error::Result;
-use crate::gpu::kernels::{KernelSpec, ShaderFamily};
-use crate::gpu::{Gpu, GpuTensor};
-use crate::ops::activation::gpu::WORKGROUP;
+use crate::gpu::{Device, GpuTensor, Header, KernelSource};
 use crate::precision::Precision;
 
 #[repr(C)]
@@ -17,22 +14,37 @@ struct Params {
     _pad: u32,
 }
 
-/// `op` on `x` (and `y`, for hadamard and axpy) with scalar `s`.
-pub(crate) fn apply(
-    gpu: &Gpu,
+/// The kernel of one op in one precision.
+pub fn kernel(op: ElementwiseOp, precision: Precision) -> KernelSource {
+    KernelSource {
+        file: "elementwise.wgsl",
+        body: include_str!("../../../shaders/elementwise.wgsl"),
+        header: Header::new().precision(precision),
+        entry_point: op.entry_point(),
+    }
+}
+
+/// Every elementwise kernel, for the naga test.
+pub fn kernels() -> Vec<KernelSource> {
+    Precision::ALL
+        .into_iter()
+        .flat_map(|p| ElementwiseOp::ALL.map(|op| kernel(op, p)))
+        .collect()
+}
+
+/// `op` on `x` (and `y`, for hadamard and axpy) with scalar `s`, on operands already checked
+/// to match each other and `precision`.
+pub(crate) fn run(
+    gpu: &Device,
     op: ElementwiseOp,
     x: &GpuTensor,
     y: Option<&GpuTensor>,
     s: f32,
     precision: Precision,
 ) -> Result<GpuTensor> {
-    check_dtypes(op.name(), precision, &[x.dtype()])?;
-    if let Some(y) = y {
-        check_dtypes(op.name(), precision, &[y.dtype()])?;
-        check_same_shape(op.name(), x.shape(), y.shape())?;
-    }
-    let len = x.shape().len() as u64;
-    let (groups_x, groups_y) = gpu.grid(len.div_ceil(WORKGROUP), op.name())?;
+    let pipeline = gpu.pipeline(&kernel(op, precision))?;
+    let len = x.shape().len();
+    let (groups_x, groups_y) = gpu.element_grid(len, op.name())?;
     let out = gpu.alloc(x.shape(), precision.storage(), "elementwise output")?;
     let params = gpu.uniform(&Params {
         len: len as u32,
@@ -40,11 +52,6 @@ pub(crate) fn apply(
         scalar: s,
         _pad: 0,
     });
-    let pipeline = gpu.pipeline(KernelSpec::new(
-        ShaderFamily::Elementwise,
-        precision,
-        op.entry_point(),
-    ))?;
     let mut bindings = vec![(0, &x.buffer), (2, &out.buffer), (3, &params)];
     if let Some(y) = y {
         bindings.push((1, &y.buffer));

@@ -42,11 +42,6 @@ impl ElementwiseOp {
         }
     }
 
-    /// Whether the op reads a second tensor `y`.
-    pub fn takes_y(self) -> bool {
-        matches!(self, ElementwiseOp::Hadamard | ElementwiseOp::Axpy)
-    }
-
     /// The largest difference allowed between two conforming results `c1`, `c2` of this op on
     /// one element, where `product` is the exact |a·x| (or |x·y|):
     /// - clamping returns an input or the bound, exactly;

@@ -13,7 +13,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use crate::backend::MatmulOp;
+use super::MatmulOp;
 use crate::error::Result;
 use crate::precision::{f16_from_f64, Precision};
 use crate::tensor::{HostData, HostTensor};
@@ -21,18 +21,18 @@ use crate::tensor::{HostData, HostTensor};
 /// Products below this many multiply-adds run on one thread: spawning costs more.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
 
-pub(crate) fn matmul(
+/// `op(A)·op(B)` on operands already checked to be `m × k` by `k × n` in `precision`.
+pub(crate) fn run(
     a: &HostTensor,
     b: &HostTensor,
     op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
     precision: Precision,
 ) -> Result<HostTensor> {
-    crate::backend::check_dtypes("matmul", precision, &[a.dtype(), b.dtype()])?;
-    let (m, k, n) = op.dims(a.shape(), b.shape())?;
     match precision {
         Precision::F32 => {
             let (HostData::F32(av), HostData::F32(bv)) = (a.data(), b.data()) else {
-                unreachable!("dtypes checked above")
+                unreachable!("dtypes checked by the caller")
             };
             HostTensor::from_f32(m, n, gemm_f32(av, bv, op, m, k, n))
         }
@@ -42,7 +42,7 @@ pub(crate) fn matmul(
         }
         Precision::F16 => {
             let (HostData::F16(av), HostData::F16(bv)) = (a.data(), b.data()) else {
-                unreachable!("dtypes checked above")
+                unreachable!("dtypes checked by the caller")
             };
             HostTensor::from_f16(m, n, f16_in_order(av, bv, op, (m, k, n), true))
         }
@@ -101,7 +101,7 @@ pub fn gemm_f32(a: &[f32], b: &[f32], op: MatmulOp, m: usize, k: usize, n: usize
 /// Pure f16 summed in order: for each element, acc ← fl16(a·b + acc) for p = 0, 1, …, k − 1
 /// with `fused`, or acc ← fl16(fl16(a·b) + acc) without, as a device whose f16 `fma` is not
 /// fused computes it (`gradstab probe` says which). The backend uses the fused form, as
-/// DESIGN.md specifies; the unfused one lets a test demand bit-identical results from such a
+/// docs/design.md specifies; the unfused one lets a test demand bit-identical results from such a
 /// device.
 pub fn f16_in_order(
     a: &[f16],

@@ -1,10 +1,9 @@
 //! Host code of shaders/matmul.wgsl.
 
-use super::MatmulVariant;
-use crate::backend::{check_dtypes, MatmulOp};
+use super::{MatmulOp, MatmulVariant, THREADS_PER_EDGE};
 use crate::error::Result;
-use crate::gpu::kernels::KernelSpec;
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::ops::checks;
 use crate::precision::Precision;
 use crate::tensor::Shape;
 
@@ -17,31 +16,65 @@ struct Params {
     groups_x: u32,
 }
 
-/// `op(A)·op(B)` with the variant the device's autotuning chose (or the one it was told to use).
-pub(crate) fn matmul(
-    gpu: &Gpu,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    op: MatmulOp,
-    precision: Precision,
-) -> Result<GpuTensor> {
-    check_dtypes("matmul", precision, &[a.dtype(), b.dtype()])?;
-    op.dims(a.shape(), b.shape())?;
-    let variant = gpu.matmul_variant(precision)?;
-    matmul_with(gpu, a, b, op, precision, variant)
+/// The kernel of one precision, transpose pair and variant.
+pub fn kernel(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> KernelSource {
+    KernelSource {
+        file: "matmul.wgsl",
+        body: include_str!("../../../shaders/matmul.wgsl"),
+        header: Header::new()
+            .precision(precision)
+            .constant_bool("TRANSPOSE_A", op.transpose_a)
+            .constant_bool("TRANSPOSE_B", op.transpose_b)
+            .constant_u32("THREADS_PER_EDGE", THREADS_PER_EDGE)
+            .constant_u32("REG", variant.register_block())
+            .constant_bool("USE_SHARED", variant.uses_workgroup_memory()),
+        entry_point: "main",
+    }
 }
 
-/// `op(A)·op(B)` with a given variant.
+/// Every matmul kernel, for the naga test.
+pub fn kernels() -> Vec<KernelSource> {
+    let mut all = Vec::new();
+    for precision in Precision::ALL {
+        for op in MatmulOp::ALL {
+            for variant in MatmulVariant::ALL {
+                all.push(kernel(precision, op, variant));
+            }
+        }
+    }
+    all
+}
+
+/// `op(A)·op(B)` with a given variant, for callers outside a backend (the autotuner, `verify`,
+/// `bench`): the operands are checked here.
 pub fn matmul_with(
-    gpu: &Gpu,
+    gpu: &Device,
     a: &GpuTensor,
     b: &GpuTensor,
     op: MatmulOp,
     precision: Precision,
     variant: MatmulVariant,
 ) -> Result<GpuTensor> {
-    check_dtypes("matmul", precision, &[a.dtype(), b.dtype()])?;
-    let (m, k, n) = op.dims(a.shape(), b.shape())?;
+    let dims = checks::matmul(
+        (a.shape(), a.dtype()),
+        (b.shape(), b.dtype()),
+        op,
+        precision,
+    )?;
+    run(gpu, a, b, op, dims, precision, variant)
+}
+
+/// The dispatch itself, on operands already checked to be `m × k` by `k × n`.
+pub(crate) fn run(
+    gpu: &Device,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    precision: Precision,
+    variant: MatmulVariant,
+) -> Result<GpuTensor> {
+    let pipeline = gpu.pipeline(&kernel(precision, op, variant))?;
     let tile = variant.tile();
     let tiles = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
     let (groups_x, groups_y) = gpu.grid(tiles, "matmul")?;
@@ -52,7 +85,6 @@ pub fn matmul_with(
         k: k as u32,
         groups_x,
     });
-    let pipeline = gpu.pipeline(KernelSpec::matmul(precision, op, variant))?;
     gpu.dispatch(
         &pipeline,
         &[

@@ -1,15 +1,89 @@
 //! Matrix product `C = op(A) · op(B)`: the error bound that holds any two conforming backends
 //! together. The CPU reference is in `cpu.rs`, the host code of shaders/matmul.wgsl in `gpu.rs`.
 
+pub mod autotune;
 pub mod cpu;
 pub mod gpu;
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::gamma;
-use crate::error::Error;
+use super::bounds::gamma;
+use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
+use crate::tensor::Shape;
+
+/// Which operands of a matmul are read transposed: `C = op(A) · op(B)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MatmulOp {
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+}
+
+impl MatmulOp {
+    pub const ALL: [MatmulOp; 4] = [
+        MatmulOp::new(false, false),
+        MatmulOp::new(false, true),
+        MatmulOp::new(true, false),
+        MatmulOp::new(true, true),
+    ];
+
+    pub const fn new(transpose_a: bool, transpose_b: bool) -> Self {
+        MatmulOp {
+            transpose_a,
+            transpose_b,
+        }
+    }
+
+    /// `NN`, `NT`, `TN` or `TT`, as in BLAS.
+    pub fn name(self) -> &'static str {
+        match (self.transpose_a, self.transpose_b) {
+            (false, false) => "NN",
+            (false, true) => "NT",
+            (true, false) => "TN",
+            (true, true) => "TT",
+        }
+    }
+
+    /// The stored shapes of A and B for an `m × k` by `k × n` product.
+    pub fn operand_shapes(self, m: usize, k: usize, n: usize) -> (Shape, Shape) {
+        let a = if self.transpose_a {
+            Shape::new(k, m)
+        } else {
+            Shape::new(m, k)
+        };
+        let b = if self.transpose_b {
+            Shape::new(n, k)
+        } else {
+            Shape::new(k, n)
+        };
+        (a, b)
+    }
+
+    /// `(m, k, n)` of the product, or an error naming both shapes.
+    pub fn dims(self, a: Shape, b: Shape) -> Result<(usize, usize, usize)> {
+        let (m, ka) = if self.transpose_a {
+            (a.cols, a.rows)
+        } else {
+            (a.rows, a.cols)
+        };
+        let (kb, n) = if self.transpose_b {
+            (b.cols, b.rows)
+        } else {
+            (b.rows, b.cols)
+        };
+        if ka != kb {
+            return Err(Error::ShapeMismatch {
+                op: "matmul",
+                detail: format!(
+                    "op(A) of A{a} is {m}×{ka} but op(B) of B{b} is {kb}×{n} ({}): inner dimensions {ka} ≠ {kb}",
+                    self.name()
+                ),
+            });
+        }
+        Ok((m, ka, n))
+    }
+}
 
 /// The largest difference allowed between two results of one element of `op(A)·op(B)`
 /// computed by two conforming backends in `precision`:
@@ -65,7 +139,7 @@ fn finite_or_zero(x: f64) -> f64 {
 pub fn sum_abs_products(
     a: &[f64],
     b: &[f64],
-    op: crate::backend::MatmulOp,
+    op: MatmulOp,
     m: usize,
     k: usize,
     n: usize,
@@ -92,6 +166,10 @@ pub fn sum_abs_products(
     }
     out
 }
+
+/// A matmul workgroup is THREADS_PER_EDGE × THREADS_PER_EDGE threads, each owning a REG × REG
+/// block of C (both written into the shader's header).
+pub const THREADS_PER_EDGE: u32 = 16;
 
 /// A way of computing the product on the GPU. Every variant sums k in order with fma, so all of
 /// them give the same bits; they differ only in speed, which depends on the device.
@@ -130,7 +208,7 @@ impl MatmulVariant {
 
     /// The edge of the block of C one workgroup computes.
     pub fn tile(self) -> usize {
-        16 * self.register_block() as usize
+        (THREADS_PER_EDGE * self.register_block()) as usize
     }
 
     pub fn uses_workgroup_memory(self) -> bool {
@@ -147,7 +225,7 @@ impl fmt::Display for MatmulVariant {
 impl FromStr for MatmulVariant {
     type Err = Error;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self> {
         MatmulVariant::ALL
             .into_iter()
             .find(|v| v.name() == s.trim())

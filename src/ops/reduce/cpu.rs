@@ -3,7 +3,10 @@
 use rayon::prelude::*;
 
 use crate::precision::DType;
-use crate::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST};
+use crate::stats::{
+    cast_counts, classify_bits, CastCounts, CastReport, ExponentHistogram, NumericClass,
+    StatsRecord, BF16_CAST, F16_CAST,
+};
 use crate::tensor::{HostData, HostTensor};
 
 /// Values per piece of the parallel reductions.
@@ -69,71 +72,43 @@ fn reduce_slice<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
         .expect("at least one piece")
 }
 
-/// The record of values given as raw storage bits and exact values (for callers that have
-/// them apart).
-pub fn reference_of_bits(bits: &[u32], values: &[f64], dtype: DType) -> StatsRecord {
-    #[derive(Clone, Copy)]
-    struct Pair(u32, f64);
-    impl Stored for Pair {
-        fn bits(self) -> u32 {
-            self.0
-        }
-        fn value(self) -> f64 {
-            self.1
-        }
-    }
-    let pairs: Vec<Pair> = bits.iter().zip(values).map(|(&b, &v)| Pair(b, v)).collect();
-    piece_record(&pairs, dtype)
-}
-
 /// The exact record of one piece, in two passes: classes, extrema and the sum, then the
 /// squared deviations from the mean.
 fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
     let mut histogram = ExponentHistogram::empty(dtype);
-    // Field layout of the storage type: exponent shift, all-ones exponent, mantissa mask.
-    let (exp_shift, exp_ones, mantissa_mask): (u32, u32, u32) = match dtype {
-        DType::F32 => (23, 0xff, 0x7f_ffff),
-        DType::F16 => (10, 0x1f, 0x3ff),
-    };
-    let sign_bit = 1u32 << (exp_shift + exp_ones.count_ones());
     let (mut nan, mut pos_inf, mut neg_inf, mut zero, mut subnormal) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut cast = [0u64; 6];
+    let (mut f16_cast, mut bf16_cast) = (CastCounts::default(), CastCounts::default());
     let (mut n, mut sum, mut min, mut max, mut abs_max) =
         (0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &stored in values {
-        let bits = stored.bits();
-        let exponent = (bits >> exp_shift) & exp_ones;
-        let mantissa = bits & mantissa_mask;
-        if exponent == exp_ones {
-            match (mantissa != 0, bits & sign_bit != 0) {
-                (true, _) => nan += 1,
-                (false, false) => pos_inf += 1,
-                (false, true) => neg_inf += 1,
+        let class = classify_bits(stored.bits(), dtype);
+        match class {
+            NumericClass::Nan => nan += 1,
+            NumericClass::PosInf => pos_inf += 1,
+            NumericClass::NegInf => neg_inf += 1,
+            NumericClass::Zero | NumericClass::Subnormal | NumericClass::Normal(_) => {
+                let x = stored.value();
+                n += 1;
+                sum += x;
+                min = min.min(x);
+                max = max.max(x);
+                abs_max = abs_max.max(x.abs());
+                match class {
+                    NumericClass::Zero => zero += 1,
+                    NumericClass::Subnormal => subnormal += 1,
+                    NumericClass::Normal(e) => {
+                        histogram.normal[(e - histogram.min_exponent) as usize] += 1
+                    }
+                    _ => unreachable!("finite classes only"),
+                }
+                if class != NumericClass::Zero {
+                    // What a cast of this finite, non-zero value to f16 or bf16 would do.
+                    let bits = (x as f32).to_bits();
+                    f16_cast.add(cast_counts(bits, &F16_CAST));
+                    bf16_cast.add(cast_counts(bits, &BF16_CAST));
+                }
             }
-            continue;
-        }
-        let x = stored.value();
-        n += 1;
-        sum += x;
-        min = min.min(x);
-        max = max.max(x);
-        abs_max = abs_max.max(x.abs());
-        if exponent == 0 {
-            if mantissa == 0 {
-                zero += 1;
-                continue;
-            }
-            subnormal += 1;
-        } else {
-            histogram.normal[(exponent - 1) as usize] += 1;
-        }
-        // What a cast of this finite, non-zero value to f16 or bf16 would do.
-        let magnitude = (x as f32).to_bits() & 0x7FFF_FFFF;
-        for (i, t) in [F16_CAST, BF16_CAST].iter().enumerate() {
-            cast[3 * i] += (magnitude >= t.overflow) as u64;
-            cast[3 * i + 1] += (magnitude > t.zero && magnitude < t.subnormal_below) as u64;
-            cast[3 * i + 2] += (magnitude <= t.zero) as u64;
         }
     }
     histogram.zero = zero;
@@ -155,11 +130,6 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
         let l2 = (squared_deviations + n as f64 * mean * mean).sqrt();
         (mean, squared_deviations / n as f64, min, max, abs_max, l2)
     };
-    let counts = |i: usize| CastCounts {
-        overflow: cast[3 * i],
-        subnormal: cast[3 * i + 1],
-        zero: cast[3 * i + 2],
-    };
     StatsRecord {
         count: values.len() as u64,
         mean,
@@ -175,8 +145,8 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
         subnormal,
         histogram,
         cast: CastReport {
-            f16: counts(0),
-            bf16: counts(1),
+            f16: f16_cast,
+            bf16: bf16_cast,
         },
     }
 }

@@ -8,19 +8,20 @@ pub mod gpu;
 use crate::precision::F32_UNIT_ROUNDOFF;
 use crate::stats::StatsRecord;
 
-/// Elements one thread of a pass reads (PER_THREAD in the shader).
+/// Elements one thread of a pass reads (PER_THREAD in the shader's header).
 pub const PER_THREAD: usize = 32;
-/// Threads per workgroup.
+/// Threads per workgroup (THREADS in the shader's header).
 pub const THREADS: usize = 256;
 /// Elements one workgroup of a pass reads.
 pub const CHUNK: usize = PER_THREAD * THREADS;
 
 /// The depth of the f32 accumulation of one segment of `len` elements: a Welford chain of
-/// PER_THREAD updates, a tree of log2(256) combinations in the workgroup, a chain over the
-/// workgroups a combining thread folds, and another tree of log2(256).
+/// PER_THREAD updates, a tree of log2(THREADS) combinations in the workgroup, a chain over the
+/// workgroups a combining thread folds, and another tree of log2(THREADS).
 pub fn accumulation_depth(len: usize) -> usize {
     let chunks = len.div_ceil(CHUNK).max(1);
-    PER_THREAD + 8 + chunks.div_ceil(THREADS) + 8 + 3
+    let tree = THREADS.ilog2() as usize;
+    PER_THREAD + tree + chunks.div_ceil(THREADS) + tree + 3
 }
 
 /// Bounds on |mean − exact mean| and |variance − exact variance| for the GPU's f32

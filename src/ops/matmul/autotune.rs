@@ -4,15 +4,15 @@
 //! adapter, driver and gradstab version. A cache that cannot be read, or that an older version
 //! wrote, is ignored with a warning and written anew; it is never trusted blindly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use super::Gpu;
-use crate::backend::{Backend, MatmulOp};
+use super::gpu::matmul_with;
+use super::{MatmulOp, MatmulVariant};
 use crate::error::Result;
-use crate::ops::matmul::gpu::matmul_with;
-use crate::ops::matmul::MatmulVariant;
+use crate::gpu::Device;
 use crate::precision::Precision;
 use crate::tensor::HostTensor;
 
@@ -66,41 +66,64 @@ pub struct VariantTiming {
     pub gflops: f64,
 }
 
-impl Gpu {
-    fn cache_key(&self) -> String {
-        let i = &self.info;
-        format!(
-            "{} | {:?} | {} {}",
-            i.name, i.backend, i.driver, i.driver_info
-        )
+/// The tuning state of one device: a forced variant, or the choices made so far.
+#[derive(Default)]
+pub struct Tuning {
+    forced: Option<MatmulVariant>,
+    cache_path: Option<PathBuf>,
+    chosen: Mutex<HashMap<Precision, MatmulVariant>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+fn cache_key(gpu: &Device) -> String {
+    let i = gpu.adapter_info();
+    format!(
+        "{} | {:?} | {} {}",
+        i.name, i.backend, i.driver, i.driver_info
+    )
+}
+
+impl Tuning {
+    /// `forced`, else `GRADSTAB_MATMUL_VARIANT`, else tuning with the cache at `cache_path`
+    /// (`None`: `default_cache_path()`).
+    pub fn new(forced: Option<MatmulVariant>, cache_path: Option<PathBuf>) -> Result<Tuning> {
+        let forced = match forced {
+            Some(v) => Some(v),
+            None => match std::env::var(VARIANT_ENV) {
+                Ok(name) if !name.trim().is_empty() => Some(name.parse::<MatmulVariant>()?),
+                _ => None,
+            },
+        };
+        Ok(Tuning {
+            forced,
+            cache_path: cache_path.or_else(default_cache_path),
+            ..Tuning::default()
+        })
     }
 
     fn warn(&self, message: String) {
         eprintln!("gradstab: warning: {message}");
-        self.tuning
-            .warnings
+        self.warnings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(message);
     }
 
     /// Warnings the autotune cache gave so far (also printed on stderr).
-    pub fn autotune_warnings(&self) -> Vec<String> {
-        self.tuning
-            .warnings
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// The variant matmul uses in `precision`: the forced one, else the one tuned for this
-    /// device (from memory, the disk cache, or a fresh tuning run).
-    pub fn matmul_variant(&self, precision: Precision) -> Result<MatmulVariant> {
-        if let Some(v) = self.tuning.forced {
+    /// The variant matmul uses in `precision` on `gpu`: the forced one, else the one tuned for
+    /// this device (from memory, the disk cache, or a fresh tuning run).
+    pub fn variant(&self, gpu: &Device, precision: Precision) -> Result<MatmulVariant> {
+        if let Some(v) = self.forced {
             return Ok(v);
         }
         if let Some(v) = self
-            .tuning
             .chosen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -108,9 +131,9 @@ impl Gpu {
         {
             return Ok(*v);
         }
-        let key = self.cache_key();
+        let key = cache_key(gpu);
         let mut cached: Option<CacheFile> = None;
-        if let Some(path) = &self.tuning.cache_path {
+        if let Some(path) = &self.cache_path {
             match read_cache(path) {
                 Ok(file) => cached = file,
                 Err(why) => self.warn(format!(
@@ -132,8 +155,8 @@ impl Gpu {
                         from_cache.map(String::as_str).unwrap_or("")
                     ));
                 }
-                let (best, _) = self.autotune(precision)?;
-                if let Some(path) = &self.tuning.cache_path {
+                let (best, _) = autotune(gpu, precision)?;
+                if let Some(path) = &self.cache_path {
                     let mut file = cached.unwrap_or_default();
                     file.format = CACHE_FORMAT;
                     file.gradstab = env!("CARGO_PKG_VERSION").to_string();
@@ -151,55 +174,50 @@ impl Gpu {
                 best
             }
         };
-        self.tuning
-            .chosen
+        self.chosen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(precision, variant);
         Ok(variant)
     }
+}
 
-    /// Times every variant on a square product (256 on a CPU-type adapter, 1024 on a GPU) and
-    /// returns the fastest with all timings (the best of three runs after a warm-up each).
-    pub fn autotune(&self, precision: Precision) -> Result<(MatmulVariant, Vec<VariantTiming>)> {
-        if precision.needs_shader_f16() {
-            self.require_f16()?;
-        }
-        let n = if self.info.device_type == wgpu::DeviceType::Cpu {
-            256
-        } else {
-            1024
-        };
-        let values: Vec<f32> = (0..n * n)
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-            .collect();
-        let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
-        let (a, b) = (self.upload(&host)?, self.upload(&host)?);
-        let mut timings = Vec::new();
-        for variant in MatmulVariant::ALL {
-            let mut best = f64::INFINITY;
-            for run in 0..4 {
-                let start = Instant::now();
-                let c = matmul_with(self, &a, &b, MatmulOp::default(), precision, variant)?;
-                self.synchronize()?;
-                drop(c);
-                if run > 0 {
-                    best = best.min(start.elapsed().as_secs_f64());
-                }
-            }
-            timings.push(VariantTiming {
-                variant,
-                seconds: best,
-                gflops: 2.0 * (n * n * n) as f64 / best / 1e9,
-            });
-        }
-        let fastest = timings
-            .iter()
-            .min_by(|x, y| x.seconds.total_cmp(&y.seconds))
-            .expect("at least one variant")
-            .variant;
-        Ok((fastest, timings))
+/// Times every variant on a square product (256 on a CPU-type adapter, 1024 on a GPU) and
+/// returns the fastest with all timings (the best of three runs after a warm-up each).
+pub fn autotune(gpu: &Device, precision: Precision) -> Result<(MatmulVariant, Vec<VariantTiming>)> {
+    if !gpu.supports(precision) {
+        return Err(gpu.missing_f16());
     }
+    let n = if gpu.is_hardware() { 1024 } else { 256 };
+    let values: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
+    let (a, b) = (gpu.upload_tensor(&host)?, gpu.upload_tensor(&host)?);
+    let mut timings = Vec::new();
+    for variant in MatmulVariant::ALL {
+        let mut best = f64::INFINITY;
+        for run in 0..4 {
+            let start = Instant::now();
+            let c = matmul_with(gpu, &a, &b, MatmulOp::default(), precision, variant)?;
+            gpu.wait_idle()?;
+            drop(c);
+            if run > 0 {
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+        }
+        timings.push(VariantTiming {
+            variant,
+            seconds: best,
+            gflops: 2.0 * (n * n * n) as f64 / best / 1e9,
+        });
+    }
+    let fastest = timings
+        .iter()
+        .min_by(|x, y| x.seconds.total_cmp(&y.seconds))
+        .expect("at least one variant")
+        .variant;
+    Ok((fastest, timings))
 }
 
 /// Writes the cache through a temporary file and a rename, so a reader never sees half a file.
@@ -216,23 +234,4 @@ fn write_cache(path: &Path, file: &CacheFile) -> std::io::Result<()> {
         serde_json::to_string_pretty(file).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(&tmp, path)
-}
-
-/// The tuning state of one device.
-#[derive(Default)]
-pub(crate) struct Tuning {
-    pub(crate) forced: Option<MatmulVariant>,
-    pub(crate) cache_path: Option<PathBuf>,
-    chosen: std::sync::Mutex<std::collections::HashMap<Precision, MatmulVariant>>,
-    warnings: std::sync::Mutex<Vec<String>>,
-}
-
-impl Tuning {
-    pub(crate) fn new(forced: Option<MatmulVariant>, cache_path: Option<PathBuf>) -> Self {
-        Tuning {
-            forced,
-            cache_path,
-            ..Tuning::default()
-        }
-    }
 }

@@ -1,0 +1,99 @@
+//! The CPU backend: a complete backend of its own (fast f32 and mixed matmul through `gemm` on
+//! all cores, exact emulation of pure f16), and the reference every GPU result is held to.
+
+use super::{Backend, BackendInfo};
+use crate::error::Result;
+use crate::ops::activation::{self, Activation};
+use crate::ops::elementwise::{self, ElementwiseOp};
+use crate::ops::matmul::{self, MatmulOp};
+use crate::ops::reduce;
+use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
+use crate::tensor::{HostTensor, Shape};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Cpu {
+    pub fn new() -> Self {
+        Cpu
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = HostTensor;
+
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: "cpu".into(),
+            adapter: format!("CPU reference ({} threads)", rayon::current_num_threads()),
+            driver: format!("gradstab {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// Every precision: f16 is emulated exactly.
+    fn supports(&self, _precision: Precision) -> bool {
+        true
+    }
+
+    /// Host memory is the limit; a `Vec` holds up to `isize::MAX` bytes.
+    fn max_tensor_len(&self, dtype: DType) -> usize {
+        isize::MAX as usize / dtype.size_bytes() as usize
+    }
+
+    fn upload(&self, host: &HostTensor) -> Result<HostTensor> {
+        Ok(host.clone())
+    }
+
+    fn download(&self, tensor: &HostTensor) -> Result<HostTensor> {
+        Ok(tensor.clone())
+    }
+
+    fn shape(&self, tensor: &HostTensor) -> Shape {
+        tensor.shape()
+    }
+
+    fn dtype(&self, tensor: &HostTensor) -> DType {
+        tensor.dtype()
+    }
+
+    fn stats(&self, x: &HostTensor) -> Result<StatsRecord> {
+        Ok(reduce::cpu::reference(x))
+    }
+
+    fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {
+        Ok(reduce::cpu::reference_per_row(x))
+    }
+
+    fn run_matmul(
+        &self,
+        a: &HostTensor,
+        b: &HostTensor,
+        op: MatmulOp,
+        dims: (usize, usize, usize),
+        precision: Precision,
+    ) -> Result<HostTensor> {
+        matmul::cpu::run(a, b, op, dims, precision)
+    }
+
+    fn run_activation(
+        &self,
+        act: Activation,
+        x: &HostTensor,
+        precision: Precision,
+        derivative: bool,
+    ) -> Result<HostTensor> {
+        activation::cpu::run(act, x, precision, derivative)
+    }
+
+    fn run_elementwise(
+        &self,
+        op: ElementwiseOp,
+        x: &HostTensor,
+        y: Option<&HostTensor>,
+        scalar: f32,
+        precision: Precision,
+    ) -> Result<HostTensor> {
+        elementwise::cpu::run(op, x, y, scalar, precision)
+    }
+}

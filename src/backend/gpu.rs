@@ -1,0 +1,177 @@
+//! The GPU backend: the wgpu runtime's device (`src/gpu/`) with each op family's kernels
+//! (`src/ops/*/gpu.rs`), and the matmul variant the autotuner chose for this device.
+
+use std::path::PathBuf;
+
+use super::{Backend, BackendInfo};
+use crate::error::{Error, Result};
+use crate::gpu::{Device, DeviceOptions, GpuTensor, ADAPTER_ENV};
+use crate::ops::activation::{self, Activation};
+use crate::ops::elementwise::{self, ElementwiseOp};
+use crate::ops::matmul::autotune::{self, Tuning, VariantTiming};
+use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
+use crate::ops::reduce;
+use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
+use crate::tensor::{HostTensor, Shape};
+
+/// How to choose and open a device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// A case-insensitive substring of the adapter's name; `None` takes the best adapter.
+    pub adapter: Option<String>,
+    /// Open the device without `SHADER_F16` even where the adapter has it (to see how the
+    /// library behaves on an adapter without f16).
+    pub disable_shader_f16: bool,
+    /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's
+    /// limit (65535 on most): the folded path is then exercised by small shapes.
+    pub max_workgroups_per_dimension: Option<u32>,
+    /// Use this matmul variant instead of the autotuned one (also `GRADSTAB_MATMUL_VARIANT`).
+    pub matmul_variant: Option<MatmulVariant>,
+    /// Where to keep the autotune cache; `None` takes `autotune::default_cache_path()`.
+    pub autotune_cache: Option<PathBuf>,
+}
+
+impl GpuOptions {
+    /// The options `GRADSTAB_ADAPTER` asks for.
+    pub fn from_env() -> Self {
+        GpuOptions {
+            adapter: std::env::var(ADAPTER_ENV)
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+            ..GpuOptions::default()
+        }
+    }
+}
+
+/// A wgpu device with the kernels of this crate. It dereferences to the runtime's `Device`
+/// (adapter facts, limits, buffers).
+pub struct Gpu {
+    device: Device,
+    tuning: Tuning,
+}
+
+impl std::ops::Deref for Gpu {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl Gpu {
+    pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        let tuning = Tuning::new(options.matmul_variant, options.autotune_cache.clone())?;
+        let device = Device::open(&DeviceOptions {
+            adapter: options.adapter.clone(),
+            disable_shader_f16: options.disable_shader_f16,
+            max_workgroups_per_dimension: options.max_workgroups_per_dimension,
+        })?;
+        Ok(Gpu { device, tuning })
+    }
+
+    /// The variant matmul uses in `precision`: the forced one, else the one tuned for this
+    /// device (from memory, the disk cache, or a fresh tuning run).
+    pub fn matmul_variant(&self, precision: Precision) -> Result<MatmulVariant> {
+        self.tuning.variant(&self.device, precision)
+    }
+
+    /// Times every matmul variant in `precision` and returns the fastest with all timings.
+    pub fn autotune(&self, precision: Precision) -> Result<(MatmulVariant, Vec<VariantTiming>)> {
+        autotune::autotune(&self.device, precision)
+    }
+
+    /// Warnings the autotune cache gave so far (also printed on stderr).
+    pub fn autotune_warnings(&self) -> Vec<String> {
+        self.tuning.warnings()
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+
+    fn info(&self) -> BackendInfo {
+        let info = self.adapter_info();
+        BackendInfo {
+            backend: format!("gpu ({:?})", info.backend),
+            adapter: info.name.clone(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        }
+    }
+
+    fn supports(&self, precision: Precision) -> bool {
+        self.device.supports(precision)
+    }
+
+    fn max_tensor_len(&self, dtype: DType) -> usize {
+        self.device.max_tensor_len(dtype)
+    }
+
+    fn unsupported(&self, _precision: Precision) -> Error {
+        self.device.missing_f16()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.wait_idle()
+    }
+
+    fn upload(&self, host: &HostTensor) -> Result<GpuTensor> {
+        self.upload_tensor(host)
+    }
+
+    fn download(&self, tensor: &GpuTensor) -> Result<HostTensor> {
+        self.download_tensor(tensor)
+    }
+
+    fn shape(&self, tensor: &GpuTensor) -> Shape {
+        tensor.shape()
+    }
+
+    fn dtype(&self, tensor: &GpuTensor) -> DType {
+        tensor.dtype()
+    }
+
+    fn stats(&self, x: &GpuTensor) -> Result<StatsRecord> {
+        let mut records = reduce::gpu::segment_stats(&self.device, x, 1, x.shape().len())?;
+        Ok(records.remove(0))
+    }
+
+    fn row_stats(&self, x: &GpuTensor) -> Result<Vec<StatsRecord>> {
+        reduce::gpu::segment_stats(&self.device, x, x.shape().rows, x.shape().cols)
+    }
+
+    fn run_matmul(
+        &self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        op: MatmulOp,
+        dims: (usize, usize, usize),
+        precision: Precision,
+    ) -> Result<GpuTensor> {
+        let variant = self.matmul_variant(precision)?;
+        matmul::gpu::run(&self.device, a, b, op, dims, precision, variant)
+    }
+
+    fn run_activation(
+        &self,
+        act: Activation,
+        x: &GpuTensor,
+        precision: Precision,
+        derivative: bool,
+    ) -> Result<GpuTensor> {
+        activation::gpu::run(&self.device, act, x, precision, derivative)
+    }
+
+    fn run_elementwise(
+        &self,
+        op: ElementwiseOp,
+        x: &GpuTensor,
+        y: Option<&GpuTensor>,
+        scalar: f32,
+        precision: Precision,
+    ) -> Result<GpuTensor> {
+        elementwise::gpu::run(&self.device, op, x, y, scalar, precision)
+    }
+}

@@ -1,0 +1,231 @@
+//! The handful of primitives a deep MLP needs, implemented by the GPU backend (`gpu.rs`) and
+//! by the CPU reference (`cpu.rs`). Both keep the numeric contract of docs/design.md: the same
+//! formulas, f16 rounding after every operation in pure f16, and results that differ only
+//! within the bounds of `ops::*`.
+//!
+//! The trait's provided methods (`matmul`, `activation`, `hadamard`, …) check every operand
+//! once, here, and only then call the implementation's `run_*` method, so an implementation
+//! never sees operands of the wrong shape, dtype or precision. The trait also answers what a
+//! backend can do (`supports`, `max_tensor_len`), so callers never probe for it.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::error::{Error, Result};
+use crate::ops::activation::Activation;
+use crate::ops::checks;
+use crate::ops::elementwise::ElementwiseOp;
+use crate::ops::matmul::MatmulOp;
+use crate::precision::{DType, Precision};
+use crate::stats::StatsRecord;
+use crate::tensor::{HostTensor, Shape};
+
+/// Facts about a backend, for reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendInfo {
+    pub backend: String,
+    pub adapter: String,
+    pub driver: String,
+}
+
+pub trait Backend {
+    type Tensor: std::fmt::Debug;
+
+    fn info(&self) -> BackendInfo;
+
+    /// Whether this backend can compute in `precision`.
+    fn supports(&self, precision: Precision) -> bool;
+
+    /// The most values of `dtype` one tensor can hold.
+    fn max_tensor_len(&self, dtype: DType) -> usize;
+
+    /// The error for a precision this backend does not support: what is missing and what to
+    /// do instead.
+    fn unsupported(&self, precision: Precision) -> Error {
+        Error::InvalidArgument(format!(
+            "{} cannot compute in {precision}",
+            self.info().adapter
+        ))
+    }
+
+    /// Ok where `supports(precision)`, else the error of `unsupported`.
+    fn require(&self, precision: Precision) -> Result<()> {
+        if self.supports(precision) {
+            Ok(())
+        } else {
+            Err(self.unsupported(precision))
+        }
+    }
+
+    /// Waits until all submitted work has finished (a no-op where work is synchronous); for
+    /// timing.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    fn upload(&self, host: &HostTensor) -> Result<Self::Tensor>;
+    fn download(&self, tensor: &Self::Tensor) -> Result<HostTensor>;
+    fn shape(&self, tensor: &Self::Tensor) -> Shape;
+    fn dtype(&self, tensor: &Self::Tensor) -> DType;
+
+    /// The statistics record of the whole tensor, reduced where the tensor lives; only the
+    /// record travels to the host.
+    fn stats(&self, x: &Self::Tensor) -> Result<StatsRecord>;
+
+    /// The statistics record of every row.
+    fn row_stats(&self, x: &Self::Tensor) -> Result<Vec<StatsRecord>>;
+
+    /// `C = op(A) · op(B)` on operands checked to be `m × k` by `k × n` (`dims`) and stored as
+    /// `precision` requires. Call `matmul`, which checks.
+    fn run_matmul(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: MatmulOp,
+        dims: (usize, usize, usize),
+        precision: Precision,
+    ) -> Result<Self::Tensor>;
+
+    /// act(x), or act'(x) with `derivative`, on a checked operand. Call `activation` or
+    /// `activation_derivative`, which check.
+    fn run_activation(
+        &self,
+        activation: Activation,
+        x: &Self::Tensor,
+        precision: Precision,
+        derivative: bool,
+    ) -> Result<Self::Tensor>;
+
+    /// An elementwise op on checked operands (`y` for hadamard and axpy). Call `hadamard`,
+    /// `scale`, `axpy` or `clamp_abs`, which check.
+    fn run_elementwise(
+        &self,
+        op: ElementwiseOp,
+        x: &Self::Tensor,
+        y: Option<&Self::Tensor>,
+        scalar: f32,
+        precision: Precision,
+    ) -> Result<Self::Tensor>;
+
+    /// `C = op(A) · op(B)` in the given precision.
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: MatmulOp,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.require(precision)?;
+        let dims = checks::matmul(
+            (self.shape(a), self.dtype(a)),
+            (self.shape(b), self.dtype(b)),
+            op,
+            precision,
+        )?;
+        self.run_matmul(a, b, op, dims, precision)
+    }
+
+    /// `act(x)` element by element.
+    fn activation(
+        &self,
+        activation: Activation,
+        x: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_unary(activation.name(), x, precision)?;
+        self.run_activation(activation, x, precision, false)
+    }
+
+    /// `act'(z)` element by element.
+    fn activation_derivative(
+        &self,
+        activation: Activation,
+        z: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_unary(activation.name(), z, precision)?;
+        self.run_activation(activation, z, precision, true)
+    }
+
+    /// `x ⊙ y`.
+    fn hadamard(
+        &self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_binary(ElementwiseOp::Hadamard, x, y, precision)?;
+        self.run_elementwise(ElementwiseOp::Hadamard, x, Some(y), 0.0, precision)
+    }
+
+    /// `s · x`.
+    fn scale(&self, x: &Self::Tensor, s: f32, precision: Precision) -> Result<Self::Tensor> {
+        self.check_unary(ElementwiseOp::Scale.name(), x, precision)?;
+        self.run_elementwise(ElementwiseOp::Scale, x, None, s, precision)
+    }
+
+    /// `clamp(x, −limit, limit)`, NaN kept.
+    fn clamp_abs(
+        &self,
+        x: &Self::Tensor,
+        limit: f32,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_unary(ElementwiseOp::Clamp.name(), x, precision)?;
+        self.run_elementwise(ElementwiseOp::Clamp, x, None, limit, precision)
+    }
+
+    /// `y + a · x`, returned as a new tensor.
+    fn axpy(
+        &self,
+        a: f32,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_binary(ElementwiseOp::Axpy, x, y, precision)?;
+        self.run_elementwise(ElementwiseOp::Axpy, x, Some(y), a, precision)
+    }
+
+    /// One operand, stored as `precision` requires, on a backend that supports it.
+    fn check_unary(&self, op: &'static str, x: &Self::Tensor, precision: Precision) -> Result<()> {
+        self.require(precision)?;
+        checks::dtypes(op, precision, &[self.dtype(x)])
+    }
+
+    /// Two operands of one shape, both stored as `precision` requires.
+    fn check_binary(
+        &self,
+        op: ElementwiseOp,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<()> {
+        self.require(precision)?;
+        checks::dtypes(op.name(), precision, &[self.dtype(x), self.dtype(y)])?;
+        checks::same_shape(op.name(), self.shape(x), self.shape(y))
+    }
+
+    /// The record of a host tensor of any size: reduced on this backend in pieces of at most
+    /// `max_tensor_len` values, merged on the host.
+    fn stats_of_host(&self, host: &HostTensor) -> Result<StatsRecord> {
+        self.stats_in_pieces(host, self.max_tensor_len(host.dtype()))
+    }
+
+    /// `stats_of_host` with pieces of at most `max_len` values.
+    fn stats_in_pieces(&self, host: &HostTensor, max_len: usize) -> Result<StatsRecord> {
+        let len = host.len();
+        if len <= max_len {
+            return self.stats(&self.upload(host)?);
+        }
+        let mut merged: Option<StatsRecord> = None;
+        for start in (0..len).step_by(max_len.max(1)) {
+            let piece = host.slice(start, (start + max_len).min(len))?;
+            let record = self.stats(&self.upload(&piece)?)?;
+            merged = Some(match merged {
+                None => record,
+                Some(m) => m.merge(&record),
+            });
+        }
+        Ok(merged.expect("len > max_len ≥ 1, so at least one piece"))
+    }
+}

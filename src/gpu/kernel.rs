@@ -1,0 +1,266 @@
+//! Shader templating, the pipeline cache and dispatch: everything a kernel needs from the
+//! runtime, and nothing about any particular kernel.
+//!
+//! Each op family keeps one `.wgsl` file under `shaders/`. A kernel is that file behind a
+//! short generated header, which an op family builds from its own Rust constants with
+//! [`Header`]: the element types `S` (storage) and `A` (arithmetic), and every constant the
+//! shader and the host must agree on. A constant is therefore written once, in Rust; a shader
+//! that also defined it would fail to compile (WGSL forbids redefinition), which the naga test
+//! checks for every variant. Pipelines are compiled once per (file, header, entry point).
+
+use wgpu::util::DeviceExt;
+
+use super::device::Device;
+use crate::error::{Error, Result};
+use crate::precision::{DType, Precision};
+
+/// Threads per workgroup of the one-dimensional kernels (one thread per element). Every header
+/// defines `WORKGROUP_SIZE` and `folded_index`, which recovers an element's index from a grid
+/// folded into y.
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// The generated part of a kernel's source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    text: String,
+    uses_f16: bool,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header::new()
+    }
+}
+
+impl Header {
+    pub fn new() -> Self {
+        let mut text =
+            String::from("// Generated header (src/gpu/kernel.rs and the op's gpu.rs).\n");
+        text.push_str(&format!(
+            "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
+             // The linear index of an invocation in a grid of `groups_x` workgroups per row.\n\
+             fn folded_index(id: vec3<u32>, groups_x: u32) -> u32 {{\n    \
+             return id.y * (groups_x * WORKGROUP_SIZE) + id.x;\n}}\n"
+        ));
+        Header {
+            text,
+            uses_f16: false,
+        }
+    }
+
+    /// `alias S` (storage) and `alias A` (arithmetic), and `is_nan_bits(x: A)`, a NaN test on
+    /// the raw bits that a compiler assuming finite math cannot fold away.
+    pub fn element_types(mut self, storage: DType, arithmetic: DType) -> Self {
+        if storage == DType::F16 || arithmetic == DType::F16 {
+            self.uses_f16 = true;
+        }
+        self.text.push_str(&format!(
+            "alias S = {};\nalias A = {};\n",
+            storage.wgsl(),
+            arithmetic.wgsl()
+        ));
+        self.text.push_str(match arithmetic {
+            DType::F32 => {
+                "fn is_nan_bits(x: A) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}\n"
+            }
+            // Widening f16 to f32 keeps NaN a NaN; naga has no 16-bit bitcast.
+            DType::F16 => {
+                "fn is_nan_bits(x: A) -> bool {\n    return (bitcast<u32>(f32(x)) & 0x7fffffffu) > 0x7f800000u;\n}\n"
+            }
+        });
+        self
+    }
+
+    /// The element types of a precision policy.
+    pub fn precision(self, precision: Precision) -> Self {
+        self.element_types(precision.storage(), precision.arithmetic())
+    }
+
+    pub fn constant_u32(mut self, name: &str, value: u32) -> Self {
+        self.text
+            .push_str(&format!("const {name}: u32 = {value}u;\n"));
+        self
+    }
+
+    pub fn constant_i32(mut self, name: &str, value: i32) -> Self {
+        self.text
+            .push_str(&format!("const {name}: i32 = {value}i;\n"));
+        self
+    }
+
+    pub fn constant_bool(mut self, name: &str, value: bool) -> Self {
+        self.text
+            .push_str(&format!("const {name}: bool = {value};\n"));
+        self
+    }
+
+    /// An abstract-float constant: the shader converts it to `A` at compile time, rounding the
+    /// decimal value once, as the CPU reference rounds the same f64.
+    pub fn constant_float(mut self, name: &str, value: f64) -> Self {
+        assert!(value.is_finite(), "{name} = {value}");
+        // `{:?}` writes the shortest decimal that reads back as the same f64, with a point.
+        self.text.push_str(&format!("const {name} = {value:?};\n"));
+        self
+    }
+
+    pub fn uses_f16(&self) -> bool {
+        self.uses_f16
+    }
+}
+
+/// One compilable kernel: a shader file behind a header, and the entry point to run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelSource {
+    /// The file under `shaders/`, for messages.
+    pub file: &'static str,
+    pub body: &'static str,
+    pub header: Header,
+    pub entry_point: &'static str,
+}
+
+impl KernelSource {
+    /// The full WGSL source: `enable f16;` where needed, the header, then the file.
+    pub fn source(&self) -> String {
+        let enable = if self.header.uses_f16() {
+            "enable f16;\n"
+        } else {
+            ""
+        };
+        format!("{enable}{}\n{}", self.header.text, self.body)
+    }
+
+    /// Whether compiling this kernel needs `SHADER_F16`.
+    pub fn uses_f16(&self) -> bool {
+        self.header.uses_f16()
+    }
+}
+
+/// One dispatch of a multi-kernel submission.
+pub struct Dispatch<'a> {
+    pub pipeline: &'a wgpu::ComputePipeline,
+    /// `(binding, buffer)` in group 0; only the bindings the entry point uses exist in its
+    /// layout, so each caller names those.
+    pub buffers: &'a [(u32, &'a wgpu::Buffer)],
+    pub grid: (u32, u32),
+}
+
+impl Device {
+    /// The compiled pipeline of `kernel`, built on first use.
+    pub fn pipeline(&self, kernel: &KernelSource) -> Result<wgpu::ComputePipeline> {
+        if kernel.uses_f16() && !self.shader_f16 {
+            return Err(self.missing_f16());
+        }
+        let key = (kernel.file, kernel.header.text.clone(), kernel.entry_point);
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let label = format!("{} {}", kernel.file, kernel.entry_point);
+        let pipeline = self.checked(&format!("compiling {}", kernel.file), || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(kernel.entry_point),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A small uniform buffer holding `params`.
+    pub fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Lays `groups` workgroups out on a grid: up to the adapter's per-dimension limit along x,
+    /// folded into rows along y beyond it. Kernels recover their linear index as
+    /// `y · groups_x + x` and skip the padding of the last row.
+    pub fn grid(&self, groups: u64, what: &str) -> Result<(u32, u32)> {
+        let max = self.grid_limit as u64;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::GridTooLarge {
+                what: what.to_string(),
+                groups,
+                limit: max * max,
+                adapter: self.adapter_name(),
+            });
+        }
+        Ok((x as u32, y as u32))
+    }
+
+    /// The grid of a one-dimensional kernel over `len` elements.
+    pub fn element_grid(&self, len: usize, what: &str) -> Result<(u32, u32)> {
+        self.grid((len as u64).div_ceil(WORKGROUP_SIZE as u64), what)
+    }
+
+    /// Runs one dispatch in its own submission.
+    pub fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+        grid: (u32, u32),
+        label: &str,
+    ) -> Result<()> {
+        self.dispatch_all(
+            &[Dispatch {
+                pipeline,
+                buffers,
+                grid,
+            }],
+            label,
+        )
+    }
+
+    /// Runs several dispatches in order in one submission; each sees the writes of the last.
+    pub fn dispatch_all(&self, dispatches: &[Dispatch<'_>], label: &str) -> Result<()> {
+        self.checked(label, || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+            for d in dispatches {
+                let layout = d.pipeline.get_bind_group_layout(0);
+                let entries: Vec<wgpu::BindGroupEntry> = d
+                    .buffers
+                    .iter()
+                    .map(|&(binding, b)| wgpu::BindGroupEntry {
+                        binding,
+                        resource: b.as_entire_binding(),
+                    })
+                    .collect();
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(label),
+                    layout: &layout,
+                    entries: &entries,
+                });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(label),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(d.pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
+            }
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! The configuration of a deep MLP and its run: widths, activation, initialiser, input, bias,
+//! residual connections, loss and clipping, and the weights, biases and inputs a seed draws
+//! for it. Same seed, same numbers, on every backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::init::{self, Init, InputInit};
+use crate::ops::activation::Activation;
+use crate::precision::DType;
+use crate::tensor::HostTensor;
+use crate::theory::{MeanFieldNetwork, TopGradient};
+
+/// Weights up to this size stay on the device between forward and backward.
+pub const KEEP_WEIGHTS_BYTES: u64 = 1 << 30;
+
+/// Where backward starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// ∂l/∂H^d ~ N(0, 1): the signal-propagation convention.
+    Probe,
+    /// l = Σ H^d, so ∂l/∂H^d = 1.
+    Sum,
+    /// l = mean((H^d − Y)²) against targets Y ~ N(0, 1), as torch.nn.MSELoss.
+    Mse,
+}
+
+impl FromStr for Loss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "probe" => Ok(Loss::Probe),
+            "sum" => Ok(Loss::Sum),
+            "mse" => Ok(Loss::Mse),
+            _ => Err(Error::Parse {
+                what: "loss",
+                value: s.to_string(),
+                expected: "probe, sum or mse",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Loss::Probe => "probe",
+            Loss::Sum => "sum",
+            Loss::Mse => "mse",
+        })
+    }
+}
+
+/// Gradient clipping of the weight gradients, with PyTorch's semantics.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", content = "limit", rename_all = "snake_case")]
+pub enum Clip {
+    /// `clip_grad_norm_(max_norm)`: scale every gradient by min(1, max_norm / (‖g‖ + 1e-6)).
+    Norm(f64),
+    /// `clip_grad_value_(clip_value)`: clamp every element to [−clip_value, clip_value].
+    Value(f64),
+}
+
+/// Everything that defines one network and its run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NetworkConfig {
+    pub depth: usize,
+    /// n_0 (the input width), n_1, …, n_depth.
+    pub widths: Vec<usize>,
+    pub batch: usize,
+    pub activation: Activation,
+    pub init: Init,
+    pub input: InputInit,
+    /// Biases are drawn from N(0, bias_std²); 0 means no bias.
+    pub bias_std: f64,
+    pub residual: bool,
+    pub loss: Loss,
+    pub clip: Option<Clip>,
+    pub seed: u64,
+}
+
+impl NetworkConfig {
+    /// A ReLU net with He initialisation and an N(0, 1) input.
+    pub fn new(depth: usize, width: usize, batch: usize) -> Self {
+        NetworkConfig {
+            depth,
+            widths: vec![width; depth + 1],
+            batch,
+            activation: Activation::Relu,
+            init: Init::KaimingNormal {
+                mode: init::FanMode::FanIn,
+                gain: None,
+            },
+            input: InputInit::Normal { std: 1.0 },
+            bias_std: 0.0,
+            residual: false,
+            loss: Loss::Probe,
+            clip: None,
+            seed: 0,
+        }
+    }
+
+    /// Sets the widths from one width or a list: `[w]` for every layer, or n_0 … n_depth.
+    pub fn with_widths(mut self, widths: &[usize]) -> Result<Self> {
+        self.widths = match widths.len() {
+            1 => vec![widths[0]; self.depth + 1],
+            n if n == self.depth + 1 => widths.to_vec(),
+            n => {
+                return Err(Error::InvalidArgument(format!(
+                    "--width takes one width or depth + 1 = {} widths (input, then each layer), got {n}",
+                    self.depth + 1
+                )))
+            }
+        };
+        Ok(self)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.depth == 0 || self.batch == 0 {
+            return bad("depth and batch must be at least 1".into());
+        }
+        if self.widths.len() != self.depth + 1 || self.widths.contains(&0) {
+            return bad(format!(
+                "need depth + 1 = {} widths of at least 1, got {:?}",
+                self.depth + 1,
+                self.widths
+            ));
+        }
+        if self.residual && self.widths.windows(2).any(|w| w[0] != w[1]) {
+            return bad("residual connections need every width equal".into());
+        }
+        if !(self.bias_std >= 0.0 && self.bias_std.is_finite()) {
+            return bad(format!(
+                "bias std must be finite and ≥ 0, got {}",
+                self.bias_std
+            ));
+        }
+        if let Some(Clip::Norm(l) | Clip::Value(l)) = self.clip {
+            if !(l > 0.0 && l.is_finite()) {
+                return bad(format!("a clipping limit must be finite and > 0, got {l}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// W^t, [n_t, n_{t−1}], from (seed, t) alone.
+    pub fn weight(&self, t: usize, dtype: DType) -> Result<HostTensor> {
+        let (n_in, n_out) = (self.widths[t - 1], self.widths[t]);
+        let mut rng = init::stream(self.seed, init::WEIGHTS, t);
+        let w = self.init.sample(n_in, n_out, &self.activation, &mut rng);
+        HostTensor::from_f32_as(dtype, n_out, n_in, &w)
+    }
+
+    /// b^t as a [1, n_t] row, or `None` without biases.
+    pub fn bias(&self, t: usize, dtype: DType) -> Result<Option<HostTensor>> {
+        if self.bias_std == 0.0 {
+            return Ok(None);
+        }
+        let mut rng = init::stream(self.seed, init::BIASES, t);
+        let b = InputInit::Normal { std: self.bias_std }.sample(self.widths[t], &mut rng);
+        HostTensor::from_f32_as(dtype, 1, self.widths[t], &b).map(Some)
+    }
+
+    pub fn input_batch(&self, dtype: DType) -> Result<HostTensor> {
+        let mut rng = init::stream(self.seed, init::INPUT, 0);
+        let x = self.input.sample(self.batch * self.widths[0], &mut rng);
+        HostTensor::from_f32_as(dtype, self.batch, self.widths[0], &x)
+    }
+
+    /// Bytes of all weights in `dtype`.
+    pub fn weight_bytes(&self, dtype: DType) -> u64 {
+        self.widths
+            .windows(2)
+            .map(|w| (w[0] * w[1]) as u64)
+            .sum::<u64>()
+            * dtype.size_bytes()
+    }
+
+    pub fn keeps_weights(&self, dtype: DType) -> bool {
+        self.weight_bytes(dtype) <= KEEP_WEIGHTS_BYTES
+    }
+
+    /// The most device memory a run holds at once, in bytes: the kept tensors (Z^t of every
+    /// layer, H^{t−1} too with residual connections, the weights while they fit
+    /// `KEEP_WEIGHTS_BYTES`) plus the working set of the widest layer (a weight and its
+    /// gradient, and a few activations). It grows linearly with depth · width · batch, plus
+    /// depth · width² while weights are kept.
+    pub fn device_memory_bytes(&self, dtype: DType) -> u64 {
+        let b = dtype.size_bytes();
+        let acts: u64 = self.widths[1..]
+            .iter()
+            .map(|&n| (self.batch * n) as u64)
+            .sum();
+        let kept = acts * b * if self.residual { 2 } else { 1 };
+        let weights = if self.keeps_weights(dtype) {
+            self.weight_bytes(dtype)
+        } else {
+            0
+        };
+        let widest = *self.widths.iter().max().unwrap() as u64;
+        let working = (2 * widest * widest + 8 * self.batch as u64 * widest) * b;
+        kept + weights + working
+    }
+
+    /// What the mean-field theory needs of this network, as plain values: the second moment
+    /// of the weights this initialiser draws for each layer, the input's, and where backward
+    /// starts.
+    pub fn mean_field(&self) -> MeanFieldNetwork {
+        MeanFieldNetwork {
+            widths: self.widths.clone(),
+            activation: self.activation,
+            weight_second_moments: self
+                .widths
+                .windows(2)
+                .map(|w| self.init.second_moment(w[0], w[1], &self.activation))
+                .collect(),
+            input_second_moment: self.input.second_moment(),
+            bias_variance: self.bias_std * self.bias_std,
+            residual: self.residual,
+            top_gradient: match self.loss {
+                Loss::Probe | Loss::Sum => TopGradient::Unit,
+                Loss::Mse => TopGradient::MseAgainstStandardNormal {
+                    elements: (self.batch * self.widths[self.depth]) as f64,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! A deep MLP's pass as separate steps over backend tensors: `forward`, `loss_gradient`,
+//! `backward` and the two clipping rules. `run` (in `mod.rs`) composes them and records the
+//! statistics of every layer; training composes them again, step after step.
+//!
+//! Layer t computes Z^t = H^{t−1}·W^tᵀ (+ b^t), H^t = act(Z^t) (+ H^{t−1} with residual
+//! connections), with W^t of shape [n_t, n_{t−1}] as in PyTorch. Backward starts from
+//! ∂l/∂H^d and applies dZ = dH ⊙ act'(Z), dW = dZᵀ·H^{t−1}, dH^{t−1} = dZ·W (+ dH^t with
+//! residual connections).
+//!
+//! Memory: forward keeps only what backward needs, which is Z^t of every layer (H^{t−1} is
+//! recomputed as act(Z^{t−1}), bit for bit), plus H^{t−1} with residual connections. Weights
+//! are kept on the device while they fit `config::KEEP_WEIGHTS_BYTES`; beyond that each layer's
+//! weights are drawn again from (seed, layer) when backward needs them.
+
+use super::config::NetworkConfig;
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::ops::matmul::MatmulOp;
+use crate::precision::Precision;
+use crate::tensor::HostTensor;
+
+/// A weight kept on the device, or made again for this use.
+pub enum Kept<'a, T> {
+    Borrowed(&'a T),
+    Owned(T),
+}
+
+impl<T> Kept<'_, T> {
+    pub fn get(&self) -> &T {
+        match self {
+            Kept::Borrowed(t) => t,
+            Kept::Owned(t) => t,
+        }
+    }
+}
+
+/// The weights and biases of a network on a backend.
+pub struct Parameters<T> {
+    /// W^t at index t − 1, or `None` when they exceed `config::KEEP_WEIGHTS_BYTES` and are drawn again
+    /// for each use.
+    weights: Option<Vec<T>>,
+    /// b^t as a [1, n_t] row at index t (index 0 unused); `None` without biases.
+    biases: Vec<Option<T>>,
+    /// A [batch, 1] column of ones, which broadcasts a bias over the batch as a matmul.
+    ones: Option<T>,
+}
+
+impl<T> Parameters<T> {
+    /// Draws the weights and biases of `config` and uploads them.
+    pub fn upload<B: Backend<Tensor = T>>(
+        backend: &B,
+        config: &NetworkConfig,
+        precision: Precision,
+    ) -> Result<Self> {
+        let dtype = precision.storage();
+        let d = config.depth;
+        let weights = if config.keeps_weights(dtype) {
+            Some(
+                (1..=d)
+                    .map(|t| backend.upload(&config.weight(t, dtype)?))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
+        let mut biases = vec![None];
+        for t in 1..=d {
+            biases.push(match config.bias(t, dtype)? {
+                Some(b) => Some(backend.upload(&b)?),
+                None => None,
+            });
+        }
+        let ones = if config.bias_std > 0.0 {
+            let ones = vec![1.0; config.batch];
+            Some(backend.upload(&HostTensor::from_f32_as(dtype, config.batch, 1, &ones)?)?)
+        } else {
+            None
+        };
+        Ok(Parameters {
+            weights,
+            biases,
+            ones,
+        })
+    }
+
+    /// W^t, kept or drawn again.
+    pub fn weight<'a, B: Backend<Tensor = T>>(
+        &'a self,
+        backend: &B,
+        config: &NetworkConfig,
+        t: usize,
+        precision: Precision,
+    ) -> Result<Kept<'a, T>> {
+        Ok(match &self.weights {
+            Some(w) => Kept::Borrowed(&w[t - 1]),
+            None => Kept::Owned(backend.upload(&config.weight(t, precision.storage())?)?),
+        })
+    }
+}
+
+/// What forward keeps for backward.
+pub struct ForwardPass<T> {
+    /// Z^t at index t (index 0 unused).
+    zs: Vec<Option<T>>,
+    /// H^{t−1} at index t − 1, with residual connections only.
+    kept_h: Vec<Option<T>>,
+}
+
+/// Runs every layer forward from `input`, calling `observe(t, Z^t, H^t)` after layer t.
+/// Returns what backward needs and the output H^d.
+pub fn forward<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+    params: &Parameters<B::Tensor>,
+    input: &B::Tensor,
+    observe: &mut dyn FnMut(usize, &B::Tensor, &B::Tensor) -> Result<()>,
+) -> Result<(ForwardPass<B::Tensor>, B::Tensor)> {
+    let d = config.depth;
+    let act = config.activation;
+    let mut zs: Vec<Option<B::Tensor>> = (0..=d).map(|_| None).collect();
+    let mut kept_h: Vec<Option<B::Tensor>> = (0..=d).map(|_| None).collect();
+    let mut h: Option<B::Tensor> = None;
+    for t in 1..=d {
+        let h_prev = h.as_ref().unwrap_or(input);
+        let w = params.weight(backend, config, t, precision)?;
+        let mut z = backend.matmul(h_prev, w.get(), MatmulOp::new(false, true), precision)?;
+        if let (Some(b), Some(ones)) = (&params.biases[t], &params.ones) {
+            let broadcast = backend.matmul(ones, b, MatmulOp::default(), precision)?;
+            z = backend.axpy(1.0, &broadcast, &z, precision)?;
+        }
+        let a = backend.activation(act, &z, precision)?;
+        let h_new = if config.residual {
+            backend.axpy(1.0, &a, h_prev, precision)?
+        } else {
+            a
+        };
+        observe(t, &z, &h_new)?;
+        zs[t] = Some(z);
+        // H^{t−1} is needed again only with residual connections (otherwise it is act(Z^{t−1})).
+        let previous = h.replace(h_new);
+        if config.residual {
+            kept_h[t - 1] = previous;
+        }
+    }
+    let output = h.expect("depth ≥ 1");
+    Ok((ForwardPass { zs, kept_h }, output))
+}
+
+/// Where backward starts.
+pub enum LossStart<T> {
+    /// ∂l/∂H^d given outright (the probe's N(0, 1) draw, or ones for l = Σ H^d).
+    Upstream(T),
+    /// Targets Y of l = mean((H^d − Y)²), as torch.nn.MSELoss.
+    MseTargets(T),
+}
+
+/// ∂l/∂H^d, a tensor of its own: the given upstream gradient, or 2(H^d − Y)/N for MSE.
+pub fn loss_gradient<B: Backend>(
+    backend: &B,
+    precision: Precision,
+    output: &B::Tensor,
+    start: &LossStart<B::Tensor>,
+) -> Result<B::Tensor> {
+    match start {
+        LossStart::Upstream(u) => backend.scale(u, 1.0, precision),
+        LossStart::MseTargets(y) => {
+            let numel = backend.shape(output).len() as f32;
+            let diff = backend.axpy(-1.0, y, output, precision)?;
+            backend.scale(&diff, 2.0 / numel, precision)
+        }
+    }
+}
+
+/// Runs every layer backward from `grad_output` = ∂l/∂H^d, top first, calling
+/// `observe(t, dW^t, ∂l/∂H^{t−1})` after layer t; dW^t is handed over, to keep or drop.
+/// Returns ∂l/∂H^0.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+    params: &Parameters<B::Tensor>,
+    input: &B::Tensor,
+    pass: ForwardPass<B::Tensor>,
+    grad_output: B::Tensor,
+    observe: &mut dyn FnMut(usize, B::Tensor, &B::Tensor) -> Result<()>,
+) -> Result<B::Tensor> {
+    let act = config.activation;
+    let ForwardPass { mut zs, mut kept_h } = pass;
+    let mut g = grad_output;
+    for t in (1..=config.depth).rev() {
+        let z = zs[t].take().expect("kept by forward");
+        let derivative = backend.activation_derivative(act, &z, precision)?;
+        let dz = backend.hadamard(&g, &derivative, precision)?;
+        drop((z, derivative));
+        let h_prev_owned;
+        let h_prev = if t == 1 {
+            input
+        } else if config.residual {
+            kept_h[t - 1].as_ref().expect("kept by forward")
+        } else {
+            h_prev_owned = backend.activation(act, zs[t - 1].as_ref().expect("kept"), precision)?;
+            &h_prev_owned
+        };
+        let dw = backend.matmul(&dz, h_prev, MatmulOp::new(true, false), precision)?;
+        let w = params.weight(backend, config, t, precision)?;
+        let mut g_prev = backend.matmul(&dz, w.get(), MatmulOp::default(), precision)?;
+        if config.residual {
+            g_prev = backend.axpy(1.0, &g, &g_prev, precision)?;
+        }
+        observe(t, dw, &g_prev)?;
+        kept_h[t - 1] = None;
+        g = g_prev;
+    }
+    Ok(g)
+}
+
+/// `clip_grad_value_`: every element clamped to [−limit, limit].
+pub fn clip_value<B: Backend>(
+    backend: &B,
+    grad: &B::Tensor,
+    limit: f64,
+    precision: Precision,
+) -> Result<B::Tensor> {
+    backend.clamp_abs(grad, limit as f32, precision)
+}
+
+/// `clip_grad_norm_`'s factor for gradients of joint norm `norm`: min(1, max_norm/(norm + 1e-6)).
+pub fn clip_norm_coefficient(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
+}
+
+/// Every gradient scaled by `coefficient` (the second half of `clip_grad_norm_`).
+pub fn scale_all<B: Backend>(
+    backend: &B,
+    grads: &[B::Tensor],
+    coefficient: f64,
+    precision: Precision,
+) -> Result<Vec<B::Tensor>> {
+    grads
+        .iter()
+        .map(|g| backend.scale(g, coefficient as f32, precision))
+        .collect()
+}
