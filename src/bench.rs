@@ -20,7 +20,7 @@ use crate::tensor::HostTensor;
 pub struct BenchSizes {
     pub fma_workgroups: u64,
     pub fma_iterations: u32,
-    /// vec4<f32> words copied.
+    /// `vec4<f32>` words copied.
     pub copy_words: usize,
     /// Square matmul edge.
     pub matmul: usize,

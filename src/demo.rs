@@ -1,5 +1,5 @@
 //! The demo: a deep ReLU MLP with N(0, 1) weights, run forward in f32 and f16 side by side,
-//! showing the layer where f16 first overflows. Each layer multiplies E[h²] by width·σ²/2
+//! showing the layer where f16 first overflows. Each layer multiplies E\[h²\] by width·σ²/2
 //! (docs/theory.md), so with width 256 the largest |h| grows about √128 ≈ 11.3 times per
 //! layer. It is an ordinary network of `network::NetworkConfig`, run by `network::steps`.
 

@@ -1,4 +1,4 @@
-//! The lecture's experiments (THEORY.md §8) as named presets. A preset is an ordinary list of
+//! The lecture's experiments (docs/theory.md, "Experiments") as named presets. A preset is an ordinary list of
 //! labelled configurations and the precisions to run them in; `gradstab run` applies its flags
 //! on top of every configuration.
 

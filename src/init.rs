@@ -49,7 +49,7 @@ impl Init {
         gain.unwrap_or_else(|| calculate_gain(activation))
     }
 
-    /// E[w²] of one weight of a `fan_out × fan_in` matrix: what the mean-field theory needs.
+    /// E\[w²\] of one weight of a `fan_out × fan_in` matrix: what the mean-field theory needs.
     pub fn second_moment(&self, fan_in: usize, fan_out: usize, activation: &Activation) -> f64 {
         let (fi, fo) = (fan_in as f64, fan_out as f64);
         let fan = |mode: FanMode| match mode {

@@ -100,7 +100,7 @@ impl StatsRecord {
         self.variance.sqrt()
     }
 
-    /// E[x²] over the finite values.
+    /// E\[x²\] over the finite values.
     pub fn second_moment(&self) -> f64 {
         self.variance + self.mean * self.mean
     }

@@ -1,10 +1,10 @@
 //! What theory predicts for every layer: the mean-field recursion of docs/theory.md (Poole et
 //! al. 2016, Schoenholz et al. 2017), for any activation, bias and initialiser.
 //!
-//! Forward, the pre-activation's second moment is q^t = n_{t−1}·E[w²]·m^{t−1} + σ_b², where
+//! Forward, the pre-activation's second moment is q^t = n_{t−1}·E\[w²\]·m^{t−1} + σ_b², where
 //! m^{t−1} = E[φ(z)²] with z ~ N(0, q^{t−1}) is the second moment of the layer's input (the
 //! input batch's own for t = 1). Backward, each layer multiplies the gradient's second moment
-//! by n_t·E[w²]·E[φ'(z)²]. With residual connections h^t = h^{t−1} + φ(z^t), both add to the
+//! by n_t·E\[w²\]·E\[φ'(z)²\]. With residual connections h^t = h^{t−1} + φ(z^t), both add to the
 //! identity path instead. The one-dimensional Gaussian expectations use Gauss–Hermite
 //! quadrature; with an even number of nodes there is no node at 0, so the kink of ReLU splits
 //! the symmetric nodes exactly in half and its integrals are exact too.
@@ -106,9 +106,9 @@ pub struct MeanFieldNetwork {
     /// n_0 (the input width), n_1, …, n_d.
     pub widths: Vec<usize>,
     pub activation: Activation,
-    /// E[w²] of layer t's weights at index t − 1, as the initialiser draws them.
+    /// E\[w²\] of layer t's weights at index t − 1, as the initialiser draws them.
     pub weight_second_moments: Vec<f64>,
-    /// E[x²] of the input.
+    /// E\[x²\] of the input.
     pub input_second_moment: f64,
     /// σ_b²; 0 without biases.
     pub bias_variance: f64,

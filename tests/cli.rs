@@ -32,7 +32,7 @@ fn demo_on_the_cpu_backend_finds_the_f16_overflow_layer() {
     let out = gradstab(&["demo", "--backend", "cpu"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(DEMO_CONCLUSION), "{}", stdout(&out));
-    // The tour's conclusions, as THEORY.md §8 states them.
+    // The tour's conclusions, as docs/theory.md states them.
     assert!(
         stdout(&out).contains("×1.5 f16: forward overflows at layer 28"),
         "{}",

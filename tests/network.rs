@@ -170,7 +170,7 @@ fn powers_of_1_5_overflow_f16_at_28_and_powers_of_0_8_turn_subnormal_at_44() {
         } else {
             assert_eq!(up_run.summary.first_nonfinite_forward, None);
             assert_eq!(down_run.summary.first_subnormal, None);
-            // 1.5^100 ≈ 4.07e17, 0.8^100 ≈ 2.04e-10 (THEORY.md §1).
+            // 1.5^100 ≈ 4.07e17, 0.8^100 ≈ 2.04e-10 (docs/theory.md).
             let top = |r: &RunRecord| r.layers[100].activation.as_ref().unwrap().max;
             assert!((top(&up_run) / 4.0656e17 - 1.0).abs() < 1e-4);
             assert!((top(&down_run) / 2.0370e-10 - 1.0).abs() < 1e-4);

@@ -45,8 +45,7 @@ pub(crate) fn demo(
     for t in 0..config.depth {
         println!("{:>5}  {:>12.3e}  {:>12.3e}", t + 1, f32_max[t], f16_max[t]);
     }
-    let growth =
-        (config.width as f64 * config.weight_std as f64 * config.weight_std as f64 / 2.0).sqrt();
+    let growth = (config.width as f64 * config.weight_std * config.weight_std / 2.0).sqrt();
     println!(
         "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
         config.width / 2

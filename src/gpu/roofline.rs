@@ -86,7 +86,7 @@ pub fn fma_peak(
     Ok(threads * iterations as f64 * FLOPS_PER_ITERATION / seconds / 1e9)
 }
 
-/// Copy bandwidth over `words` vec4<f32> words, GB/s of bytes read plus bytes written.
+/// Copy bandwidth over `words` `vec4<f32>` words, GB/s of bytes read plus bytes written.
 pub fn copy_bandwidth(gpu: &Device, words: usize, repeats: usize) -> Result<f64> {
     let grid = gpu.element_grid(words, "roofline")?;
     let src = gpu.alloc(Shape::new(words, 4), DType::F32, "copy source")?;

@@ -98,6 +98,12 @@ impl<T> Parameters<T> {
     }
 }
 
+/// Told `(t, Z^t, H^t)` after forward computes layer t.
+pub type ForwardObserver<'a, T> = dyn FnMut(usize, &T, &T) -> Result<()> + 'a;
+
+/// Told `(t, dW^t, ∂l/∂H^{t−1})` after backward computes layer t; dW^t is handed over.
+pub type BackwardObserver<'a, T> = dyn FnMut(usize, T, &T) -> Result<()> + 'a;
+
 /// What forward keeps for backward.
 pub struct ForwardPass<T> {
     /// Z^t at index t (index 0 unused).
@@ -114,7 +120,7 @@ pub fn forward<B: Backend>(
     precision: Precision,
     params: &Parameters<B::Tensor>,
     input: &B::Tensor,
-    observe: &mut dyn FnMut(usize, &B::Tensor, &B::Tensor) -> Result<()>,
+    observe: &mut ForwardObserver<'_, B::Tensor>,
 ) -> Result<(ForwardPass<B::Tensor>, B::Tensor)> {
     let d = config.depth;
     let act = config.activation;
@@ -184,7 +190,7 @@ pub fn backward<B: Backend>(
     input: &B::Tensor,
     pass: ForwardPass<B::Tensor>,
     grad_output: B::Tensor,
-    observe: &mut dyn FnMut(usize, B::Tensor, &B::Tensor) -> Result<()>,
+    observe: &mut BackwardObserver<'_, B::Tensor>,
 ) -> Result<B::Tensor> {
     let act = config.activation;
     let ForwardPass { mut zs, mut kept_h } = pass;

@@ -58,8 +58,8 @@ fn events(report: &RunReport, layer: usize) -> String {
     out.join("; ")
 }
 
-/// One row per layer: for each variant the theory's E[z²] and E[g²], then each precision's
-/// measured E[z²] and E[g²] (pre-activation z and gradient g = ∂l/∂h; second moments, which
+/// One row per layer: for each variant the theory's E\[z²\] and E\[g²\], then each precision's
+/// measured E\[z²\] and E\[g²\] (pre-activation z and gradient g = ∂l/∂h; second moments, which
 /// is what theory predicts and what decides overflow; "inf" where the tensor holds a
 /// non-finite value), and the events that first happened at that layer.
 pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {

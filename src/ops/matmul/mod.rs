@@ -97,7 +97,7 @@ impl MatmulOp {
 ///   or by the whole smallest normal when the device flushes subnormals to zero; there are
 ///   at most 2k such operations per element (product and sum).
 ///
-/// `sum_abs_products` is Σ_p |op(A)[i,p]|·|op(B)[p,j]| in exact (f64) arithmetic, `c1` and `c2`
+/// `sum_abs_products` is Σ_p |op(A)\[i,p\]|·|op(B)\[p,j\]| in exact (f64) arithmetic, `c1` and `c2`
 /// the two results.
 pub fn error_bound(
     precision: Precision,
@@ -134,7 +134,7 @@ fn finite_or_zero(x: f64) -> f64 {
     }
 }
 
-/// Σ_p |op(A)[i,p]|·|op(B)[p,j]| for every element, exactly (products of f32 or f16 values are
+/// Σ_p |op(A)\[i,p\]|·|op(B)\[p,j\]| for every element, exactly (products of f32 or f16 values are
 /// exact in f64, and the sum's own rounding is far below any bound it feeds).
 pub fn sum_abs_products(
     a: &[f64],

@@ -34,7 +34,7 @@ pub fn accumulation_depth(len: usize) -> usize {
 /// - the mean errs by at most 8·D·u·R, with R = (max − min)/2 the largest |x − K|;
 /// - the variance errs by at most 8·D·u·σ·(σ + |mean − K|): its relative error scales with the
 ///   condition number √(1 + (mean − K)²/σ²) that the shift keeps near 1, where the naive
-///   E[x²] − E[x]² would scale with 1 + mean²/σ².
+///   E\[x²\] − E\[x\]² would scale with 1 + mean²/σ².
 ///
 /// Scaled values that fall below f32's normal range add 2^(E−120) to each bound.
 pub fn moment_error_bounds(exact: &StatsRecord, len: usize) -> (f64, f64) {
