@@ -50,7 +50,7 @@ fn activation(c: &mut Criterion) {
         Ok(gpu) => {
             let precisions: Vec<Precision> = Precision::ALL
                 .into_iter()
-                .filter(|p| !p.needs_shader_f16() || gpu.supports_f16())
+                .filter(|&p| gpu.supports(p))
                 .collect();
             let name = format!("gpu {}", gpu.adapter_name());
             bench_backend(c, &name, &gpu, &precisions);

@@ -69,10 +69,10 @@ fn gpu(c: &mut Criterion) {
     );
     group.sample_size(10);
     for precision in Precision::ALL {
-        if precision.needs_shader_f16() && !gpu.supports_f16() {
+        if !gpu.supports(precision) {
             continue;
         }
-        let hardware = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
+        let hardware = gpu.is_hardware();
         for n in sizes(hardware) {
             let (a, b) = operands(precision, n);
             let (a, b) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());

@@ -29,7 +29,7 @@ fn main() -> gradstab::Result<()> {
     for precision in Precision::ALL {
         let on_cpu = dot(&Cpu, precision)?;
         let on_gpu = match &gpu {
-            Ok(gpu) if !precision.needs_shader_f16() || gpu.supports_f16() => {
+            Ok(gpu) if gpu.supports(precision) => {
                 format!("{}", dot(gpu, precision)?)
             }
             _ => "-".into(),

@@ -104,6 +104,46 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
         .into_iter()
         .filter(|&p| gpu.supports(p))
         .collect();
+    let roofline = measure_roofline(gpu, &sizes, &mut progress)?;
+    let mut kernels = Vec::new();
+    matmul_figures(
+        gpu,
+        &sizes,
+        &precisions,
+        &roofline,
+        quick,
+        &mut kernels,
+        &mut progress,
+    )?;
+    memory_bound_figures(
+        gpu,
+        &sizes,
+        &precisions,
+        &roofline,
+        &mut kernels,
+        &mut progress,
+    )?;
+    let info = gpu.adapter_info();
+    Ok(BenchReport {
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        quick,
+        sizes,
+        roofline,
+        kernels,
+    })
+}
+
+/// The device's peak FMA throughput per arithmetic type and its copy bandwidth.
+fn measure_roofline(
+    gpu: &Gpu,
+    sizes: &BenchSizes,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Roofline> {
     progress("roofline");
     let mut fma_gflops = BTreeMap::new();
     let peak = |dtype| {
@@ -119,16 +159,27 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
     if gpu.supports(Precision::F16) {
         fma_gflops.insert("f16".to_string(), peak(DType::F16)?);
     }
-    let roofline = Roofline {
+    Ok(Roofline {
         fma_gflops,
         copy_gbps: copy_bandwidth(gpu, sizes.copy_words, sizes.repeats)?,
-    };
-    let mut kernels = Vec::new();
+    })
+}
+
+/// Every matmul variant (only the autotuned one with `quick`), NN and NT, in each precision.
+fn matmul_figures(
+    gpu: &Gpu,
+    sizes: &BenchSizes,
+    precisions: &[Precision],
+    roofline: &Roofline,
+    quick: bool,
+    kernels: &mut Vec<KernelFigure>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     let n = sizes.matmul;
     let values: Vec<f32> = (0..n * n)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
-    for &precision in &precisions {
+    for &precision in precisions {
         let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
         let (a, b) = (gpu.upload(&host)?, gpu.upload(&host)?);
         let peak = roofline.fma_gflops[precision.arithmetic().name()];
@@ -162,11 +213,23 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
             }
         }
     }
+    Ok(())
+}
+
+/// The memory-bound kernels: an activation, its derivative, axpy and the statistics.
+fn memory_bound_figures(
+    gpu: &Gpu,
+    sizes: &BenchSizes,
+    precisions: &[Precision],
+    roofline: &Roofline,
+    kernels: &mut Vec<KernelFigure>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     let len = sizes.elements;
     let values: Vec<f32> = (0..len)
         .map(|i| ((i * 7919) % 2000) as f32 / 500.0 - 2.0)
         .collect();
-    for &precision in &precisions {
+    for &precision in precisions {
         let host = HostTensor::from_f32_as(precision.storage(), 1, len, &values)?;
         let (x, y) = (gpu.upload(&host)?, gpu.upload(&host)?);
         let bytes = precision.storage().size_bytes() as f64 * len as f64;
@@ -203,17 +266,5 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
             memory_bound("statistics", 2.0 * bytes, &mut || gpu.stats(&x).map(drop))?;
         }
     }
-    let info = gpu.adapter_info();
-    Ok(BenchReport {
-        adapter: info.name.clone(),
-        backend: format!("{:?}", info.backend),
-        device_type: format!("{:?}", info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info)
-            .trim()
-            .to_string(),
-        quick,
-        sizes,
-        roofline,
-        kernels,
-    })
+    Ok(())
 }

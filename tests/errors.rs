@@ -71,7 +71,7 @@ fn f16_without_shader_f16_names_the_adapter_and_the_way_out() {
         ..GpuOptions::from_env()
     };
     let gpu = Gpu::new(&options).unwrap();
-    assert!(!gpu.supports_f16());
+    assert!(!gpu.supports(Precision::F16));
     // f16 data can be held (and reduced, see tests/stats.rs), but no f16 kernel runs.
     let h = gpu.upload(&ones(2, 2).cast(DType::F16)).unwrap();
     let err = gpu
