@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use super::run::RunReport;
 use crate::error::{Error, Result};
+use crate::network::LayerRecord;
 use crate::precision::{F16_MAX, F16_MIN_NORMAL};
 
 const COLOURS: [RGBColor; 6] = [
@@ -28,6 +29,9 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// What a panel plots from each layer.
+type Pick = fn(&LayerRecord) -> MeasuredAndTheory;
+
 /// Writes the plot of `report` to `path`.
 pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
@@ -39,7 +43,6 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
         .map(|r| r.config.depth)
         .max()
         .unwrap_or(1) as f64;
-    type Pick = fn(&crate::network::LayerRecord) -> MeasuredAndTheory;
     let quantities: [(&str, Pick); 2] = [
         ("forward: log10 E[z²] (pre-activation)", |l| {
             (
@@ -55,100 +58,122 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
         }),
     ];
     for (panel, (title, pick)) in panels.iter().zip(quantities) {
-        let mut points: Vec<Series> = Vec::new();
-        let mut variants: Vec<&str> = Vec::new();
-        for (i, run) in report.runs.iter().enumerate() {
-            // (layer, log10 value) of the positive, finite values `which` picks out.
-            let curve = |which: fn(MeasuredAndTheory) -> Option<f64>| -> Vec<(f64, f64)> {
-                run.record
-                    .layers
-                    .iter()
-                    .filter_map(|l| {
-                        which(pick(l))
-                            .filter(|v| v.is_finite() && *v > 0.0)
-                            .map(|v| (l.layer as f64, v.log10()))
-                    })
-                    .collect()
-            };
-            let label = format!("{} {}", run.variant, run.record.precision);
-            points.push((label, curve(|(measured, _)| measured), false, i));
-            if !variants.contains(&run.variant.as_str()) {
-                variants.push(&run.variant);
-                let label = format!("{} theory", run.variant);
-                points.push((label, curve(|(_, theory)| theory), true, i));
-            }
-        }
-        let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        let (lo, hi) = if lo.is_finite() {
-            (lo - 1.0, hi + 1.0)
-        } else {
-            (-10.0, 10.0)
-        };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(48)
-            .build_cartesian_2d(0.0..depth, lo..hi)
-            .map_err(|e| plot_error(path, e))?;
-        chart
-            .configure_mesh()
-            .x_desc("layer")
-            .y_desc("log10 second moment")
-            .draw()
-            .map_err(|e| plot_error(path, e))?;
-        // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
-        let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
-        if band.start < band.end {
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(0.0, band.start), (depth, band.end)],
-                    RGBColor(255, 230, 150).mix(0.35).filled(),
-                )))
-                .map_err(|e| plot_error(path, e))?
-                .label("rms within f16's normal range")
-                .legend(|(x, y)| {
-                    Rectangle::new(
-                        [(x, y - 5), (x + 16, y + 5)],
-                        RGBColor(255, 230, 150).filled(),
-                    )
-                });
-        }
-        let corner = emptiest_corner(&points, (0.0, depth), (lo, hi));
-        let runs = report.runs.len();
-        for (label, series, dashed, colour_index) in points {
-            let colour = COLOURS[colour_index % COLOURS.len()];
-            // Earlier runs are drawn wider, so a later run that agrees exactly stays visible
-            // inside it instead of hiding it.
-            let width = 1 + 2 * (runs - colour_index.min(runs - 1)) as u32;
-            let style = if dashed {
-                colour.mix(0.6).stroke_width(1)
-            } else {
-                colour.stroke_width(width)
-            };
-            let drawn = if dashed {
-                chart.draw_series(DashedLineSeries::new(series, 6, 4, style))
-            } else {
-                chart.draw_series(LineSeries::new(series, style))
-            };
-            drawn
-                .map_err(|e| plot_error(path, e))?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-        }
-        chart
-            .configure_series_labels()
-            .position(corner)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 11))
-            .draw()
+        let points = series(report, pick);
+        draw_panel(panel, title, points, depth, report.runs.len())
             .map_err(|e| plot_error(path, e))?;
     }
     root.present().map_err(|e| plot_error(path, e))
+}
+
+/// One measured line per run and one dashed theory line per variant: (layer, log10 value) of
+/// the positive, finite values `pick` finds.
+fn series(report: &RunReport, pick: Pick) -> Vec<Series> {
+    let mut points: Vec<Series> = Vec::new();
+    let mut variants: Vec<&str> = Vec::new();
+    for (i, run) in report.runs.iter().enumerate() {
+        let curve = |which: fn(MeasuredAndTheory) -> Option<f64>| -> Vec<(f64, f64)> {
+            run.record
+                .layers
+                .iter()
+                .filter_map(|l| {
+                    which(pick(l))
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .map(|v| (l.layer as f64, v.log10()))
+                })
+                .collect()
+        };
+        let label = format!("{} {}", run.variant, run.record.precision);
+        points.push((label, curve(|(measured, _)| measured), false, i));
+        if !variants.contains(&run.variant.as_str()) {
+            variants.push(&run.variant);
+            let label = format!("{} theory", run.variant);
+            points.push((label, curve(|(_, theory)| theory), true, i));
+        }
+    }
+    points
+}
+
+/// One panel: axes, the f16 band, every series and the legend in the emptiest corner.
+fn draw_panel(
+    panel: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    points: Vec<Series>,
+    depth: f64,
+    runs: usize,
+) -> std::result::Result<(), String> {
+    let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo - 1.0, hi + 1.0)
+    } else {
+        (-10.0, 10.0)
+    };
+    let mut chart = ChartBuilder::on(panel)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0.0..depth, lo..hi)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("layer")
+        .y_desc("log10 second moment")
+        .draw()
+        .map_err(text)?;
+    // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
+    let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
+    if band.start < band.end {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, band.start), (depth, band.end)],
+                RGBColor(255, 230, 150).mix(0.35).filled(),
+            )))
+            .map_err(text)?
+            .label("rms within f16's normal range")
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 16, y + 5)],
+                    RGBColor(255, 230, 150).filled(),
+                )
+            });
+    }
+    let corner = emptiest_corner(&points, (0.0, depth), (lo, hi));
+    for (label, series, dashed, colour_index) in points {
+        let colour = COLOURS[colour_index % COLOURS.len()];
+        // Earlier runs are drawn wider, so a later run that agrees exactly stays visible
+        // inside it instead of hiding it.
+        let width = 1 + 2 * (runs - colour_index.min(runs - 1)) as u32;
+        let style = if dashed {
+            colour.mix(0.6).stroke_width(1)
+        } else {
+            colour.stroke_width(width)
+        };
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(series, 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(series, style))
+        };
+        drawn
+            .map_err(text)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(text)?;
+    Ok(())
+}
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }
 
 type Series = (String, Vec<(f64, f64)>, bool, usize);
