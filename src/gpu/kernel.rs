@@ -264,3 +264,54 @@ impl Device {
         })
     }
 }
+
+/// The byte offset of every member of the WGSL struct `name` in `kernel`, and its size, as
+/// naga lays them out: what a host struct that mirrors it must match.
+#[cfg(test)]
+pub(crate) fn wgsl_struct_layout(kernel: &KernelSource, name: &str) -> (Vec<(String, u32)>, u32) {
+    let source = kernel.source();
+    let module = naga::front::wgsl::parse_str(&source).expect("the kernel parses");
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    let (handle, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("{} has a struct {name}", kernel.file));
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("{name} is a struct");
+    };
+    assert_eq!(layouter[handle].size, *span);
+    let members = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+        .collect();
+    (members, *span)
+}
+
+/// Asserts that a host struct of `size` bytes with the named `fields` (name, offset) mirrors
+/// the WGSL struct `name`: the same size, and each named field at the same offset. Padding
+/// members (named `_pad…`) need not be listed.
+#[cfg(test)]
+pub(crate) fn assert_mirrors(
+    kernel: &KernelSource,
+    name: &str,
+    fields: &[(&str, usize)],
+    size: usize,
+) {
+    let (members, span) = wgsl_struct_layout(kernel, name);
+    let wgsl: Vec<(String, u32)> = members
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("_pad"))
+        .collect();
+    let host: Vec<(String, u32)> = fields
+        .iter()
+        .map(|(n, o)| (n.to_string(), *o as u32))
+        .collect();
+    assert_eq!(
+        wgsl, host,
+        "{} struct {name}: members and offsets",
+        kernel.file
+    );
+    assert_eq!(span as usize, size, "{} struct {name}: size", kernel.file);
+}

@@ -108,3 +108,24 @@ pub fn copy_bandwidth(gpu: &Device, words: usize, repeats: usize) -> Result<f64>
     })?;
     Ok(BYTES_PER_WORD * words as f64 / seconds / 1e9)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::kernel::assert_mirrors;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn params_mirror_the_shader() {
+        assert_mirrors(
+            &kernel(DType::F32, "copy"),
+            "Params",
+            &[
+                ("iterations", offset_of!(Params, iterations)),
+                ("len", offset_of!(Params, len)),
+                ("groups_x", offset_of!(Params, groups_x)),
+            ],
+            size_of::<Params>(),
+        );
+    }
+}

@@ -76,3 +76,26 @@ pub(crate) fn run(
     )?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::assert_mirrors;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn params_mirror_the_shader() {
+        assert_mirrors(
+            &kernel(Precision::F32, false),
+            "Params",
+            &[
+                ("len", offset_of!(Params, len)),
+                ("kind", offset_of!(Params, kind)),
+                ("alpha", offset_of!(Params, alpha)),
+                ("beta", offset_of!(Params, beta)),
+                ("groups_x", offset_of!(Params, groups_x)),
+            ],
+            size_of::<Params>(),
+        );
+    }
+}

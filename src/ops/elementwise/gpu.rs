@@ -59,3 +59,24 @@ pub(crate) fn run(
     gpu.dispatch(&pipeline, &bindings, (groups_x, groups_y), op.name())?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::assert_mirrors;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn params_mirror_the_shader() {
+        assert_mirrors(
+            &kernel(ElementwiseOp::Axpy, Precision::F32),
+            "Params",
+            &[
+                ("len", offset_of!(Params, len)),
+                ("groups_x", offset_of!(Params, groups_x)),
+                ("scalar", offset_of!(Params, scalar)),
+            ],
+            size_of::<Params>(),
+        );
+    }
+}

@@ -98,3 +98,29 @@ pub(crate) fn run(
     )?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::assert_mirrors;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn params_mirror_the_shader() {
+        assert_mirrors(
+            &kernel(
+                Precision::F32,
+                MatmulOp::default(),
+                MatmulVariant::Tile64Shared,
+            ),
+            "Params",
+            &[
+                ("m", offset_of!(Params, m)),
+                ("n", offset_of!(Params, n)),
+                ("k", offset_of!(Params, k)),
+                ("groups_x", offset_of!(Params, groups_x)),
+            ],
+            size_of::<Params>(),
+        );
+    }
+}

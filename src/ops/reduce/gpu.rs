@@ -240,51 +240,39 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The byte offset of every member of the WGSL struct `Record`, as naga lays it out.
-    fn wgsl_record_layout() -> (Vec<(String, u32)>, u32) {
-        let source = kernel(DType::F32, "extrema_pass").source();
-        let module = naga::front::wgsl::parse_str(&source).expect("reduce.wgsl parses");
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).expect("layout");
-        let (handle, ty) = module
-            .types
-            .iter()
-            .find(|(_, t)| t.name.as_deref() == Some("Record"))
-            .expect("a struct Record");
-        let naga::TypeInner::Struct { members, span } = &ty.inner else {
-            panic!("Record is a struct");
-        };
-        assert_eq!(layouter[handle].size, *span);
-        (
-            members
-                .iter()
-                .map(|m| (m.name.clone().unwrap(), m.offset))
-                .collect(),
-            *span,
-        )
-    }
+    use crate::gpu::assert_mirrors;
+    use std::mem::{offset_of, size_of};
 
     #[test]
-    fn the_host_record_mirrors_the_shader_record() {
-        let (members, size) = wgsl_record_layout();
-        let host = [
-            ("counts", std::mem::offset_of!(GpuRecord, counts)),
-            ("min", std::mem::offset_of!(GpuRecord, min)),
-            ("max", std::mem::offset_of!(GpuRecord, max)),
-            ("abs_max", std::mem::offset_of!(GpuRecord, abs_max)),
-            ("scale_exp", std::mem::offset_of!(GpuRecord, scale_exp)),
-            ("shift", std::mem::offset_of!(GpuRecord, shift)),
-            ("n", std::mem::offset_of!(GpuRecord, n)),
-            ("mean", std::mem::offset_of!(GpuRecord, mean)),
-            ("m2", std::mem::offset_of!(GpuRecord, m2)),
-            ("hist", std::mem::offset_of!(GpuRecord, hist)),
-        ];
-        let host: Vec<(String, u32)> = host
-            .iter()
-            .map(|(n, o)| (n.to_string(), *o as u32))
-            .collect();
-        assert_eq!(members, host);
-        assert_eq!(size as usize, std::mem::size_of::<GpuRecord>());
+    fn the_host_structs_mirror_the_shader_structs() {
+        let kernel = kernel(DType::F32, "extrema_pass");
+        assert_mirrors(
+            &kernel,
+            "Record",
+            &[
+                ("counts", offset_of!(GpuRecord, counts)),
+                ("min", offset_of!(GpuRecord, min)),
+                ("max", offset_of!(GpuRecord, max)),
+                ("abs_max", offset_of!(GpuRecord, abs_max)),
+                ("scale_exp", offset_of!(GpuRecord, scale_exp)),
+                ("shift", offset_of!(GpuRecord, shift)),
+                ("n", offset_of!(GpuRecord, n)),
+                ("mean", offset_of!(GpuRecord, mean)),
+                ("m2", offset_of!(GpuRecord, m2)),
+                ("hist", offset_of!(GpuRecord, hist)),
+            ],
+            size_of::<GpuRecord>(),
+        );
+        assert_mirrors(
+            &kernel,
+            "Params",
+            &[
+                ("len", offset_of!(Params, len)),
+                ("segments", offset_of!(Params, segments)),
+                ("chunks", offset_of!(Params, chunks)),
+                ("groups_x", offset_of!(Params, groups_x)),
+            ],
+            size_of::<Params>(),
+        );
     }
 }
