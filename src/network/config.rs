@@ -164,6 +164,35 @@ impl NetworkConfig {
         HostTensor::from_f32_as(dtype, 1, self.widths[t], &b).map(Some)
     }
 
+    /// ∂l/∂H^d as the loss gives it outright: N(0, 1) for the probe, ones for the sum, `None`
+    /// for MSE (whose gradient depends on the output).
+    pub fn upstream_gradient(&self, dtype: DType) -> Result<Option<HostTensor>> {
+        let values = match self.loss {
+            Loss::Probe => InputInit::Normal { std: 1.0 },
+            Loss::Sum => InputInit::Constant { value: 1.0 },
+            Loss::Mse => return Ok(None),
+        };
+        self.top_draw(init::UPSTREAM, values, dtype).map(Some)
+    }
+
+    /// The N(0, 1) targets Y of the MSE loss; `None` for the other losses.
+    pub fn targets(&self, dtype: DType) -> Result<Option<HostTensor>> {
+        match self.loss {
+            Loss::Mse => self
+                .top_draw(init::TARGETS, InputInit::Normal { std: 1.0 }, dtype)
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A [batch, n_d] tensor drawn from (seed, purpose).
+    fn top_draw(&self, purpose: u64, values: InputInit, dtype: DType) -> Result<HostTensor> {
+        let (rows, cols) = (self.batch, self.widths[self.depth]);
+        let mut rng = init::stream(self.seed, purpose, 0);
+        let v = values.sample(rows * cols, &mut rng);
+        HostTensor::from_f32_as(dtype, rows, cols, &v)
+    }
+
     pub fn input_batch(&self, dtype: DType) -> Result<HostTensor> {
         let mut rng = init::stream(self.seed, init::INPUT, 0);
         let x = self.input.sample(self.batch * self.widths[0], &mut rng);

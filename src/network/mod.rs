@@ -13,7 +13,6 @@ pub use steps::{LossStart, Parameters};
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::init::{self, InputInit};
 use crate::precision::Precision;
 use crate::tensor::HostTensor;
 use crate::theory;
@@ -35,22 +34,113 @@ pub fn prepare<B: Backend>(
     config.validate()?;
     backend.require(precision)?;
     let dtype = precision.storage();
-    let (rows, cols) = (config.batch, config.widths[config.depth]);
-    let draw = |purpose: u64, values: InputInit| -> Result<B::Tensor> {
-        let mut rng = init::stream(config.seed, purpose, 0);
-        let v = values.sample(rows * cols, &mut rng);
-        backend.upload(&HostTensor::from_f32_as(dtype, rows, cols, &v)?)
-    };
-    let start = match config.loss {
-        Loss::Probe => LossStart::Upstream(draw(init::UPSTREAM, InputInit::Normal { std: 1.0 })?),
-        Loss::Sum => LossStart::Upstream(draw(init::UPSTREAM, InputInit::Constant { value: 1.0 })?),
-        Loss::Mse => LossStart::MseTargets(draw(init::TARGETS, InputInit::Normal { std: 1.0 })?),
+    let start = match (config.upstream_gradient(dtype)?, config.targets(dtype)?) {
+        (Some(upstream), _) => LossStart::Upstream(backend.upload(&upstream)?),
+        (None, Some(targets)) => LossStart::MseTargets(backend.upload(&targets)?),
+        (None, None) => unreachable!("every loss has an upstream gradient or targets"),
     };
     let params = Parameters::upload(backend, config, precision)?;
     Ok(Prepared {
         input: backend.upload(&config.input_batch(dtype)?)?,
         start,
         params,
+    })
+}
+
+/// What one forward and backward pass hands out, tensor by tensor, as it goes.
+pub trait PassObserver<T> {
+    /// H^0, the input batch.
+    fn input(&mut self, x: &T) -> Result<()>;
+    /// Z^t and H^t, after layer t of forward.
+    fn forward(&mut self, t: usize, z: &T, h: &T) -> Result<()>;
+    /// ∂l/∂H^t: first t = d, then after each layer of backward t − 1.
+    fn grad_activation(&mut self, t: usize, g: &T) -> Result<()>;
+    /// ∂l/∂W^t after layer t of backward, clipped by value where asked.
+    fn grad_weight(&mut self, t: usize, dw: &T) -> Result<()>;
+    /// ∂l/∂W^t again, after clipping by norm scaled it (only when the factor is below 1).
+    fn clipped_grad_weight(&mut self, t: usize, dw: &T) -> Result<()> {
+        self.grad_weight(t, dw)
+    }
+}
+
+/// What clipping by norm found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClipOutcome {
+    /// ‖(dW^1, …, dW^d)‖ before clipping by norm.
+    pub grad_norm_before_clip: Option<f64>,
+    /// The factor clipping by norm applied (1 when the norm was within the limit).
+    pub clip_coefficient: Option<f64>,
+}
+
+/// One forward and backward pass of `config` with the tensors of `prepare`: forward, the
+/// loss gradient, backward, and clipping as PyTorch's `clip_grad_value_` and
+/// `clip_grad_norm_` do it, handing every tensor to `observer`.
+pub fn pass<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+    prepared: &Prepared<B::Tensor>,
+    observer: &mut dyn PassObserver<B::Tensor>,
+) -> Result<ClipOutcome> {
+    let Prepared {
+        input,
+        start,
+        params,
+    } = prepared;
+    observer.input(input)?;
+    let (forward_pass, output) =
+        steps::forward(backend, config, precision, params, input, &mut |t, z, h| {
+            observer.forward(t, z, h)
+        })?;
+    let grad_output = steps::loss_gradient(backend, precision, &output, start)?;
+    drop(output);
+    observer.grad_activation(config.depth, &grad_output)?;
+
+    // Clipping by value applies to each weight gradient as it comes; clipping by norm needs
+    // their joint norm first, so it keeps them all.
+    let max_norm = match config.clip {
+        Some(Clip::Norm(max_norm)) => Some(max_norm),
+        _ => None,
+    };
+    let mut kept: Vec<(usize, B::Tensor)> = Vec::new();
+    let mut norm_squared = 0.0f64;
+    steps::backward(
+        backend,
+        config,
+        precision,
+        params,
+        input,
+        forward_pass,
+        grad_output,
+        &mut |t, dw, g_prev| {
+            let dw = match config.clip {
+                Some(Clip::Value(limit)) => steps::clip_value(backend, &dw, limit, precision)?,
+                _ => dw,
+            };
+            observer.grad_weight(t, &dw)?;
+            if max_norm.is_some() {
+                norm_squared += backend.stats(&dw)?.l2_norm.powi(2);
+                kept.push((t, dw));
+            }
+            observer.grad_activation(t - 1, g_prev)
+        },
+    )?;
+
+    let Some(max_norm) = max_norm else {
+        return Ok(ClipOutcome::default());
+    };
+    let norm = norm_squared.sqrt();
+    let coefficient = steps::clip_norm_coefficient(norm, max_norm);
+    if coefficient < 1.0 {
+        let (layers, grads): (Vec<usize>, Vec<B::Tensor>) = kept.into_iter().unzip();
+        let clipped = steps::scale_all(backend, &grads, coefficient, precision)?;
+        for (t, dw) in layers.into_iter().zip(&clipped) {
+            observer.clipped_grad_weight(t, dw)?;
+        }
+    }
+    Ok(ClipOutcome {
+        grad_norm_before_clip: Some(norm),
+        clip_coefficient: Some(coefficient),
     })
 }
 
@@ -74,79 +164,118 @@ pub fn run_prepared<B: Backend>(
     prepared: &Prepared<B::Tensor>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunRecord> {
-    let d = config.depth;
-    let steps = 2 * d;
-    let mut layers = empty_records(config);
-    let Prepared {
-        input,
-        start,
-        params,
-    } = prepared;
-
-    layers[0].activation = Some(backend.stats(input)?);
-    let (pass, output) =
-        steps::forward(backend, config, precision, params, input, &mut |t, z, h| {
-            layers[t].pre_activation = Some(backend.stats(z)?);
-            layers[t].activation = Some(backend.stats(h)?);
-            progress(t, steps);
-            Ok(())
-        })?;
-
-    let grad_output = steps::loss_gradient(backend, precision, &output, start)?;
-    drop(output);
-    layers[d].grad_activation = Some(backend.stats(&grad_output)?);
-
-    // Clipping by value applies to each weight gradient as it comes; clipping by norm needs
-    // their joint norm first, so it keeps them all.
-    let keep_for_norm = matches!(config.clip, Some(Clip::Norm(_)));
-    let mut kept: Vec<B::Tensor> = Vec::new();
-    let mut norm_squared = 0.0f64;
-    steps::backward(
+    let mut recorder = Recorder {
         backend,
-        config,
-        precision,
-        params,
-        input,
-        pass,
-        grad_output,
-        &mut |t, dw, g_prev| {
-            let dw = match config.clip {
-                Some(Clip::Value(limit)) => steps::clip_value(backend, &dw, limit, precision)?,
-                _ => dw,
-            };
-            let dw_stats = backend.stats(&dw)?;
-            norm_squared += dw_stats.l2_norm * dw_stats.l2_norm;
-            layers[t].grad_weight = Some(dw_stats);
-            if keep_for_norm {
-                kept.push(dw);
-            }
-            layers[t - 1].grad_activation = Some(backend.stats(g_prev)?);
-            progress(d + (d - t + 1), steps);
-            Ok(())
-        },
-    )?;
-
-    let (mut grad_norm_before_clip, mut clip_coefficient) = (None, None);
-    if let Some(Clip::Norm(max_norm)) = config.clip {
-        let norm = norm_squared.sqrt();
-        let coefficient = steps::clip_norm_coefficient(norm, max_norm);
-        grad_norm_before_clip = Some(norm);
-        clip_coefficient = Some(coefficient);
-        if coefficient < 1.0 {
-            // `kept` runs from the top layer down.
-            let clipped = steps::scale_all(backend, &kept, coefficient, precision)?;
-            for (dw, t) in clipped.iter().zip((1..=d).rev()) {
-                layers[t].grad_weight = Some(backend.stats(dw)?);
-            }
-        }
-    }
+        layers: empty_records(config),
+        progress,
+        depth: config.depth,
+    };
+    let clip = pass(backend, config, precision, prepared, &mut recorder)?;
+    let layers = recorder.layers;
     Ok(RunRecord {
         precision: precision.name().to_string(),
         summary: record::summarise(&layers),
         layers,
-        grad_norm_before_clip,
-        clip_coefficient,
+        grad_norm_before_clip: clip.grad_norm_before_clip,
+        clip_coefficient: clip.clip_coefficient,
     })
+}
+
+/// Records the statistics of every tensor a pass hands out.
+struct Recorder<'a, B> {
+    backend: &'a B,
+    layers: Vec<LayerRecord>,
+    progress: &'a mut dyn FnMut(usize, usize),
+    depth: usize,
+}
+
+impl<B: Backend> PassObserver<B::Tensor> for Recorder<'_, B> {
+    fn input(&mut self, x: &B::Tensor) -> Result<()> {
+        self.layers[0].activation = Some(self.backend.stats(x)?);
+        Ok(())
+    }
+
+    fn forward(&mut self, t: usize, z: &B::Tensor, h: &B::Tensor) -> Result<()> {
+        self.layers[t].pre_activation = Some(self.backend.stats(z)?);
+        self.layers[t].activation = Some(self.backend.stats(h)?);
+        (self.progress)(t, 2 * self.depth);
+        Ok(())
+    }
+
+    fn grad_activation(&mut self, t: usize, g: &B::Tensor) -> Result<()> {
+        self.layers[t].grad_activation = Some(self.backend.stats(g)?);
+        if t < self.depth {
+            // Backward has finished layer t + 1.
+            (self.progress)(2 * self.depth - t, 2 * self.depth);
+        }
+        Ok(())
+    }
+
+    fn grad_weight(&mut self, t: usize, dw: &B::Tensor) -> Result<()> {
+        self.layers[t].grad_weight = Some(self.backend.stats(dw)?);
+        Ok(())
+    }
+}
+
+/// Every tensor of one pass, downloaded: for comparing a backend value by value with a
+/// reference (small networks only).
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// Z^t at index t (index 0: `None`).
+    pub pre_activation: Vec<Option<HostTensor>>,
+    /// H^t at index t; index 0 is the input.
+    pub activation: Vec<HostTensor>,
+    /// ∂l/∂H^t at index t.
+    pub grad_activation: Vec<HostTensor>,
+    /// ∂l/∂W^t at index t after clipping (index 0: `None`).
+    pub grad_weight: Vec<Option<HostTensor>>,
+    pub clip: ClipOutcome,
+}
+
+/// Runs `config` forward and backward in `precision` and downloads every tensor.
+pub fn trace<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+) -> Result<Trace> {
+    struct Downloader<'a, B> {
+        backend: &'a B,
+        trace: Trace,
+    }
+    impl<B: Backend> PassObserver<B::Tensor> for Downloader<'_, B> {
+        fn input(&mut self, x: &B::Tensor) -> Result<()> {
+            self.trace.activation[0] = self.backend.download(x)?;
+            Ok(())
+        }
+        fn forward(&mut self, t: usize, z: &B::Tensor, h: &B::Tensor) -> Result<()> {
+            self.trace.pre_activation[t] = Some(self.backend.download(z)?);
+            self.trace.activation[t] = self.backend.download(h)?;
+            Ok(())
+        }
+        fn grad_activation(&mut self, t: usize, g: &B::Tensor) -> Result<()> {
+            self.trace.grad_activation[t] = self.backend.download(g)?;
+            Ok(())
+        }
+        fn grad_weight(&mut self, t: usize, dw: &B::Tensor) -> Result<()> {
+            self.trace.grad_weight[t] = Some(self.backend.download(dw)?);
+            Ok(())
+        }
+    }
+    let prepared = prepare(backend, config, precision)?;
+    let empty = HostTensor::from_f32(1, 1, vec![0.0])?;
+    let d = config.depth;
+    let mut downloader = Downloader {
+        backend,
+        trace: Trace {
+            pre_activation: vec![None; d + 1],
+            activation: vec![empty.clone(); d + 1],
+            grad_activation: vec![empty; d + 1],
+            grad_weight: vec![None; d + 1],
+            clip: ClipOutcome::default(),
+        },
+    };
+    downloader.trace.clip = pass(backend, config, precision, &prepared, &mut downloader)?;
+    Ok(downloader.trace)
 }
 
 /// One record per layer 0..=depth, with the theory filled in and no measurements yet.
