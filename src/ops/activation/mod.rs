@@ -25,6 +25,41 @@ pub const TANH_COEFFICIENTS: [f64; 4] = [
     0.021869488536,
 ];
 
+/// What an implementation's arithmetic may do that the bounds must allow: how accurate its
+/// `exp(t)` is (`(c, s)`: within c + s·|t| ULP of the arithmetic type, for f32 and for f16),
+/// and whether it flushes subnormals to zero (`gradstab probe` says which a device does).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExpAccuracy {
+    pub f32_ulps: (f64, f64),
+    pub f16_ulps: (f64, f64),
+    pub flushes_subnormals: bool,
+}
+
+impl ExpAccuracy {
+    /// What WGSL allows a device: 3 + 2|t| ULP in f32 and 1 + 2|t| ULP in f16, and flushing.
+    pub const WGSL: ExpAccuracy = ExpAccuracy {
+        f32_ulps: (3.0, 2.0),
+        f16_ulps: (1.0, 2.0),
+        flushes_subnormals: true,
+    };
+
+    /// The CPU backend: Rust's f32 `exp`, within 1 ULP; in f16 that result rounded once more
+    /// (half an f16 ULP, plus the f32 ULP's 2^-13 of an f16 ULP). Subnormals are kept.
+    pub const CPU: ExpAccuracy = ExpAccuracy {
+        f32_ulps: (1.0, 0.0),
+        f16_ulps: (0.5 + 1.0 / 8192.0, 0.0),
+        flushes_subnormals: false,
+    };
+
+    /// WGSL's `exp` accuracy on a device whose probe found it keeps subnormals or not.
+    pub fn wgsl_device(flushes_subnormals: bool) -> ExpAccuracy {
+        ExpAccuracy {
+            flushes_subnormals,
+            ..ExpAccuracy::WGSL
+        }
+    }
+}
+
 /// The activations a layer can use.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -170,10 +205,22 @@ impl Activation {
 
     /// The largest error |computed − exact| allowed at input `x` for a backend that evaluates
     /// this activation (or its derivative) in `precision` with the formulas of
-    /// shaders/activation.wgsl, given WGSL's accuracy of `exp`: 3 + 2|t| ULP in f32 and
-    /// 1 + 2|t| ULP in f16 for exp(t). Below the normal range the absolute error of one flushed
-    /// or rounded subnormal is allowed per operation.
+    /// shaders/activation.wgsl, given WGSL's accuracy of `exp` (`ExpAccuracy::WGSL`). Below
+    /// the normal range each operation may add the smallest normal (a flushed subnormal), or
+    /// half a subnormal spacing where `error_bound_with` is told subnormals are kept.
     pub fn error_bound(&self, x: f64, precision: Precision, derivative: bool) -> f64 {
+        self.error_bound_with(x, precision, derivative, ExpAccuracy::WGSL)
+    }
+
+    /// `error_bound` for an implementation whose `exp` has the given accuracy, such as the CPU
+    /// backend's (`ExpAccuracy::CPU`).
+    pub fn error_bound_with(
+        &self,
+        x: f64,
+        precision: Precision,
+        derivative: bool,
+        exp_accuracy: ExpAccuracy,
+    ) -> f64 {
         let arith = precision.arithmetic();
         let u = arith.unit_roundoff();
         // The storage rounding of a mixed-precision result, on top of the arithmetic.
@@ -192,11 +239,13 @@ impl Activation {
             return 0.0;
         }
         let xc = x.clamp(-INPUT_CLAMP, INPUT_CLAMP).abs();
-        // Relative error of exp(−t) for t ≥ 0: (c + 2t) ULP, and one ULP is at most 2u relative.
-        let exp_rel = |t: f64| {
-            let c = if arith == DType::F16 { 1.0 } else { 3.0 };
-            (c + 2.0 * t) * 2.0 * u
+        // Relative error of exp(−t) for t ≥ 0: (c + s·t) ULP, and one ULP is at most 2u
+        // relative.
+        let (c, slope) = match arith {
+            DType::F16 => exp_accuracy.f16_ulps,
+            DType::F32 => exp_accuracy.f32_ulps,
         };
+        let exp_rel = |t: f64| (c + slope * t) * 2.0 * u;
         let tanh_rel = |a: f64| {
             if a < TANH_POLYNOMIAL_BELOW {
                 6.0 * u
@@ -207,7 +256,9 @@ impl Activation {
         let relative = match (*self, derivative) {
             (Activation::Linear { alpha, beta }, false) => {
                 let terms = (alpha as f64 * x).abs() + (beta as f64).abs();
-                return 2.0 * u * terms + u_store * exact.abs() + floor(precision, 3);
+                return 2.0 * u * terms
+                    + u_store * exact.abs()
+                    + floor(precision, 3, exp_accuracy.flushes_subnormals);
             }
             (Activation::Relu, _) | (Activation::Linear { .. }, true) => 0.0,
             (Activation::LeakyRelu { .. }, d) => {
@@ -224,13 +275,21 @@ impl Activation {
             (Activation::ScaledSigmoid, false) => tanh_rel(xc / 2.0) + 2.0 * u,
             (Activation::ScaledSigmoid, true) => 2.0 * exp_rel(xc) + 6.0 * u,
         };
-        (relative + u_store) * exact.abs() + floor(precision, 6)
+        (relative + u_store) * exact.abs() + floor(precision, 6, exp_accuracy.flushes_subnormals)
     }
 }
 
-/// The absolute error that flushed or rounded subnormals may add over `ops` operations.
-fn floor(precision: Precision, ops: u32) -> f64 {
-    ops as f64 * precision.arithmetic().min_normal() + precision.storage().min_normal()
+/// The absolute error that flushed or rounded subnormals may add over `ops` operations and
+/// the store.
+fn floor(precision: Precision, ops: u32, flushes_subnormals: bool) -> f64 {
+    let one = |d: DType| {
+        if flushes_subnormals {
+            d.min_normal()
+        } else {
+            d.subnormal_half_spacing()
+        }
+    };
+    ops as f64 * one(precision.arithmetic()) + one(precision.storage())
 }
 
 fn sigmoid_f64(x: f64) -> f64 {
