@@ -13,7 +13,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::MatmulOp;
+use super::{F16Fma, MatmulOp};
 use crate::error::Result;
 use crate::precision::{f16_from_f64, Precision};
 use crate::tensor::{HostData, HostTensor};
@@ -107,25 +107,55 @@ pub fn f16_in_order(
     a: &[f16],
     b: &[f16],
     op: MatmulOp,
-    (m, k, n): (usize, usize, usize),
+    dims: (usize, usize, usize),
     fused: bool,
+) -> Vec<f16> {
+    f16_in_order_as(
+        a,
+        b,
+        op,
+        dims,
+        F16Fma {
+            fused,
+            ..F16Fma::FUSED
+        },
+    )
+}
+
+/// `f16_in_order` as a device with this `F16Fma` computes it: fused or not, and flushing
+/// subnormal inputs (to a signed zero) or results, as its probe reports.
+pub fn f16_in_order_as(
+    a: &[f16],
+    b: &[f16],
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    fma: F16Fma,
 ) -> Vec<f16> {
     assert_eq!(a.len(), m * k);
     assert_eq!(b.len(), k * n);
+    let flush = |x: f16, on: bool| {
+        let subnormal = x.to_bits() & 0x7c00 == 0 && x.to_bits() & 0x03ff != 0;
+        if on && subnormal {
+            f16::from_bits(x.to_bits() & 0x8000)
+        } else {
+            x
+        }
+    };
+    let round = |x: f64| flush(f16_from_f64(x), fma.flush_results).to_f64();
     // Lay op(A) out as rows of length k and op(B)ᵀ likewise, so each dot product reads two
     // contiguous rows.
     let a_rows: Vec<f64> = (0..m * k)
         .map(|idx| {
             let (i, p) = (idx / k, idx % k);
             let v = if op.transpose_a { a[p * m + i] } else { a[idx] };
-            v.to_f64()
+            flush(v, fma.flush_inputs).to_f64()
         })
         .collect();
     let b_cols: Vec<f64> = (0..n * k)
         .map(|idx| {
             let (j, p) = (idx / k, idx % k);
             let v = if op.transpose_b { b[idx] } else { b[p * n + j] };
-            v.to_f64()
+            flush(v, fma.flush_inputs).to_f64()
         })
         .collect();
     let mut c = vec![f16::ZERO; m * n];
@@ -135,12 +165,8 @@ pub fn f16_in_order(
             let b_col = &b_cols[j * k..(j + 1) * k];
             let mut acc = 0.0f64;
             for (x, y) in a_row.iter().zip(b_col) {
-                let product = if fused {
-                    x * y
-                } else {
-                    f16_from_f64(x * y).to_f64()
-                };
-                acc = f16_from_f64(product + acc).to_f64();
+                let product = if fma.fused { x * y } else { round(x * y) };
+                acc = round(product + acc);
             }
             *out = f16_from_f64(acc);
         }

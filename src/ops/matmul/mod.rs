@@ -167,6 +167,78 @@ pub fn sum_abs_products(
     out
 }
 
+/// What a device's pure-f16 multiply-add does, as `gradstab probe` finds it: whether `fma` is
+/// fused (one rounding) and whether subnormal inputs and results are flushed to zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct F16Fma {
+    pub fused: bool,
+    pub flush_inputs: bool,
+    pub flush_results: bool,
+}
+
+impl F16Fma {
+    /// A fused fma that keeps subnormals: what the CPU backend computes.
+    pub const FUSED: F16Fma = F16Fma {
+        fused: true,
+        flush_inputs: false,
+        flush_results: false,
+    };
+}
+
+/// For every element of `op(A)·op(B)` in pure f16 (`a`, `b` the stored values in f64), a
+/// bound on |computed − exact| that holds for any implementation summing k in order with
+/// `fma`, fused or not, flushing subnormals or not: Higham's running error analysis, driven by
+/// the exact partial sums s_p. Each step rounds its result once (|fl(x) − x| ≤ u·|fl(x)| + η,
+/// with η = 2^-14, the smallest normal, which also covers a flushed subnormal), and an
+/// unfused step rounds the product first, so the error e_p of the p-th partial sum obeys
+///
+///   |e_p| ≤ (|e_{p−1}| + u·|s_p| + u·|a_p b_p| + 2η) / (1 − u),
+///
+/// and a flushed subnormal input costs |other factor|·2^-14 more. Unlike γ_k·Σ|a||b| it follows
+/// the partial sums, so cancellation does not empty it. Where a partial sum may leave f16's
+/// range the bound is infinite: the result may be inf.
+pub fn f16_in_order_error_bounds(
+    a: &[f64],
+    b: &[f64],
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f64> {
+    let u = DType::F16.unit_roundoff();
+    let eta = DType::F16.min_normal();
+    let at = |i: usize, p: usize| {
+        if op.transpose_a {
+            a[p * m + i]
+        } else {
+            a[i * k + p]
+        }
+    };
+    let bt = |p: usize, j: usize| {
+        if op.transpose_b {
+            b[j * k + p]
+        } else {
+            b[p * n + j]
+        }
+    };
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut e) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let (x, y) = (at(i, p), bt(p, j));
+                s += x * y;
+                let flushed_input = (x.abs() + y.abs()) * eta;
+                e = (e + u * s.abs() + u * (x * y).abs() + 2.0 * eta + flushed_input) / (1.0 - u);
+                if s.abs() + e > crate::precision::F16_MAX {
+                    e = f64::INFINITY;
+                    break;
+                }
+            }
+            out[i * n + j] = e;
+        }
+    }
+    out
+}
+
 /// A matmul workgroup is THREADS_PER_EDGE × THREADS_PER_EDGE threads, each owning a REG × REG
 /// block of C (both written into the shader's header).
 pub const THREADS_PER_EDGE: u32 = 16;
