@@ -248,7 +248,11 @@ impl Activation {
         let exp_rel = |t: f64| (c + slope * t) * 2.0 * u;
         let tanh_rel = |a: f64| {
             if a < TANH_POLYNOMIAL_BELOW {
-                6.0 * u
+                // x + t with |t| = |x·x²·p| ≤ |x|/192: the final sum's rounding (u), plus the
+                // four roundings inside t (4u·|t|/|x| ≤ u/48), plus the truncated series
+                // (0.0089·x^11, below 10^-11 relative) and the decimal coefficients (below
+                // 10^-11): under 1.03u, so 2u leaves room and still catches a wrong coefficient.
+                2.0 * u
             } else {
                 4.0 * exp_rel(2.0 * a) + 10.0 * u
             }
