@@ -4,13 +4,24 @@
 mod common;
 
 use gradstab::ops::reduce::cpu::{reference, reference_per_row};
-use gradstab::ops::reduce::moment_error_bounds;
+use gradstab::ops::reduce::{moment_error_bounds, moment_error_bounds_with};
 use gradstab::stats::StatsRecord;
 use gradstab::{Backend, DType, Gpu, GpuOptions, HostTensor};
 use half::{bf16, f16};
 
 /// Asserts `got` is the record of `exact` up to the derived moment bounds; exact elsewhere.
 fn assert_matches(got: &StatsRecord, exact: &StatsRecord, len: usize, what: &str) {
+    assert_matches_with(got, exact, len, gradstab::ops::reduce::PER_THREAD, what)
+}
+
+/// `assert_matches` for a reduction reading `per_thread` elements per thread.
+fn assert_matches_with(
+    got: &StatsRecord,
+    exact: &StatsRecord,
+    len: usize,
+    per_thread: usize,
+    what: &str,
+) {
     assert_eq!(got.count, exact.count, "{what}: count");
     assert_eq!(
         (got.nan, got.pos_inf, got.neg_inf, got.zero, got.subnormal),
@@ -43,7 +54,7 @@ fn assert_matches(got: &StatsRecord, exact: &StatsRecord, len: usize, what: &str
         (exact.min, exact.max, exact.abs_max),
         "{what}"
     );
-    let (mean_bound, var_bound) = moment_error_bounds(exact, len);
+    let (mean_bound, var_bound) = moment_error_bounds_with(exact, len, per_thread);
     assert!(
         (got.mean - exact.mean).abs() <= mean_bound,
         "{what}: mean {} vs exact {} (bound {mean_bound:e})",
@@ -330,4 +341,56 @@ fn records_of_pieces_merge_into_the_record_of_the_whole() {
         let on_gpu = gpu.stats_in_pieces(&t, 4_099).unwrap();
         assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
     }
+}
+
+#[test]
+fn many_partials_per_thread_combine_exactly_enough() {
+    // One element per thread makes a workgroup's chunk 256 values, so 70 000 values give 274
+    // partial records (two for some combining threads) and 600 000 give 2344 (up to ten each):
+    // the combine that the default size reaches only beyond 2,097,152 values.
+    if common::gpu("stats many partials").is_none() {
+        return;
+    }
+    let per_thread = 1;
+    let gpu = Gpu::new(&GpuOptions {
+        reduction_per_thread: Some(per_thread),
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    let mut rng = common::rng(17);
+    for (len, dtype, offset) in [
+        (70_000, DType::F32, 0.0),
+        (600_000, DType::F32, 3.0),
+        (600_000, DType::F16, -1.5),
+    ] {
+        let noise = common::normal_tensor(&mut rng, DType::F32, 1, len, 1.0).to_f32_vec();
+        let values: Vec<f32> = noise.iter().map(|z| z * 2.0 + offset).collect();
+        let t = HostTensor::from_f32_as(dtype, 1, len, &values).unwrap();
+        let got = gpu.stats(&gpu.upload(&t).unwrap()).unwrap();
+        assert_matches_with(
+            &got,
+            &reference(&t),
+            len,
+            per_thread,
+            &format!("{dtype} {len}"),
+        );
+    }
+    // Rows of 700 values: three partials per row.
+    let t = common::normal_tensor(&mut rng, DType::F32, 40, 700, 1.0);
+    let got = gpu.row_stats(&gpu.upload(&t).unwrap()).unwrap();
+    for (r, (g, e)) in got.iter().zip(&reference_per_row(&t)).enumerate() {
+        assert_matches_with(g, e, 700, per_thread, &format!("row {r}"));
+    }
+}
+
+#[test]
+fn three_million_values_take_the_multi_partial_path_at_the_default_size() {
+    let Some(gpu) = common::gpu("stats three million") else {
+        return;
+    };
+    let mut rng = common::rng(19);
+    let len = 3_000_000; // 367 partial records of 8192 values: beyond one per combining thread
+    let t = common::normal_tensor(&mut rng, DType::F32, 1, len, 0.5);
+    let got = gpu.stats(&gpu.upload(&t).unwrap()).unwrap();
+    assert_matches(&got, &reference(&t), len, "3 000 000 values");
 }

@@ -30,6 +30,9 @@ pub struct GpuOptions {
     pub matmul_variant: Option<MatmulVariant>,
     /// Where to keep the autotune cache; `None` takes `autotune::default_cache_path()`.
     pub autotune_cache: Option<PathBuf>,
+    /// Elements each thread of a statistics pass reads (default `reduce::PER_THREAD`); a small
+    /// value lets small tensors exercise the combine of many partial records.
+    pub reduction_per_thread: Option<usize>,
 }
 
 impl GpuOptions {
@@ -49,6 +52,7 @@ impl GpuOptions {
 pub struct Gpu {
     device: Device,
     tuning: Tuning,
+    reduction_per_thread: usize,
 }
 
 impl std::ops::Deref for Gpu {
@@ -62,12 +66,22 @@ impl std::ops::Deref for Gpu {
 impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
         let tuning = Tuning::new(options.matmul_variant, options.autotune_cache.clone())?;
+        let reduction_per_thread = options.reduction_per_thread.unwrap_or(reduce::PER_THREAD);
+        if reduction_per_thread == 0 {
+            return Err(Error::InvalidArgument(
+                "reduction_per_thread must be at least 1".into(),
+            ));
+        }
         let device = Device::open(&DeviceOptions {
             adapter: options.adapter.clone(),
             disable_shader_f16: options.disable_shader_f16,
             max_workgroups_per_dimension: options.max_workgroups_per_dimension,
         })?;
-        Ok(Gpu { device, tuning })
+        Ok(Gpu {
+            device,
+            tuning,
+            reduction_per_thread,
+        })
     }
 
     /// The variant matmul uses in `precision`: the forced one, else the one tuned for this
@@ -134,12 +148,15 @@ impl Backend for Gpu {
     }
 
     fn stats(&self, x: &GpuTensor) -> Result<StatsRecord> {
-        let mut records = reduce::gpu::segment_stats(&self.device, x, 1, x.shape().len())?;
+        let len = x.shape().len();
+        let mut records =
+            reduce::gpu::segment_stats(&self.device, x, 1, len, self.reduction_per_thread)?;
         Ok(records.remove(0))
     }
 
     fn row_stats(&self, x: &GpuTensor) -> Result<Vec<StatsRecord>> {
-        reduce::gpu::segment_stats(&self.device, x, x.shape().rows, x.shape().cols)
+        let (rows, cols) = (x.shape().rows, x.shape().cols);
+        reduce::gpu::segment_stats(&self.device, x, rows, cols, self.reduction_per_thread)
     }
 
     fn run_matmul(

@@ -71,12 +71,12 @@ struct Params {
 }
 
 /// The kernel of one entry point over data stored as `dtype`, read as raw words (no f16
-/// arithmetic, so no `SHADER_F16`).
-pub fn kernel(dtype: DType, entry_point: &'static str) -> KernelSource {
+/// arithmetic, so no `SHADER_F16`), each thread of a pass reading `per_thread` elements.
+pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> KernelSource {
     let mut header = Header::new()
         .constant_bool("F16_INPUT", dtype == DType::F16)
         .constant_u32("THREADS", THREADS as u32)
-        .constant_u32("PER_THREAD", PER_THREAD as u32)
+        .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
         .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32);
     for (i, slot) in COUNT_SLOTS.iter().enumerate() {
@@ -100,18 +100,20 @@ pub fn kernel(dtype: DType, entry_point: &'static str) -> KernelSource {
 pub fn kernels() -> Vec<KernelSource> {
     [DType::F32, DType::F16]
         .into_iter()
-        .flat_map(|d| ENTRY_POINTS.map(|e| kernel(d, e)))
+        .flat_map(|d| ENTRY_POINTS.map(|e| kernel(d, e, PER_THREAD)))
         .collect()
 }
 
-/// The record of each of `segments` consecutive runs of `len` elements of `x`.
+/// The record of each of `segments` consecutive runs of `len` elements of `x`, each thread of
+/// a pass reading `per_thread` elements.
 pub(crate) fn segment_stats(
     gpu: &Device,
     x: &GpuTensor,
     segments: usize,
     len: usize,
+    per_thread: usize,
 ) -> Result<Vec<StatsRecord>> {
-    let chunks = len.div_ceil(super::CHUNK);
+    let chunks = len.div_ceil(per_thread * THREADS);
     let passes = (segments * chunks) as u64;
     let pass_grid = gpu.grid(passes, "statistics")?;
     let combine_grid = gpu.grid(segments as u64, "statistics")?;
@@ -148,7 +150,7 @@ pub(crate) fn segment_stats(
     };
     let (pass_params, combine_params) = (params(pass_grid), params(combine_grid));
     let pipelines = ENTRY_POINTS
-        .map(|entry| gpu.pipeline(&kernel(x.dtype(), entry)))
+        .map(|entry| gpu.pipeline(&kernel(x.dtype(), entry, per_thread)))
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
     let pass_bindings = [
@@ -245,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_host_structs_mirror_the_shader_structs() {
-        let kernel = kernel(DType::F32, "extrema_pass");
+        let kernel = kernel(DType::F32, "extrema_pass", PER_THREAD);
         assert_mirrors(
             &kernel,
             "Record",

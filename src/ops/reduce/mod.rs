@@ -8,7 +8,10 @@ pub mod gpu;
 use crate::precision::F32_UNIT_ROUNDOFF;
 use crate::stats::StatsRecord;
 
-/// Elements one thread of a pass reads (PER_THREAD in the shader's header).
+/// Elements one thread of a pass reads (PER_THREAD in the shader's header), unless the GPU is
+/// told otherwise (`GpuOptions::reduction_per_thread`, which lets small tests reach the
+/// combine of several partials per thread that only tensors beyond 2,097,152 values reach
+/// with this default).
 pub const PER_THREAD: usize = 32;
 /// Threads per workgroup (THREADS in the shader's header).
 pub const THREADS: usize = 256;
@@ -18,10 +21,10 @@ pub const CHUNK: usize = PER_THREAD * THREADS;
 /// The depth of the f32 accumulation of one segment of `len` elements: a Welford chain of
 /// PER_THREAD updates, a tree of log2(THREADS) combinations in the workgroup, a chain over the
 /// workgroups a combining thread folds, and another tree of log2(THREADS).
-pub fn accumulation_depth(len: usize) -> usize {
-    let chunks = len.div_ceil(CHUNK).max(1);
+pub fn accumulation_depth(len: usize, per_thread: usize) -> usize {
+    let chunks = len.div_ceil(per_thread * THREADS).max(1);
     let tree = THREADS.ilog2() as usize;
-    PER_THREAD + tree + chunks.div_ceil(THREADS) + tree + 3
+    per_thread + tree + chunks.div_ceil(THREADS) + tree + 3
 }
 
 /// Bounds on |mean − exact mean| and |variance − exact variance| for the GPU's f32
@@ -38,10 +41,15 @@ pub fn accumulation_depth(len: usize) -> usize {
 ///
 /// Scaled values that fall below f32's normal range add 2^(E−120) to each bound.
 pub fn moment_error_bounds(exact: &StatsRecord, len: usize) -> (f64, f64) {
+    moment_error_bounds_with(exact, len, PER_THREAD)
+}
+
+/// `moment_error_bounds` for a reduction that reads `per_thread` elements per thread.
+pub fn moment_error_bounds_with(exact: &StatsRecord, len: usize, per_thread: usize) -> (f64, f64) {
     if exact.finite() == 0 {
         return (0.0, 0.0);
     }
-    let d = accumulation_depth(len) as f64;
+    let d = accumulation_depth(len, per_thread) as f64;
     let u = F32_UNIT_ROUNDOFF;
     let shift = 0.5 * (exact.min + exact.max);
     let half_range = 0.5 * (exact.max - exact.min);
