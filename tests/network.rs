@@ -489,3 +489,39 @@ fn a_thousand_layers_of_width_1024_fit_in_two_and_a_half_gib() {
     let bytes = config.device_memory_bytes(DType::F32);
     assert!(bytes <= 5 * (1 << 29), "{bytes} bytes");
 }
+
+#[test]
+fn weights_drawn_again_in_backward_give_the_bits_of_kept_weights() {
+    // Beyond `keep_weights_bytes` backward draws each layer's weights again from
+    // (seed, layer); a threshold of 0 takes that path on a small net, which must give every
+    // tensor bit for bit as keeping them does.
+    use gradstab::network::trace;
+    let kept = NetworkConfig {
+        activation: Activation::Tanh,
+        bias_std: 0.3,
+        seed: 5,
+        ..NetworkConfig::new(4, 24, 8)
+            .with_widths(&[24, 40, 16, 32, 8])
+            .unwrap()
+    };
+    let redrawn = NetworkConfig {
+        keep_weights_bytes: 0,
+        ..kept.clone()
+    };
+    assert!(kept.keeps_weights(DType::F32) && !redrawn.keeps_weights(DType::F32));
+    let gpu = common::gpu("redrawn weights");
+    for precision in [Precision::F32, Precision::F16] {
+        let on = |backend: &dyn Fn(&NetworkConfig) -> gradstab::network::Trace| {
+            let (a, b) = (backend(&kept), backend(&redrawn));
+            assert_eq!(a.activation, b.activation, "{precision}");
+            assert_eq!(a.grad_activation, b.grad_activation, "{precision}");
+            assert_eq!(a.grad_weight, b.grad_weight, "{precision}");
+        };
+        on(&|c| trace(&Cpu, c, precision).unwrap());
+        if let Some(gpu) = &gpu {
+            if gpu.supports(precision) {
+                on(&|c| trace(gpu, c, precision).unwrap());
+            }
+        }
+    }
+}

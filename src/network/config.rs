@@ -12,7 +12,7 @@ use crate::precision::DType;
 use crate::tensor::HostTensor;
 use crate::theory::{MeanFieldNetwork, TopGradient};
 
-/// Weights up to this size stay on the device between forward and backward.
+/// Weights up to this size stay on the device between forward and backward, by default.
 pub const KEEP_WEIGHTS_BYTES: u64 = 1 << 30;
 
 /// Where backward starts.
@@ -79,6 +79,11 @@ pub struct NetworkConfig {
     pub loss: Loss,
     pub clip: Option<Clip>,
     pub seed: u64,
+    /// Weights up to this many bytes stay on the device between forward and backward; beyond
+    /// it each layer's are drawn again from (seed, layer) when backward needs them. Both give
+    /// the same bits; only memory differs. `KEEP_WEIGHTS_BYTES` by default.
+    #[serde(skip)]
+    pub keep_weights_bytes: u64,
 }
 
 impl NetworkConfig {
@@ -99,6 +104,7 @@ impl NetworkConfig {
             loss: Loss::Probe,
             clip: None,
             seed: 0,
+            keep_weights_bytes: KEEP_WEIGHTS_BYTES,
         }
     }
 
@@ -209,7 +215,7 @@ impl NetworkConfig {
     }
 
     pub fn keeps_weights(&self, dtype: DType) -> bool {
-        self.weight_bytes(dtype) <= KEEP_WEIGHTS_BYTES
+        self.weight_bytes(dtype) <= self.keep_weights_bytes
     }
 
     /// The most device memory a run holds at once, in bytes: the kept tensors (Z^t of every

@@ -9,7 +9,7 @@
 //!
 //! Memory: forward keeps only what backward needs, which is Z^t of every layer (H^{t−1} is
 //! recomputed as act(Z^{t−1}), bit for bit), plus H^{t−1} with residual connections. Weights
-//! are kept on the device while they fit `config::KEEP_WEIGHTS_BYTES`; beyond that each layer's
+//! are kept on the device while they fit `keep_weights_bytes` (1 GiB by default); beyond that each layer's
 //! weights are drawn again from (seed, layer) when backward needs them.
 
 use super::config::NetworkConfig;
@@ -36,7 +36,7 @@ impl<T> Kept<'_, T> {
 
 /// The weights and biases of a network on a backend.
 pub struct Parameters<T> {
-    /// W^t at index t − 1, or `None` when they exceed `config::KEEP_WEIGHTS_BYTES` and are drawn again
+    /// W^t at index t − 1, or `None` when they exceed `keep_weights_bytes` and are drawn again
     /// for each use.
     weights: Option<Vec<T>>,
     /// b^t as a [1, n_t] row at index t (index 0 unused); `None` without biases.
