@@ -81,7 +81,11 @@ pub fn relu_chain_max_abs<B: Backend>(
     Ok(maxima)
 }
 
-/// The first layer (1-based) whose largest |h| is not finite.
-pub fn first_nonfinite_layer(maxima: &[f64]) -> Option<usize> {
-    maxima.iter().position(|m| !m.is_finite()).map(|i| i + 1)
+/// The first layer (1-based) that overflowed: not finite, or at the format's largest finite
+/// value, where a device that saturates overflow (WGSL allows it) leaves it.
+pub fn first_overflow_layer(maxima: &[f64], largest_finite: f64) -> Option<usize> {
+    maxima
+        .iter()
+        .position(|m| !m.is_finite() || *m >= largest_finite)
+        .map(|i| i + 1)
 }

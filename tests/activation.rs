@@ -78,7 +78,13 @@ fn both_backends(
                     derivative,
                 );
                 also(act, precision, derivative, &inputs, &cpu_out);
-                if let Some((gpu, probe)) = &gpu {
+                if let Some((gpu, probe)) = gpu.as_ref().filter(|(g, _)| {
+                    let ok = g.supports(precision);
+                    if !ok {
+                        eprintln!("SKIPPED {test} {act} on the GPU in {precision}: no SHADER_F16");
+                    }
+                    ok
+                }) {
                     let wgsl = ExpAccuracy::wgsl_device(probe.flushes_subnormals());
                     let (_, gpu_out) = run(gpu, act, xs, precision, derivative);
                     let w_gpu = check("gpu", wgsl, act, &inputs, &gpu_out, precision, derivative);

@@ -179,9 +179,34 @@ fn powers_of_1_5_overflow_f16_at_28_and_powers_of_0_8_turn_subnormal_at_44() {
     for precision in [Precision::F32, Precision::F16] {
         check(run_cpu(up, precision), run_cpu(down, precision), precision);
     }
-    if let Some(gpu) = common::gpu("powers") {
-        let f16 = |c| run(&gpu, c, Precision::F16, &mut quiet()).unwrap();
-        check(f16(up), f16(down), Precision::F16);
+    // On the GPU, what the device must do follows from its probe: WGSL lets it saturate an
+    // overflow at 65504 instead of inf, and flush a subnormal to zero.
+    let Some((gpu, probe)) = common::gpu_with_probe("powers") else {
+        return;
+    };
+    let Some(f16) = probe.f16.as_ref() else {
+        eprintln!(
+            "SKIPPED powers on the GPU: {} has no SHADER_F16",
+            probe.adapter
+        );
+        return;
+    };
+    let f16_run = |c| run(&gpu, c, Precision::F16, &mut quiet()).unwrap();
+    let (up_run, down_run) = (f16_run(up), f16_run(down));
+    let h = |r: &RunRecord, t: usize| r.layers[t].activation.clone().unwrap();
+    if f16.overflow_result == "inf" {
+        assert_eq!(up_run.summary.first_nonfinite_forward, Some(28));
+    } else {
+        // Saturating: pinned at the largest finite value from layer 28 on, finite throughout.
+        assert_eq!(up_run.summary.first_nonfinite_forward, None);
+        assert!(h(&up_run, 27).max < 65504.0 && h(&up_run, 28).max == 65504.0);
+    }
+    if f16.subnormal_results_kept {
+        assert_eq!(down_run.summary.first_subnormal, Some(44));
+    } else {
+        // Flushing: 0.8^44 ≈ 5.4e-5 becomes 0 where it would have been subnormal.
+        assert_eq!(down_run.summary.first_subnormal, None);
+        assert!(h(&down_run, 43).min > 0.0 && h(&down_run, 44).zero == 1);
     }
 }
 
@@ -436,7 +461,22 @@ fn gpu_and_cpu_give_the_same_layers() {
             input: InputInit::Uniform { bound: 2.0 },
             ..NetworkConfig::new(8, 48, 8)
         },
+        // Deep enough for f16's gradients to turn subnormal and then all zero.
+        NetworkConfig {
+            activation: Activation::Sigmoid,
+            init: Init::XavierNormal { gain: None },
+            ..NetworkConfig::new(24, 32, 4)
+        },
     ];
+    let Some((_, probe)) = common::gpu_with_probe("network gpu vs cpu probe") else {
+        return;
+    };
+    // The onsets are the CPU's only on a device that overflows to inf and keeps subnormals, as
+    // the CPU does; elsewhere WGSL lets them differ.
+    let same_edges = probe.f16.as_ref().is_some_and(|f| {
+        f.overflow_result == "inf" && f.subnormal_results_kept && f.subnormal_inputs_kept
+    });
+    let mut reached_all_zero = false;
     for config in &configs {
         // f32: second moments agree within the accumulated rounding of the layers: each of
         // ≤ 3d matmuls and activations perturbs a value by a few k·u relative (k ≤ 48), and a
@@ -463,10 +503,15 @@ fn gpu_and_cpu_give_the_same_layers() {
         }
         // f16: the same onset layers.
         for precision in [Precision::F16, Precision::F16Accumulate32] {
+            if !same_edges {
+                eprintln!("SKIPPED f16 onsets: this device flushes or saturates ({probe:?})");
+                break;
+            }
             let (g, c) = (
                 run(&gpu, config, precision, &mut quiet()).unwrap(),
                 run_cpu(config, precision),
             );
+            reached_all_zero |= c.summary.first_all_zero_grad.is_some();
             assert_eq!(
                 g.summary.first_nonfinite_forward,
                 c.summary.first_nonfinite_forward
@@ -475,9 +520,16 @@ fn gpu_and_cpu_give_the_same_layers() {
                 g.summary.first_nonfinite_backward,
                 c.summary.first_nonfinite_backward
             );
+            // A whole tensor of zeros is robust to rounding; the first single subnormal is
+            // not (one value near 2^-14 decides it, and an unfused device rounds differently),
+            // so it is not compared. tests/reference.rs holds the values themselves.
             assert_eq!(g.summary.first_all_zero_grad, c.summary.first_all_zero_grad);
         }
     }
+    assert!(
+        reached_all_zero || !same_edges,
+        "no configuration reached all-zero gradients"
+    );
 }
 
 #[test]

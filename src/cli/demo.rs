@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use gradstab::demo::{first_nonfinite_layer, relu_chain_max_abs, ChainConfig};
+use gradstab::demo::{first_overflow_layer, relu_chain_max_abs, ChainConfig};
 use gradstab::{Backend, Cpu, Precision};
 
 use super::args::{gpu_or_cpu_notice, AdapterArg, BackendChoice};
@@ -50,7 +50,17 @@ pub(crate) fn demo(
         "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
         config.width / 2
     );
-    let describe = |name: &str, maxima: &[f64], limit: &str| match first_nonfinite_layer(maxima) {
+    let describe = |name: &str, maxima: &[f64], limit: &str| match first_overflow_layer(
+        maxima,
+        if name == "f16" {
+            gradstab::precision::F16_MAX
+        } else {
+            f32::MAX as f64
+        },
+    ) {
+        Some(t) if maxima[t - 1].is_finite() => format!(
+            "{name} first overflows at layer {t} (this device saturates at {limit} instead of inf)"
+        ),
         Some(t) => format!("{name} first overflows at layer {t}"),
         None => format!(
             "{name} stays finite through layer {} (largest |h| {:.2e}, limit {limit})",

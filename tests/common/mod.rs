@@ -7,11 +7,19 @@ use rand::{Rng, SeedableRng};
 
 /// Set to 1 (as `.ci/run` does) to make a missing adapter a test failure instead of a skip.
 pub const REQUIRE_GPU_ENV: &str = "GRADSTAB_REQUIRE_GPU";
+/// Set to 1 to run the GPU tests as on an adapter without `SHADER_F16`.
+pub const WITHOUT_F16_ENV: &str = "GRADSTAB_TEST_WITHOUT_F16";
 
 /// The GPU of `GRADSTAB_ADAPTER` (or the best one). Without an adapter this returns `None`
 /// after printing a notice, or panics when `GRADSTAB_REQUIRE_GPU=1`.
 pub fn gpu(test: &str) -> Option<Gpu> {
-    match Gpu::new(&GpuOptions::from_env()) {
+    // GRADSTAB_TEST_WITHOUT_F16=1 opens the adapter without SHADER_F16, to run the suite as
+    // on an adapter that lacks it: every f16 check must then skip, loudly, not fail.
+    let options = GpuOptions {
+        disable_shader_f16: std::env::var(WITHOUT_F16_ENV).is_ok_and(|v| v == "1"),
+        ..GpuOptions::from_env()
+    };
+    match Gpu::new(&options) {
         Ok(gpu) => Some(gpu),
         Err(e) => {
             if std::env::var(REQUIRE_GPU_ENV).is_ok_and(|v| v == "1") {
@@ -57,4 +65,19 @@ pub fn matmul_on<B: Backend>(
     backend
         .download(&backend.matmul(&a, &b, op, precision).unwrap())
         .unwrap()
+}
+
+/// The precisions `backend` can run; each one it cannot is named in a SKIPPED line (an adapter
+/// without `SHADER_F16` runs f32 only).
+pub fn precisions<B: Backend>(backend: &B, test: &str) -> Vec<Precision> {
+    Precision::ALL
+        .into_iter()
+        .filter(|&p| {
+            let ok = backend.supports(p);
+            if !ok {
+                eprintln!("SKIPPED {test} in {p}: {}", backend.unsupported(p));
+            }
+            ok
+        })
+        .collect()
 }
