@@ -1,6 +1,7 @@
-//! Tensors from files a user brings: NumPy `.npy` (f16, f32, f64) and `.safetensors` (every
-//! tensor; f16, bf16, f32). A malformed, truncated or unsupported file is an error that names
-//! the file and the problem.
+//! Tensors from files a user brings: NumPy `.npy` (f16, f32, f64), `.npz` (every array, as
+//! `np.savez` and `np.savez_compressed` write them) and `.safetensors` (every tensor; f16,
+//! bf16, f32, f64). A malformed, truncated or unsupported file is an error that names the file
+//! and the problem.
 
 use std::path::Path;
 
@@ -60,15 +61,45 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("array")
+        .to_string();
     match extension.as_str() {
-        "npy" => load_npy(path, &bytes).map(|t| vec![t]),
+        "npy" => load_npy(path, stem, &bytes).map(|t| vec![t]),
+        "npz" => load_npz(path, bytes),
         "safetensors" => load_safetensors(path, &bytes),
-        _ if bytes.starts_with(b"\x93NUMPY") => load_npy(path, &bytes).map(|t| vec![t]),
+        _ if bytes.starts_with(b"\x93NUMPY") => load_npy(path, stem, &bytes).map(|t| vec![t]),
         _ => Err(file_error(
             path,
-            "not a .npy or .safetensors file (gradstab stats reads those two formats)",
+            "not a .npy, .npz or .safetensors file (gradstab reads those three formats)",
         )),
     }
+}
+
+/// Every array of an `.npz` archive, named as NumPy names them (`x` for `x.npy`).
+fn load_npz(path: &Path, bytes: Vec<u8>) -> Result<Vec<FileTensor>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| file_error(path, format!("not a valid .npz (zip) archive: {e}")))?;
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let mut member = archive
+            .by_index(i)
+            .map_err(|e| file_error(path, format!("unreadable member {i} of the archive: {e}")))?;
+        let Some(name) = member.name().strip_suffix(".npy").map(str::to_string) else {
+            continue;
+        };
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut data)
+            .map_err(|e| file_error(path, format!("member {name}.npy is unreadable: {e}")))?;
+        out.push(load_npy(path, name, &data)?);
+    }
+    if out.is_empty() {
+        return Err(file_error(path, "the archive holds no .npy arrays"));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// Flattens values to a 1 × n tensor (statistics are over the whole tensor).
@@ -120,7 +151,7 @@ fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
     (narrowed, note)
 }
 
-fn load_npy(path: &Path, bytes: &[u8]) -> Result<FileTensor> {
+fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
     let npy = npyz::NpyFile::new(bytes)
         .map_err(|e| file_error(path, format!("not a valid .npy header: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
@@ -161,11 +192,6 @@ fn load_npy(path: &Path, bytes: &[u8]) -> Result<FileTensor> {
             ),
         ));
     }
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("array")
-        .to_string();
     Ok(FileTensor {
         name,
         shape,
@@ -182,6 +208,7 @@ fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
     // The header's order is not preserved by the crate; sort by name for a stable report.
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
+    let mut notes: Vec<(String, Option<String>)> = Vec::new();
     for (name, view) in tensors {
         let data = view.data();
         let (dtype, values) = match view.dtype() {
@@ -205,19 +232,32 @@ fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
                         .collect(),
                 ),
             ),
+            safetensors::Dtype::F64 => {
+                let wide: Vec<f64> = data
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                let (v, note) = narrow_f64(&wide);
+                notes.push((name.clone(), note));
+                (FileDType::F64, HostTensorValues::F32(v))
+            }
             other => {
                 return Err(file_error(
                     path,
-                    format!("tensor '{name}' has dtype {other:?}: gradstab stats reads f16, bf16 and f32 tensors"),
+                    format!("tensor '{name}' has dtype {other:?}: gradstab reads f16, bf16, f32 and f64 tensors"),
                 ))
             }
         };
+        let note = notes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, note)| note.clone());
         out.push(FileTensor {
             name,
             shape: view.shape().to_vec(),
             dtype,
             values: as_tensor(path, values)?,
-            note: None,
+            note,
         });
     }
     if out.is_empty() {

@@ -110,8 +110,8 @@ pub struct MeanFieldNetwork {
     pub weight_second_moments: Vec<f64>,
     /// E\[x²\] of the input.
     pub input_second_moment: f64,
-    /// σ_b²; 0 without biases.
-    pub bias_variance: f64,
+    /// σ_b² of layer t at index t − 1 (the second moment of its biases); 0 without.
+    pub bias_variances: Vec<f64>,
     /// h^t = h^{t−1} + φ(z^t).
     pub residual: bool,
     pub top_gradient: TopGradient,
@@ -126,8 +126,8 @@ pub fn predict(network: &MeanFieldNetwork) -> Prediction {
     m[0] = network.input_second_moment;
     for t in 1..=d {
         let n_in = network.widths[t - 1];
-        q[t] =
-            n_in as f64 * network.weight_second_moments[t - 1] * m[t - 1] + network.bias_variance;
+        q[t] = n_in as f64 * network.weight_second_moments[t - 1] * m[t - 1]
+            + network.bias_variances[t - 1];
         let fresh = activation_second_moment(act, q[t]);
         m[t] = if network.residual {
             m[t - 1] + fresh

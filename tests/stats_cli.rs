@@ -20,26 +20,6 @@ fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A version 1.0 .npy file: magic, header length, a padded dict, the little-endian data.
-fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if shape.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data);
-    bytes
-}
-
 fn values() -> Vec<f64> {
     let mut v: Vec<f64> = (0..3000)
         .map(|i| ((i as f64) * 0.731).sin() * 2000.0)
@@ -88,7 +68,7 @@ fn npy_files_of_each_dtype_give_the_reference_record() {
         let path = write(
             &dir,
             &format!("x_{dtype}.npy"),
-            &npy_bytes(descr, &[n], data),
+            &common::npy_bytes(descr, &[n], data),
         );
         for backend in backends {
             let report = json_of(&gradstab(&[
@@ -211,7 +191,7 @@ fn safetensors_with_three_tensors_in_every_format() {
 #[test]
 fn broken_files_are_clear_one_line_errors() {
     let dir = temp_dir("broken");
-    let good = npy_bytes("<f4", &[4], &[0u8; 16]);
+    let good = common::npy_bytes("<f4", &[4], &[0u8; 16]);
     let header_len = good.len() - 16;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.npy", vec![], "empty"),
@@ -223,7 +203,7 @@ fn broken_files_are_clear_one_line_errors() {
         ),
         (
             "ints.npy",
-            npy_bytes("<i4", &[4], &[0u8; 16]),
+            common::npy_bytes("<i4", &[4], &[0u8; 16]),
             "unsupported dtype",
         ),
         (
@@ -232,7 +212,11 @@ fn broken_files_are_clear_one_line_errors() {
             "safetensors",
         ),
         ("short.safetensors", vec![1, 2, 3], "safetensors"),
-        ("notes.txt", b"hello".to_vec(), "not a .npy or .safetensors"),
+        (
+            "notes.txt",
+            b"hello".to_vec(),
+            "not a .npy, .npz or .safetensors",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let path = write(&dir, name, &bytes);

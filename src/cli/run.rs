@@ -56,6 +56,15 @@ pub(crate) struct RunArgs {
     adapter: AdapterArg,
     #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
+    /// Start from the weights of a PyTorch nn.Sequential of nn.Linear layers, as
+    /// safetensors.torch.save_file(model.state_dict(), FILE) writes them; depth and widths
+    /// come from the file.
+    #[arg(long, value_name = "FILE.safetensors")]
+    weights: Option<std::path::PathBuf>,
+    /// The input batch x [N, inputs] (and, for --loss mse, the targets y [N, outputs]) from a
+    /// .safetensors or .npz file; the batch size comes from the file.
+    #[arg(long, value_name = "FILE")]
+    data: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     format: StatsFormat,
     /// Write the output here instead of standard output.
@@ -109,6 +118,37 @@ pub(crate) fn parse_non_negative(s: &str) -> Result<f64, String> {
 /// The experiment a `run` asks for: the preset (or a default He/ReLU net) with every flag
 /// applied on top of each of its configurations.
 pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
+    // What a file brings cannot also be asked for with a flag: refuse rather than pick one.
+    let conflicts = |file_flag: &str, given: bool, flags: &[(&str, bool)]| -> anyhow::Result<()> {
+        if given {
+            if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "{flag} cannot be used with {file_flag}, which sets it from the file"
+                );
+            }
+        }
+        Ok(())
+    };
+    conflicts(
+        "--weights",
+        args.weights.is_some(),
+        &[
+            ("--preset", args.preset.is_some()),
+            ("--depth", args.depth.is_some()),
+            ("--width", args.width.is_some()),
+            ("--init", args.init.is_some()),
+            ("--bias-std", args.bias_std.is_some()),
+        ],
+    )?;
+    conflicts(
+        "--data",
+        args.data.is_some(),
+        &[
+            ("--preset", args.preset.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--input", args.input.is_some()),
+        ],
+    )?;
     let mut experiment = match &args.preset {
         Some(name) => gradstab::experiment::preset(name)?,
         None => Experiment {
@@ -154,6 +194,23 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
         }
         if let Some(s) = args.seed {
             config.seed = s;
+        }
+        if let Some(path) = &args.weights {
+            *config = config
+                .clone()
+                .with_given_parameters(gradstab::network::load_parameters(path)?);
+        }
+        if let Some(path) = &args.data {
+            let data = gradstab::network::load_data(path)?;
+            // Without --weights or --width, the data decide the input width (and, for MSE,
+            // the output width) of the default network.
+            if args.weights.is_none() && args.width.is_none() {
+                config.widths[0] = data.x.shape().cols;
+                if let (Loss::Mse, Some(y)) = (config.loss, &data.y) {
+                    config.widths[config.depth] = y.shape().cols;
+                }
+            }
+            *config = config.clone().with_given_data(data);
         }
         config.validate()?;
     }

@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use super::given::{GivenData, GivenParameters};
 use crate::error::{Error, Result};
 use crate::init::{self, Init, InputInit};
 use crate::ops::activation::Activation;
@@ -84,6 +86,48 @@ pub struct NetworkConfig {
     /// the same bits; only memory differs. `KEEP_WEIGHTS_BYTES` by default.
     #[serde(skip)]
     pub keep_weights_bytes: u64,
+    /// Weights and biases from a PyTorch state dict instead of the initialiser (`--weights`);
+    /// the JSON names the file.
+    #[serde(
+        rename = "weights_file",
+        serialize_with = "serialize_source",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub given_parameters: Option<Arc<GivenParameters>>,
+    /// The input batch (and MSE targets) from a file instead of drawn (`--data`).
+    #[serde(
+        rename = "data_file",
+        serialize_with = "serialize_source",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub given_data: Option<Arc<GivenData>>,
+}
+
+/// Something given from a file, which the JSON names by that file.
+trait Sourced {
+    fn source(&self) -> &str;
+}
+
+impl Sourced for GivenParameters {
+    fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl Sourced for GivenData {
+    fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+fn serialize_source<T: Sourced, S: serde::Serializer>(
+    given: &Option<Arc<T>>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match given {
+        Some(g) => serializer.serialize_str(g.source()),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl NetworkConfig {
@@ -105,6 +149,8 @@ impl NetworkConfig {
             clip: None,
             seed: 0,
             keep_weights_bytes: KEEP_WEIGHTS_BYTES,
+            given_parameters: None,
+            given_data: None,
         }
     }
 
@@ -121,6 +167,30 @@ impl NetworkConfig {
             }
         };
         Ok(self)
+    }
+
+    /// Starts from given weights and biases: depth and widths come from them.
+    pub fn with_given_parameters(mut self, given: GivenParameters) -> Self {
+        self.depth = given.depth();
+        self.widths = given.widths();
+        self.bias_std = 0.0;
+        self.given_parameters = Some(Arc::new(given));
+        self
+    }
+
+    /// Runs on a given input batch (and targets): the batch size comes from it.
+    pub fn with_given_data(mut self, given: GivenData) -> Self {
+        self.batch = given.batch();
+        self.given_data = Some(Arc::new(given));
+        self
+    }
+
+    /// Whether any layer adds a bias.
+    pub fn has_biases(&self) -> bool {
+        match &self.given_parameters {
+            Some(g) => g.biases.iter().any(Option::is_some),
+            None => self.bias_std > 0.0,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -149,11 +219,55 @@ impl NetworkConfig {
                 return bad(format!("a clipping limit must be finite and > 0, got {l}"));
             }
         }
+        if let Some(g) = &self.given_parameters {
+            if g.widths() != self.widths {
+                return bad(format!(
+                    "the weights of {} have widths {:?}, not {:?}",
+                    g.source,
+                    g.widths(),
+                    self.widths
+                ));
+            }
+            if self.bias_std != 0.0 {
+                return bad(
+                    "given weights bring their own biases; --bias-std does not apply".into(),
+                );
+            }
+        }
+        if let Some(data) = &self.given_data {
+            let x = data.x.shape();
+            if x.rows != self.batch || x.cols != self.widths[0] {
+                return bad(format!(
+                    "x of {} is {x}, but the network takes {} inputs in a batch of {}",
+                    data.source, self.widths[0], self.batch
+                ));
+            }
+            let outputs = self.widths[self.depth];
+            match (&data.y, self.loss) {
+                (Some(y), Loss::Mse) if y.shape().cols != outputs => {
+                    return bad(format!(
+                        "y of {} is {}, but the network has {outputs} outputs",
+                        data.source,
+                        y.shape()
+                    ))
+                }
+                (None, Loss::Mse) => {
+                    return bad(format!(
+                        "--loss mse needs targets: {} has x but no y",
+                        data.source
+                    ))
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    /// W^t, [n_t, n_{t−1}], from (seed, t) alone.
+    /// W^t, [n_t, n_{t−1}]: as given, or drawn from (seed, t) alone.
     pub fn weight(&self, t: usize, dtype: DType) -> Result<HostTensor> {
+        if let Some(g) = &self.given_parameters {
+            return Ok(g.weights[t - 1].cast(dtype));
+        }
         let (n_in, n_out) = (self.widths[t - 1], self.widths[t]);
         let mut rng = init::stream(self.seed, init::WEIGHTS, t);
         let w = self.init.sample(n_in, n_out, &self.activation, &mut rng);
@@ -162,6 +276,9 @@ impl NetworkConfig {
 
     /// b^t as a [1, n_t] row, or `None` without biases.
     pub fn bias(&self, t: usize, dtype: DType) -> Result<Option<HostTensor>> {
+        if let Some(g) = &self.given_parameters {
+            return Ok(g.biases[t - 1].as_ref().map(|b| b.cast(dtype)));
+        }
         if self.bias_std == 0.0 {
             return Ok(None);
         }
@@ -181,8 +298,14 @@ impl NetworkConfig {
         self.top_draw(init::UPSTREAM, values, dtype).map(Some)
     }
 
-    /// The N(0, 1) targets Y of the MSE loss; `None` for the other losses.
+    /// The targets Y of the MSE loss, given or drawn from N(0, 1); `None` for the other losses.
     pub fn targets(&self, dtype: DType) -> Result<Option<HostTensor>> {
+        if let (Loss::Mse, Some(y)) = (
+            self.loss,
+            self.given_data.as_ref().and_then(|d| d.y.as_ref()),
+        ) {
+            return Ok(Some(y.cast(dtype)));
+        }
         match self.loss {
             Loss::Mse => self
                 .top_draw(init::TARGETS, InputInit::Normal { std: 1.0 }, dtype)
@@ -199,7 +322,11 @@ impl NetworkConfig {
         HostTensor::from_f32_as(dtype, rows, cols, &v)
     }
 
+    /// The input batch H^0: given, or drawn from (seed).
     pub fn input_batch(&self, dtype: DType) -> Result<HostTensor> {
+        if let Some(data) = &self.given_data {
+            return Ok(data.x.cast(dtype));
+        }
         let mut rng = init::stream(self.seed, init::INPUT, 0);
         let x = self.input.sample(self.batch * self.widths[0], &mut rng);
         HostTensor::from_f32_as(dtype, self.batch, self.widths[0], &x)
@@ -247,13 +374,26 @@ impl NetworkConfig {
         MeanFieldNetwork {
             widths: self.widths.clone(),
             activation: self.activation,
-            weight_second_moments: self
-                .widths
-                .windows(2)
-                .map(|w| self.init.second_moment(w[0], w[1], &self.activation))
-                .collect(),
-            input_second_moment: self.input.second_moment(),
-            bias_variance: self.bias_std * self.bias_std,
+            weight_second_moments: match &self.given_parameters {
+                Some(g) => g.weights.iter().map(mean_square).collect(),
+                None => self
+                    .widths
+                    .windows(2)
+                    .map(|w| self.init.second_moment(w[0], w[1], &self.activation))
+                    .collect(),
+            },
+            input_second_moment: match &self.given_data {
+                Some(data) => mean_square(&data.x),
+                None => self.input.second_moment(),
+            },
+            bias_variances: match &self.given_parameters {
+                Some(g) => g
+                    .biases
+                    .iter()
+                    .map(|b| b.as_ref().map_or(0.0, mean_square))
+                    .collect(),
+                None => vec![self.bias_std * self.bias_std; self.depth],
+            },
             residual: self.residual,
             top_gradient: match self.loss {
                 Loss::Probe | Loss::Sum => TopGradient::Unit,
@@ -263,4 +403,10 @@ impl NetworkConfig {
             },
         }
     }
+}
+
+/// E[x²] over a tensor's values.
+fn mean_square(t: &HostTensor) -> f64 {
+    let v = t.to_f64_vec();
+    v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64
 }

@@ -4,10 +4,12 @@
 //! what a run found; `run` here composes the steps and records each layer.
 
 pub mod config;
+pub mod given;
 pub mod record;
 pub mod steps;
 
 pub use config::{Clip, Loss, NetworkConfig, KEEP_WEIGHTS_BYTES};
+pub use given::{load_data, load_parameters, GivenData, GivenParameters};
 pub use record::{LayerRecord, RunRecord, Summary, TheoryPoint};
 pub use steps::{LossStart, Parameters};
 

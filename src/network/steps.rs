@@ -70,7 +70,7 @@ impl<T> Parameters<T> {
                 None => None,
             });
         }
-        let ones = if config.bias_std > 0.0 {
+        let ones = if config.has_biases() {
             let ones = vec![1.0; config.batch];
             Some(backend.upload(&HostTensor::from_f32_as(dtype, config.batch, 1, &ones)?)?)
         } else {

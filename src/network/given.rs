@@ -1,0 +1,211 @@
+//! What a user brings instead of drawing: the weights of a PyTorch `nn.Sequential` of
+//! `nn.Linear` layers and parameter-free activations, as `safetensors.torch.save_file(
+//! model.state_dict(), FILE)` writes them, and a data set (`x`, and `y` for an MSE loss) in a
+//! `.safetensors` or `.npz` file.
+//!
+//! A state dict names each linear layer by its index in the `Sequential` (`0.weight`,
+//! `0.bias`, `2.weight`, …, with activations at the indices between), optionally behind a
+//! common prefix (`net.0.weight`). Layers are taken in index order; biases are optional.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::files::{self, FileTensor};
+use crate::tensor::{HostTensor, Shape};
+
+/// Weights W^t `[n_t, n_{t−1}]` and optional biases b^t `[1, n_t]`, in f32 as given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GivenParameters {
+    /// The file they came from.
+    pub source: String,
+    pub weights: Vec<HostTensor>,
+    pub biases: Vec<Option<HostTensor>>,
+}
+
+impl GivenParameters {
+    /// n_0, n_1, …, n_d.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut widths = vec![self.weights[0].shape().cols];
+        widths.extend(self.weights.iter().map(|w| w.shape().rows));
+        widths
+    }
+
+    pub fn depth(&self) -> usize {
+        self.weights.len()
+    }
+}
+
+/// The input batch `x` `[N, n_0]` and, for an MSE loss, the targets `y` `[N, n_d]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GivenData {
+    pub source: String,
+    pub x: HostTensor,
+    pub y: Option<HostTensor>,
+}
+
+fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        problem: what.to_string(),
+    }
+}
+
+/// A file tensor as an f32 matrix of `rows × cols`; f16, bf16 and f64 are converted (f16 and
+/// bf16 exactly).
+fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> Result<HostTensor> {
+    let values = t
+        .values
+        .as_ref()
+        .ok_or_else(|| problem(path, format!("tensor '{}' has no elements", t.name)))?;
+    if let Some(note) = &t.note {
+        return Err(problem(path, format!("tensor '{}': {note}", t.name)));
+    }
+    HostTensor::from_f32(rows, cols, values.to_f32_vec())
+}
+
+/// The 2-D shape of a tensor, or an error naming it.
+fn two_dimensional(path: &Path, t: &FileTensor, role: &str) -> Result<(usize, usize)> {
+    match t.shape[..] {
+        [rows, cols] if rows > 0 && cols > 0 => Ok((rows, cols)),
+        _ => Err(problem(
+            path,
+            format!(
+                "'{}' has shape {:?}, but {role} must be a 2-D matrix",
+                t.name, t.shape
+            ),
+        )),
+    }
+}
+
+/// Reads the weights and biases of an `nn.Sequential` state dict.
+pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
+    let tensors = files::load(path)?;
+    // index → (weight, bias), keyed by the module index before `.weight` / `.bias`.
+    let mut layers: BTreeMap<usize, (Option<&FileTensor>, Option<&FileTensor>)> = BTreeMap::new();
+    let mut prefix: Option<String> = None;
+    for t in &tensors {
+        let unexpected = || {
+            problem(
+                path,
+                format!(
+                    "unexpected tensor '{}': gradstab reads the state dict of an nn.Sequential of \
+                     nn.Linear layers and parameter-free activations ('0.weight', '0.bias', \
+                     '2.weight', …)",
+                    t.name
+                ),
+            )
+        };
+        let (head, kind) = t.name.rsplit_once('.').ok_or_else(unexpected)?;
+        let (before, index) = match head.rsplit_once('.') {
+            Some((before, index)) => (before.to_string(), index),
+            None => (String::new(), head),
+        };
+        let index: usize = index.parse().map_err(|_| unexpected())?;
+        match &prefix {
+            None => prefix = Some(before),
+            Some(p) if *p == before => {}
+            Some(p) => {
+                return Err(problem(
+                    path,
+                    format!("'{}' does not share the prefix '{p}' of the others", t.name),
+                ))
+            }
+        }
+        let slot = layers.entry(index).or_default();
+        match kind {
+            "weight" => slot.0 = Some(t),
+            "bias" => slot.1 = Some(t),
+            _ => return Err(unexpected()),
+        }
+    }
+    let mut weights = Vec::new();
+    let mut biases = Vec::new();
+    for (index, (weight, bias)) in &layers {
+        let Some(weight) = weight else {
+            return Err(problem(
+                path,
+                format!("missing layer: '{index}.bias' has no '{index}.weight'"),
+            ));
+        };
+        let (rows, cols) = two_dimensional(path, weight, "an nn.Linear weight")?;
+        if let Some(previous) = weights.last() {
+            let previous: &HostTensor = previous;
+            if previous.shape().rows != cols {
+                return Err(problem(
+                    path,
+                    format!(
+                        "mismatched widths: '{}' is {rows}×{cols} but the layer before it has {} outputs",
+                        weight.name,
+                        previous.shape().rows
+                    ),
+                ));
+            }
+        }
+        weights.push(matrix(path, weight, rows, cols)?);
+        biases.push(match bias {
+            None => None,
+            Some(b) => {
+                if b.shape != [rows] {
+                    return Err(problem(
+                        path,
+                        format!(
+                            "'{}' has shape {:?}, but its layer has {rows} outputs",
+                            b.name, b.shape
+                        ),
+                    ));
+                }
+                Some(matrix(path, b, 1, rows)?)
+            }
+        });
+    }
+    if weights.is_empty() {
+        return Err(problem(path, "the state dict holds no nn.Linear weight"));
+    }
+    Ok(GivenParameters {
+        source: path.display().to_string(),
+        weights,
+        biases,
+    })
+}
+
+/// Reads `x` (and `y`, where present) from a `.safetensors` or `.npz` file.
+pub fn load_data(path: &Path) -> Result<GivenData> {
+    let tensors = files::load(path)?;
+    let find = |name: &str| tensors.iter().find(|t| t.name == name);
+    let x = find("x").ok_or_else(|| {
+        problem(
+            path,
+            "no tensor 'x': --data reads the input batch x [N, inputs] and, for --loss mse, the targets y [N, outputs]",
+        )
+    })?;
+    let (n, inputs) = two_dimensional(path, x, "the input batch x")?;
+    let y = match find("y") {
+        None => None,
+        Some(y) => {
+            let (rows, cols) = two_dimensional(path, y, "the targets y")?;
+            if rows != n {
+                return Err(problem(
+                    path,
+                    format!("x has {n} rows but y has {rows}: one target row per input"),
+                ));
+            }
+            Some(matrix(path, y, rows, cols)?)
+        }
+    };
+    Ok(GivenData {
+        source: path.display().to_string(),
+        x: matrix(path, x, n, inputs)?,
+        y,
+    })
+}
+
+impl GivenData {
+    pub fn batch(&self) -> usize {
+        self.x.shape().rows
+    }
+
+    pub fn input_shape(&self) -> Shape {
+        self.x.shape()
+    }
+}
