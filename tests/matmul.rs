@@ -374,3 +374,62 @@ fn the_emulation_flushes_as_a_flushing_device_would() {
     let c = f16_in_order_as(&[small], &[small], op, (1, 1, 1), F16Fma::FUSED);
     assert_eq!(c[0].to_f64(), 2f64.powi(-18));
 }
+
+#[test]
+fn a_non_finite_value_stays_in_its_own_row_and_column() {
+    // C = A·B with A[1][0] = inf: only row 1 of C may be non-finite. A kernel that reads one
+    // element past k would meet A[1][0] as A[0][k] and multiply it by a zero read past B's end:
+    // inf·0 = NaN in row 0 too.
+    let Some(gpu) = common::gpu("matmul non-finite isolation") else {
+        return;
+    };
+    use gradstab::ops::matmul::gpu::matmul_with;
+    use gradstab::ops::matmul::MatmulVariant;
+    let (m, k, n) = (3, 4, 2);
+    for precision in common::precisions(&gpu, "matmul non-finite isolation") {
+        for op in MatmulOp::ALL {
+            let (a_shape, b_shape) = op.operand_shapes(m, k, n);
+            // op(A)[i][p] = i + p + 1, except op(A)[1][0] = inf; op(B)[p][j] = 1.
+            let mut a = vec![0.0f32; m * k];
+            for i in 0..m {
+                for p in 0..k {
+                    let v = if (i, p) == (1, 0) {
+                        f32::INFINITY
+                    } else {
+                        (i + p + 1) as f32
+                    };
+                    let idx = if op.transpose_a { p * m + i } else { i * k + p };
+                    a[idx] = v;
+                }
+            }
+            let a = HostTensor::from_f32_as(precision.storage(), a_shape.rows, a_shape.cols, &a)
+                .unwrap();
+            let b = HostTensor::from_f32_as(
+                precision.storage(),
+                b_shape.rows,
+                b_shape.cols,
+                &vec![1.0; k * n],
+            )
+            .unwrap();
+            let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            for variant in MatmulVariant::ALL {
+                let c = gpu
+                    .download(&matmul_with(&gpu, &ga, &gb, op, precision, variant).unwrap())
+                    .unwrap()
+                    .to_f64_vec();
+                for i in [0, 2] {
+                    let exact = (0..k).map(|p| (i + p + 1) as f64).sum::<f64>();
+                    for j in 0..n {
+                        assert_eq!(
+                            c[i * n + j],
+                            exact,
+                            "{variant} {precision} {}: C[{i}][{j}]",
+                            op.name()
+                        );
+                    }
+                }
+                assert!(c[n..2 * n].iter().all(|v| !v.is_finite()), "row 1: {c:?}");
+            }
+        }
+    }
+}

@@ -249,3 +249,18 @@ pub fn scale_all<B: Backend>(
         .map(|g| backend.scale(g, coefficient as f32, precision))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clip_norm_coefficient;
+
+    #[test]
+    fn clip_grad_norm_factor_is_pytorchs_formula() {
+        // torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped
+        // to 1. At a norm of 1e-6 the eps doubles the denominator, so any other eps shows.
+        assert_eq!(clip_norm_coefficient(1e-6, 1e-7), 1e-7 / 2e-6);
+        assert_eq!(clip_norm_coefficient(4.0, 1.0), 1.0 / (4.0 + 1e-6));
+        assert_eq!(clip_norm_coefficient(0.5, 1.0), 1.0);
+        assert_eq!(clip_norm_coefficient(0.0, 1.0), 1.0);
+    }
+}

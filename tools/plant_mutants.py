@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Plants one bug at a time in the shaders (which cargo-mutants cannot mutate) and in a few
+places the tests were once blind to, runs the tests that cover it, and reports whether the
+suite caught it. The tree is restored after every mutant, also on Ctrl-C.
+
+    python3 tools/plant_mutants.py            # every mutant (about 20 minutes on 2 cores)
+    python3 tools/plant_mutants.py reduce     # only mutants whose name contains "reduce"
+
+Needs a GPU adapter (lavapipe will do): the shader mutants are only visible on one. Prints a
+Markdown table for docs/testing.md and exits non-zero if any mutant survived.
+"""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (name, file, text to replace, replacement, test targets that must catch it)
+MUTANTS = [
+    # matmul.wgsl
+    ("matmul: accumulation dropped in the staged variants (a dropped term)", "shaders/matmul.wgsl",
+     "acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);",
+     "acc[i * REG + j] = a_reg[i] * b_reg[j];", ["matmul"]),
+    ("matmul: op(A) read untransposed (a swapped transpose)", "shaders/matmul.wgsl",
+     "return A(lhs[kk * params.m + row]);", "return A(lhs[row * params.k + kk]);", ["matmul"]),
+    ("matmul: k bound off by one", "shaders/matmul.wgsl",
+     "if (row >= params.m || kk >= params.k) {", "if (row >= params.m || kk > params.k) {",
+     ["matmul"]),
+    ("matmul: direct variant steps rows by 1, not THREADS_PER_EDGE (an off-by-one index)",
+     "shaders/matmul.wgsl",
+     "a_reg[i] = load_a(row0 + local.y + i * THREADS_PER_EDGE, kk);",
+     "a_reg[i] = load_a(row0 + local.y + i, kk);", ["matmul"]),
+    # activation.wgsl
+    ("activation: tanh sign flipped for negative x (a flipped sign)", "shaders/activation.wgsl",
+     "return select(t, -t, xc < A(0));", "return select(-t, t, xc < A(0));", ["activation"]),
+    ("activation: sigmoid' as s·(1 − s), which cancels in the tails", "shaders/activation.wgsl",
+     "return (A(1) / d) * (e / d);", "return (A(1) / d) * (A(1) - A(1) / d);", ["activation"]),
+    ("activation: relu'(0) = 1 instead of PyTorch's 0", "shaders/activation.wgsl",
+     "return select(A(0), A(1), x > A(0));", "return select(A(0), A(1), x >= A(0));",
+     ["activation"]),
+    ("activation: tanh polynomial's x^5 coefficient sign", "src/ops/activation/mod.rs",
+     "    0.13333333333,", "    -0.13333333333,", ["activation"]),
+    # elementwise.wgsl
+    ("elementwise: axpy drops a·x (a dropped term)", "shaders/elementwise.wgsl",
+     "out[i] = S(A(y[i]) + product);", "out[i] = S(A(y[i]));", ["elementwise"]),
+    ("elementwise: clamp ignores its lower limit", "shaders/elementwise.wgsl",
+     "out[i] = S(clamp(v, -A(params.scalar), A(params.scalar)));",
+     "out[i] = S(min(v, A(params.scalar)));", ["elementwise"]),
+    # reduce.wgsl
+    ("reduce: Chan's δ² term dropped (a dropped term)", "shaders/reduce.wgsl",
+     "a.z + b.z + delta * delta * (a.x * (b.x / n))", "a.z + b.z", ["stats"]),
+    ("reduce: the fold of several partials keeps only the first", "shaders/reduce.wgsl",
+     "        acc = chan(acc, vec3<f32>(partials[i].n, partials[i].mean, partials[i].m2));",
+     "        if (c == t) { acc = chan(acc, vec3<f32>(partials[i].n, partials[i].mean, partials[i].m2)); }",
+     ["stats"]),
+    ("reduce: histogram bin off by one (an off-by-one index)", "shaders/reduce.wgsl",
+     "atomicAdd(&wg_hist[d.biased_exp], 1u);", "atomicAdd(&wg_hist[d.biased_exp + 1u], 1u);",
+     ["stats"]),
+    ("reduce: NaN counted as an infinity (a swapped select)", "shaders/reduce.wgsl",
+     "return select(select(SLOT_POS_INF, SLOT_NEG_INF, negative), SLOT_NAN, mantissa != 0u);",
+     "return select(SLOT_NAN, select(SLOT_POS_INF, SLOT_NEG_INF, negative), mantissa != 0u);",
+     ["stats"]),
+    ("reduce: f16 subnormals decoded at twice their value", "shaders/reduce.wgsl",
+     "let v = f32(m) * 5.9604644775390625e-8;", "let v = f32(m) * 1.1920928955078125e-7;",
+     ["stats"]),
+    # The network's backward pass, where GPU-against-CPU comparisons could not see a bug.
+    ("network: dH = dZ·Wᵀ instead of dZ·W", "src/network/steps.rs",
+     "let mut g_prev = backend.matmul(&dz, w.get(), MatmulOp::default(), precision)?;",
+     "let mut g_prev = backend.matmul(&dz, w.get(), MatmulOp::new(false, true), precision)?;",
+     ["reference"]),
+    ("network: dW without act'", "src/network/steps.rs",
+     "let dw = backend.matmul(&dz, h_prev, MatmulOp::new(true, false), precision)?;",
+     "let dw = backend.matmul(&g, h_prev, MatmulOp::new(true, false), precision)?;",
+     ["reference"]),
+]
+
+
+def run_tests(targets):
+    env = dict(os.environ, GRADSTAB_REQUIRE_GPU="1")
+    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    args = ["cargo", "test", "--release", "--quiet"]
+    for t in targets:
+        args += ["--test", t]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+def main():
+    wanted = sys.argv[1] if len(sys.argv) > 1 else ""
+    rows, survived = [], 0
+    for name, path, old, new, targets in MUTANTS:
+        if wanted not in name:
+            continue
+        full = os.path.join(ROOT, path)
+        original = open(full, encoding="utf-8").read()
+        if old not in original:
+            sys.exit(f"{name}: the text to replace is not in {path}")
+        try:
+            # The first occurrence only (matmul's staged path, where a line repeats).
+            open(full, "w", encoding="utf-8").write(original.replace(old, new, 1))
+            passed, _ = run_tests(targets)
+        finally:
+            open(full, "w", encoding="utf-8").write(original)
+        verdict = "survived" if passed else "caught"
+        survived += passed
+        rows.append(f"| {name} | `{path}` | {', '.join(targets)} | {verdict} |")
+        print(rows[-1], flush=True)
+    print()
+    print("| mutant | file | tests | result |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\n{len(rows) - survived} of {len(rows)} caught")
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()
