@@ -23,7 +23,7 @@ fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
 }
 
 /// Path-like words of `text` that name a file or folder of this repository: anything under
-/// src/, docs/, shaders/, tests/, examples/, benches/ or .ci/, and any `NAME.md`.
+/// src/, docs/, shaders/, tests/, examples/, benches/, tools/ or .ci/, and any `NAME.md`.
 fn cited_paths(text: &str) -> Vec<String> {
     let mut cited = Vec::new();
     let is_path_char = |c: char| c.is_alphanumeric() || "_./<>-".contains(c);
@@ -52,6 +52,7 @@ fn cited_paths(text: &str) -> Vec<String> {
             "tests/",
             "examples/",
             "benches/",
+            "tools/",
             ".ci/",
         ]
         .iter()
