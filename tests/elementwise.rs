@@ -72,3 +72,29 @@ fn products_are_exact_where_they_fit() {
         assert_eq!(got, [3.0, -4.0, 0.5, 4.0]);
     }
 }
+
+#[test]
+fn a_result_three_units_in_the_last_place_off_breaks_every_bound() {
+    // A bound must be tight enough to catch a wrong result, not only loose enough to pass a
+    // right one: with x = y = a = 1 (exact results 1 or 2), a result three ULPs of the storage
+    // type away from the exact one exceeds each op's bound in every precision.
+    for precision in Precision::ALL {
+        let mantissa_bits = match precision.storage() {
+            gradstab::DType::F32 => 23,
+            gradstab::DType::F16 => 10,
+        };
+        for op in ElementwiseOp::ALL {
+            let exact: f64 = if op == ElementwiseOp::Axpy { 2.0 } else { 1.0 };
+            let ulp = 2f64.powi(exact.log2().floor() as i32 - mantissa_bits);
+            let wrong = exact + 3.0 * ulp;
+            for flushes in [false, true] {
+                let bound = op.error_bound(precision, 1.0, wrong, exact, flushes);
+                assert!(
+                    (wrong - exact).abs() > bound,
+                    "{op} {precision} (flushing {flushes}): bound {bound:e} lets 3 ULPs ({:e}) pass",
+                    wrong - exact
+                );
+            }
+        }
+    }
+}

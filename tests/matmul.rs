@@ -433,3 +433,23 @@ fn a_non_finite_value_stays_in_its_own_row_and_column() {
         }
     }
 }
+
+#[test]
+fn a_result_one_part_in_ten_thousand_off_breaks_the_f32_and_mixed_bounds() {
+    // A dot product of 100 ones is exactly 100: γ_100·Σ|a||b| (with u = 2^-24) allows about
+    // 1.2e-3 between two f32 results, and the f16 store of f16acc32 adds u16·200 ≈ 0.1. A
+    // result 1e-2 (f32) or 1 (f16acc32) away must fail; γ_k itself is Higham's n·u/(1 − n·u).
+    let u = gradstab::DType::F32.unit_roundoff();
+    assert_eq!(gradstab::ops::gamma(0, u), 0.0);
+    assert_eq!(gradstab::ops::gamma(100, u), 100.0 * u / (1.0 - 100.0 * u));
+    assert!(gradstab::ops::gamma(1 << 24, u).is_infinite());
+    for (precision, off) in [(Precision::F32, 1e-2), (Precision::F16Accumulate32, 1.0)] {
+        for flushes in [false, true] {
+            let bound = error_bound(precision, 100, 100.0, 100.0 + off, 100.0, flushes);
+            assert!(
+                off > bound,
+                "{precision}: bound {bound:e} lets {off:e} pass"
+            );
+        }
+    }
+}
