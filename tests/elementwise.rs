@@ -98,3 +98,24 @@ fn a_result_three_units_in_the_last_place_off_breaks_every_bound() {
         }
     }
 }
+
+#[test]
+fn the_distance_every_comparison_uses_counts_a_disagreement_in_kind_as_infinite() {
+    use gradstab::ops::result_distance;
+    let (inf, nan) = (f64::INFINITY, f64::NAN);
+    assert_eq!(result_distance(1.0, 3.5), 2.5);
+    assert_eq!(result_distance(-2.0, 2.0), 4.0);
+    assert_eq!(result_distance(nan, nan), 0.0);
+    assert_eq!(result_distance(inf, inf), 0.0);
+    assert_eq!(result_distance(-inf, -inf), 0.0);
+    for (a, b) in [
+        (nan, 1.0),
+        (1.0, nan),
+        (inf, -inf),
+        (inf, 1e300),
+        (-1e300, -inf),
+        (nan, inf),
+    ] {
+        assert_eq!(result_distance(a, b), inf, "{a} vs {b}");
+    }
+}
