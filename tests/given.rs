@@ -221,11 +221,22 @@ fn gradstab(args: &[&str]) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// `gradstab ARGS`, which must succeed, and its JSON output.
+fn json_run(args: &[&str]) -> serde_json::Value {
+    let out = gradstab(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn run_reads_the_files_and_names_them_in_its_json() {
     let dir = temp_dir("cli");
     let (weights, data) = write_files(&dir);
-    let out = gradstab(&[
+    let report = json_run(&[
         "run",
         "--weights",
         weights.to_str().unwrap(),
@@ -241,12 +252,6 @@ fn run_reads_the_files_and_names_them_in_its_json() {
         "json",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let config = &report["config"];
     assert_eq!(config["widths"], serde_json::json!([5, 7, 3, 4]));
     assert_eq!(config["depth"], 3);
@@ -362,7 +367,7 @@ fn malformed_weights_and_data_are_one_line_errors() {
 fn data_alone_sets_the_input_and_output_widths_of_the_default_network() {
     let dir = temp_dir("data-only");
     let (_, data) = write_files(&dir);
-    let out = gradstab(&[
+    let report = json_run(&[
         "run",
         "--data",
         data.to_str().unwrap(),
@@ -376,12 +381,6 @@ fn data_alone_sets_the_input_and_output_widths_of_the_default_network() {
         "json",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         report["config"]["widths"],
         serde_json::json!([5, 256, 256, 4])

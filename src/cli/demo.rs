@@ -50,28 +50,25 @@ pub(crate) fn demo(
         "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
         config.width / 2
     );
-    let describe = |name: &str, maxima: &[f64], limit: &str| match first_overflow_layer(
-        maxima,
-        if name == "f16" {
-            gradstab::precision::F16_MAX
-        } else {
-            f32::MAX as f64
-        },
-    ) {
-        Some(t) if maxima[t - 1].is_finite() => format!(
+    // (name, per-layer maxima, the largest finite value, how to print it)
+    let describe =
+        |name: &str, maxima: &[f64], largest: f64, limit: &str| match first_overflow_layer(
+            maxima, largest,
+        ) {
+            Some(t) if maxima[t - 1].is_finite() => format!(
             "{name} first overflows at layer {t} (this device saturates at {limit} instead of inf)"
         ),
-        Some(t) => format!("{name} first overflows at layer {t}"),
-        None => format!(
-            "{name} stays finite through layer {} (largest |h| {:.2e}, limit {limit})",
-            maxima.len(),
-            maxima.last().copied().unwrap_or(0.0)
-        ),
-    };
+            Some(t) => format!("{name} first overflows at layer {t}"),
+            None => format!(
+                "{name} stays finite through layer {} (largest |h| {:.2e}, limit {limit})",
+                maxima.len(),
+                maxima.last().copied().unwrap_or(0.0)
+            ),
+        };
     println!(
         "{}; {}.",
-        describe("f16", &f16_max, "65504"),
-        describe("f32", &f32_max, "3.4e38")
+        describe("f16", &f16_max, gradstab::precision::F16_MAX, "65504"),
+        describe("f32", &f32_max, f32::MAX as f64, "3.4e38")
     );
     if f16_max.iter().any(|m| m.is_nan()) {
         println!(

@@ -147,14 +147,14 @@ pub fn f16_in_order_as(
     let a_rows: Vec<f64> = (0..m * k)
         .map(|idx| {
             let (i, p) = (idx / k, idx % k);
-            let v = if op.transpose_a { a[p * m + i] } else { a[idx] };
+            let v = a[op.lhs_index(i, p, (m, k, n))];
             flush(v, fma.flush_inputs).to_f64()
         })
         .collect();
     let b_cols: Vec<f64> = (0..n * k)
         .map(|idx| {
             let (j, p) = (idx / k, idx % k);
-            let v = if op.transpose_b { b[idx] } else { b[p * n + j] };
+            let v = b[op.rhs_index(p, j, (m, k, n))];
             flush(v, fma.flush_inputs).to_f64()
         })
         .collect();

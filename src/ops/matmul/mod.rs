@@ -45,6 +45,24 @@ impl MatmulOp {
         }
     }
 
+    /// Where op(A)\[i, p\] of an `m × k` by `k × n` product sits in A as stored (row-major).
+    pub fn lhs_index(self, i: usize, p: usize, (m, k, _n): (usize, usize, usize)) -> usize {
+        if self.transpose_a {
+            p * m + i
+        } else {
+            i * k + p
+        }
+    }
+
+    /// Where op(B)\[p, j\] of an `m × k` by `k × n` product sits in B as stored (row-major).
+    pub fn rhs_index(self, p: usize, j: usize, (_m, k, n): (usize, usize, usize)) -> usize {
+        if self.transpose_b {
+            j * k + p
+        } else {
+            p * n + j
+        }
+    }
+
     /// The stored shapes of A and B for an `m × k` by `k × n` product.
     pub fn operand_shapes(self, m: usize, k: usize, n: usize) -> (Shape, Shape) {
         let a = if self.transpose_a {
@@ -144,20 +162,9 @@ pub fn sum_abs_products(
     k: usize,
     n: usize,
 ) -> Vec<f64> {
-    let at = |i: usize, p: usize| {
-        if op.transpose_a {
-            a[p * m + i]
-        } else {
-            a[i * k + p]
-        }
-    };
-    let bt = |p: usize, j: usize| {
-        if op.transpose_b {
-            b[j * k + p]
-        } else {
-            b[p * n + j]
-        }
-    };
+    let dims = (m, k, n);
+    let at = |i: usize, p: usize| a[op.lhs_index(i, p, dims)];
+    let bt = |p: usize, j: usize| b[op.rhs_index(p, j, dims)];
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -205,20 +212,9 @@ pub fn f16_in_order_error_bounds(
 ) -> Vec<f64> {
     let u = DType::F16.unit_roundoff();
     let eta = DType::F16.min_normal();
-    let at = |i: usize, p: usize| {
-        if op.transpose_a {
-            a[p * m + i]
-        } else {
-            a[i * k + p]
-        }
-    };
-    let bt = |p: usize, j: usize| {
-        if op.transpose_b {
-            b[j * k + p]
-        } else {
-            b[p * n + j]
-        }
-    };
+    let dims = (m, k, n);
+    let at = |i: usize, p: usize| a[op.lhs_index(i, p, dims)];
+    let bt = |p: usize, j: usize| b[op.rhs_index(p, j, dims)];
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
