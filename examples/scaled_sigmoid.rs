@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example scaled_sigmoid`
 
-use gradstab::init::Init;
+use gradstab::init::{Gain, Init};
 use gradstab::network::{run, NetworkConfig};
 use gradstab::{Activation, Cpu, Precision};
 
@@ -11,7 +11,9 @@ fn main() -> gradstab::Result<()> {
     for activation in [Activation::Sigmoid, Activation::ScaledSigmoid] {
         let config = NetworkConfig {
             activation,
-            init: Init::XavierNormal { gain: Some(1.0) },
+            init: Init::XavierNormal {
+                gain: Gain::Value(1.0),
+            },
             ..NetworkConfig::new(50, 128, 16)
         };
         let record = run(&Cpu, &config, Precision::F32, &mut |_, _| {})?;

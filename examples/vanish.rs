@@ -4,14 +4,16 @@
 //!
 //! `cargo run --release --example vanish`
 
-use gradstab::init::Init;
+use gradstab::init::{Gain, Init};
 use gradstab::network::{run, NetworkConfig};
 use gradstab::{Activation, Cpu, Precision};
 
 fn main() -> gradstab::Result<()> {
     let config = NetworkConfig {
         activation: Activation::Sigmoid,
-        init: Init::XavierNormal { gain: Some(1.0) },
+        init: Init::XavierNormal {
+            gain: Gain::Value(1.0),
+        },
         ..NetworkConfig::new(40, 128, 16)
     };
     for precision in [Precision::F32, Precision::F16] {

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example xavier`
 
-use gradstab::init::{FanMode, Init};
+use gradstab::init::{FanMode, Gain, Init};
 use gradstab::network::{run, NetworkConfig};
 use gradstab::{Activation, Cpu, Precision};
 
@@ -12,14 +12,16 @@ fn main() -> gradstab::Result<()> {
         (
             "tanh + Xavier",
             Activation::Tanh,
-            Init::XavierNormal { gain: Some(1.0) },
+            Init::XavierNormal {
+                gain: Gain::Value(1.0),
+            },
         ),
         (
             "relu + He",
             Activation::Relu,
             Init::KaimingNormal {
                 mode: FanMode::FanIn,
-                gain: None,
+                gain: Gain::PyTorchDefault,
             },
         ),
         (

@@ -3,7 +3,7 @@
 //! on top of every configuration.
 
 use crate::error::{Error, Result};
-use crate::init::{FanMode, Init, InputInit};
+use crate::init::{FanMode, Gain, Init, InputInit};
 use crate::network::{Loss, NetworkConfig, RunRecord};
 use crate::ops::activation::Activation;
 use crate::precision::Precision;
@@ -31,10 +31,13 @@ fn config(
     }
 }
 
-const XAVIER: Init = Init::XavierNormal { gain: Some(1.0) };
+const XAVIER: Init = Init::XavierNormal {
+    gain: Gain::Value(1.0),
+};
+/// He for ReLU, gain √2 said as the activation's (PyTorch's default gives the same).
 const HE: Init = Init::KaimingNormal {
     mode: FanMode::FanIn,
-    gain: None,
+    gain: Gain::OfActivation,
 };
 const STANDARD_NORMAL: Init = Init::Normal { std: 1.0 };
 

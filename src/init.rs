@@ -19,18 +19,42 @@ pub enum FanMode {
     FanOut,
 }
 
-/// A weight initialiser. `gain: None` takes the default gain of the layer's activation.
+/// The gain of an initialiser that takes one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Gain {
+    /// What `torch.nn.init` uses when no gain is given: 1 for `xavier_*_` and `orthogonal_`,
+    /// and for `kaiming_*_` its defaults `a = 0, nonlinearity = 'leaky_relu'`, a gain of √2
+    /// whatever the layer's activation. A model ported from PyTorch gets the same weights.
+    PyTorchDefault,
+    /// `calculate_gain` of the layer's activation (`:auto` on the command line).
+    OfActivation,
+    /// A gain given as a number.
+    Value(f64),
+}
+
+impl serde::Serialize for Gain {
+    /// `"pytorch_default"`, `"of_activation"` or the number.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Gain::PyTorchDefault => s.serialize_str("pytorch_default"),
+            Gain::OfActivation => s.serialize_str("of_activation"),
+            Gain::Value(v) => s.serialize_f64(*v),
+        }
+    }
+}
+
+/// A weight initialiser, as `torch.nn.init`'s of the same name.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Init {
     Constant { value: f64 },
     Normal { std: f64 },
     Uniform { bound: f64 },
-    XavierNormal { gain: Option<f64> },
-    XavierUniform { gain: Option<f64> },
-    KaimingNormal { mode: FanMode, gain: Option<f64> },
-    KaimingUniform { mode: FanMode, gain: Option<f64> },
-    Orthogonal { gain: Option<f64> },
+    XavierNormal { gain: Gain },
+    XavierUniform { gain: Gain },
+    KaimingNormal { mode: FanMode, gain: Gain },
+    KaimingUniform { mode: FanMode, gain: Gain },
+    Orthogonal { gain: Gain },
 }
 
 /// `torch.nn.init.calculate_gain` for an activation (the scaled sigmoid, which PyTorch lacks,
@@ -45,8 +69,24 @@ pub fn calculate_gain(activation: &Activation) -> f64 {
 }
 
 impl Init {
-    fn gain(gain: Option<f64>, activation: &Activation) -> f64 {
-        gain.unwrap_or_else(|| calculate_gain(activation))
+    /// The gain this initialiser draws with for a layer followed by `activation` (1 for the
+    /// initialisers without one).
+    pub fn gain(&self, activation: &Activation) -> f64 {
+        let (gain, pytorch_default) = match *self {
+            Init::XavierNormal { gain }
+            | Init::XavierUniform { gain }
+            | Init::Orthogonal { gain } => (gain, 1.0),
+            // kaiming_normal_(w, a=0, nonlinearity='leaky_relu'): sqrt(2 / (1 + a²)).
+            Init::KaimingNormal { gain, .. } | Init::KaimingUniform { gain, .. } => {
+                (gain, 2f64.sqrt())
+            }
+            Init::Constant { .. } | Init::Normal { .. } | Init::Uniform { .. } => return 1.0,
+        };
+        match gain {
+            Gain::PyTorchDefault => pytorch_default,
+            Gain::OfActivation => calculate_gain(activation),
+            Gain::Value(g) => g,
+        }
     }
 
     /// E\[w²\] of one weight of a `fan_out × fan_in` matrix: what the mean-field theory needs.
@@ -60,16 +100,14 @@ impl Init {
             Init::Constant { value } => value * value,
             Init::Normal { std } => std * std,
             Init::Uniform { bound } => bound * bound / 3.0,
-            Init::XavierNormal { gain } | Init::XavierUniform { gain } => {
-                Self::gain(gain, activation).powi(2) * 2.0 / (fi + fo)
+            Init::XavierNormal { .. } | Init::XavierUniform { .. } => {
+                self.gain(activation).powi(2) * 2.0 / (fi + fo)
             }
-            Init::KaimingNormal { mode, gain } | Init::KaimingUniform { mode, gain } => {
-                Self::gain(gain, activation).powi(2) / fan(mode)
+            Init::KaimingNormal { mode, .. } | Init::KaimingUniform { mode, .. } => {
+                self.gain(activation).powi(2) / fan(mode)
             }
             // ‖W‖_F² = gain²·min(in, out), spread over in·out entries.
-            Init::Orthogonal { gain } => {
-                Self::gain(gain, activation).powi(2) * fi.min(fo) / (fi * fo)
-            }
+            Init::Orthogonal { .. } => self.gain(activation).powi(2) * fi.min(fo) / (fi * fo),
         }
     }
 
@@ -77,8 +115,8 @@ impl Init {
     fn scale(&self, fan_in: usize, fan_out: usize, activation: &Activation) -> f64 {
         let (fi, fo) = (fan_in as f64, fan_out as f64);
         match *self {
-            Init::XavierNormal { gain } => Self::gain(gain, activation) * (2.0 / (fi + fo)).sqrt(),
-            Init::XavierUniform { gain } => Self::gain(gain, activation) * (6.0 / (fi + fo)).sqrt(),
+            Init::XavierNormal { .. } => self.gain(activation) * (2.0 / (fi + fo)).sqrt(),
+            Init::XavierUniform { .. } => self.gain(activation) * (6.0 / (fi + fo)).sqrt(),
             Init::KaimingNormal { .. } => self.second_moment(fan_in, fan_out, activation).sqrt(),
             Init::KaimingUniform { .. } => {
                 (3.0 * self.second_moment(fan_in, fan_out, activation)).sqrt()
@@ -86,7 +124,7 @@ impl Init {
             Init::Normal { std } => std,
             Init::Uniform { bound } => bound,
             Init::Constant { value } => value,
-            Init::Orthogonal { gain } => Self::gain(gain, activation),
+            Init::Orthogonal { .. } => self.gain(activation),
         }
     }
 
@@ -226,7 +264,7 @@ fn parse_number(what: &'static str, s: &str, expected: &'static str) -> Result<f
     }
 }
 
-const INIT_FORMS: &str = "constant:C, normal:STD, uniform:A, xavier_normal[:GAIN], xavier_uniform[:GAIN], kaiming_normal[:fan_in|fan_out[:GAIN]], kaiming_uniform[:fan_in|fan_out[:GAIN]], orthogonal[:GAIN]";
+const INIT_FORMS: &str = "constant:C, normal:STD, uniform:A, xavier_normal[:GAIN|auto], xavier_uniform[:GAIN|auto], kaiming_normal[:fan_in|fan_out][:GAIN|auto], kaiming_uniform[:fan_in|fan_out][:GAIN|auto], orthogonal[:GAIN|auto]";
 
 impl FromStr for Init {
     type Err = Error;
@@ -239,24 +277,35 @@ impl FromStr for Init {
         };
         let parts: Vec<&str> = s.trim().split(':').collect();
         let num = |p: &str| parse_number("init", p, INIT_FORMS).map_err(|_| bad());
-        let gain = |p: Option<&&str>| -> Result<Option<f64>, Error> {
+        let gain = |p: Option<&str>| -> Result<Gain, Error> {
             match p {
-                None => Ok(None),
+                None => Ok(Gain::PyTorchDefault),
+                Some(p) if p.trim().eq_ignore_ascii_case("auto") => Ok(Gain::OfActivation),
                 Some(p) => {
                     let g = num(p)?;
                     if g > 0.0 {
-                        Ok(Some(g))
+                        Ok(Gain::Value(g))
                     } else {
                         Err(bad())
                     }
                 }
             }
         };
-        let mode = |p: Option<&&str>| match p.map(|m| m.to_ascii_lowercase()) {
-            None => Ok(FanMode::FanIn),
-            Some(m) if m == "fan_in" => Ok(FanMode::FanIn),
-            Some(m) if m == "fan_out" => Ok(FanMode::FanOut),
-            Some(_) => Err(bad()),
+        // kaiming_*[:MODE][:GAIN]: the mode may be left out before a gain.
+        let kaiming = |rest: &[&str]| -> Result<(FanMode, Gain), Error> {
+            let mode = match rest.first().map(|m| m.trim().to_ascii_lowercase()) {
+                Some(m) if m == "fan_in" => Some(FanMode::FanIn),
+                Some(m) if m == "fan_out" => Some(FanMode::FanOut),
+                _ => None,
+            };
+            let gains = if mode.is_some() { &rest[1..] } else { rest };
+            if gains.len() > 1 {
+                return Err(bad());
+            }
+            Ok((
+                mode.unwrap_or(FanMode::FanIn),
+                gain(gains.first().copied())?,
+            ))
         };
         let positive = |p: &str| -> Result<f64, Error> {
             let v = num(p)?;
@@ -277,21 +326,21 @@ impl FromStr for Init {
                 bound: positive(parts[1])?,
             }),
             ("xavier_normal", 1 | 2) => Ok(Init::XavierNormal {
-                gain: gain(parts.get(1))?,
+                gain: gain(parts.get(1).copied())?,
             }),
             ("xavier_uniform", 1 | 2) => Ok(Init::XavierUniform {
-                gain: gain(parts.get(1))?,
+                gain: gain(parts.get(1).copied())?,
             }),
-            ("kaiming_normal" | "he_normal", 1..=3) => Ok(Init::KaimingNormal {
-                mode: mode(parts.get(1))?,
-                gain: gain(parts.get(2))?,
-            }),
-            ("kaiming_uniform" | "he_uniform", 1..=3) => Ok(Init::KaimingUniform {
-                mode: mode(parts.get(1))?,
-                gain: gain(parts.get(2))?,
-            }),
+            ("kaiming_normal" | "he_normal", 1..=3) => {
+                let (mode, gain) = kaiming(&parts[1..])?;
+                Ok(Init::KaimingNormal { mode, gain })
+            }
+            ("kaiming_uniform" | "he_uniform", 1..=3) => {
+                let (mode, gain) = kaiming(&parts[1..])?;
+                Ok(Init::KaimingUniform { mode, gain })
+            }
             ("orthogonal", 1 | 2) => Ok(Init::Orthogonal {
-                gain: gain(parts.get(1))?,
+                gain: gain(parts.get(1).copied())?,
             }),
             _ => Err(bad()),
         }
@@ -300,7 +349,11 @@ impl FromStr for Init {
 
 impl fmt::Display for Init {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let gain = |g: &Option<f64>| g.map(|g| format!(":{g}")).unwrap_or_default();
+        let gain = |g: &Gain| match g {
+            Gain::PyTorchDefault => String::new(),
+            Gain::OfActivation => ":auto".to_string(),
+            Gain::Value(g) => format!(":{g}"),
+        };
         let mode = |m: &FanMode| match m {
             FanMode::FanIn => "fan_in",
             FanMode::FanOut => "fan_out",

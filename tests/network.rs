@@ -4,7 +4,7 @@
 mod common;
 
 use gradstab::experiment::preset;
-use gradstab::init::{calculate_gain, FanMode, Init, InputInit};
+use gradstab::init::{calculate_gain, FanMode, Gain, Init, InputInit};
 use gradstab::network::{run, Clip, NetworkConfig, RunRecord};
 use gradstab::theory::predict;
 use gradstab::{Activation, Backend, Cpu, DType, Precision};
@@ -23,23 +23,27 @@ fn initialisers_have_the_moments_of_their_formulas() {
     let inits = [
         Init::Normal { std: 0.3 },
         Init::Uniform { bound: 0.7 },
-        Init::XavierNormal { gain: None },
-        Init::XavierUniform { gain: Some(2.0) },
+        Init::XavierNormal {
+            gain: Gain::PyTorchDefault,
+        },
+        Init::XavierUniform {
+            gain: Gain::Value(2.0),
+        },
         Init::KaimingNormal {
             mode: FanMode::FanIn,
-            gain: None,
+            gain: Gain::PyTorchDefault,
         },
         Init::KaimingNormal {
             mode: FanMode::FanOut,
-            gain: None,
+            gain: Gain::PyTorchDefault,
         },
         Init::KaimingUniform {
             mode: FanMode::FanIn,
-            gain: Some(1.0),
+            gain: Gain::Value(1.0),
         },
         Init::KaimingUniform {
             mode: FanMode::FanOut,
-            gain: None,
+            gain: Gain::PyTorchDefault,
         },
     ];
     for (fan_in, fan_out) in [(128, 64), (17, 300), (256, 256)] {
@@ -73,13 +77,54 @@ fn initialisers_have_the_moments_of_their_formulas() {
             );
         }
     }
-    // PyTorch's formulas, spelled out once.
+    // PyTorch's formulas, spelled out once: without a gain, xavier_normal_ uses 1 and
+    // kaiming_normal_ its a = 0, 'leaky_relu' default, √2, whatever the activation; `:auto`
+    // takes calculate_gain of the activation.
     let (fi, fo) = (128.0f64, 64.0f64);
-    let xavier = Init::XavierNormal { gain: None }.second_moment(128, 64, &Activation::Tanh);
-    assert!((xavier - (5.0f64 / 3.0).powi(2) * 2.0 / (fi + fo)).abs() < 1e-15);
+    let tanh = Activation::Tanh;
+    let moment = |s: &str| s.parse::<Init>().unwrap().second_moment(128, 64, &tanh);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b;
+    assert!(close(moment("xavier_normal"), 2.0 / (fi + fo)));
+    assert!(close(moment("xavier_uniform"), 2.0 / (fi + fo)));
+    let tanh_gain2 = (5.0f64 / 3.0).powi(2);
+    assert!(close(
+        moment("xavier_normal:auto"),
+        tanh_gain2 * 2.0 / (fi + fo)
+    ));
+    assert!(close(moment("xavier_normal:0.5"), 0.25 * 2.0 / (fi + fo)));
+    assert!(close(moment("kaiming_normal"), 2.0 / fi));
+    assert!(close(moment("kaiming_uniform:fan_out"), 2.0 / fo));
+    assert!(close(moment("kaiming_normal:auto"), tanh_gain2 / fi));
+    assert!(close(
+        moment("kaiming_normal:fan_out:auto"),
+        tanh_gain2 / fo
+    ));
+    assert!(close(moment("kaiming_uniform:3"), 9.0 / fi));
+    assert!(close(moment("orthogonal"), 1.0 / fi));
+    assert!(close(moment("orthogonal:auto"), tanh_gain2 / fi));
+    for bad in [
+        "kaiming_normal:fan_in:2:3",
+        "xavier_normal:auto:1",
+        "orthogonal:-1",
+    ] {
+        assert!(bad.parse::<Init>().is_err(), "{bad} parsed");
+    }
+    for form in [
+        "xavier_normal",
+        "xavier_normal:auto",
+        "kaiming_uniform:fan_out:auto",
+        "orthogonal:1.5",
+    ] {
+        let init: Init = form.parse().unwrap();
+        assert_eq!(
+            init.to_string().parse::<Init>().unwrap(),
+            init,
+            "{form} round trip"
+        );
+    }
     let he = Init::KaimingNormal {
         mode: FanMode::FanOut,
-        gain: None,
+        gain: Gain::PyTorchDefault,
     }
     .second_moment(128, 64, &relu);
     assert!((he - 2.0 / fo).abs() < 1e-15);
@@ -97,7 +142,7 @@ fn initialisers_have_the_moments_of_their_formulas() {
 fn orthogonal_weights_are_orthonormal() {
     for (fan_in, fan_out) in [(64, 64), (100, 30), (30, 100)] {
         let gain = 1.5;
-        let init = Init::Orthogonal { gain: Some(gain) };
+        let init = Init::Orthogonal { gain: Gain::Value(gain) };
         let w = init.sample(
             fan_in,
             fan_out,
@@ -307,11 +352,21 @@ fn he_relu_and_xavier_tanh_track_mean_field_theory_over_60_layers() {
             Activation::Relu,
             Init::KaimingNormal {
                 mode: FanMode::FanIn,
-                gain: None,
+                gain: Gain::PyTorchDefault,
             },
         ),
-        (Activation::Tanh, Init::XavierNormal { gain: Some(1.0) }),
-        (Activation::Tanh, Init::XavierNormal { gain: None }),
+        (
+            Activation::Tanh,
+            Init::XavierNormal {
+                gain: Gain::Value(1.0),
+            },
+        ),
+        (
+            Activation::Tanh,
+            Init::XavierNormal {
+                gain: Gain::OfActivation,
+            },
+        ),
     ] {
         let config = NetworkConfig {
             activation,
@@ -323,7 +378,9 @@ fn he_relu_and_xavier_tanh_track_mean_field_theory_over_60_layers() {
     // With biases the recursion adds σ_b² per layer.
     let config = NetworkConfig {
         activation: Activation::Tanh,
-        init: Init::XavierNormal { gain: Some(1.0) },
+        init: Init::XavierNormal {
+            gain: Gain::Value(1.0),
+        },
         bias_std: 0.3,
         ..NetworkConfig::new(30, 512, 64)
     };
@@ -447,7 +504,9 @@ fn gpu_and_cpu_give_the_same_layers() {
     let configs = [
         NetworkConfig {
             activation: Activation::Tanh,
-            init: Init::XavierNormal { gain: None },
+            init: Init::XavierNormal {
+                gain: Gain::OfActivation,
+            },
             bias_std: 0.1,
             ..NetworkConfig::new(6, 48, 8)
         },
@@ -464,7 +523,9 @@ fn gpu_and_cpu_give_the_same_layers() {
         // Deep enough for f16's gradients to turn subnormal and then all zero.
         NetworkConfig {
             activation: Activation::Sigmoid,
-            init: Init::XavierNormal { gain: None },
+            init: Init::XavierNormal {
+                gain: Gain::PyTorchDefault,
+            },
             ..NetworkConfig::new(24, 32, 4)
         },
     ];

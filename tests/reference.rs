@@ -15,7 +15,7 @@
 
 mod common;
 
-use gradstab::init::{FanMode, Init, InputInit};
+use gradstab::init::{FanMode, Gain, Init, InputInit};
 use gradstab::network::{trace, Clip, Loss, NetworkConfig, Trace};
 use gradstab::ops::activation::ExpAccuracy;
 use gradstab::{Activation, Backend, Cpu, DType, HostTensor, Precision};
@@ -495,7 +495,9 @@ fn reference(s: &Stored, r: Rounding) -> Reference {
 fn configurations() -> Vec<(String, NetworkConfig)> {
     let base = |act: Activation, widths: &[usize]| NetworkConfig {
         activation: act,
-        init: Init::XavierNormal { gain: None },
+        init: Init::XavierNormal {
+            gain: Gain::OfActivation,
+        },
         input: InputInit::Normal { std: 1.0 },
         seed: 11,
         ..NetworkConfig::new(widths.len() - 1, widths[0], 6)
@@ -513,7 +515,7 @@ fn configurations() -> Vec<(String, NetworkConfig)> {
         NetworkConfig {
             init: Init::KaimingNormal {
                 mode: FanMode::FanIn,
-                gain: None,
+                gain: Gain::PyTorchDefault,
             },
             bias_std: 0.5,
             loss: Loss::Mse,

@@ -140,7 +140,7 @@ impl NetworkConfig {
             activation: Activation::Relu,
             init: Init::KaimingNormal {
                 mode: init::FanMode::FanIn,
-                gain: None,
+                gain: init::Gain::PyTorchDefault,
             },
             input: InputInit::Normal { std: 1.0 },
             bias_std: 0.0,
