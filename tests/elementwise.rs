@@ -44,6 +44,13 @@ fn gpu_matches_cpu_across_the_whole_range() {
 }
 
 #[test]
+fn each_op_is_shown_by_its_name() {
+    // verify's rows and every error message name an op by its Display.
+    let names: Vec<String> = ElementwiseOp::ALL.iter().map(|op| op.to_string()).collect();
+    assert_eq!(names, ["hadamard", "scale", "axpy", "clamp"]);
+}
+
+#[test]
 fn products_are_exact_where_they_fit() {
     // hadamard and scale are one correctly rounded operation: small integers come out exact.
     let x = HostTensor::from_f32(1, 4, vec![3.0, -5.0, 0.5, 1024.0]).unwrap();
