@@ -77,4 +77,8 @@ pub enum Error {
 
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// A run that cannot fit in memory, refused before it allocates.
+    #[error("{0}")]
+    WontFit(String),
 }

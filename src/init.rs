@@ -257,14 +257,16 @@ fn parse_number(what: &'static str, s: &str, expected: &'static str) -> Result<f
         expected,
     };
     let v: f64 = s.trim().parse().map_err(|_| bad())?;
-    if v.is_finite() {
+    // Weights and inputs are drawn as f32: a larger scale would only draw infinities, and a
+    // uniform range wider than f64 holds cannot be drawn at all.
+    if v.is_finite() && v.abs() <= f32::MAX as f64 {
         Ok(v)
     } else {
         Err(bad())
     }
 }
 
-const INIT_FORMS: &str = "constant:C, normal:STD, uniform:A, xavier_normal[:GAIN|auto], xavier_uniform[:GAIN|auto], kaiming_normal[:fan_in|fan_out][:GAIN|auto], kaiming_uniform[:fan_in|fan_out][:GAIN|auto], orthogonal[:GAIN|auto]";
+const INIT_FORMS: &str = "constant:C, normal:STD, uniform:A, xavier_normal[:GAIN|auto], xavier_uniform[:GAIN|auto], kaiming_normal[:fan_in|fan_out][:GAIN|auto], kaiming_uniform[:fan_in|fan_out][:GAIN|auto], orthogonal[:GAIN|auto], with numbers within f32 (|x| ≤ 3.4e38)";
 
 impl FromStr for Init {
     type Err = Error;
@@ -375,7 +377,8 @@ impl fmt::Display for Init {
     }
 }
 
-const INPUT_FORMS: &str = "normal:STD, uniform:A, constant:C";
+const INPUT_FORMS: &str =
+    "normal:STD, uniform:A, constant:C, with numbers within f32 (|x| ≤ 3.4e38)";
 
 impl FromStr for InputInit {
     type Err = Error;

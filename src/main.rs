@@ -36,7 +36,20 @@ fn parse_cli() -> Cli {
     }
 }
 
+/// A closed pipe (`gradstab presets | head -1`) ends the command quietly, as it ends other Unix
+/// tools: Rust ignores SIGPIPE, so that every `println!` after the reader left would panic.
+/// Files are written to a temporary name and renamed, so the signal cannot leave half of one.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_closed_pipe();
     let cli = parse_cli();
     let result = match cli.command {
         Command::Devices { format } => devices(format),

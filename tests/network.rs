@@ -142,7 +142,9 @@ fn initialisers_have_the_moments_of_their_formulas() {
 fn orthogonal_weights_are_orthonormal() {
     for (fan_in, fan_out) in [(64, 64), (100, 30), (30, 100)] {
         let gain = 1.5;
-        let init = Init::Orthogonal { gain: Gain::Value(gain) };
+        let init = Init::Orthogonal {
+            gain: Gain::Value(gain),
+        };
         let w = init.sample(
             fan_in,
             fan_out,

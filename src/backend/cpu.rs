@@ -37,6 +37,10 @@ impl Backend for Cpu {
     }
 
     /// Host memory is the limit; a `Vec` holds up to `isize::MAX` bytes.
+    fn tensors_on_host(&self) -> bool {
+        true
+    }
+
     fn max_tensor_len(&self, dtype: DType) -> usize {
         isize::MAX as usize / dtype.size_bytes() as usize
     }

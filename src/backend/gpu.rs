@@ -119,6 +119,10 @@ impl Backend for Gpu {
         self.device.supports(precision)
     }
 
+    fn device_memory_is_host(&self) -> bool {
+        !self.device.is_hardware()
+    }
+
     fn max_tensor_len(&self, dtype: DType) -> usize {
         self.device.max_tensor_len(dtype)
     }

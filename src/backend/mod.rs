@@ -39,6 +39,17 @@ pub trait Backend {
     /// The most values of `dtype` one tensor can hold.
     fn max_tensor_len(&self, dtype: DType) -> usize;
 
+    /// Whether this backend's tensors are host memory (the CPU backend).
+    fn tensors_on_host(&self) -> bool {
+        false
+    }
+
+    /// Whether the device's memory is the host's (a CPU adapter such as lavapipe), so that
+    /// the host's available memory limits it too.
+    fn device_memory_is_host(&self) -> bool {
+        self.tensors_on_host()
+    }
+
     /// The error for a precision this backend does not support: what is missing and what to
     /// do instead.
     fn unsupported(&self, precision: Precision) -> Error {

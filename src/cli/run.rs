@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use gradstab::experiment::{Experiment, VariantRun};
 use gradstab::init::{Init, InputInit};
+use gradstab::network::memory::check_fits;
 use gradstab::network::{run, Clip, Loss, NetworkConfig};
 use gradstab::report::run::RunReport;
 use gradstab::{Activation, Backend, Cpu, Precision};
@@ -16,7 +17,8 @@ pub(crate) struct RunArgs {
     /// A preset from `gradstab presets`; the other flags override it.
     #[arg(long)]
     preset: Option<String>,
-    #[arg(long, allow_negative_numbers = true)]
+    /// Layers, 1 to 1,000,000.
+    #[arg(long, value_parser = parse_depth, allow_negative_numbers = true)]
     depth: Option<usize>,
     /// One width, or depth + 1 comma-separated widths (input first).
     #[arg(long, value_parser = parse_widths)]
@@ -76,6 +78,33 @@ pub(crate) struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Refuse a run that needs more host or device memory than this (512M, 8G, …); the
+    /// machine's available memory and the device's buffer limit always apply.
+    #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>)]
+    max_memory: Option<MemorySize>,
+}
+
+/// A byte count such as 8G.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MemorySize(u64);
+
+impl std::str::FromStr for MemorySize {
+    type Err = gradstab::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        gradstab::network::memory::parse_bytes(s).map(MemorySize)
+    }
+}
+
+/// The most layers a run may have: a million layers' records alone take gigabytes.
+const MAX_DEPTH: usize = 1_000_000;
+
+pub(crate) fn parse_depth(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(d) if (1..=MAX_DEPTH).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "invalid depth '{s}': expected a whole number from 1 to {MAX_DEPTH}"
+        )),
+    }
 }
 
 /// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
@@ -195,6 +224,7 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
         if let Some(s) = args.seed {
             config.seed = s;
         }
+        config.max_memory_bytes = args.max_memory.map(|MemorySize(b)| b);
         if let Some(path) = &args.weights {
             *config = config
                 .clone()
@@ -261,9 +291,17 @@ pub(crate) fn run_all<B: Backend>(
 
 pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
     let gpu = gpu_or_cpu_notice(&args.adapter, args.backend);
-    if let Some(gpu) = &gpu {
-        for &precision in &experiment.precisions {
-            gpu.require(precision)?;
+    // Everything the run asks for is checked before any of it runs: each precision on this
+    // device, and whether each configuration fits in memory.
+    for &precision in &experiment.precisions {
+        for (_, config) in &experiment.variants {
+            match &gpu {
+                Some(gpu) => {
+                    gpu.require(precision)?;
+                    check_fits(gpu, config, precision)?;
+                }
+                None => check_fits(&Cpu, config, precision)?,
+            }
         }
     }
     let (runs, device) = match &gpu {

@@ -86,6 +86,10 @@ pub struct NetworkConfig {
     /// the same bits; only memory differs. `KEEP_WEIGHTS_BYTES` by default.
     #[serde(skip)]
     pub keep_weights_bytes: u64,
+    /// A memory budget for host and device (`--max-memory`); a run that needs more is refused
+    /// before it allocates. `None`: only what the machine and the device have.
+    #[serde(skip)]
+    pub max_memory_bytes: Option<u64>,
     /// Weights and biases from a PyTorch state dict instead of the initialiser (`--weights`);
     /// the JSON names the file.
     #[serde(
@@ -149,6 +153,7 @@ impl NetworkConfig {
             clip: None,
             seed: 0,
             keep_weights_bytes: KEEP_WEIGHTS_BYTES,
+            max_memory_bytes: None,
             given_parameters: None,
             given_data: None,
         }
@@ -198,7 +203,7 @@ impl NetworkConfig {
         if self.depth == 0 || self.batch == 0 {
             return bad("depth and batch must be at least 1".into());
         }
-        if self.widths.len() != self.depth + 1 || self.widths.contains(&0) {
+        if Some(self.widths.len()) != self.depth.checked_add(1) || self.widths.contains(&0) {
             return bad(format!(
                 "need depth + 1 = {} widths of at least 1, got {:?}",
                 self.depth + 1,

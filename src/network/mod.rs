@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod given;
+pub mod memory;
 pub mod record;
 pub mod steps;
 
@@ -35,6 +36,7 @@ pub fn prepare<B: Backend>(
 ) -> Result<Prepared<B::Tensor>> {
     config.validate()?;
     backend.require(precision)?;
+    memory::check_fits(backend, config, precision)?;
     let dtype = precision.storage();
     let start = match (config.upstream_gradient(dtype)?, config.targets(dtype)?) {
         (Some(upstream), _) => LossStart::Upstream(backend.upload(&upstream)?),

@@ -1,0 +1,248 @@
+//! What a run needs in memory, decided before anything is allocated: an estimate of the host
+//! and device bytes of a run, and the limits it must fit (the host's available memory, the
+//! device's largest buffer, and a budget the user may set with `--max-memory`). A run that
+//! cannot fit is refused in milliseconds, instead of failing after minutes of work or taking
+//! the machine's memory with it.
+
+use super::config::NetworkConfig;
+use super::record::LayerRecord;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::precision::Precision;
+
+/// Bytes a run of one configuration in one precision needs at most, computed in u128 and
+/// saturated, so that no width or depth can overflow the estimate itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Host memory: the records, the weights drawn for one layer, and on the CPU backend
+    /// every tensor as well.
+    pub host_bytes: u64,
+    /// Device memory (0 on the CPU backend, whose tensors are host memory).
+    pub device_bytes: u64,
+    /// Elements of the largest single tensor (a weight or an activation).
+    pub largest_tensor: u64,
+}
+
+/// What a run must fit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryLimits {
+    /// Host memory available now (`MemAvailable`), when the system says.
+    pub host_available: Option<u64>,
+    /// Device memory the backend can offer, when known (a CPU adapter's is host memory).
+    pub device_available: Option<u64>,
+    /// The most elements one tensor of the run's storage type may hold.
+    pub max_tensor: u64,
+    /// A budget the user set (`--max-memory`), for host and device alike.
+    pub budget: Option<u64>,
+}
+
+const BUDGET: &str = "budget of --max-memory";
+
+fn saturate(x: u128) -> u64 {
+    x.min(u64::MAX as u128) as u64
+}
+
+impl NetworkConfig {
+    /// What a run of this network in `precision` needs; `tensors_on_host` for the CPU backend.
+    pub fn memory_estimate(&self, precision: Precision, tensors_on_host: bool) -> MemoryEstimate {
+        let b = precision.storage().size_bytes() as u128;
+        let batch = self.batch as u128;
+        let widest = self.widths.iter().copied().max().unwrap_or(0) as u128;
+        let weights: u128 = self
+            .widths
+            .windows(2)
+            .map(|w| w[0] as u128 * w[1] as u128)
+            .sum();
+        let activations: u128 = self.widths[1..].iter().map(|&n| batch * n as u128).sum();
+        let kept_weights = if weights * b <= self.keep_weights_bytes as u128 {
+            weights * b
+        } else {
+            0
+        };
+        // The kept tensors (Z^t, and H^{t−1} with residual connections), the weights while
+        // they are kept, and the widest layer's working set: a weight and its gradient and a
+        // few activations.
+        let residual = if self.residual { 2 } else { 1 };
+        let tensors = activations * b * residual
+            + kept_weights
+            + (2 * widest * widest + 8 * batch * widest) * b;
+        // On the host: each layer's records (four statistics, each with an exponent
+        // histogram of up to 256 counts on the heap), and one layer's weights drawn as f32
+        // (orthogonal works in f64, twice as much) before they are rounded and uploaded.
+        let per_layer = std::mem::size_of::<LayerRecord>() as u128 + 4 * 256 * 8;
+        let records = self.depth as u128 * per_layer;
+        let draw = widest * widest * 8 + batch * widest * 4 * 2;
+        let host = records + draw + if tensors_on_host { tensors } else { 0 };
+        MemoryEstimate {
+            host_bytes: saturate(host),
+            device_bytes: if tensors_on_host {
+                0
+            } else {
+                saturate(tensors)
+            },
+            largest_tensor: saturate(widest * widest.max(batch)),
+        }
+    }
+}
+
+impl MemoryLimits {
+    /// The limits of a backend whose one tensor holds at most `max_tensor` elements; the host's
+    /// available memory is read from the system, and a CPU adapter's device memory is the
+    /// host's.
+    pub fn new(max_tensor: usize, device_is_host_memory: bool, budget: Option<u64>) -> Self {
+        let host_available = host_available_bytes();
+        MemoryLimits {
+            host_available,
+            device_available: if device_is_host_memory {
+                host_available
+            } else {
+                None
+            },
+            max_tensor: max_tensor as u64,
+            budget,
+        }
+    }
+
+    /// Ok when `estimate` fits every limit; otherwise one line with the estimate, the limit
+    /// and what changes it.
+    pub fn check(&self, estimate: &MemoryEstimate) -> Result<()> {
+        let refuse = |what: &str, need: u64, limit: u64, source: &str| {
+            Err(Error::WontFit(format!(
+                "this run needs about {} of {what}, more than the {} {source}; make --depth, \
+                 --width or --batch smaller{}",
+                human_bytes(need),
+                human_bytes(limit),
+                if source == BUDGET {
+                    " or raise --max-memory"
+                } else {
+                    ""
+                }
+            )))
+        };
+        if estimate.largest_tensor > self.max_tensor {
+            return Err(Error::WontFit(format!(
+                "one tensor of this run holds {} values, more than the {} that one buffer of \
+                 this backend can hold; make --width or --batch smaller",
+                estimate.largest_tensor, self.max_tensor
+            )));
+        }
+        if let Some(budget) = self.budget {
+            if estimate.host_bytes > budget {
+                return refuse("host memory", estimate.host_bytes, budget, BUDGET);
+            }
+            if estimate.device_bytes > budget {
+                return refuse("device memory", estimate.device_bytes, budget, BUDGET);
+            }
+        }
+        if let Some(available) = self.host_available {
+            if estimate.host_bytes > available {
+                return refuse(
+                    "host memory",
+                    estimate.host_bytes,
+                    available,
+                    "available on this machine",
+                );
+            }
+        }
+        if let Some(available) = self.device_available {
+            // A CPU adapter's device memory is the same host memory: both together must fit.
+            let both = estimate.device_bytes.saturating_add(estimate.host_bytes);
+            if estimate.device_bytes > 0 && both > available {
+                return refuse(
+                    "host and device memory together",
+                    both,
+                    available,
+                    "available on this machine (a CPU adapter's device memory is host memory)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ok when a run of `config` in `precision` fits `backend`, the host and the config's
+/// `max_memory_bytes`; otherwise the one-line refusal. Allocates nothing.
+pub fn check_fits<B: Backend>(
+    backend: &B,
+    config: &NetworkConfig,
+    precision: Precision,
+) -> Result<()> {
+    let estimate = config.memory_estimate(precision, backend.tensors_on_host());
+    MemoryLimits::new(
+        backend.max_tensor_len(precision.storage()),
+        backend.device_memory_is_host(),
+        config.max_memory_bytes,
+    )
+    .check(&estimate)
+}
+
+/// `MemAvailable` of /proc/meminfo, where there is one.
+pub fn host_available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Bytes with a binary-prefixed unit: "1.5 GiB".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses a byte count: a number with an optional K, M, G or T (powers of 1024, an optional
+/// trailing "B" or "iB").
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let bad = || Error::Parse {
+        what: "memory size",
+        value: s.to_string(),
+        expected: "a size such as 512M, 8G or 1.5T (powers of 1024)",
+    };
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (number, scale) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = number.trim().parse().map_err(|_| bad())?;
+    let bytes = v * scale as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_powers_of_1024() {
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("4K").unwrap(), 4096);
+        assert_eq!(parse_bytes("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1t").unwrap(), 1 << 40);
+        for bad in ["", "G", "-1G", "0", "1e30T", "nan", "12X"] {
+            assert!(parse_bytes(bad).is_err(), "{bad} parsed");
+        }
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(100), "100 B");
+    }
+}

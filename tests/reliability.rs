@@ -1,0 +1,173 @@
+//! What a new user's mistakes and a hostile environment do to the `gradstab` binary: no panic,
+//! no hang, no silent wrong answer, no half-written file. Each test is one kind of input: a
+//! flag, a crafted file, an environment variable, a closed pipe.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn gradstab(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gradstab"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure the user can read: a non-zero exit and one line on stderr, never a panic.
+fn assert_refused(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit status; stderr: {err}");
+    assert!(!err.contains("panicked"), "a panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "'{needle}' missing from: {err}");
+}
+
+#[test]
+fn values_the_parser_accepts_but_no_run_can_hold_are_refused_without_a_panic() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        // depth + 1 wrapped around.
+        (&["run", "--depth", "18446744073709551615"], 2, "--depth"),
+        // A uniform range wider than f64 holds, and draws that would all be inf in f32.
+        (&["run", "--init", "uniform:1e308"], 2, "3.4e38"),
+        (&["run", "--input", "uniform:1e308"], 2, "3.4e38"),
+        (&["run", "--init", "xavier_normal:1e300"], 2, "3.4e38"),
+        (&["run", "--max-memory", "lots"], 2, "--max-memory"),
+    ];
+    for (args, code, needle) in cases {
+        let out = gradstab(args, &[]);
+        assert_refused(&out, *code, needle);
+    }
+}
+
+#[test]
+fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
+    // Terabytes on the CPU backend, gigabytes against a small budget, a million layers: each
+    // is refused with the estimate and the limit, in far less time than any of it would take
+    // to allocate (the allocator would abort, or the OOM killer end the machine's session).
+    let cases: &[&[&str]] = &[
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "100",
+            "--width",
+            "65536",
+            "--batch",
+            "65536",
+        ],
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "1000000",
+            "--width",
+            "4096",
+        ],
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "20",
+            "--width",
+            "1024",
+            "--max-memory",
+            "1M",
+        ],
+    ];
+    for args in cases {
+        let start = Instant::now();
+        let out = gradstab(args, &[]);
+        assert_refused(&out, 1, "this run needs about");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?} to refuse",
+            start.elapsed()
+        );
+    }
+    let out = gradstab(cases[2], &[]);
+    assert!(
+        stderr(&out).contains("1.0 MiB budget of --max-memory"),
+        "{}",
+        stderr(&out)
+    );
+    // Within the budget, the same run goes ahead.
+    let out = gradstab(
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "3",
+            "--width",
+            "16",
+            "--batch",
+            "4",
+            "--max-memory",
+            "64M",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_pipe_ends_every_printing_command_quietly() {
+    // `gradstab presets | head -1`: the reader leaves first. Every command that prints must
+    // end without a panic or an error message, as other Unix tools do.
+    let commands: &[&[&str]] = &[
+        &["presets"],
+        &["devices"],
+        &["devices", "--format", "json"],
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "3",
+            "--width",
+            "8",
+            "--batch",
+            "2",
+            "--format",
+            "csv",
+            "--quiet",
+        ],
+        &["demo", "--backend", "cpu"],
+    ];
+    for args in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
+            .args(*args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert!(
+                out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+                "{args:?} ended with {:?}: {err}",
+                out.status
+            );
+        }
+    }
+}
