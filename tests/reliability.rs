@@ -171,3 +171,52 @@ fn a_closed_pipe_ends_every_printing_command_quietly() {
         }
     }
 }
+
+/// An environment where wgpu finds no adapter: a backend this machine does not have.
+fn no_adapter_env() -> (&'static str, &'static str) {
+    let backend = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    ("WGPU_BACKEND", backend)
+}
+
+#[test]
+fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced() {
+    let small = ["--depth", "2", "--width", "4", "--batch", "2", "--quiet"];
+    fn with<'a>(small: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [&["run"][..], small, extra].concat()
+    }
+    let run = |extra: &[&'static str]| with(&small, extra);
+    // Named and missing: an error that lists what exists, by flag or environment.
+    let out = gradstab(&run(&["--adapter", "nonsense-adapter"]), &[]);
+    let (code, err) = (out.status.code(), stderr(&out));
+    if common::gpu("explicit adapter").is_some() {
+        assert_refused(
+            &out,
+            1,
+            "no adapter matches 'nonsense-adapter'; available: 0: ",
+        );
+        let out = gradstab(&["demo"], &[("GRADSTAB_ADAPTER", "nonsense-adapter")]);
+        assert_refused(&out, 1, "no adapter matches 'nonsense-adapter'");
+        let out = gradstab(&["stats", "--adapter", "99", "Cargo.toml"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        // Two adapters of one name on two backends: each is reachable by its number.
+        let out = gradstab(&["probe", "--adapter", "0"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    } else {
+        assert_eq!(code, Some(1), "{err}");
+    }
+    let out = gradstab(&run(&[]), &[("GRADSTAB_MATMUL_VARIANT", "bogus")]);
+    assert_refused(&out, 1, "tile64-shared, tile32-shared or tile64-direct");
+    // No adapter at all: --backend gpu asked for one, so it is an error that says why,
+    // including the WGPU_BACKEND that narrowed the search.
+    let out = gradstab(&run(&["--backend", "gpu"]), &[no_adapter_env()]);
+    assert_refused(&out, 1, "no GPU adapter found (WGPU_BACKEND is");
+    assert!(stderr(&out).contains("`--backend cpu` runs on the CPU instead"));
+    // Nothing asked for: the fallback, with its notice, and the run goes ahead.
+    let out = gradstab(&run(&[]), &[no_adapter_env()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("running on the CPU backend instead"));
+}

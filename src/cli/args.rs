@@ -34,9 +34,10 @@ pub(crate) enum BackendChoice {
 
 #[derive(clap::Args)]
 pub(crate) struct AdapterArg {
-    /// Use the first adapter whose name contains this (case-insensitive); default: the best
-    /// one, or GRADSTAB_ADAPTER.
-    #[arg(long, value_name = "NAME-SUBSTRING")]
+    /// The adapter's number in `gradstab devices`, or the first whose "name (Backend)"
+    /// contains this (case-insensitive); default: the best one, or GRADSTAB_ADAPTER. An
+    /// adapter asked for and not found is an error.
+    #[arg(long, value_name = "#|NAME")]
     pub(crate) adapter: Option<String>,
     /// Use this matmul variant instead of the autotuned one: tile64-shared, tile32-shared or
     /// tile64-direct (also GRADSTAB_MATMUL_VARIANT).
@@ -60,16 +61,36 @@ pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The GPU unless the CPU was asked for; without a usable GPU, `None` and a one-line notice.
-pub(crate) fn gpu_or_cpu_notice(adapter: &AdapterArg, backend: BackendChoice) -> Option<Gpu> {
-    match backend {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => match Gpu::new(&adapter.options()) {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                eprintln!("gradstab: no usable GPU ({e}); running on the CPU backend instead.");
-                None
-            }
-        },
+/// Whether the user asked for a GPU in any way: `--backend gpu`, an adapter or a matmul variant
+/// by flag or environment variable. Such a request is honoured or refused, never replaced.
+fn asked_for_gpu(adapter: &AdapterArg, backend: Option<BackendChoice>) -> bool {
+    let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+    backend == Some(BackendChoice::Gpu)
+        || adapter.adapter.is_some()
+        || adapter.matmul_variant.is_some()
+        || set(gradstab::gpu::ADAPTER_ENV)
+        || set(gradstab::ops::matmul::autotune::VARIANT_ENV)
+}
+
+/// The GPU unless the CPU was asked for. Only when nothing was asked for and no adapter
+/// exists does the command fall back to the CPU backend, with a one-line notice; an adapter,
+/// variant or backend the user named that cannot be had is an error.
+pub(crate) fn gpu_or_cpu_notice(
+    adapter: &AdapterArg,
+    backend: Option<BackendChoice>,
+) -> anyhow::Result<Option<Gpu>> {
+    if backend == Some(BackendChoice::Cpu) {
+        return Ok(None);
+    }
+    match Gpu::new(&adapter.options()) {
+        Ok(gpu) => Ok(Some(gpu)),
+        Err(e @ gradstab::Error::NoAdapter { .. }) if !asked_for_gpu(adapter, backend) => {
+            eprintln!("gradstab: {e}; running on the CPU backend instead.");
+            Ok(None)
+        }
+        Err(e @ gradstab::Error::NoAdapter { .. }) => Err(anyhow::anyhow!(
+            "{e}; `--backend cpu` runs on the CPU instead"
+        )),
+        Err(e) => Err(e.into()),
     }
 }

@@ -10,14 +10,14 @@ use super::run::run_all;
 
 pub(crate) fn demo(
     adapter: &AdapterArg,
-    backend: BackendChoice,
+    backend: Option<BackendChoice>,
     seed: u64,
 ) -> anyhow::Result<ExitCode> {
     let config = ChainConfig {
         seed,
         ..ChainConfig::default()
     };
-    let gpu = gpu_or_cpu_notice(adapter, backend);
+    let gpu = gpu_or_cpu_notice(adapter, backend)?;
     let run = |precision: Precision| -> anyhow::Result<(Vec<f64>, String)> {
         match &gpu {
             Some(gpu) if gpu.supports(precision) => Ok((

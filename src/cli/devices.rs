@@ -35,7 +35,9 @@ pub(crate) fn devices(format: Format) -> anyhow::Result<ExitCode> {
             a.max_compute_workgroups_per_dimension
         );
     }
-    println!("(the first is the default; choose another with --adapter NAME or {ADAPTER_ENV})");
+    println!(
+        "(the first is the default; choose another with --adapter # or NAME, or {ADAPTER_ENV})"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

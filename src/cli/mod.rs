@@ -55,8 +55,9 @@ pub(crate) enum Command {
         file: std::path::PathBuf,
         #[command(flatten)]
         adapter: AdapterArg,
-        #[arg(long, value_enum, default_value = "gpu")]
-        backend: BackendChoice,
+        /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
         #[arg(long, value_enum, default_value = "table")]
         format: StatsFormat,
         /// Print each tensor's exponent histogram as text bars.
@@ -82,8 +83,9 @@ pub(crate) enum Command {
     Demo {
         #[command(flatten)]
         adapter: AdapterArg,
-        #[arg(long, value_enum, default_value = "gpu")]
-        backend: BackendChoice,
+        /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },

@@ -52,8 +52,9 @@ pub(crate) struct RunArgs {
     /// Comma list of f32, f16, f16acc32.
     #[arg(long, value_parser = parse_precisions)]
     precision: Option<PrecisionList>,
-    #[arg(long, value_enum, default_value = "gpu")]
-    backend: BackendChoice,
+    /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
     #[command(flatten)]
     adapter: AdapterArg,
     #[arg(long, allow_negative_numbers = true)]
@@ -290,7 +291,7 @@ pub(crate) fn run_all<B: Backend>(
 }
 
 pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
-    let gpu = gpu_or_cpu_notice(&args.adapter, args.backend);
+    let gpu = gpu_or_cpu_notice(&args.adapter, args.backend)?;
     // Everything the run asks for is checked before any of it runs: each precision on this
     // device, and whether each configuration fits in memory.
     for &precision in &experiment.precisions {

@@ -28,12 +28,12 @@ pub(crate) fn file_stats<B: Backend>(
 pub(crate) fn stats(
     file: &std::path::Path,
     adapter: &AdapterArg,
-    backend: BackendChoice,
+    backend: Option<BackendChoice>,
     format: StatsFormat,
     histogram: bool,
 ) -> anyhow::Result<ExitCode> {
     let tensors = gradstab::files::load(file)?;
-    let gpu = gpu_or_cpu_notice(adapter, backend);
+    let gpu = gpu_or_cpu_notice(adapter, backend)?;
     let (reports, info) = match &gpu {
         Some(gpu) => (file_stats(gpu, &tensors)?, gpu.info()),
         None => (file_stats(&Cpu, &tensors)?, Cpu.info()),

@@ -78,7 +78,15 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// Picks the best adapter, or the first whose name contains `filter` (case-insensitive).
+/// How `--adapter` and `gradstab devices` name an adapter: "name (Backend)".
+fn label(adapter: &wgpu::Adapter) -> String {
+    let i = adapter.get_info();
+    format!("{} ({:?})", i.name, i.backend)
+}
+
+/// Picks the best adapter, or the one `filter` names: its number in `gradstab devices`, or
+/// the first whose "name (Backend)" contains `filter` (case-insensitive), so that two
+/// adapters of one name on two backends can each be chosen.
 pub(crate) fn choose_adapter(
     instance: &wgpu::Instance,
     filter: Option<&str>,
@@ -86,27 +94,42 @@ pub(crate) fn choose_adapter(
     let adapters = ranked_adapters(instance);
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
-            detail: String::new(),
+            detail: backend_env_hint(),
         });
     }
-    match filter {
-        None => Ok(adapters.into_iter().next().expect("not empty")),
-        Some(wanted) => {
-            let needle = wanted.to_lowercase();
-            let names: Vec<String> = adapters
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({:?})", i.name, i.backend)
-                })
-                .collect();
-            adapters
-                .into_iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                .ok_or_else(|| Error::AdapterNotFound {
-                    requested: wanted.to_string(),
-                    available: names.join(", "),
-                })
-        }
+    let Some(wanted) = filter else {
+        return Ok(adapters.into_iter().next().expect("not empty"));
+    };
+    let names: Vec<String> = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{i}: {}", label(a)))
+        .collect();
+    let not_found = || Error::AdapterNotFound {
+        requested: wanted.to_string(),
+        available: names.join(", "),
+    };
+    if let Ok(index) = wanted.trim().parse::<usize>() {
+        return adapters.into_iter().nth(index).ok_or_else(not_found);
+    }
+    let needle = wanted.trim().to_lowercase();
+    if needle.is_empty() {
+        return Err(not_found());
+    }
+    adapters
+        .into_iter()
+        .find(|a| label(a).to_lowercase().contains(&needle))
+        .ok_or_else(not_found)
+}
+
+/// When no adapter is found and `WGPU_BACKEND` is set, it may be why: wgpu searches only the
+/// backends it names, and ignores a name it does not know.
+fn backend_env_hint() -> String {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => format!(
+            " (WGPU_BACKEND is '{v}': only the backends it names are searched; known names: \
+             vulkan, metal, dx12, gl, webgpu)"
+        ),
+        _ => String::new(),
     }
 }
