@@ -43,6 +43,16 @@ pub struct FileTensor {
     pub note: Option<String>,
 }
 
+/// A tensor name as it may be printed: control characters (newlines, terminal escape codes)
+/// are shown escaped, so a crafted name cannot rewrite the report or the terminal.
+fn printable(name: String) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name
+    }
+}
+
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
@@ -51,7 +61,32 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
 }
 
 /// Reads every tensor of a `.npy` or `.safetensors` file.
+///
+/// Only a regular file is opened: a FIFO would block and a device such as /dev/zero never
+/// ends. A file larger than the memory available now is refused before it is read.
 pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a pipe, socket or device)"
+        };
+        return Err(file_error(path, format!("{kind}; gradstab reads files")));
+    }
+    if let Some(available) = crate::network::memory::host_available_bytes() {
+        // The file's bytes and its values as f32 (f16 data double) are held at once.
+        if meta.len().saturating_mul(3) > available {
+            return Err(file_error(
+                path,
+                format!(
+                    "{} is more than a third of the {} of memory available to read it",
+                    crate::network::memory::human_bytes(meta.len()),
+                    crate::network::memory::human_bytes(available)
+                ),
+            ));
+        }
+    }
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     if bytes.is_empty() {
         return Err(file_error(path, "the file is empty"));
@@ -151,22 +186,69 @@ fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
     (narrowed, note)
 }
 
+/// Where the data of a .npy file start: after the magic, the version, the header length (2
+/// bytes in version 1, 4 after) and the header.
+fn npy_data_offset(bytes: &[u8]) -> Option<usize> {
+    let len = |at: usize, n: usize| -> Option<usize> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().rev().fold(0usize, |acc, &x| acc << 8 | x as usize))
+    };
+    match bytes.get(6)? {
+        1 => Some(10 + len(8, 2)?),
+        _ => Some(12 + len(8, 4)?),
+    }
+}
+
 fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
     let npy = npyz::NpyFile::new(bytes)
         .map_err(|e| file_error(path, format!("not a valid .npy header: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let type_str = match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
-        other => {
+        npyz::DType::Record(_) => {
             return Err(file_error(
                 path,
-                format!(
-                    "unsupported dtype {other:?}: gradstab stats reads f16, f32 and f64 arrays"
-                ),
+                "a structured (record) dtype: gradstab reads plain f16, f32 and f64 arrays",
+            ))
+        }
+        npyz::DType::Array(..) => {
+            return Err(file_error(
+                path,
+                "a subarray dtype: gradstab reads plain f16, f32 and f64 arrays",
             ))
         }
     };
-    let expected_len: usize = shape.iter().product();
+    // A shape whose product overflows cannot describe data in any file.
+    let expected_len = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            file_error(
+                path,
+                format!("the header's shape {shape:?} has more elements than any file holds"),
+            )
+        })?;
+    let item_bytes = match &type_str[1..] {
+        "f2" => 2,
+        "f4" => 4,
+        "f8" => 8,
+        _ => 0,
+    };
+    if item_bytes > 0 {
+        let data_bytes = npy_data_offset(bytes).map(|o| bytes.len().saturating_sub(o));
+        let declared = expected_len.checked_mul(item_bytes);
+        if let (Some(data), Some(declared)) = (data_bytes, declared) {
+            if data > declared {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "the data hold {data} bytes, but the header's shape {shape:?} of \
+                         {type_str} declares {declared}: the header and the data disagree"
+                    ),
+                ));
+            }
+        }
+    }
     let truncated =
         |e: std::io::Error| file_error(path, format!("the data are truncated or unreadable ({e})"));
     let (dtype, values, note) = match &type_str[1..] {
@@ -176,10 +258,10 @@ fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
             let (v, note) = narrow_f64(&npy.into_vec::<f64>().map_err(truncated)?);
             (FileDType::F64, HostTensorValues::F32(v), note)
         }
-        other => {
+        _ => {
             return Err(file_error(
                 path,
-                format!("unsupported dtype '{other}': gradstab stats reads f16 (f2), f32 (f4) and f64 (f8) arrays"),
+                format!("unsupported dtype '{type_str}': gradstab reads f16 ('<f2'), f32 ('<f4') and f64 ('<f8') arrays"),
             ))
         }
     };
@@ -193,7 +275,7 @@ fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
         ));
     }
     Ok(FileTensor {
-        name,
+        name: printable(name),
         shape,
         dtype,
         values: as_tensor(path, values)?,
@@ -253,7 +335,7 @@ fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
             .find(|(n, _)| *n == name)
             .and_then(|(_, note)| note.clone());
         out.push(FileTensor {
-            name,
+            name: printable(name),
             shape: view.shape().to_vec(),
             dtype,
             values: as_tensor(path, values)?,

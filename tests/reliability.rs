@@ -220,3 +220,170 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("running on the CPU backend instead"));
 }
+
+fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gradstab-reliability-{test}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn crafted_files_are_refused_with_what_is_wrong_never_read_without_bound() {
+    let dir = temp_dir("files");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let structured = {
+        // A record dtype, which the shared helper cannot write.
+        let mut header =
+            "{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (1,), }"
+                .to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend([0u8; 8]);
+        b
+    };
+    let cases: Vec<(String, &str)> = vec![
+        // The shape's product overflows: no "no elements", no statistics of 2 values.
+        (
+            write(
+                "overflow.npy",
+                common::npy_bytes("<f4", &[1 << 32, 1 << 32, 16], &f32_bytes(&[1.0, 2.0])),
+            ),
+            "has more elements than any file holds",
+        ),
+        // More data than the header declares: not truncated without a word.
+        (
+            write(
+                "extra.npy",
+                common::npy_bytes("<f4", &[2], &f32_bytes(&[1.0, 2.0, 3.0])),
+            ),
+            "the data hold 12 bytes, but the header's shape [2] of <f4 declares 8",
+        ),
+        // Fewer.
+        (
+            write(
+                "short.npy",
+                common::npy_bytes("<f4", &[4], &f32_bytes(&[1.0, 2.0])),
+            ),
+            "truncated",
+        ),
+        // A 16-byte float is not "f16".
+        (
+            write("f128.npy", common::npy_bytes("<f16", &[1], &[0u8; 16])),
+            "unsupported dtype '<f16'",
+        ),
+        (
+            write("record.npy", structured),
+            "a structured (record) dtype",
+        ),
+        ("/dev/zero".to_string(), "not a regular file"),
+        (dir.to_str().unwrap().to_string(), "a directory"),
+    ];
+    for (path, needle) in &cases {
+        let start = Instant::now();
+        let out = gradstab(&["stats", "--backend", "cpu", path], &[]);
+        assert_refused(&out, 1, needle);
+        assert!(
+            !stderr(&out).contains("Record("),
+            "a Debug dump: {}",
+            stderr(&out)
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{path}");
+    }
+    #[cfg(unix)]
+    {
+        // A FIFO with no writer would block the reader for ever.
+        let fifo = dir.join("fifo.npy");
+        let made = Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
+                .args(["stats", "--backend", "cpu", fifo.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    child.kill().unwrap();
+                    panic!("stats on a FIFO hangs");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let out = child.wait_with_output().unwrap();
+            assert_refused(&out, 1, "not a regular file");
+        }
+    }
+}
+
+#[test]
+fn statistics_without_finite_values_say_so_instead_of_nan() {
+    let dir = temp_dir("allinf");
+    let path = dir.join("allinf.npy");
+    let inf = f32::INFINITY;
+    std::fs::write(
+        &path,
+        common::npy_bytes("<f4", &[3], &f32_bytes(&[inf, -inf, inf])),
+    )
+    .unwrap();
+    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!table.contains("NaN"), "{table}");
+    assert!(table.contains("no finite values"), "{table}");
+    let out = gradstab(
+        &[
+            "stats",
+            "--backend",
+            "cpu",
+            "--format",
+            "csv",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !csv.contains("NaN") && csv.contains("allinf,3,f32,3,,,,,,,0,2,1,"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn names_with_control_characters_are_printed_escaped() {
+    // A tensor named with a newline and a terminal escape code cannot rewrite the report.
+    let dir = temp_dir("names");
+    let path = dir.join("names.safetensors");
+    let name = "evil\nname\u{1b}[31m";
+    let data = f32_bytes(&[1.0, 2.0]);
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+    std::fs::write(
+        &path,
+        safetensors::serialize(vec![(name.to_string(), view)], None).unwrap(),
+    )
+    .unwrap();
+    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !table.contains('\u{1b}') && table.contains("evil\\nname\\u{1b}[31m"),
+        "{table}"
+    );
+}

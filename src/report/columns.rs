@@ -27,7 +27,16 @@ pub const RECORD_COLUMNS: [&str; 18] = [
 /// The values of `RECORD_COLUMNS` for one record.
 pub fn record_fields(s: &StatsRecord) -> Vec<String> {
     let mut row = vec![s.count.to_string()];
-    row.extend([s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm].map(|v| format!("{v:e}")));
+    // Over the finite values: an empty field, not "NaN", where there are none.
+    row.extend(
+        [s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm].map(|v| {
+            if v.is_nan() {
+                String::new()
+            } else {
+                format!("{v:e}")
+            }
+        }),
+    );
     row.extend(
         [
             s.nan,

@@ -92,15 +92,25 @@ pub fn stats_table(
             )?;
             continue;
         };
+        // The moments and the largest magnitude are over the finite values; with none there is
+        // nothing to show, which is not the same as a NaN.
+        let finite = s.count - s.nan - s.pos_inf - s.neg_inf;
+        let moment = |v: f64, precision: usize| {
+            if finite == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{v:.precision$e}")
+            }
+        };
         writeln!(
             out,
-            "{:<nw$} {:<16} {:<5} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
+            "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
             r.name,
             shape_text(&r.shape),
             r.dtype,
-            s.mean,
-            s.std(),
-            s.abs_max,
+            moment(s.mean, 4),
+            moment(s.std(), 3),
+            moment(s.abs_max, 3),
             s.nan,
             s.pos_inf + s.neg_inf,
             percent(s.cast.f16.overflow, s.count),
@@ -112,13 +122,19 @@ pub fn stats_table(
         if let Some(note) = &r.note {
             writeln!(out, "    note: {note}")?;
         }
+        if finite == 0 {
+            writeln!(
+                out,
+                "    note: no finite values, so no mean, std or abs_max"
+            )?;
+        }
         if histogram {
             histogram_bars(out, s)?;
         }
     }
     writeln!(
         out,
-        "over% = share of values that would round to ±inf; undr% = share that would become subnormal or 0 (non-zero values only)."
+        "mean, std and abs_max are over the finite values. over% = share of values that would round to ±inf; undr% = share that would become subnormal or 0 (non-zero values only)."
     )?;
     Ok(())
 }
