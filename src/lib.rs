@@ -19,6 +19,7 @@ pub mod gpu;
 pub mod init;
 pub mod network;
 pub mod ops;
+pub mod output;
 pub mod precision;
 pub mod report;
 pub mod shaders;

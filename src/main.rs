@@ -9,7 +9,7 @@ use clap::Parser;
 use cli::bench::run_bench;
 use cli::demo::demo;
 use cli::devices::{devices, run_probe};
-use cli::run::{experiment_of, run_network};
+use cli::run::{check_destinations, experiment_of, run_network};
 use cli::stats::stats;
 use cli::verify::run_verify;
 use cli::{Cli, Command};
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => match experiment_of(&args) {
+        Command::Run(args) => match check_destinations(&args).and_then(|()| experiment_of(&args)) {
             // A preset that does not exist or flags that do not fit together: a usage error.
             Err(e) => {
                 eprintln!("gradstab: error: {e}");

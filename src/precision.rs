@@ -143,11 +143,13 @@ pub fn parse_precision_list(s: &str) -> Result<Vec<Precision>, Error> {
         .filter(|p| !p.trim().is_empty())
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    if list.is_empty() {
+    // A precision named twice would print two identical, unlabelled columns.
+    let repeated = list.iter().enumerate().any(|(i, p)| list[..i].contains(p));
+    if list.is_empty() || repeated {
         return Err(Error::Parse {
             what: "precision list",
             value: s.to_string(),
-            expected: "a comma-separated list of f32, f16, f16acc32",
+            expected: "a comma-separated list of f32, f16, f16acc32, each at most once",
         });
     }
     Ok(list)

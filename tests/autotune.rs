@@ -134,3 +134,35 @@ fn a_forced_variant_skips_tuning_and_a_bad_name_is_an_error() {
     let err = "tile7".parse::<MatmulVariant>().unwrap_err();
     assert!(err.to_string().contains("tile64-shared"), "{err}");
 }
+
+#[test]
+fn a_cache_that_is_not_a_regular_file_is_neither_read_nor_replaced() {
+    // A FIFO in the cache's place would block every GPU command on open.
+    if common::gpu("autotune fifo").is_none() || !cfg!(unix) {
+        return;
+    }
+    let path = cache_path("fifo");
+    let _ = std::fs::remove_file(&path);
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    let gpu = gpu_with_cache(&path);
+    gpu.matmul_variant(Precision::F32).unwrap();
+    let warnings = gpu.autotune_warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("not a regular file") && warnings[0].contains("tuning again"));
+    assert!(warnings[1].contains("left alone"), "{}", warnings[1]);
+    assert!(
+        !std::fs::metadata(&path).unwrap().is_file(),
+        "the FIFO was replaced"
+    );
+    // No temporary file is left beside it.
+    let dir = path.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}

@@ -248,7 +248,7 @@ fn crafted_files_are_refused_with_what_is_wrong_never_read_without_bound() {
         let mut header =
             "{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (1,), }"
                 .to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
@@ -386,4 +386,85 @@ fn names_with_control_characters_are_printed_escaped() {
         !table.contains('\u{1b}') && table.contains("evil\\nname\\u{1b}[31m"),
         "{table}"
     );
+}
+
+#[test]
+fn destinations_are_checked_before_the_run_and_written_whole() {
+    let dir = temp_dir("outputs");
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let small = [
+        "run",
+        "--backend",
+        "cpu",
+        "--depth",
+        "3",
+        "--width",
+        "8",
+        "--batch",
+        "2",
+        "--quiet",
+    ];
+    let with = |extra: &[&str]| -> Output {
+        let args: Vec<&str> = small.iter().copied().chain(extra.iter().copied()).collect();
+        gradstab(&args, &[])
+    };
+    let (png, both, missing) = (at("x.png"), at("both.svg"), at("no/such/dir/out.csv"));
+    let start = Instant::now();
+    assert_refused(&with(&["--plot", &png]), 2, "plots are SVG");
+    assert_refused(
+        &with(&["--out", &both, "--plot", &both]),
+        2,
+        "one would overwrite the other",
+    );
+    assert_refused(&with(&["--out", &missing]), 2, "its directory");
+    assert_refused(
+        &with(&["--out", dir.to_str().unwrap()]),
+        2,
+        "is a directory",
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // A good run writes both whole, and nothing else is left in the directory.
+    let (csv, svg) = (at("out.csv"), at("plot.svg"));
+    let out = with(&["--format", "csv", "--out", &csv, "--plot", &svg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&csv).unwrap().lines().count() > 3);
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .trim_end()
+        .ends_with("</svg>"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.csv", "plot.svg"]);
+}
+
+#[test]
+fn requests_that_cannot_mean_what_they_say_are_refused() {
+    let small = [
+        "run",
+        "--backend",
+        "cpu",
+        "--depth",
+        "3",
+        "--width",
+        "8",
+        "--batch",
+        "2",
+        "--quiet",
+    ];
+    let with = |extra: &[&str]| -> Output {
+        let args: Vec<&str> = small.iter().copied().chain(extra.iter().copied()).collect();
+        gradstab(&args, &[])
+    };
+    // Two identical, unlabelled columns.
+    assert_refused(&with(&["--precision", "f32,f32"]), 2, "each at most once");
+    // A limit that rounds to 0 would zero every gradient without a word; in f16 that happens
+    // far above f32's limit, and the f32 run before it does not start either.
+    assert_refused(&with(&["--clip-value", "1e-320"]), 1, "rounds to 0 in f32");
+    let out = with(&["--clip-value", "1e-9", "--precision", "f32,f16"]);
+    assert_refused(&out, 1, "rounds to 0 in f16");
+    assert!(out.stdout.is_empty(), "the f32 run went ahead");
+    assert!(with(&["--clip-value", "1e-9"]).status.success());
 }

@@ -1,11 +1,10 @@
 //! `gradstab run`: its arguments, the experiment they describe, and running it.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::process::ExitCode;
 
 use gradstab::experiment::{Experiment, VariantRun};
 use gradstab::init::{Init, InputInit};
-use gradstab::network::memory::check_fits;
 use gradstab::network::{run, Clip, Loss, NetworkConfig};
 use gradstab::report::run::RunReport;
 use gradstab::{Activation, Backend, Cpu, Precision};
@@ -290,6 +289,49 @@ pub(crate) fn run_all<B: Backend>(
     Ok(runs)
 }
 
+/// Where the output and the plot go, checked before the run: each can be written, the plot is
+/// an SVG, and neither overwrites the other or an input.
+pub(crate) fn check_destinations(args: &RunArgs) -> anyhow::Result<()> {
+    use std::path::Path;
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
+    let inputs: Vec<(&str, &Path)> = [("--weights", &args.weights), ("--data", &args.data)]
+        .into_iter()
+        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+        .collect();
+    for (flag, path) in [("--out", &args.out), ("--plot", &args.plot)] {
+        let Some(path) = path.as_deref() else {
+            continue;
+        };
+        gradstab::output::check_destination(path)?;
+        if let Some((input, _)) = inputs.iter().find(|(_, p)| same(p, path)) {
+            anyhow::bail!(
+                "{flag} {} is the file of {input}; it would be overwritten",
+                path.display()
+            );
+        }
+    }
+    if let Some(plot) = &args.plot {
+        let svg = plot
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        if !svg {
+            anyhow::bail!(
+                "--plot {}: plots are SVG; give a file name ending in .svg",
+                plot.display()
+            );
+        }
+        if args.out.as_deref().is_some_and(|out| same(out, plot)) {
+            anyhow::bail!(
+                "--out and --plot are both {}; one would overwrite the other",
+                plot.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
     let gpu = gpu_or_cpu_notice(&args.adapter, args.backend)?;
     // Everything the run asks for is checked before any of it runs: each precision on this
@@ -297,11 +339,8 @@ pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Res
     for &precision in &experiment.precisions {
         for (_, config) in &experiment.variants {
             match &gpu {
-                Some(gpu) => {
-                    gpu.require(precision)?;
-                    check_fits(gpu, config, precision)?;
-                }
-                None => check_fits(&Cpu, config, precision)?,
+                Some(gpu) => gradstab::network::check(gpu, config, precision)?,
+                None => gradstab::network::check(&Cpu, config, precision)?,
             }
         }
     }
@@ -316,21 +355,30 @@ pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Res
         device,
         runs,
     };
-    let mut out: Box<dyn std::io::Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    match args.format {
-        StatsFormat::Table => {
-            writeln!(out, "{} on {}", experiment.name, report.device.adapter)?;
-            gradstab::report::run::table(&mut out, &report)?;
+    let render = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+        match args.format {
+            StatsFormat::Table => {
+                writeln!(out, "{} on {}", experiment.name, report.device.adapter)?;
+                gradstab::report::run::table(&mut &mut *out, &report)
+            }
+            StatsFormat::Csv => {
+                gradstab::report::run::csv(&mut &mut *out, &report).map_err(std::io::Error::other)
+            }
+            StatsFormat::Json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?
+            ),
         }
-        StatsFormat::Csv => gradstab::report::run::csv(&mut out, &report)?,
-        StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+    };
+    match &args.out {
+        Some(path) => gradstab::output::write_atomically(path, render)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            render(&mut stdout)?;
+            stdout.flush()?;
+        }
     }
-    out.flush()?;
     if let Some(path) = &args.plot {
         gradstab::report::plot::svg(&report, path)?;
     }

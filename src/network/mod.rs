@@ -28,15 +28,37 @@ pub struct Prepared<T> {
     params: Parameters<T>,
 }
 
+/// Everything a run of `config` in `precision` on `backend` needs, checked before anything is
+/// drawn or allocated: a valid network, a precision the backend computes, memory enough, and a
+/// clipping limit that does not round to zero.
+pub fn check<B: Backend>(backend: &B, config: &NetworkConfig, precision: Precision) -> Result<()> {
+    config.validate()?;
+    backend.require(precision)?;
+    memory::check_fits(backend, config, precision)?;
+    if let Some(Clip::Value(limit)) = config.clip {
+        // Clamping to ±0 would zero every gradient: a request that cannot mean what it says.
+        let rounded = precision
+            .storage()
+            .round(precision.arithmetic().round(limit));
+        if rounded == 0.0 {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "--clip-value {limit:e} rounds to 0 in {}, which would zero every gradient; \
+                 its smallest positive value is {:e}",
+                precision.arithmetic(),
+                precision.arithmetic().subnormal_half_spacing() * 2.0
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Draws and uploads everything a run of `config` in `precision` needs up front.
 pub fn prepare<B: Backend>(
     backend: &B,
     config: &NetworkConfig,
     precision: Precision,
 ) -> Result<Prepared<B::Tensor>> {
-    config.validate()?;
-    backend.require(precision)?;
-    memory::check_fits(backend, config, precision)?;
+    check(backend, config, precision)?;
     let dtype = precision.storage();
     let start = match (config.upstream_gradient(dtype)?, config.targets(dtype)?) {
         (Some(upstream), _) => LossStart::Upstream(backend.upload(&upstream)?),

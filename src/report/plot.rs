@@ -32,9 +32,16 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// What a panel plots from each layer.
 type Pick = fn(&LayerRecord) -> MeasuredAndTheory;
 
-/// Writes the plot of `report` to `path`.
+/// Writes the plot of `report` to `path`, whole or not at all.
 pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
+    let mut text = String::new();
+    render(report, path, &mut text)?;
+    crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
+}
+
+/// The plot of `report` as SVG text (`path` only names it in errors).
+fn render(report: &RunReport, path: &Path, text: &mut String) -> Result<()> {
+    let root = SVGBackend::with_string(text, (1100, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let panels = root.split_evenly((1, 2));
     let depth = report

@@ -43,6 +43,11 @@ pub fn default_cache_path() -> Option<PathBuf> {
 
 /// Reads the cache: `Ok(None)` when there is none, `Err(why)` when it cannot be trusted.
 fn read_cache(path: &Path) -> std::result::Result<Option<CacheFile>, String> {
+    // A FIFO or a device in its place would block every GPU command, or never end.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err("not a regular file".into()),
+        _ => {}
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -220,18 +225,16 @@ pub fn autotune(gpu: &Device, precision: Precision) -> Result<(MatmulVariant, Ve
     Ok((fastest, timings))
 }
 
-/// Writes the cache through a temporary file and a rename, so a reader never sees half a file.
-fn write_cache(path: &Path, file: &CacheFile) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Writes the cache whole or not at all (a temporary file and a rename; nothing is left behind
+/// when it fails). Something other than a regular file in its place is left alone.
+fn write_cache(path: &Path, file: &CacheFile) -> std::result::Result<(), String> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err("not a regular file; left alone".into());
     }
-    // Unique per process and write, so concurrent writers never share a temporary file.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("json.{}.{n}.tmp", std::process::id()));
-    std::fs::write(
-        &tmp,
-        serde_json::to_string_pretty(file).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, path)
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let text = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
+    crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
+        .map_err(|e| e.to_string())
 }
