@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::init::{FanMode, Gain, Init, InputInit};
-use crate::network::{Loss, NetworkConfig, RunRecord};
+use crate::network::{Crossed, Loss, NetworkConfig, RunRecord};
 use crate::ops::activation::Activation;
 use crate::precision::Precision;
 
@@ -171,8 +171,11 @@ pub struct VariantRun {
     pub record: RunRecord,
 }
 
-fn onset(name: &str, layer: Option<usize>) -> Option<String> {
-    layer.map(|t| format!("{name} at layer {t}"))
+fn onset(name: &str, layer: Option<usize>, crossed: Option<Crossed>) -> Option<String> {
+    layer.map(|t| match crossed {
+        Some(c) => format!("{name} at layer {t} ({c})"),
+        None => format!("{name} at layer {t}"),
+    })
 }
 
 /// The one-line conclusion of one run: where it overflowed, turned subnormal or lost its
@@ -180,11 +183,27 @@ fn onset(name: &str, layer: Option<usize>) -> Option<String> {
 pub fn conclusion(run: &VariantRun) -> String {
     let s = &run.record.summary;
     let mut parts: Vec<String> = [
-        onset("forward overflows", s.first_nonfinite_forward),
-        onset("forward turns subnormal", s.first_subnormal),
-        onset("gradient first non-finite", s.first_nonfinite_backward),
-        onset("gradient first subnormal", s.first_subnormal_backward),
-        onset("gradient first all zero", s.first_all_zero_grad),
+        onset(
+            "forward overflows",
+            s.first_nonfinite_forward,
+            s.first_nonfinite_forward_values,
+        ),
+        onset(
+            "forward turns subnormal",
+            s.first_subnormal,
+            s.first_subnormal_values,
+        ),
+        onset(
+            "gradient first non-finite",
+            s.first_nonfinite_backward,
+            s.first_nonfinite_backward_values,
+        ),
+        onset(
+            "gradient first subnormal",
+            s.first_subnormal_backward,
+            s.first_subnormal_backward_values,
+        ),
+        onset("gradient first all zero", s.first_all_zero_grad, None),
     ]
     .into_iter()
     .flatten()

@@ -5,7 +5,7 @@ mod common;
 
 use gradstab::experiment::preset;
 use gradstab::init::{calculate_gain, FanMode, Gain, Init, InputInit};
-use gradstab::network::{run, Clip, NetworkConfig, RunRecord};
+use gradstab::network::{run, Clip, Crossed, NetworkConfig, RunRecord};
 use gradstab::theory::predict;
 use gradstab::{Activation, Backend, Cpu, DType, Precision};
 
@@ -214,6 +214,10 @@ fn powers_of_1_5_overflow_f16_at_28_and_powers_of_0_8_turn_subnormal_at_44() {
                 Some(44),
                 "0.8^44 = 5.4e-5 < 2^-14"
             );
+            // The one value of z and of h at that layer both crossed.
+            let all_two = Some(Crossed { count: 2, of: 2 });
+            assert_eq!(up_run.summary.first_nonfinite_forward_values, all_two);
+            assert_eq!(down_run.summary.first_subnormal_values, all_two);
         } else {
             assert_eq!(up_run.summary.first_nonfinite_forward, None);
             assert_eq!(down_run.summary.first_subnormal, None);
@@ -426,12 +430,13 @@ fn the_f16_and_f32_overflow_layers_of_a_relu_net_are_where_theory_puts_them() {
     let f32 = predicted_overflow_layer(&config, f32::MAX as f64);
     assert_eq!(f16, Some(4));
     assert_eq!(f32, Some(36));
-    assert_eq!(
-        run_cpu(&config, Precision::F16)
-            .summary
-            .first_nonfinite_forward,
-        f16
-    );
+    let f16_run = run_cpu(&config, Precision::F16);
+    assert_eq!(f16_run.summary.first_nonfinite_forward, f16);
+    // The onset rests on the tail: the largest of z and h at layer 4 cross, a few percent of
+    // the 2·64·256 values of those two tensors, not most of them.
+    let crossed = f16_run.summary.first_nonfinite_forward_values.unwrap();
+    assert_eq!(crossed.of, 2 * 64 * 256);
+    assert!(crossed.count > 0 && crossed.count < crossed.of / 20, "{crossed}");
     assert_eq!(
         run_cpu(&config, Precision::F32)
             .summary

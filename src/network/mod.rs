@@ -11,7 +11,7 @@ pub mod steps;
 
 pub use config::{Clip, Loss, NetworkConfig, KEEP_WEIGHTS_BYTES};
 pub use given::{load_data, load_parameters, GivenData, GivenParameters};
-pub use record::{LayerRecord, RunRecord, Summary, TheoryPoint};
+pub use record::{Crossed, LayerRecord, RunRecord, Summary, TheoryPoint};
 pub use steps::{LossStart, Parameters};
 
 use crate::backend::Backend;

@@ -23,17 +23,56 @@ pub struct LayerRecord {
     pub theory: TheoryPoint,
 }
 
-/// Where one precision first ran into trouble.
+/// How many values crossed at an onset layer, of how many: an onset that rests on one value
+/// of 16,384 is not the same finding as one where half the tensor crossed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Crossed {
+    /// Values of the onset layer's tensors that crossed (for example, that are subnormal).
+    pub count: u64,
+    /// Values in those tensors.
+    pub of: u64,
+}
+
+impl std::fmt::Display for Crossed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.count == self.of {
+            write!(f, "all {} values", thousands(self.of))
+        } else {
+            let (count, of) = (thousands(self.count), thousands(self.of));
+            write!(f, "{count} of {of} values")
+        }
+    }
+}
+
+/// 16384 as "16,384".
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Where one precision first ran into trouble, and how many values crossed there. The JSON
+/// puts each `*_values` beside its layer.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
     /// The first layer whose pre-activation or activation holds a NaN or ±inf.
     pub first_nonfinite_forward: Option<usize>,
+    pub first_nonfinite_forward_values: Option<Crossed>,
     /// Counting down from the top, the first layer whose gradient or weight gradient does.
     pub first_nonfinite_backward: Option<usize>,
+    pub first_nonfinite_backward_values: Option<Crossed>,
     /// The first layer whose pre-activation or activation holds a subnormal value.
     pub first_subnormal: Option<usize>,
+    pub first_subnormal_values: Option<Crossed>,
     /// Counting down from the top, the first layer whose gradient or weight gradient does.
     pub first_subnormal_backward: Option<usize>,
+    pub first_subnormal_backward_values: Option<Crossed>,
     /// Counting down from the top, the first layer whose gradient is exactly zero everywhere.
     pub first_all_zero_grad: Option<usize>,
     /// E[(∂l/∂H^0)²] / E[(∂l/∂H^d)²]: how much of the gradient reaches the bottom.
@@ -52,32 +91,46 @@ pub struct RunRecord {
     pub clip_coefficient: Option<f64>,
 }
 
-fn nonfinite(r: &Option<StatsRecord>) -> bool {
-    r.as_ref()
-        .is_some_and(|s| s.nan + s.pos_inf + s.neg_inf > 0)
+/// The forward tensors of a layer, and the backward ones.
+fn forward(l: &LayerRecord) -> [&Option<StatsRecord>; 2] {
+    [&l.pre_activation, &l.activation]
+}
+
+fn backward(l: &LayerRecord) -> [&Option<StatsRecord>; 2] {
+    [&l.grad_activation, &l.grad_weight]
+}
+
+/// The first layer (in `layers`' order) where any of `tensors` has a value `crossing` counts,
+/// with how many of how many.
+fn onset<'a>(
+    layers: impl Iterator<Item = &'a LayerRecord>,
+    tensors: fn(&LayerRecord) -> [&Option<StatsRecord>; 2],
+    crossing: fn(&StatsRecord) -> u64,
+) -> (Option<usize>, Option<Crossed>) {
+    for l in layers {
+        let present = tensors(l).into_iter().flatten();
+        let crossed = Crossed {
+            count: present.clone().map(crossing).sum(),
+            of: present.map(|s| s.count).sum(),
+        };
+        if crossed.count > 0 {
+            return (Some(l.layer), Some(crossed));
+        }
+    }
+    (None, None)
 }
 
 pub(crate) fn summarise(layers: &[LayerRecord]) -> Summary {
     let d = layers.len() - 1;
-    let first_nonfinite_forward = layers
-        .iter()
-        .find(|l| nonfinite(&l.pre_activation) || nonfinite(&l.activation))
-        .map(|l| l.layer);
-    let first_nonfinite_backward = layers
-        .iter()
-        .rev()
-        .find(|l| nonfinite(&l.grad_activation) || nonfinite(&l.grad_weight))
-        .map(|l| l.layer);
-    let has_subnormal = |r: &Option<StatsRecord>| r.as_ref().is_some_and(|s| s.subnormal > 0);
-    let first_subnormal = layers
-        .iter()
-        .find(|l| has_subnormal(&l.pre_activation) || has_subnormal(&l.activation))
-        .map(|l| l.layer);
-    let first_subnormal_backward = layers
-        .iter()
-        .rev()
-        .find(|l| has_subnormal(&l.grad_activation) || has_subnormal(&l.grad_weight))
-        .map(|l| l.layer);
+    let nonfinite = |s: &StatsRecord| s.nan + s.pos_inf + s.neg_inf;
+    let subnormal = |s: &StatsRecord| s.subnormal;
+    let (first_nonfinite_forward, first_nonfinite_forward_values) =
+        onset(layers.iter(), forward, nonfinite);
+    let (first_nonfinite_backward, first_nonfinite_backward_values) =
+        onset(layers.iter().rev(), backward, nonfinite);
+    let (first_subnormal, first_subnormal_values) = onset(layers.iter(), forward, subnormal);
+    let (first_subnormal_backward, first_subnormal_backward_values) =
+        onset(layers.iter().rev(), backward, subnormal);
     let first_all_zero_grad = layers
         .iter()
         .rev()
@@ -98,10 +151,27 @@ pub(crate) fn summarise(layers: &[LayerRecord]) -> Summary {
     };
     Summary {
         first_nonfinite_forward,
+        first_nonfinite_forward_values,
         first_nonfinite_backward,
+        first_nonfinite_backward_values,
         first_subnormal,
+        first_subnormal_values,
         first_subnormal_backward,
+        first_subnormal_backward_values,
         first_all_zero_grad,
         grad_second_moment_ratio: moment(0) / moment(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crossing_reads_as_a_count_of_a_total() {
+        let c = |count, of| Crossed { count, of }.to_string();
+        assert_eq!(c(1, 16384), "1 of 16,384 values");
+        assert_eq!(c(1234567, 1234568), "1,234,567 of 1,234,568 values");
+        assert_eq!(c(999, 999), "all 999 values");
     }
 }

@@ -44,14 +44,29 @@ fn events(report: &RunReport, layer: usize) -> String {
     for run in &report.runs {
         let s = &run.record.summary;
         let who = format!("{} {}", run.variant, run.record.precision);
-        for (onset, what) in [
-            (s.first_nonfinite_forward, "inf/NaN forward"),
-            (s.first_subnormal, "subnormal forward"),
-            (s.first_nonfinite_backward, "inf/NaN gradient"),
-            (s.first_all_zero_grad, "gradient all 0"),
+        for (onset, crossed, what) in [
+            (
+                s.first_nonfinite_forward,
+                s.first_nonfinite_forward_values,
+                "inf/NaN forward",
+            ),
+            (
+                s.first_subnormal,
+                s.first_subnormal_values,
+                "subnormal forward",
+            ),
+            (
+                s.first_nonfinite_backward,
+                s.first_nonfinite_backward_values,
+                "inf/NaN gradient",
+            ),
+            (s.first_all_zero_grad, None, "gradient all 0"),
         ] {
             if onset == Some(layer) {
-                out.push(format!("{who}: {what}"));
+                match crossed {
+                    Some(c) => out.push(format!("{who}: {what} ({c})")),
+                    None => out.push(format!("{who}: {what}")),
+                }
             }
         }
     }
