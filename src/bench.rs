@@ -1,14 +1,18 @@
-//! `gradstab bench`: a short, self-contained measurement of the chosen device. First its own
-//! roofline (peak multiply-add throughput per precision from `shaders/roofline.wgsl`, and copy
-//! bandwidth), then what each kernel achieves and its share of that measured peak.
+//! `gradstab bench`: a short, self-contained measurement of the chosen device. On a GPU, first
+//! its own roofline (peak multiply-add throughput per precision from `shaders/roofline.wgsl`,
+//! and copy bandwidth), then what each kernel achieves and its share of that measured peak. On
+//! the CPU backend, the same kernels' throughput (there is no roofline kernel to share against).
 //! Each figure is the best of a few runs after a warm-up, waiting for the device every time.
 
 use std::collections::BTreeMap;
 
+use std::time::Instant;
+
+use crate::backend::cpu::Cpu;
 use crate::backend::gpu::Gpu;
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::gpu::roofline::{best_time, copy_bandwidth, fma_peak};
+use crate::gpu::roofline::{copy_bandwidth, fma_peak};
 use crate::ops::activation::Activation;
 use crate::ops::matmul::gpu::matmul_with;
 use crate::ops::matmul::{MatmulOp, MatmulVariant};
@@ -59,6 +63,19 @@ impl BenchSizes {
             },
         }
     }
+
+    /// The CPU backend's: no roofline kernel; 512³ keeps the exact pure-f16 matmul (the
+    /// slowest) to about a second.
+    pub fn for_cpu(quick: bool) -> Self {
+        BenchSizes {
+            fma_workgroups: 0,
+            fma_iterations: 0,
+            copy_words: 0,
+            matmul: if quick { 64 } else { 512 },
+            elements: if quick { 1 << 14 } else { 1 << 22 },
+            repeats: if quick { 2 } else { 3 },
+        }
+    }
 }
 
 /// The device's measured peaks.
@@ -81,8 +98,9 @@ pub struct KernelFigure {
     pub gflops: Option<f64>,
     /// For memory-bound kernels: bytes read and written per second.
     pub gbps: Option<f64>,
-    /// Of the measured FMA peak (compute-bound) or copy bandwidth (memory-bound).
-    pub percent_of_peak: f64,
+    /// Of the measured FMA peak (compute-bound) or copy bandwidth (memory-bound); `None` on
+    /// the CPU backend, which has no measured roofline.
+    pub percent_of_peak: Option<f64>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -93,8 +111,106 @@ pub struct BenchReport {
     pub driver: String,
     pub quick: bool,
     pub sizes: BenchSizes,
-    pub roofline: Roofline,
+    /// `None` on the CPU backend.
+    pub roofline: Option<Roofline>,
     pub kernels: Vec<KernelFigure>,
+}
+
+/// The best of `repeats` timed runs of `f` after one warm-up, each waiting for the backend.
+fn best_time<B: Backend>(
+    backend: &B,
+    repeats: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    f()?;
+    backend.synchronize()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f()?;
+        backend.synchronize()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// Measures every kernel of the CPU backend in every precision: matmul (f32, the exact
+/// pure-f16 emulation, f16acc32), an activation and its derivative, axpy and the statistics.
+pub fn bench_cpu(quick: bool, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
+    let cpu = Cpu;
+    let sizes = BenchSizes::for_cpu(quick);
+    let n = sizes.matmul;
+    let values = matmul_values(n);
+    let mut kernels = Vec::new();
+    for precision in Precision::ALL {
+        let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
+        let (a, b) = (cpu.upload(&host)?, cpu.upload(&host)?);
+        for op in [MatmulOp::default(), MatmulOp::new(false, true)] {
+            progress(&format!("matmul {} {precision}", op.name()));
+            let seconds = best_time(&cpu, sizes.repeats, || {
+                cpu.matmul(&a, &b, op, precision).map(drop)
+            })?;
+            kernels.push(KernelFigure {
+                kernel: format!("matmul {}", op.name()),
+                precision: precision.name().into(),
+                size: format!("{n}³"),
+                seconds,
+                gflops: Some(2.0 * (n * n * n) as f64 / seconds / 1e9),
+                gbps: None,
+                percent_of_peak: None,
+            });
+        }
+    }
+    memory_bound_figures(
+        &cpu,
+        &sizes,
+        &Precision::ALL,
+        None,
+        &mut kernels,
+        &mut progress,
+    )?;
+    Ok(BenchReport {
+        adapter: cpu.info().adapter,
+        backend: "cpu".into(),
+        device_type: "Cpu".into(),
+        driver: cpu_features(),
+        quick,
+        sizes,
+        roofline: None,
+        kernels,
+    })
+}
+
+/// The vector instruction sets this CPU offers, which decide the CPU backend's speed.
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut found = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            found.push("AVX-512");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            found.push("AVX2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            found.push("FMA");
+        }
+        if std::arch::is_x86_feature_detected!("f16c") {
+            found.push("F16C");
+        }
+        format!("x86_64 {}", found.join(" "))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
+/// Deterministic operands in [−0.5, 0.5).
+fn matmul_values(n: usize) -> Vec<f32> {
+    (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
 }
 
 /// Measures the roofline and every kernel on `gpu`, telling `progress` what it is doing.
@@ -106,6 +222,7 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
         .collect();
     let roofline = measure_roofline(gpu, &sizes, &mut progress)?;
     let mut kernels = Vec::new();
+    progress("matmul");
     matmul_figures(
         gpu,
         &sizes,
@@ -119,7 +236,7 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
         gpu,
         &sizes,
         &precisions,
-        &roofline,
+        Some(&roofline),
         &mut kernels,
         &mut progress,
     )?;
@@ -133,7 +250,7 @@ pub fn bench(gpu: &Gpu, quick: bool, mut progress: impl FnMut(&str)) -> Result<B
             .to_string(),
         quick,
         sizes,
-        roofline,
+        roofline: Some(roofline),
         kernels,
     })
 }
@@ -176,9 +293,7 @@ fn matmul_figures(
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let n = sizes.matmul;
-    let values: Vec<f32> = (0..n * n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
+    let values = matmul_values(n);
     for &precision in precisions {
         let host = HostTensor::from_f32_as(precision.storage(), n, n, &values)?;
         let (a, b) = (gpu.upload(&host)?, gpu.upload(&host)?);
@@ -208,7 +323,7 @@ fn matmul_figures(
                     seconds,
                     gflops: Some(gflops),
                     gbps: None,
-                    percent_of_peak: 100.0 * gflops / peak,
+                    percent_of_peak: Some(100.0 * gflops / peak),
                 });
             }
         }
@@ -216,12 +331,13 @@ fn matmul_figures(
     Ok(())
 }
 
-/// The memory-bound kernels: an activation, its derivative, axpy and the statistics.
-fn memory_bound_figures(
-    gpu: &Gpu,
+/// The memory-bound kernels: an activation, its derivative, axpy and the statistics, each
+/// against the copy bandwidth where a roofline was measured.
+fn memory_bound_figures<B: Backend>(
+    gpu: &B,
     sizes: &BenchSizes,
     precisions: &[Precision],
-    roofline: &Roofline,
+    roofline: Option<&Roofline>,
     kernels: &mut Vec<KernelFigure>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
@@ -245,7 +361,7 @@ fn memory_bound_figures(
                     seconds,
                     gflops: None,
                     gbps: Some(gbps),
-                    percent_of_peak: 100.0 * gbps / roofline.copy_gbps,
+                    percent_of_peak: roofline.map(|r| 100.0 * gbps / r.copy_gbps),
                 });
                 Ok(())
             };

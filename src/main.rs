@@ -68,9 +68,10 @@ fn main() -> ExitCode {
         } => stats(&file, &adapter, backend, format, histogram),
         Command::Bench {
             adapter,
+            backend,
             quick,
             format,
-        } => run_bench(&adapter, quick, format),
+        } => run_bench(&adapter, backend, quick, format),
         Command::Presets => {
             for e in gradstab::experiment::presets() {
                 println!("{:<18} {}", e.name, e.summary);

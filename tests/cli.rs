@@ -186,7 +186,49 @@ fn bench_quick_json_has_the_roofline_and_every_kernel() {
     }
     for k in kernels {
         assert!(k["seconds"].as_f64().unwrap() > 0.0);
-        assert!(k["percent_of_peak"].as_f64().unwrap() > 0.0);
+        assert!(k["percent_of_peak"].as_f64().unwrap() > 0.0, "{k}");
         assert!(k["gflops"].is_number() != k["gbps"].is_number(), "{k}");
     }
+}
+
+#[test]
+fn bench_on_the_cpu_backend_measures_every_kernel_in_every_precision() {
+    let out = gradstab(
+        &["bench", "--backend", "cpu", "--quick", "--format", "json"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
+    assert_eq!(report["backend"], "cpu");
+    assert!(
+        report["roofline"].is_null(),
+        "no roofline kernel on the CPU"
+    );
+    let kernels = report["kernels"].as_array().unwrap();
+    let has = |kernel: &str, precision: &str| {
+        kernels.iter().any(|k| {
+            k["kernel"].as_str().unwrap().starts_with(kernel) && k["precision"] == precision
+        })
+    };
+    for precision in ["f32", "f16", "f16acc32"] {
+        for kernel in [
+            "matmul NN",
+            "matmul NT",
+            "tanh forward",
+            "tanh derivative",
+            "axpy",
+        ] {
+            assert!(has(kernel, precision), "{kernel} {precision}");
+        }
+    }
+    assert!(has("statistics", "f32") && has("statistics", "f16"));
+    for k in kernels {
+        let rate = k["gflops"].as_f64().or(k["gbps"].as_f64()).unwrap();
+        assert!(rate > 0.0 && rate.is_finite(), "{k}");
+        assert!(k["percent_of_peak"].is_null(), "{k}");
+    }
+    // The table prints the same rows.
+    let out = gradstab(&["bench", "--backend", "cpu", "--quick"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("matmul NN") && stdout(&out).contains("f16acc32"));
 }

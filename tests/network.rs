@@ -436,7 +436,10 @@ fn the_f16_and_f32_overflow_layers_of_a_relu_net_are_where_theory_puts_them() {
     // the 2·64·256 values of those two tensors, not most of them.
     let crossed = f16_run.summary.first_nonfinite_forward_values.unwrap();
     assert_eq!(crossed.of, 2 * 64 * 256);
-    assert!(crossed.count > 0 && crossed.count < crossed.of / 20, "{crossed}");
+    assert!(
+        crossed.count > 0 && crossed.count < crossed.of / 20,
+        "{crossed}"
+    );
     assert_eq!(
         run_cpu(&config, Precision::F32)
             .summary

@@ -69,6 +69,9 @@ pub(crate) enum Command {
     Bench {
         #[command(flatten)]
         adapter: AdapterArg,
+        /// gpu (default) or cpu: the CPU backend's kernels in every precision.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
         /// Tiny sizes: seconds even on a software GPU (for CI and smoke tests).
         #[arg(long)]
         quick: bool,
