@@ -88,9 +88,19 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
-    // (4 matmul transposes × 3 variants + 2 activation entries + 4 elementwise) × 3 precisions,
-    // and the statistics of f32 and f16 data.
-    assert_eq!(rows.len(), (12 + 2 + 4) * 3 + 2);
+    // (4 matmul transposes × 3 variants + 6 activations × forward and derivative + 4
+    // elementwise) × 3 precisions, and the statistics of f32 and f16 data.
+    assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 3 + 2);
+    // One row per activation, pass and precision, so a wrong function is named.
+    for act in ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "scaled_sigmoid"] {
+        for pass in ["forward", "derivative"] {
+            let named = |r: &&serde_json::Value| {
+                let kernel = r["kernel"].as_str().unwrap();
+                kernel.split([' ', ':']).next() == Some(act) && kernel.ends_with(pass)
+            };
+            assert_eq!(rows.iter().filter(named).count(), 3, "{act} {pass}");
+        }
+    }
     for row in rows {
         assert_eq!(row["passed"], true, "{row}");
         assert!(row["worst_ratio"].as_f64().unwrap() <= 1.0);

@@ -28,7 +28,7 @@ pub(crate) fn run_verify(
             println!("(no SHADER_F16 on this adapter: f16 and f16acc32 are skipped)");
         }
         println!(
-            "{:<22} {:<9} {:>6} {:>9} {:>11} {:>11} {:>10} {:>9}  result",
+            "{:<30} {:<9} {:>6} {:>9} {:>11} {:>11} {:>10} {:>9}  result",
             "kernel",
             "precision",
             "shapes",
@@ -43,7 +43,7 @@ pub(crate) fn run_verify(
         if table {
             let c = &row.comparison;
             println!(
-                "{:<22} {:<9} {:>6} {:>9} {:>11.3e} {:>11.3e} {:>10.4} {:>8.1}%  {}",
+                "{:<30} {:<9} {:>6} {:>9} {:>11.3e} {:>11.3e} {:>10.4} {:>8.1}%  {}",
                 row.kernel,
                 row.precision,
                 row.shapes,
