@@ -28,9 +28,18 @@ fn parse_cli() -> Cli {
             ) {
                 e.exit();
             }
+            // One line: clap's message and the values it accepts, without the usage block.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("gradstab: {first} (see gradstab --help)");
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            let extra: Vec<&str> = lines
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .collect();
+            let line = std::iter::once(first)
+                .chain(extra)
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("gradstab: {line} (see gradstab --help)");
             std::process::exit(2);
         }
     }

@@ -92,7 +92,14 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     // elementwise) × 3 precisions, and the statistics of f32 and f16 data.
     assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 3 + 2);
     // One row per activation, pass and precision, so a wrong function is named.
-    for act in ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "scaled_sigmoid"] {
+    for act in [
+        "linear",
+        "relu",
+        "leaky_relu",
+        "sigmoid",
+        "tanh",
+        "scaled_sigmoid",
+    ] {
         for pass in ["forward", "derivative"] {
             let named = |r: &&serde_json::Value| {
                 let kernel = r["kernel"].as_str().unwrap();

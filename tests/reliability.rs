@@ -468,3 +468,37 @@ fn requests_that_cannot_mean_what_they_say_are_refused() {
     assert!(out.stdout.is_empty(), "the f32 run went ahead");
     assert!(with(&["--clip-value", "1e-9"]).status.success());
 }
+
+#[test]
+fn usage_errors_name_the_flag_and_what_it_accepts() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--format", "bogus"],
+            "[possible values: table, json, csv]",
+        ),
+        (
+            &["stats", "--format", "xml", "x.npy"],
+            "[possible values: table, json, csv]",
+        ),
+        (&["run", "--backend", "tpu"], "[possible values: gpu, cpu]"),
+        (
+            &["bench", "--backend", "tpu"],
+            "[possible values: gpu, cpu]",
+        ),
+        (&["run", "--width", "-3"], "'--width <WIDTH>'"),
+        (&["run", "--batch", "-3"], "expected a whole number ≥ 1"),
+        (&["run", "--seed", "-1"], "'--seed <SEED>'"),
+        (&["demo", "--seed", "x"], "'--seed <SEED>'"),
+        (
+            &["run", "--init", "kaiming_normal:fan_in:2:3"],
+            "kaiming_normal[:fan_in|fan_out][:GAIN|auto]",
+        ),
+    ];
+    for (args, needle) in cases {
+        assert_refused(&gradstab(args, &[]), 2, needle);
+    }
+    // probe takes no --backend, so with no adapter it must not suggest one.
+    let out = gradstab(&["probe"], &[no_adapter_env()]);
+    assert_refused(&out, 1, "no GPU adapter found");
+    assert!(!stderr(&out).contains("--backend cpu"), "{}", stderr(&out));
+}

@@ -89,7 +89,7 @@ pub(crate) enum Command {
         /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
         #[arg(long, value_enum)]
         backend: Option<BackendChoice>,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = run::parse_seed, allow_negative_numbers = true)]
         seed: u64,
     },
 }

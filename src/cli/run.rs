@@ -20,9 +20,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = parse_depth, allow_negative_numbers = true)]
     depth: Option<usize>,
     /// One width, or depth + 1 comma-separated widths (input first).
-    #[arg(long, value_parser = parse_widths)]
+    #[arg(long, value_parser = parse_widths, allow_negative_numbers = true)]
     width: Option<Widths>,
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_batch, allow_negative_numbers = true)]
     batch: Option<usize>,
     /// linear, linear:ALPHA,BETA, relu, leaky_relu[:SLOPE], sigmoid, tanh, scaled_sigmoid
     #[arg(long, value_parser = parse_with::<Activation>)]
@@ -56,7 +56,7 @@ pub(crate) struct RunArgs {
     backend: Option<BackendChoice>,
     #[command(flatten)]
     adapter: AdapterArg,
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Start from the weights of a PyTorch nn.Sequential of nn.Linear layers, as
     /// safetensors.torch.save_file(model.state_dict(), FILE) writes them; depth and widths
@@ -97,6 +97,22 @@ impl std::str::FromStr for MemorySize {
 
 /// The most layers a run may have: a million layers' records alone take gigabytes.
 const MAX_DEPTH: usize = 1_000_000;
+
+pub(crate) fn parse_batch(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(b) if b >= 1 => Ok(b),
+        _ => Err(format!("invalid batch '{s}': expected a whole number ≥ 1")),
+    }
+}
+
+pub(crate) fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "invalid seed '{s}': expected a whole number from 0 to {}",
+            u64::MAX
+        )
+    })
+}
 
 pub(crate) fn parse_depth(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {

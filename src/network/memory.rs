@@ -19,8 +19,9 @@ pub struct MemoryEstimate {
     pub host_bytes: u64,
     /// Device memory (0 on the CPU backend, whose tensors are host memory).
     pub device_bytes: u64,
-    /// Elements of the largest single tensor (a weight or an activation).
-    pub largest_tensor: u64,
+    /// Elements of the largest single tensor (a weight or an activation); u128, so that even
+    /// an absurd width is counted exactly in the refusal.
+    pub largest_tensor: u128,
 }
 
 /// What a run must fit.
@@ -80,7 +81,7 @@ impl NetworkConfig {
             } else {
                 saturate(tensors)
             },
-            largest_tensor: saturate(widest * widest.max(batch)),
+            largest_tensor: widest * widest.max(batch),
         }
     }
 }
@@ -119,7 +120,7 @@ impl MemoryLimits {
                 }
             )))
         };
-        if estimate.largest_tensor > self.max_tensor {
+        if estimate.largest_tensor > self.max_tensor as u128 {
             return Err(Error::WontFit(format!(
                 "one tensor of this run holds {} values, more than the {} that one buffer of \
                  this backend can hold; make --width or --batch smaller",
