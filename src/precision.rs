@@ -215,6 +215,17 @@ mod tests {
     use half::f16;
 
     #[test]
+    fn only_f16_storage_needs_shader_f16_and_each_type_shows_its_name() {
+        // What `Gpu::supports` asks of an adapter without SHADER_F16.
+        assert!(!Precision::F32.needs_shader_f16());
+        assert!(Precision::F16.needs_shader_f16());
+        assert!(Precision::F16Accumulate32.needs_shader_f16());
+        assert_eq!(format!("{} {}", DType::F32, DType::F16), "f32 f16");
+        let shown: Vec<String> = Precision::ALL.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["f32", "f16", "f16acc32"]);
+    }
+
+    #[test]
     fn f16_facts_match_the_half_crate() {
         assert_eq!(F16_MAX, f16::MAX.to_f64());
         assert_eq!(F16_MIN_NORMAL, f16::MIN_POSITIVE.to_f64());

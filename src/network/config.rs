@@ -350,28 +350,6 @@ impl NetworkConfig {
         self.weight_bytes(dtype) <= self.keep_weights_bytes
     }
 
-    /// The most device memory a run holds at once, in bytes: the kept tensors (Z^t of every
-    /// layer, H^{t−1} too with residual connections, the weights while they fit
-    /// `KEEP_WEIGHTS_BYTES`) plus the working set of the widest layer (a weight and its
-    /// gradient, and a few activations). It grows linearly with depth · width · batch, plus
-    /// depth · width² while weights are kept.
-    pub fn device_memory_bytes(&self, dtype: DType) -> u64 {
-        let b = dtype.size_bytes();
-        let acts: u64 = self.widths[1..]
-            .iter()
-            .map(|&n| (self.batch * n) as u64)
-            .sum();
-        let kept = acts * b * if self.residual { 2 } else { 1 };
-        let weights = if self.keeps_weights(dtype) {
-            self.weight_bytes(dtype)
-        } else {
-            0
-        };
-        let widest = *self.widths.iter().max().unwrap() as u64;
-        let working = (2 * widest * widest + 8 * self.batch as u64 * widest) * b;
-        kept + weights + working
-    }
-
     /// What the mean-field theory needs of this network, as plain values: the second moment
     /// of the weights this initialiser draws for each layer, the input's, and where backward
     /// starts.

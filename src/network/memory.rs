@@ -60,9 +60,10 @@ impl NetworkConfig {
         } else {
             0
         };
-        // The kept tensors (Z^t, and H^{t−1} with residual connections), the weights while
-        // they are kept, and the widest layer's working set: a weight and its gradient and a
-        // few activations.
+        // The most a run holds at once: the kept tensors (Z^t of every layer, and H^{t−1} with
+        // residual connections), the weights while they fit `keep_weights_bytes`, and the
+        // widest layer's working set (a weight and its gradient, and a few activations). It
+        // grows with depth · width · batch, plus depth · width² while weights are kept.
         let residual = if self.residual { 2 } else { 1 };
         let tensors = activations * b * residual
             + kept_weights
@@ -232,6 +233,64 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_counts_what_a_run_holds() {
+        let config = NetworkConfig::new(10, 64, 8);
+        let on_device = config.memory_estimate(Precision::F32, false);
+        // Z of 10 layers, 10 kept 64×64 weights, and one layer's working set, in 4 bytes.
+        let tensors = (10 * 8 * 64 + 10 * 64 * 64 + 2 * 64 * 64 + 8 * 8 * 64) * 4;
+        assert_eq!(on_device.device_bytes, tensors);
+        assert_eq!(on_device.largest_tensor, 64 * 64);
+        let on_host = config.memory_estimate(Precision::F32, true);
+        assert_eq!(on_host.device_bytes, 0);
+        assert_eq!(on_host.host_bytes, on_device.host_bytes + tensors);
+        // f16 halves the tensors; residual connections keep H^{t−1} too.
+        let f16 = config.memory_estimate(Precision::F16, false).device_bytes;
+        assert_eq!(f16, tensors / 2);
+        let residual = NetworkConfig {
+            residual: true,
+            ..config.clone()
+        };
+        let extra = residual.memory_estimate(Precision::F32, false).device_bytes - tensors;
+        assert_eq!(extra, 10 * 8 * 64 * 4);
+        // Weights beyond keep_weights_bytes are drawn again, not kept.
+        let redrawn = NetworkConfig {
+            keep_weights_bytes: 0,
+            ..config
+        };
+        let saved = tensors - redrawn.memory_estimate(Precision::F32, false).device_bytes;
+        assert_eq!(saved, 10 * 64 * 64 * 4);
+    }
+
+    #[test]
+    fn limits_refuse_what_does_not_fit_and_only_that() {
+        let estimate = MemoryEstimate {
+            host_bytes: 1000,
+            device_bytes: 5000,
+            largest_tensor: 100,
+        };
+        let limits = |host, device, max_tensor, budget| MemoryLimits {
+            host_available: host,
+            device_available: device,
+            max_tensor,
+            budget,
+        };
+        assert!(limits(None, None, 100, None).check(&estimate).is_ok());
+        assert!(limits(None, None, 99, None).check(&estimate).is_err());
+        assert!(limits(Some(1000), None, 100, None).check(&estimate).is_ok());
+        assert!(limits(Some(999), None, 100, None).check(&estimate).is_err());
+        // A CPU adapter's device memory is the host's: both must fit together.
+        assert!(limits(None, Some(6000), 100, None).check(&estimate).is_ok());
+        assert!(limits(None, Some(5999), 100, None)
+            .check(&estimate)
+            .is_err());
+        assert!(limits(None, None, 100, Some(5000)).check(&estimate).is_ok());
+        let err = limits(None, None, 100, Some(4999))
+            .check(&estimate)
+            .unwrap_err();
+        assert!(err.to_string().contains("--max-memory"), "{err}");
+    }
 
     #[test]
     fn sizes_parse_in_powers_of_1024() {
