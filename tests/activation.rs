@@ -190,3 +190,48 @@ fn cpu_derivatives_agree_with_finite_differences() {
         }
     }
 }
+
+#[test]
+fn the_bounds_are_no_looser_than_their_analysis() {
+    // A bound must be tight enough to catch a wrong result. At ordinary arguments (|x| ≤ 3,
+    // results far from the subnormals) the analysis of shaders/activation.wgsl gives, in units
+    // of u: with an exp of c ULP, sigmoid 4c + 4, sigmoid' 8c + 9, tanh (|x| ≥ 1/8) 8c' + 10
+    // with c' the exp's ULP at 2|x|, tanh' 4c' + 5, the scaled sigmoid 8c + 12 and its
+    // derivative 4c + 6, and leaky relu 1. So with the CPU's exp (c = 1 in f32) no bound
+    // exceeds 20u·|exact|, and with
+    // WGSL's (c = 3 + 2t) none exceeds 8·(3 + 12)·u + 10u = 130u. Below tanh's polynomial
+    // threshold the bound is 2u: a result 3 ULPs (6u) off must fail it.
+    let u = 2f64.powi(-24);
+    let xs = [-3.0, -1.5, -0.7, -0.3, -0.1, 0.05, 0.1, 0.3, 0.7, 1.5, 3.0];
+    for act in Activation::representatives() {
+        for derivative in [false, true] {
+            for &x in &xs {
+                let exact = if derivative {
+                    act.reference_derivative(x)
+                } else {
+                    act.reference(x)
+                };
+                let cpu = act.error_bound_with(x, Precision::F32, derivative, ExpAccuracy::CPU);
+                let wgsl = act.error_bound(x, Precision::F32, derivative);
+                let floor = 1e-36;
+                let what = format!("{act} {} at {x}", if derivative { "'" } else { "" });
+                assert!(
+                    cpu <= 20.001 * u * exact.abs() + floor,
+                    "{what}: CPU bound {cpu:e}"
+                );
+                assert!(
+                    wgsl <= 130.001 * u * exact.abs() + floor,
+                    "{what}: WGSL bound {wgsl:e}"
+                );
+                // A worse exp never tightens a bound.
+                assert!(wgsl >= cpu, "{what}: WGSL {wgsl:e} below CPU {cpu:e}");
+                if act == Activation::Tanh && !derivative && x.abs() < 0.125 {
+                    assert!(cpu <= 2.001 * u * exact.abs() + floor, "{what}: {cpu:e}");
+                }
+            }
+        }
+    }
+    // The accuracy a device's probe reports is the one its bound uses.
+    assert!(!ExpAccuracy::wgsl_device(false).flushes_subnormals);
+    assert!(ExpAccuracy::wgsl_device(true).flushes_subnormals);
+}
