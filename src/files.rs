@@ -74,15 +74,15 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
         };
         return Err(file_error(path, format!("{kind}; gradstab reads files")));
     }
-    if let Some(available) = crate::network::memory::host_available_bytes() {
+    if let Some(available) = crate::host_memory::host_available_bytes() {
         // The file's bytes and its values as f32 (f16 data double) are held at once.
         if meta.len().saturating_mul(3) > available {
             return Err(file_error(
                 path,
                 format!(
                     "{} is more than a third of the {} of memory available to read it",
-                    crate::network::memory::human_bytes(meta.len()),
-                    crate::network::memory::human_bytes(available)
+                    crate::host_memory::human_bytes(meta.len()),
+                    crate::host_memory::human_bytes(available)
                 ),
             ));
         }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod experiment;
 pub mod files;
 pub mod gpu;
+pub mod host_memory;
 pub mod init;
 pub mod network;
 pub mod ops;

@@ -91,7 +91,7 @@ pub(crate) struct MemorySize(u64);
 impl std::str::FromStr for MemorySize {
     type Err = gradstab::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        gradstab::network::memory::parse_bytes(s).map(MemorySize)
+        gradstab::host_memory::parse_bytes(s).map(MemorySize)
     }
 }
 
