@@ -39,6 +39,7 @@ fn values_the_parser_accepts_but_no_run_can_hold_are_refused_without_a_panic() {
         (&["run", "--input", "uniform:1e308"], 2, "3.4e38"),
         (&["run", "--init", "xavier_normal:1e300"], 2, "3.4e38"),
         (&["run", "--max-memory", "lots"], 2, "--max-memory"),
+        (&["run", "--bias-std", "1e308"], 2, "drawn as f32"),
     ];
     for (args, code, needle) in cases {
         let out = gradstab(args, &[]);
@@ -463,6 +464,11 @@ fn requests_that_cannot_mean_what_they_say_are_refused() {
     // A limit that rounds to 0 would zero every gradient without a word; in f16 that happens
     // far above f32's limit, and the f32 run before it does not start either.
     assert_refused(&with(&["--clip-value", "1e-320"]), 1, "rounds to 0 in f32");
+    assert_refused(
+        &with(&["--clip-norm", "1e-320"]),
+        1,
+        "--clip-norm 1e-320 rounds to 0",
+    );
     let out = with(&["--clip-value", "1e-9", "--precision", "f32,f16"]);
     assert_refused(&out, 1, "rounds to 0 in f16");
     assert!(out.stdout.is_empty(), "the f32 run went ahead");

@@ -34,7 +34,7 @@ pub(crate) struct RunArgs {
     /// normal:STD, uniform:A or constant:C
     #[arg(long, value_parser = parse_with::<InputInit>)]
     input: Option<InputInit>,
-    #[arg(long, value_parser = parse_non_negative, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_bias_std, allow_negative_numbers = true)]
     bias_std: Option<f64>,
     /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
     #[arg(long)]
@@ -98,6 +98,16 @@ impl std::str::FromStr for MemorySize {
 /// The most layers a run may have: a million layers' records alone take gigabytes.
 const MAX_DEPTH: usize = 1_000_000;
 
+/// Biases are drawn as f32: a larger standard deviation would only draw infinities.
+pub(crate) fn parse_bias_std(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=f32::MAX as f64).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "invalid bias std '{s}': expected a number from 0 to 3.4e38 (biases are drawn as f32)"
+        )),
+    }
+}
+
 pub(crate) fn parse_batch(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(b) if b >= 1 => Ok(b),
@@ -150,13 +160,6 @@ pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!("expected a finite number > 0, got '{s}'")),
-    }
-}
-
-pub(crate) fn parse_non_negative(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a finite number ≥ 0, got '{s}'")),
     }
 }
 

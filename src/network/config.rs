@@ -213,9 +213,9 @@ impl NetworkConfig {
         if self.residual && self.widths.windows(2).any(|w| w[0] != w[1]) {
             return bad("residual connections need every width equal".into());
         }
-        if !(self.bias_std >= 0.0 && self.bias_std.is_finite()) {
+        if !(self.bias_std >= 0.0 && self.bias_std <= f32::MAX as f64) {
             return bad(format!(
-                "bias std must be finite and ≥ 0, got {}",
+                "bias std must be from 0 to 3.4e38 (biases are drawn as f32), got {}",
                 self.bias_std
             ));
         }

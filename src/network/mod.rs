@@ -35,17 +35,22 @@ pub fn check<B: Backend>(backend: &B, config: &NetworkConfig, precision: Precisi
     config.validate()?;
     backend.require(precision)?;
     memory::check_fits(backend, config, precision)?;
-    if let Some(Clip::Value(limit)) = config.clip {
-        // Clamping to ±0 would zero every gradient: a request that cannot mean what it says.
+    if let Some(Clip::Value(limit) | Clip::Norm(limit)) = config.clip {
+        // Clamping to ±0, or scaling to a norm of 0, would zero every gradient: a request that
+        // cannot mean what it says.
         let rounded = precision
             .storage()
             .round(precision.arithmetic().round(limit));
         if rounded == 0.0 {
+            let flag = match config.clip {
+                Some(Clip::Value(_)) => "--clip-value",
+                _ => "--clip-norm",
+            };
             return Err(crate::error::Error::InvalidArgument(format!(
-                "--clip-value {limit:e} rounds to 0 in {}, which would zero every gradient; \
+                "{flag} {limit:e} rounds to 0 in {}, which would zero every gradient; \
                  its smallest positive value is {:e}",
-                precision.arithmetic(),
-                precision.arithmetic().subnormal_half_spacing() * 2.0
+                precision.storage(),
+                precision.storage().subnormal_half_spacing() * 2.0
             )));
         }
     }
