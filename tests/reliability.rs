@@ -101,6 +101,29 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
         "{}",
         stderr(&out)
     );
+    // On a GPU, a tensor larger than one buffer is refused before the first layer, not after
+    // a minute of work.
+    if common::gpu("memory refusal").is_some() {
+        let start = Instant::now();
+        let args = [
+            "run",
+            "--backend",
+            "gpu",
+            "--depth",
+            "100",
+            "--width",
+            "65536",
+            "--batch",
+            "65536",
+        ];
+        let out = gradstab(&args, &[]);
+        assert_refused(&out, 1, "that one buffer of this backend can hold");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+    }
     // Within the budget, the same run goes ahead.
     let out = gradstab(
         &[
