@@ -149,6 +149,13 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
 fn a_closed_pipe_ends_every_printing_command_quietly() {
     // `gradstab presets | head -1`: the reader leaves first. Every command that prints must
     // end without a panic or an error message, as other Unix tools do.
+    let dir = temp_dir("pipe");
+    let npy = dir.join("x.npy").to_str().unwrap().to_string();
+    std::fs::write(
+        &npy,
+        common::npy_bytes("<f4", &[3], &f32_bytes(&[1.0, 2.0, 3.0])),
+    )
+    .unwrap();
     let commands: &[&[&str]] = &[
         &["presets"],
         &["devices"],
@@ -168,6 +175,9 @@ fn a_closed_pipe_ends_every_printing_command_quietly() {
             "--quiet",
         ],
         &["demo", "--backend", "cpu"],
+        &["bench", "--backend", "cpu", "--quick"],
+        &["stats", "--backend", "cpu", "--format", "json", &npy],
+        &["stats", "--backend", "cpu", "--format", "csv", &npy],
     ];
     for args in commands {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
