@@ -40,14 +40,48 @@ fn cpu(c: &mut Criterion) {
     group.sample_size(10);
     for precision in Precision::ALL {
         for n in sizes(false) {
-            // The exact f16 emulation runs about a hundred times slower than gemm.
-            if precision == Precision::F16 && n > 512 {
-                continue;
-            }
             let (a, b) = operands(precision, n);
             group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
             group.bench_with_input(BenchmarkId::new(precision.name(), n), &n, |bench, _| {
                 bench.iter(|| Cpu.matmul(&a, &b, MatmulOp::default(), precision).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The exact pure-f16 product three ways: the vector kernel, fused and unfused (what the
+/// backend runs, and what a device with an unfused f16 fma computes), and the scalar in-order
+/// emulation it must match bit for bit. `GRADSTAB_BENCH_F16_SIZES=1024` picks the sizes.
+fn cpu_f16(c: &mut Criterion) {
+    use gradstab::ops::matmul::{cpu::f16_in_order, cpu_f16};
+    let mut group = c.benchmark_group("matmul_cpu_f16");
+    group.sample_size(10);
+    let sizes: Vec<usize> = std::env::var("GRADSTAB_BENCH_F16_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![256, 1024]);
+    for n in sizes {
+        let (a, b) = operands(Precision::F16, n);
+        let f16s = |t: &gradstab::HostTensor| match t.data() {
+            gradstab::HostData::F16(v) => v.clone(),
+            gradstab::HostData::F32(_) => unreachable!("f16 operands"),
+        };
+        let (a, b) = (f16s(&a), f16s(&b));
+        let dims = (n, n, n);
+        let op = MatmulOp::default();
+        group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+        if cpu_f16::available() {
+            for (name, fused) in [("vector fused", true), ("vector unfused", false)] {
+                group.bench_with_input(BenchmarkId::new(name, n), &n, |bench, _| {
+                    bench.iter(|| cpu_f16::matmul(&a, &b, op, dims, fused).unwrap())
+                });
+            }
+        }
+        // The scalar emulation takes seconds at 1024³: measured at the smaller sizes only.
+        if n <= 256 {
+            group.bench_with_input(BenchmarkId::new("scalar fused", n), &n, |bench, _| {
+                bench.iter(|| f16_in_order(&a, &b, op, dims, true))
             });
         }
     }
@@ -96,5 +130,5 @@ fn gpu(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cpu, gpu);
+criterion_group!(benches, cpu, cpu_f16, gpu);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 
 pub mod autotune;
 pub mod cpu;
+pub mod cpu_f16;
 pub mod gpu;
 
 use std::fmt;

@@ -1,0 +1,381 @@
+//! Exact pure-f16 matmul at SIMD speed: bit for bit what the in-order emulation of
+//! `cpu::f16_in_order_as` gives (k summed in order, one f16 rounding per step), for a device
+//! that keeps subnormals, fused or not.
+//!
+//! Everything runs in f32 lanes, where that is exact or correctly rounded:
+//! - the product of two f16 values has at most 22 significant bits: exact in f32;
+//! - unfused, acc ← fl16(fl16(a·b) + acc): the sum of two f16 values rounded to f32 and then to
+//!   f16 is the correctly rounded sum, since 24 ≥ 2·11 + 2 (double rounding is innocuous);
+//! - fused, acc ← fl16(a·b + acc): a·b has 22 bits, so the f32 sum may round twice wrongly.
+//!   TwoSum gives the f32 sum s and its exact error e; s rounded *to odd* (one unit towards e
+//!   when s is even and e ≠ 0) keeps the sticky information, and rounding that to f16 is the
+//!   correctly rounded sum, since 24 ≥ 11 + 2 (Boldo and Melquiond, 2008).
+//!
+//! Rounding f32 to f16 and back uses the F16C conversions (`vcvtps2ph`, `vcvtph2ps`), which
+//! round to nearest even, make subnormals and overflow to inf as IEEE says. Eight independent
+//! accumulators (4 rows × 2 vectors of 8 columns) hide the conversions' latency; rows are
+//! spread over threads. Without AVX2, FMA and F16C the caller keeps the scalar emulation.
+
+use half::f16;
+
+use super::MatmulOp;
+
+/// Whether this CPU can run the vector kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Rows of C computed together, and columns: two vectors of 16 lanes with AVX-512, four of 8
+/// with AVX2 (in two passes of two).
+const ROWS: usize = 4;
+const COLS: usize = 32;
+
+/// Whether the 16-lane kernel can run.
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// op(A)·op(B) in pure f16, k in order, fused or not; `None` where `available()` is false.
+pub fn matmul(
+    a: &[f16],
+    b: &[f16],
+    op: MatmulOp,
+    dims: (usize, usize, usize),
+    fused: bool,
+) -> Option<Vec<f16>> {
+    product(a, b, op, dims, fused, has_avx512())
+}
+
+/// `matmul` with the 16-lane kernel (`wide`, where the CPU has AVX-512) or the 8-lane one.
+fn product(
+    a: &[f16],
+    b: &[f16],
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    fused: bool,
+    wide: bool,
+) -> Option<Vec<f16>> {
+    if !available() || (wide && !has_avx512()) {
+        return None;
+    }
+    assert_eq!(a.len(), m * k);
+    assert_eq!(b.len(), k * n);
+    // op(A) as f32 rows padded to a multiple of ROWS, and op(B) as f32 k × n_pad, p-major,
+    // padded with zeros to whole vectors: widening f16 to f32 is exact, and the padding only
+    // fills lanes whose results are dropped.
+    let m_pad = m.div_ceil(ROWS) * ROWS;
+    let n_pad = n.div_ceil(COLS) * COLS;
+    let mut a_rows = vec![0f32; m_pad * k];
+    for i in 0..m {
+        for p in 0..k {
+            a_rows[i * k + p] = a[op.lhs_index(i, p, (m, k, n))].to_f32();
+        }
+    }
+    // op(B) in panels of COLS columns, each k × COLS contiguous, so a block streams one panel
+    // from cache instead of striding through all of B.
+    let panels = n_pad / COLS;
+    let mut b_panels = vec![0f32; k * n_pad];
+    for p in 0..k {
+        for j in 0..n {
+            let (panel, lane) = (j / COLS, j % COLS);
+            b_panels[(panel * k + p) * COLS + lane] = b[op.rhs_index(p, j, (m, k, n))].to_f32();
+        }
+    }
+    // Threads take panels of C's columns; within one, the panel of B stays in cache while
+    // every block of rows streams past it.
+    let blocks = m_pad / ROWS;
+    let mut c_panels = vec![f16::ZERO; panels * m_pad * COLS];
+    use rayon::prelude::*;
+    c_panels
+        .par_chunks_mut(m_pad * COLS)
+        .enumerate()
+        .for_each(|(panel, out)| {
+            let b_panel = &b_panels[panel * k * COLS..(panel + 1) * k * COLS];
+            for block in 0..blocks {
+                let a_block = &a_rows[block * ROWS * k..(block + 1) * ROWS * k];
+                let c_block = &mut out[block * ROWS * COLS..(block + 1) * ROWS * COLS];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `available()` checked AVX2, FMA and F16C, `wide` AVX-512F; `a_block`
+                // is ROWS × k, `b_panel` k × COLS and `c_block` ROWS × COLS, which is all the
+                // kernels touch.
+                unsafe {
+                    if wide {
+                        x86::block_avx512(a_block, b_panel, c_block, k, fused)
+                    } else {
+                        for half in 0..2 {
+                            x86::block(a_block, b_panel, c_block, k, half, fused)
+                        }
+                    }
+                };
+            }
+        });
+    let mut c = vec![f16::ZERO; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = c_panels[((j / COLS) * m_pad + i) * COLS + j % COLS];
+        }
+    }
+    Some(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{COLS, ROWS};
+
+    /// f32 lanes rounded to f16 (to nearest even) and widened back.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn round16(x: __m256) -> __m256 {
+        _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+    }
+
+    /// fl16(p + acc) for p exact in f32 (a product of two f16) and acc an f16 value: the f32
+    /// sum rounded to odd with TwoSum's error, then to f16.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn fused_add(p: __m256, acc: __m256) -> __m256 {
+        let s = _mm256_add_ps(p, acc);
+        // Knuth's TwoSum: s + e = p + acc exactly.
+        let pp = _mm256_sub_ps(s, acc);
+        let aa = _mm256_sub_ps(s, pp);
+        let e = _mm256_add_ps(_mm256_sub_ps(p, pp), _mm256_sub_ps(acc, aa));
+        let bits = _mm256_castps_si256(s);
+        let one = _mm256_set1_epi32(1);
+        let even = _mm256_cmpeq_epi32(_mm256_and_si256(bits, one), _mm256_setzero_si256());
+        let inexact = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_NEQ_OQ>(e, _mm256_setzero_ps()));
+        // One unit away from zero when e has s's sign, towards zero otherwise.
+        let sign_bit = _mm256_set1_epi32(i32::MIN);
+        let same_sign = _mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_xor_si256(bits, _mm256_castps_si256(e)), sign_bit),
+            _mm256_setzero_si256(),
+        );
+        let step = _mm256_blendv_epi8(_mm256_set1_epi32(-1), one, same_sign);
+        let adjust = _mm256_and_si256(_mm256_and_si256(even, inexact), step);
+        round16(_mm256_castsi256_ps(_mm256_add_epi32(bits, adjust)))
+    }
+
+    /// ROWS × 16 outputs of C (the `half`-th 16 columns of a row-major ROWS × COLS `out`)
+    /// from ROWS rows of `a` (each k long) and a k × COLS panel of `b`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn block(
+        a: &[f32],
+        b: &[f32],
+        out: &mut [f16],
+        k: usize,
+        half: usize,
+        fused: bool,
+    ) {
+        assert!(a.len() >= ROWS * k && b.len() >= k * COLS && out.len() >= ROWS * COLS);
+        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+        for p in 0..k {
+            // SAFETY (for the loads): p < k and half < 2, so both 8-lane loads lie in the panel.
+            let row = b.as_ptr().add(p * COLS + half * 16);
+            let bv = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(a[r * k + p]);
+                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
+                    let product = _mm256_mul_ps(av, bv[v]);
+                    *acc_rv = if fused {
+                        fused_add(product, *acc_rv)
+                    } else {
+                        round16(_mm256_add_ps(round16(product), *acc_rv))
+                    };
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, acc_rv) in acc_r.iter().enumerate() {
+                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(*acc_rv);
+                let mut lanes = [0u16; 8];
+                _mm_storeu_si128(lanes.as_mut_ptr().cast(), halves);
+                let start = r * COLS + half * 16 + v * 8;
+                for (o, bits) in out[start..start + 8].iter_mut().zip(lanes) {
+                    *o = f16::from_bits(bits);
+                }
+            }
+        }
+    }
+
+    /// f32 lanes rounded to f16 (to nearest even) and widened back, 16 at a time.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn round16_512(x: __m512) -> __m512 {
+        _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+    }
+
+    /// `fused_add` in 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn fused_add_512(p: __m512, acc: __m512) -> __m512 {
+        let s = _mm512_add_ps(p, acc);
+        let pp = _mm512_sub_ps(s, acc);
+        let aa = _mm512_sub_ps(s, pp);
+        let e = _mm512_add_ps(_mm512_sub_ps(p, pp), _mm512_sub_ps(acc, aa));
+        let bits = _mm512_castps_si512(s);
+        let even = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(1));
+        let inexact = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(e, _mm512_setzero_ps());
+        let same_sign = _mm512_testn_epi32_mask(
+            _mm512_xor_si512(bits, _mm512_castps_si512(e)),
+            _mm512_set1_epi32(i32::MIN),
+        );
+        let step = _mm512_mask_blend_epi32(same_sign, _mm512_set1_epi32(-1), _mm512_set1_epi32(1));
+        let odd = _mm512_mask_add_epi32(bits, even & inexact, bits, step);
+        round16_512(_mm512_castsi512_ps(odd))
+    }
+
+    /// `block` for all COLS columns at once, in two 16-lane vectors per row.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_avx512(
+        a: &[f32],
+        b: &[f32],
+        out: &mut [f16],
+        k: usize,
+        fused: bool,
+    ) {
+        assert!(a.len() >= ROWS * k && b.len() >= k * COLS && out.len() >= ROWS * COLS);
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        for p in 0..k {
+            // SAFETY (for the loads): p < k, so both 16-lane loads lie in the panel.
+            let row = b.as_ptr().add(p * COLS);
+            let bv = [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(a[r * k + p]);
+                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
+                    let product = _mm512_mul_ps(av, bv[v]);
+                    *acc_rv = if fused {
+                        fused_add_512(product, *acc_rv)
+                    } else {
+                        round16_512(_mm512_add_ps(round16_512(product), *acc_rv))
+                    };
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, acc_rv) in acc_r.iter().enumerate() {
+                let halves = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(*acc_rv);
+                let mut lanes = [0u16; 16];
+                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), halves);
+                let start = r * COLS + v * 16;
+                for (o, bits) in out[start..start + 16].iter_mut().zip(lanes) {
+                    *o = f16::from_bits(bits);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::matmul::cpu::f16_in_order;
+    use rand::{Rng, SeedableRng};
+
+    /// Values that stress every rounding: normals over the whole range, subnormals, zeros of
+    /// both signs, and a few infinities and NaNs.
+    fn hostile(rng: &mut impl Rng, len: usize, specials: bool) -> Vec<f16> {
+        (0..len)
+            .map(|_| {
+                let roll: f64 = rng.random();
+                if specials && roll < 0.01 {
+                    [f16::INFINITY, f16::NEG_INFINITY, f16::NAN, f16::NEG_ZERO]
+                        [rng.random_range(0..4)]
+                } else if roll < 0.1 {
+                    f16::from_bits(rng.random_range(1..0x0400) | (rng.random::<u16>() & 0x8000))
+                } else {
+                    let e = rng.random_range(-10..8);
+                    let v = (rng.random::<f64>() * 2.0 - 1.0) * 2f64.powi(e);
+                    crate::precision::f16_from_f64(v)
+                }
+            })
+            .collect()
+    }
+
+    fn same_bits(x: &[f16], y: &[f16]) -> bool {
+        x.iter()
+            .zip(y)
+            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
+    }
+
+    #[test]
+    fn gives_the_bits_of_the_in_order_emulation_fused_and_not() {
+        if !available() {
+            eprintln!("SKIPPED: this CPU lacks AVX2, FMA or F16C; the scalar emulation runs");
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // Shapes that leave partial row blocks and vectors, k = 1, and long sums where the
+        // fused and unfused forms part ways.
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (5, 17, 19),
+            (8, 64, 16),
+            (9, 300, 33),
+            (4, 2000, 3),
+        ];
+        for (case, &(m, k, n)) in shapes.iter().enumerate() {
+            for op in MatmulOp::ALL {
+                for specials in [false, true] {
+                    let a = hostile(&mut rng, m * k, specials);
+                    let b = hostile(&mut rng, k * n, specials);
+                    for fused in [true, false] {
+                        let slow = f16_in_order(&a, &b, op, (m, k, n), fused);
+                        // Both kernels this CPU has: AVX2 always, AVX-512 where present.
+                        for wide in [false, true] {
+                            let Some(fast) = product(&a, &b, op, (m, k, n), fused, wide) else {
+                                continue;
+                            };
+                            assert!(
+                                same_bits(&fast, &slow),
+                                "case {case} {m}×{k}×{n} {} fused {fused} wide {wide} \
+                                 specials {specials}",
+                                op.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_and_unfused_forms_are_different_computations() {
+        // Otherwise the bit-identity test above could pass with one form standing in for the
+        // other: over long sums of ordinary values, one rounding per step and two part ways.
+        if !available() {
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let (m, k, n) = (8, 512, 16);
+        let a = hostile(&mut rng, m * k, false);
+        let b = hostile(&mut rng, k * n, false);
+        for wide in [false, true] {
+            let Some(fused) = product(&a, &b, MatmulOp::default(), (m, k, n), true, wide) else {
+                continue;
+            };
+            let unfused = product(&a, &b, MatmulOp::default(), (m, k, n), false, wide).unwrap();
+            let differ = fused.iter().zip(&unfused).filter(|(x, y)| x != y).count();
+            assert!(differ > 10, "only {differ} of {} results differ", m * n);
+        }
+    }
+}
