@@ -249,3 +249,42 @@ fn bench_on_the_cpu_backend_measures_every_kernel_in_every_precision() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("matmul NN") && stdout(&out).contains("f16acc32"));
 }
+
+#[test]
+fn a_gpu_run_reports_how_often_it_talked_to_the_device() {
+    if common::gpu("cli traffic").is_none() {
+        return;
+    }
+    let counts = |depth: &str| -> serde_json::Value {
+        let args = [
+            "run", "--depth", depth, "--width", "16", "--batch", "4", "--quiet", "--format", "json",
+        ];
+        let out = gradstab(&args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        report["device"]["traffic"].clone()
+    };
+    let (shallow, deep) = (counts("2"), counts("6"));
+    for key in ["submissions", "host_reads", "buffers_created"] {
+        let (s, d) = (shallow[key].as_u64().unwrap(), deep[key].as_u64().unwrap());
+        assert!(s > 0 && d > s, "{key}: {s} at depth 2, {d} at depth 6");
+    }
+    // Every host read waits on a submission of its own.
+    assert!(deep["submissions"].as_u64() >= deep["host_reads"].as_u64());
+    // The CPU backend has no device to talk to.
+    let out = gradstab(
+        &[
+            "run",
+            "--backend",
+            "cpu",
+            "--depth",
+            "2",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(report["device"].get("traffic").is_none());
+}

@@ -28,6 +28,7 @@ impl Backend for Cpu {
             backend: "cpu".into(),
             adapter: format!("CPU reference ({} threads)", rayon::current_num_threads()),
             driver: format!("gradstab {}", env!("CARGO_PKG_VERSION")),
+            traffic: None,
         }
     }
 

@@ -112,6 +112,7 @@ impl Backend for Gpu {
             driver: format!("{} {}", info.driver, info.driver_info)
                 .trim()
                 .to_string(),
+            traffic: Some(self.traffic()),
         }
     }
 

@@ -26,6 +26,10 @@ pub struct BackendInfo {
     pub backend: String,
     pub adapter: String,
     pub driver: String,
+    /// On a GPU: submissions, host reads and buffers created so far, so anyone can check how
+    /// often a run waited for the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::gpu::Traffic>,
 }
 
 pub trait Backend {

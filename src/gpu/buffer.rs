@@ -51,6 +51,7 @@ impl Device {
                 adapter: self.adapter_name(),
             });
         }
+        self.traffic.buffer();
         let buffer = self.checked(&format!("allocating {label} ({bytes} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -103,6 +104,9 @@ impl Device {
 
     /// Copies `size` bytes of `buffer` back to the host.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.traffic.host_read();
+        self.traffic.buffer();
+        self.traffic.submission();
         let staging = self.checked("allocating a read-back buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),

@@ -32,6 +32,49 @@ pub struct Device {
     pub(crate) grid_limit: u32,
     pub(crate) shader_f16: bool,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pub(crate) traffic: TrafficCounters,
+}
+
+/// How often the host and the device talked: what decides speed on a hardware GPU, where a
+/// layer's kernels take microseconds and every wait or allocation costs more than that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Reads that waited for the device and copied a buffer back to the host.
+    pub host_reads: u64,
+    /// Device buffers created (tensors, read-back staging, statistics scratch, uniforms).
+    pub buffers_created: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct TrafficCounters {
+    submissions: std::sync::atomic::AtomicU64,
+    host_reads: std::sync::atomic::AtomicU64,
+    buffers_created: std::sync::atomic::AtomicU64,
+}
+
+impl TrafficCounters {
+    fn bump(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub(crate) fn submission(&self) {
+        Self::bump(&self.submissions)
+    }
+    pub(crate) fn host_read(&self) {
+        Self::bump(&self.host_reads)
+    }
+    pub(crate) fn buffer(&self) {
+        Self::bump(&self.buffers_created)
+    }
+    fn read(&self) -> Traffic {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Traffic {
+            submissions: get(&self.submissions),
+            host_reads: get(&self.host_reads),
+            buffers_created: get(&self.buffers_created),
+        }
+    }
 }
 
 impl Device {
@@ -75,6 +118,7 @@ impl Device {
             grid_limit,
             shader_f16,
             pipelines: Mutex::new(HashMap::new()),
+            traffic: TrafficCounters::default(),
         })
     }
 
@@ -92,6 +136,11 @@ impl Device {
 
     pub fn adapter_name(&self) -> String {
         self.info.name.clone()
+    }
+
+    /// Submissions, host reads and buffers since the device was opened.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.read()
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {

@@ -182,6 +182,7 @@ impl Device {
 
     /// A small uniform buffer holding `params`.
     pub fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        self.traffic.buffer();
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("params"),
@@ -260,6 +261,7 @@ impl Device {
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
             }
+            self.traffic.submission();
             self.queue.submit([encoder.finish()]);
         })
     }

@@ -12,7 +12,7 @@ pub mod roofline;
 
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
 pub use buffer::GpuTensor;
-pub use device::{Device, DeviceOptions};
+pub use device::{Device, DeviceOptions, Traffic};
 #[cfg(test)]
 pub(crate) use kernel::assert_mirrors;
 pub use kernel::{Dispatch, Header, KernelSource, WORKGROUP_SIZE};

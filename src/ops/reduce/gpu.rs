@@ -129,6 +129,7 @@ pub(crate) fn segment_stats(
         });
     }
     let storage = |size: u64, label: &str| {
+        gpu.traffic.buffer();
         gpu.checked(label, || {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
