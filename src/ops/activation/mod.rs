@@ -386,6 +386,19 @@ mod tests {
             "linear".parse::<Activation>().unwrap(),
             Activation::IDENTITY
         );
+        // PyTorch's default negative slope.
+        assert_eq!(
+            "leaky_relu".parse::<Activation>().unwrap(),
+            Activation::LeakyRelu { slope: 0.01 }
+        );
+        for (form, act) in [
+            ("sigmoid", Activation::Sigmoid),
+            ("tanh", Activation::Tanh),
+            ("scaled_sigmoid", Activation::ScaledSigmoid),
+            ("identity", Activation::IDENTITY),
+        ] {
+            assert_eq!(form.parse::<Activation>().unwrap(), act, "{form}");
+        }
         for bad in [
             "",
             "gelu",
