@@ -215,6 +215,17 @@ mod tests {
     use half::f16;
 
     #[test]
+    fn rounding_to_f16_keeps_the_sticky_bit_when_the_truncation_is_already_odd() {
+        // 1 + 2^-11 + 2^-23 + 2^-40: its f32 truncation 1 + 2^-11 + 2^-23 is odd and must stay
+        // so; clearing that bit would leave the tie 1 + 2^-11, which rounds down to even.
+        let x = 1.0 + 2f64.powi(-11) + 2f64.powi(-23) + 2f64.powi(-40);
+        assert_eq!(f16_from_f64(x).to_f64(), 1.0 + 2f64.powi(-10));
+        let below = 1.0 + 2f64.powi(-11) - 2f64.powi(-40);
+        assert_eq!(f16_from_f64(below).to_f64(), 1.0);
+        assert_eq!(f16_from_f64(-x).to_f64(), -(1.0 + 2f64.powi(-10)));
+    }
+
+    #[test]
     fn only_f16_storage_needs_shader_f16_and_each_type_shows_its_name() {
         // What `Gpu::supports` asks of an adapter without SHADER_F16.
         assert!(!Precision::F32.needs_shader_f16());
