@@ -36,10 +36,10 @@ pub(crate) fn run(
             let (HostData::F32(av), HostData::F32(bv)) = (a.data(), b.data()) else {
                 unreachable!("dtypes checked by the caller")
             };
-            HostTensor::from_f32(m, n, gemm_f32(av, bv, op, m, k, n))
+            HostTensor::from_f32(m, n, matmul_f32(av, bv, op, m, k, n))
         }
         Precision::F16Accumulate32 => {
-            let c = gemm_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
+            let c = matmul_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
             HostTensor::from_f16(m, n, crate::tensor::f16_from_f32_slice(&c))
         }
         Precision::F16 => {
@@ -55,7 +55,9 @@ pub(crate) fn run(
 }
 
 /// C = op(A)·op(B) in f32 through `gemm`, which takes any strides, so transposes cost nothing.
-pub fn gemm_f32(a: &[f32], b: &[f32], op: MatmulOp, m: usize, k: usize, n: usize) -> Vec<f32> {
+/// `faer` multiplies a lone 1024³ product faster on some machines, but the whole network ran
+/// a third slower with it (BENCHMARKS.md), so `gemm` stays.
+pub fn matmul_f32(a: &[f32], b: &[f32], op: MatmulOp, m: usize, k: usize, n: usize) -> Vec<f32> {
     assert_eq!(a.len(), m * k);
     assert_eq!(b.len(), k * n);
     let mut c = vec![0.0f32; m * n];
@@ -193,7 +195,7 @@ mod tests {
         let b = vec![f16::from_f32(1.0); k];
         let c = f16_in_order(&a, &b, MatmulOp::default(), (1, k, 1), true);
         assert_eq!(c[0].to_f32(), 2048.0);
-        let wide = gemm_f32(
+        let wide = matmul_f32(
             &a.iter().map(|x| x.to_f32()).collect::<Vec<_>>(),
             &b.iter().map(|x| x.to_f32()).collect::<Vec<_>>(),
             MatmulOp::default(),
@@ -220,7 +222,7 @@ mod tests {
         for op in MatmulOp::ALL {
             let lhs = if op.transpose_a { &at } else { &a };
             let rhs = if op.transpose_b { &bt } else { &b };
-            let c = gemm_f32(lhs, rhs, op, m, k, n);
+            let c = matmul_f32(lhs, rhs, op, m, k, n);
             for i in 0..m {
                 for j in 0..n {
                     assert!((c[i * n + j] - naive(i, j)).abs() < 1e-5, "{}", op.name());
