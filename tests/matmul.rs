@@ -453,3 +453,65 @@ fn a_result_one_part_in_ten_thousand_off_breaks_the_f32_and_mixed_bounds() {
         }
     }
 }
+
+#[test]
+fn two_summation_orders_of_f16acc32_stay_within_the_bound_the_store_term_gives() {
+    // Two conforming backends may sum k in different orders in f32 and then round to f16 once:
+    // the f32 results differ by a few f32 units, and where they straddle an f16 midpoint the
+    // stored results differ by a whole f16 unit. The bound must allow that (its store term),
+    // independently of whether this machine's device happens to sum like the CPU.
+    use gradstab::ops::matmul::cpu::matmul_f32;
+    use gradstab::precision::f16_from_f64;
+    use rand::{Rng, SeedableRng};
+    let (m, k, n) = (128, 96, 128);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let to_f16 = |v: f64| f16_from_f64(v).to_f64();
+    let a: Vec<f64> = (0..m * k)
+        .map(|_| to_f16(rng.random_range(-2.0..2.0)))
+        .collect();
+    let b: Vec<f64> = (0..k * n)
+        .map(|_| to_f16(rng.random_range(-2.0..2.0)))
+        .collect();
+    let op = MatmulOp::default();
+    let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+    let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+    // Order 1: the CPU backend's blocked f32 product. Order 2: each dot product from p = k − 1
+    // down to 0.
+    let blocked = matmul_f32(&a32, &b32, op, m, k, n);
+    let sums = sum_abs_products(&a, &b, op, m, k, n);
+    let mut straddled = 0;
+    for i in 0..m {
+        for j in 0..n {
+            let reversed = (0..k)
+                .rev()
+                .fold(0f32, |acc, p| acc + a32[i * k + p] * b32[p * n + j]);
+            let c1 = to_f16(blocked[i * n + j] as f64);
+            let c2 = to_f16(reversed as f64);
+            let bound = error_bound(
+                Precision::F16Accumulate32,
+                k,
+                sums[i * n + j],
+                c1,
+                c2,
+                false,
+            );
+            assert!(
+                (c1 - c2).abs() <= bound,
+                "({i}, {j}): {c1} and {c2}, bound {bound:e}"
+            );
+            if c1 != c2 {
+                straddled += 1;
+            }
+        }
+    }
+    assert!(
+        straddled > 0,
+        "no f16 midpoint was straddled: the store term went untested"
+    );
+}
+
+#[test]
+fn each_product_is_named_as_blas_names_it() {
+    let names: Vec<&str> = MatmulOp::ALL.iter().map(|op| op.name()).collect();
+    assert_eq!(names, ["NN", "NT", "TN", "TT"]);
+}
