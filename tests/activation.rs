@@ -197,52 +197,60 @@ fn the_bounds_are_no_looser_than_their_analysis() {
     // results far from the subnormals) the analysis of shaders/activation.wgsl gives, in units
     // of u: with an exp of c ULP, sigmoid 4c + 4, sigmoid' 8c + 9, tanh (|x| ≥ 1/8) 8c' + 10
     // with c' the exp's ULP at 2|x|, tanh' 4c' + 5, the scaled sigmoid 8c + 12 and its
-    // derivative 4c + 6, and leaky relu 1. So with the CPU's exp (c = 1 in f32) no bound
-    // exceeds 20u·|exact|, and with
-    // WGSL's (c = 3 + 2t) none exceeds 8·(3 + 12)·u + 10u = 130u. Below tanh's polynomial
+    // derivative 4c + 6, and leaky relu 1. So with the CPU's exp (c = 1 in f32, just above 1/2
+    // in f16) no bound exceeds 20u·|exact|, and with WGSL's (c = 3 + 2t in f32, 1 + 2t in f16)
+    // none exceeds 8·(3 + 12)·u + 10u = 130u, u of the arithmetic type. Below tanh's polynomial
     // threshold the bound is 2u (4u for the scaled sigmoid below |x| = 1/4): a result 3 ULPs
     // (6u) off must fail it.
-    let u = 2f64.powi(-24);
-    let xs = [
-        -3.0, -1.5, -0.7, -0.3, -0.2, -0.1, 0.05, 0.1, 0.2, 0.3, 0.7, 1.5, 3.0,
-    ];
-    for act in Activation::representatives() {
-        for derivative in [false, true] {
-            for &x in &xs {
-                let exact = if derivative {
-                    act.reference_derivative(x)
-                } else {
-                    act.reference(x)
-                };
-                // αx + β is held to its terms, |αx| + |β|, which cancellation can leave far
-                // above the result.
-                let exact = match (act, derivative) {
-                    (Activation::Linear { alpha, beta }, false) => {
-                        (alpha as f64 * x).abs() + (beta as f64).abs()
+    for precision in [Precision::F32, Precision::F16] {
+        let u = precision.arithmetic().unit_roundoff();
+        let xs = [
+            -3.0, -1.5, -0.7, -0.3, -0.2, -0.1, 0.05, 0.1, 0.2, 0.3, 0.7, 1.5, 3.0,
+        ];
+        for act in Activation::representatives() {
+            for derivative in [false, true] {
+                for &x in &xs {
+                    let exact = if derivative {
+                        act.reference_derivative(x)
+                    } else {
+                        act.reference(x)
+                    };
+                    // αx + β is held to its terms, |αx| + |β|, which cancellation can leave far
+                    // above the result.
+                    let exact = match (act, derivative) {
+                        (Activation::Linear { alpha, beta }, false) => {
+                            (alpha as f64 * x).abs() + (beta as f64).abs()
+                        }
+                        _ => exact,
+                    };
+                    let cpu = act.error_bound_with(x, precision, derivative, ExpAccuracy::CPU);
+                    let wgsl = act.error_bound(x, precision, derivative);
+                    // The subnormal floor of seven roundings (six operations and the store):
+                    // kept subnormals on the CPU, flushed ones under WGSL's allowance.
+                    let floor = 7.0 * precision.arithmetic().subnormal_half_spacing();
+                    let flushed_floor = 7.0 * precision.arithmetic().min_normal();
+                    let what = format!(
+                        "{act} {} at {x} in {precision}",
+                        if derivative { "'" } else { "" }
+                    );
+                    assert!(
+                        cpu <= 20.001 * u * exact.abs() + floor,
+                        "{what}: CPU bound {cpu:e}"
+                    );
+                    assert!(
+                        wgsl <= 130.001 * u * exact.abs() + flushed_floor,
+                        "{what}: WGSL bound {wgsl:e}"
+                    );
+                    // A worse exp never tightens a bound.
+                    assert!(wgsl >= cpu, "{what}: WGSL {wgsl:e} below CPU {cpu:e}");
+                    // 2·tanh(x/2) takes the polynomial below |x| = 1/4: 2u, plus 2u for the halving
+                    // and doubling around it.
+                    if act == Activation::ScaledSigmoid && !derivative && x.abs() < 0.25 {
+                        assert!(cpu <= 4.001 * u * exact.abs() + floor, "{what}: {cpu:e}");
                     }
-                    _ => exact,
-                };
-                let cpu = act.error_bound_with(x, Precision::F32, derivative, ExpAccuracy::CPU);
-                let wgsl = act.error_bound(x, Precision::F32, derivative);
-                let floor = 1e-36;
-                let what = format!("{act} {} at {x}", if derivative { "'" } else { "" });
-                assert!(
-                    cpu <= 20.001 * u * exact.abs() + floor,
-                    "{what}: CPU bound {cpu:e}"
-                );
-                assert!(
-                    wgsl <= 130.001 * u * exact.abs() + floor,
-                    "{what}: WGSL bound {wgsl:e}"
-                );
-                // A worse exp never tightens a bound.
-                assert!(wgsl >= cpu, "{what}: WGSL {wgsl:e} below CPU {cpu:e}");
-                // 2·tanh(x/2) takes the polynomial below |x| = 1/4: 2u, plus 2u for the halving
-                // and doubling around it.
-                if act == Activation::ScaledSigmoid && !derivative && x.abs() < 0.25 {
-                    assert!(cpu <= 4.001 * u * exact.abs() + floor, "{what}: {cpu:e}");
-                }
-                if act == Activation::Tanh && !derivative && x.abs() < 0.125 {
-                    assert!(cpu <= 2.001 * u * exact.abs() + floor, "{what}: {cpu:e}");
+                    if act == Activation::Tanh && !derivative && x.abs() < 0.125 {
+                        assert!(cpu <= 2.001 * u * exact.abs() + floor, "{what}: {cpu:e}");
+                    }
                 }
             }
         }
