@@ -28,7 +28,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = parse_with::<Activation>)]
     activation: Option<Activation>,
     /// constant:C, normal:STD, uniform:A, xavier_normal[:GAIN], xavier_uniform[:GAIN],
-    /// kaiming_normal[:fan_in|fan_out[:GAIN]], kaiming_uniform[…], orthogonal[:GAIN]
+    /// kaiming_normal[:fan_in|fan_out][:GAIN], kaiming_uniform[…], orthogonal[:GAIN]. Without
+    /// a gain, PyTorch's default (1; √2 for kaiming); GAIN may be `auto`, the activation's.
     #[arg(long, value_parser = parse_with::<Init>)]
     init: Option<Init>,
     /// normal:STD, uniform:A or constant:C
