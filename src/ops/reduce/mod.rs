@@ -15,8 +15,6 @@ use crate::stats::StatsRecord;
 pub const PER_THREAD: usize = 32;
 /// Threads per workgroup (THREADS in the shader's header).
 pub const THREADS: usize = 256;
-/// Elements one workgroup of a pass reads.
-pub const CHUNK: usize = PER_THREAD * THREADS;
 
 /// The depth of the f32 accumulation of one segment of `len` elements: a Welford chain of
 /// PER_THREAD updates, a tree of log2(THREADS) combinations in the workgroup, a chain over the
@@ -62,4 +60,50 @@ pub fn moment_error_bounds_with(exact: &StatsRecord, len: usize, per_thread: usi
     let mean_bound = 8.0 * d * u * half_range + floor;
     let variance_bound = 8.0 * d * u * sigma * (sigma + (exact.mean - shift).abs()) + floor;
     (mean_bound, variance_bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::HostTensor;
+
+    #[test]
+    fn the_depth_counts_the_chain_the_trees_and_the_fold_over_workgroups() {
+        // 32 Welford updates, two trees of log2(256) = 8, one workgroup folded, 3 more.
+        assert_eq!(accumulation_depth(1, 32), 32 + 8 + 1 + 8 + 3);
+        assert_eq!(accumulation_depth(8192, 32), 52);
+        // 3,000,000 values in chunks of 32·256 = 8192: 367 chunks, folded 256 at a time: 2.
+        assert_eq!(accumulation_depth(3_000_000, 32), 32 + 8 + 2 + 8 + 3);
+        // Four values a thread: 3,000,000 / 1024 = 2930 chunks, 12 folds.
+        assert_eq!(accumulation_depth(3_000_000, 4), 4 + 8 + 12 + 8 + 3);
+    }
+
+    #[test]
+    fn the_moment_bounds_follow_their_formula() {
+        // Values in [−1, 3]: shift K = 1, half-range R = 2; mean 0.5, σ = 1.5.
+        let values = [-1.0f32, 3.0, 0.0, 0.0];
+        let exact = cpu::reference(&HostTensor::from_f32(1, 4, values.to_vec()).unwrap());
+        let (mean, sigma) = (0.5, exact.variance.sqrt());
+        assert_eq!(exact.mean, mean);
+        let d = accumulation_depth(4, PER_THREAD) as f64;
+        let u = F32_UNIT_ROUNDOFF;
+        let floor = 2f64.powi(2 - 120); // |x| ≤ 3 < 2^2
+        let (mean_bound, variance_bound) = moment_error_bounds(&exact, 4);
+        // The same operations in the same order: equal to the last bit, floor included.
+        assert_eq!(mean_bound, 8.0 * d * u * 2.0 + floor);
+        let expected = 8.0 * d * u * sigma * (sigma + (mean - 1.0f64).abs()) + floor;
+        assert_eq!(variance_bound, expected);
+        assert_eq!(
+            moment_error_bounds_with(&exact, 4, PER_THREAD),
+            (mean_bound, variance_bound)
+        );
+        // A longer chain per thread widens the bound.
+        assert!(moment_error_bounds_with(&exact, 4, 64).0 > mean_bound);
+        // Without a finite value there is nothing to bound.
+        let inf = cpu::reference(&HostTensor::from_f32(1, 2, vec![f32::INFINITY; 2]).unwrap());
+        assert_eq!(moment_error_bounds(&inf, 2), (0.0, 0.0));
+        // All zeros: no floor, and no spread to err on.
+        let zeros = cpu::reference(&HostTensor::from_f32(1, 3, vec![0.0; 3]).unwrap());
+        assert_eq!(moment_error_bounds(&zeros, 3), (0.0, 0.0));
+    }
 }
