@@ -84,6 +84,9 @@ fn initialisers_have_the_moments_of_their_formulas() {
     let tanh = Activation::Tanh;
     let moment = |s: &str| s.parse::<Init>().unwrap().second_moment(128, 64, &tanh);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b;
+    assert!(close(moment("constant:0.5"), 0.25));
+    assert!(close(moment("normal:0.3"), 0.09));
+    assert!(close(moment("uniform:0.6"), 0.12));
     assert!(close(moment("xavier_normal"), 2.0 / (fi + fo)));
     assert!(close(moment("xavier_uniform"), 2.0 / (fi + fo)));
     let tanh_gain2 = (5.0f64 / 3.0).powi(2);
