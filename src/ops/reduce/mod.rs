@@ -102,6 +102,9 @@ mod tests {
         // Without a finite value there is nothing to bound.
         let inf = cpu::reference(&HostTensor::from_f32(1, 2, vec![f32::INFINITY; 2]).unwrap());
         assert_eq!(moment_error_bounds(&inf, 2), (0.0, 0.0));
+        // A constant: no spread to err on, only the floor of values scaled below f32's normals.
+        let constant = cpu::reference(&HostTensor::from_f32(1, 3, vec![3.0; 3]).unwrap());
+        assert_eq!(moment_error_bounds(&constant, 3), (floor, floor));
         // All zeros: no floor, and no spread to err on.
         let zeros = cpu::reference(&HostTensor::from_f32(1, 3, vec![0.0; 3]).unwrap());
         assert_eq!(moment_error_bounds(&zeros, 3), (0.0, 0.0));
