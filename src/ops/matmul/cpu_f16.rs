@@ -63,7 +63,7 @@ pub fn matmul(
 }
 
 /// `matmul` with the 16-lane kernel (`wide`, where the CPU has AVX-512) or the 8-lane one.
-fn product(
+pub(crate) fn product(
     a: &[f16],
     b: &[f16],
     op: MatmulOp,
@@ -280,102 +280,6 @@ mod x86 {
                     *o = f16::from_bits(bits);
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ops::matmul::cpu::f16_in_order;
-    use rand::{Rng, SeedableRng};
-
-    /// Values that stress every rounding: normals over the whole range, subnormals, zeros of
-    /// both signs, and a few infinities and NaNs.
-    fn hostile(rng: &mut impl Rng, len: usize, specials: bool) -> Vec<f16> {
-        (0..len)
-            .map(|_| {
-                let roll: f64 = rng.random();
-                if specials && roll < 0.01 {
-                    [f16::INFINITY, f16::NEG_INFINITY, f16::NAN, f16::NEG_ZERO]
-                        [rng.random_range(0..4)]
-                } else if roll < 0.1 {
-                    f16::from_bits(rng.random_range(1..0x0400) | (rng.random::<u16>() & 0x8000))
-                } else {
-                    let e = rng.random_range(-10..8);
-                    let v = (rng.random::<f64>() * 2.0 - 1.0) * 2f64.powi(e);
-                    crate::precision::f16_from_f64(v)
-                }
-            })
-            .collect()
-    }
-
-    fn same_bits(x: &[f16], y: &[f16]) -> bool {
-        x.iter()
-            .zip(y)
-            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
-    }
-
-    #[test]
-    fn gives_the_bits_of_the_in_order_emulation_fused_and_not() {
-        if !available() {
-            eprintln!("SKIPPED: this CPU lacks AVX2, FMA or F16C; the scalar emulation runs");
-            return;
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        // Shapes that leave partial row blocks and vectors, k = 1, and long sums where the
-        // fused and unfused forms part ways.
-        let shapes = [
-            (1, 1, 1),
-            (3, 5, 7),
-            (5, 17, 19),
-            (8, 64, 16),
-            (9, 300, 33),
-            (4, 2000, 3),
-        ];
-        for (case, &(m, k, n)) in shapes.iter().enumerate() {
-            for op in MatmulOp::ALL {
-                for specials in [false, true] {
-                    let a = hostile(&mut rng, m * k, specials);
-                    let b = hostile(&mut rng, k * n, specials);
-                    for fused in [true, false] {
-                        let slow = f16_in_order(&a, &b, op, (m, k, n), fused);
-                        // Both kernels this CPU has: AVX2 always, AVX-512 where present.
-                        for wide in [false, true] {
-                            let Some(fast) = product(&a, &b, op, (m, k, n), fused, wide) else {
-                                continue;
-                            };
-                            assert!(
-                                same_bits(&fast, &slow),
-                                "case {case} {m}×{k}×{n} {} fused {fused} wide {wide} \
-                                 specials {specials}",
-                                op.name()
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_fused_and_unfused_forms_are_different_computations() {
-        // Otherwise the bit-identity test above could pass with one form standing in for the
-        // other: over long sums of ordinary values, one rounding per step and two part ways.
-        if !available() {
-            return;
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
-        let (m, k, n) = (8, 512, 16);
-        let a = hostile(&mut rng, m * k, false);
-        let b = hostile(&mut rng, k * n, false);
-        for wide in [false, true] {
-            let Some(fused) = product(&a, &b, MatmulOp::default(), (m, k, n), true, wide) else {
-                continue;
-            };
-            let unfused = product(&a, &b, MatmulOp::default(), (m, k, n), false, wide).unwrap();
-            let differ = fused.iter().zip(&unfused).filter(|(x, y)| x != y).count();
-            assert!(differ > 10, "only {differ} of {} results differ", m * n);
         }
     }
 }
