@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use std::time::Instant;
-
 use crate::backend::cpu::Cpu;
 use crate::backend::gpu::Gpu;
 use crate::backend::Backend;
@@ -120,18 +118,9 @@ pub struct BenchReport {
 fn best_time<B: Backend>(
     backend: &B,
     repeats: usize,
-    mut f: impl FnMut() -> Result<()>,
+    f: impl FnMut() -> Result<()>,
 ) -> Result<f64> {
-    f()?;
-    backend.synchronize()?;
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        f()?;
-        backend.synchronize()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best)
+    crate::timing::best_time(repeats, f, || backend.synchronize())
 }
 
 /// Measures every kernel of the CPU backend in every precision: matmul (f32, the exact

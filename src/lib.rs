@@ -27,6 +27,7 @@ pub mod shaders;
 pub mod stats;
 pub mod tensor;
 pub mod theory;
+pub mod timing;
 pub mod verify;
 
 pub use backend::cpu::Cpu;

@@ -422,10 +422,8 @@ fn names_with_control_characters_are_printed_escaped() {
     );
 }
 
-#[test]
-fn destinations_are_checked_before_the_run_and_written_whole() {
-    let dir = temp_dir("outputs");
-    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+/// A three-layer run on the CPU backend with `extra` flags.
+fn small_cpu_run(extra: &[&str]) -> Output {
     let small = [
         "run",
         "--backend",
@@ -436,12 +434,21 @@ fn destinations_are_checked_before_the_run_and_written_whole() {
         "8",
         "--batch",
         "2",
-        "--quiet",
     ];
-    let with = |extra: &[&str]| -> Output {
-        let args: Vec<&str> = small.iter().copied().chain(extra.iter().copied()).collect();
-        gradstab(&args, &[])
-    };
+    let args: Vec<&str> = small
+        .iter()
+        .chain(&["--quiet"])
+        .chain(extra)
+        .copied()
+        .collect();
+    gradstab(&args, &[])
+}
+
+#[test]
+fn destinations_are_checked_before_the_run_and_written_whole() {
+    let dir = temp_dir("outputs");
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let with = small_cpu_run;
     let (png, both, missing) = (at("x.png"), at("both.svg"), at("no/such/dir/out.csv"));
     let start = Instant::now();
     assert_refused(&with(&["--plot", &png]), 2, "plots are SVG");
@@ -476,22 +483,7 @@ fn destinations_are_checked_before_the_run_and_written_whole() {
 
 #[test]
 fn requests_that_cannot_mean_what_they_say_are_refused() {
-    let small = [
-        "run",
-        "--backend",
-        "cpu",
-        "--depth",
-        "3",
-        "--width",
-        "8",
-        "--batch",
-        "2",
-        "--quiet",
-    ];
-    let with = |extra: &[&str]| -> Output {
-        let args: Vec<&str> = small.iter().copied().chain(extra.iter().copied()).collect();
-        gradstab(&args, &[])
-    };
+    let with = small_cpu_run;
     // Two identical, unlabelled columns.
     assert_refused(&with(&["--precision", "f32,f32"]), 2, "each at most once");
     // A limit that rounds to 0 would zero every gradient without a word; in f16 that happens

@@ -2,8 +2,6 @@
 //! throughput per arithmetic type and copy bandwidth (shaders/roofline.wgsl). `gradstab bench`
 //! reports every kernel against these two figures.
 
-use std::time::Instant;
-
 use super::device::Device;
 use super::kernel::{Header, KernelSource, WORKGROUP_SIZE};
 use crate::error::Result;
@@ -43,17 +41,8 @@ pub fn kernels() -> Vec<KernelSource> {
 }
 
 /// The best time of `repeats` runs of `f` after one warm-up, each waited for.
-pub fn best_time(gpu: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    gpu.wait_idle()?;
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        f()?;
-        gpu.wait_idle()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best)
+pub fn best_time(gpu: &Device, repeats: usize, f: impl FnMut() -> Result<()>) -> Result<f64> {
+    crate::timing::best_time(repeats, f, || gpu.wait_idle())
 }
 
 /// Peak FMA throughput in `dtype` arithmetic, GFLOP/s, from `workgroups` workgroups that each
