@@ -160,20 +160,7 @@ fn a_closed_pipe_ends_every_printing_command_quietly() {
         &["presets"],
         &["devices"],
         &["devices", "--format", "json"],
-        &[
-            "run",
-            "--backend",
-            "cpu",
-            "--depth",
-            "3",
-            "--width",
-            "8",
-            "--batch",
-            "2",
-            "--format",
-            "csv",
-            "--quiet",
-        ],
+        &[&SMALL_CPU_RUN[..], &["--format", "csv", "--quiet"]].concat(),
         &["demo", "--backend", "cpu"],
         &["bench", "--backend", "cpu", "--quick"],
         &["stats", "--backend", "cpu", "--format", "json", &npy],
@@ -422,26 +409,22 @@ fn names_with_control_characters_are_printed_escaped() {
     );
 }
 
-/// A three-layer run on the CPU backend with `extra` flags.
+/// A three-layer run on the CPU backend.
+const SMALL_CPU_RUN: [&str; 9] = [
+    "run",
+    "--backend",
+    "cpu",
+    "--depth",
+    "3",
+    "--width",
+    "8",
+    "--batch",
+    "2",
+];
+
+/// `SMALL_CPU_RUN` without a progress bar, with `extra` flags.
 fn small_cpu_run(extra: &[&str]) -> Output {
-    let small = [
-        "run",
-        "--backend",
-        "cpu",
-        "--depth",
-        "3",
-        "--width",
-        "8",
-        "--batch",
-        "2",
-    ];
-    let args: Vec<&str> = small
-        .iter()
-        .chain(&["--quiet"])
-        .chain(extra)
-        .copied()
-        .collect();
-    gradstab(&args, &[])
+    gradstab(&[&SMALL_CPU_RUN[..], &["--quiet"], extra].concat(), &[])
 }
 
 #[test]
