@@ -1,8 +1,13 @@
-//! Tensors on the device: typed storage buffers, with upload and download.
+//! Tensors on the device: typed storage buffers, with upload and download. A tensor's buffer
+//! comes from the device's pool where one of its size is free, and goes back there when the
+//! tensor is dropped (`pool.rs`).
+
+use std::sync::Arc;
 
 use half::f16;
 
 use super::device::Device;
+use super::pool::{BufferPool, STORAGE_USAGE};
 use crate::error::{Error, Result};
 use crate::precision::DType;
 use crate::tensor::{HostData, HostTensor, Shape};
@@ -13,6 +18,13 @@ pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
+    pool: Arc<BufferPool>,
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        self.pool.give_back(self.buffer.clone());
+    }
 }
 
 impl GpuTensor {
@@ -51,27 +63,38 @@ impl Device {
                 adapter: self.adapter_name(),
             });
         }
-        self.traffic.buffer();
-        let buffer = self.checked(&format!("allocating {label} ({bytes} bytes)"), || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
         Ok(GpuTensor {
-            buffer,
+            buffer: self.storage_buffer(bytes, label)?,
             shape,
             dtype,
+            pool: self.pool.clone(),
         })
     }
 
-    /// A tensor of zeros on the device (storage buffers start zeroed in wgpu).
+    /// A storage buffer of `bytes` bytes with undefined contents: a kept one of that size, or
+    /// a new one. Only a tensor gives it back to the pool; scratch is given back by its user.
+    pub(crate) fn storage_buffer(&self, bytes: u64, label: &str) -> Result<wgpu::Buffer> {
+        if let Some(buffer) = self.pool.take(bytes) {
+            return Ok(buffer);
+        }
+        self.traffic.buffer();
+        self.checked(&format!("allocating {label} ({bytes} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: STORAGE_USAGE,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A tensor of zeros on the device (a reused buffer is cleared first).
     pub fn zeros(&self, shape: Shape, dtype: DType) -> Result<GpuTensor> {
-        self.alloc(shape, dtype, "zeros")
+        let tensor = self.alloc(shape, dtype, "zeros")?;
+        self.encode("clearing a tensor", 1, |encoder| {
+            encoder.clear_buffer(&tensor.buffer, 0, None)
+        })?;
+        Ok(tensor)
     }
 
     /// Uploads values as they are stored. f16 data need no `SHADER_F16` to be held or reduced
@@ -83,6 +106,11 @@ impl Device {
             HostData::F16(v) => bytemuck::cast_slice(v).to_vec(),
         };
         bytes.resize(padded_bytes(host.len(), host.dtype()) as usize, 0);
+        // A write takes effect before the next submission's commands: those recorded so far
+        // must go first, since one of them may still read this (reused) buffer.
+        if self.has_pending() {
+            self.flush()?;
+        }
         self.checked("upload", || {
             self.queue.write_buffer(&tensor.buffer, 0, &bytes);
         })?;
@@ -102,29 +130,32 @@ impl Device {
         HostTensor::new(tensor.shape, data)
     }
 
-    /// Copies `size` bytes of `buffer` back to the host.
+    /// Copies `size` bytes of `buffer` back to the host: the copy is recorded after every
+    /// pending command, all of it submitted at once, and the host waits for it.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let mut kept = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        let staging = match kept.take() {
+            Some(staging) if staging.size() >= size => staging,
+            _ => {
+                self.traffic.buffer();
+                self.checked("allocating a read-back buffer", || {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("read-back"),
+                        size: size.next_power_of_two().max(1 << 16),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })?
+            }
+        };
         self.traffic.host_read();
-        self.traffic.buffer();
-        self.traffic.submission();
-        let staging = self.checked("allocating a read-back buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("read-back"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        self.checked("read-back copy", || {
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        self.encode("read-back copy", 1, |encoder| {
             encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-            self.queue.submit([encoder.finish()]);
         })?;
+        self.flush()?;
         let (sender, receiver) = std::sync::mpsc::channel();
         staging
-            .slice(..)
+            .slice(..size)
             .map_async(wgpu::MapMode::Read, move |result| {
                 let _ = sender.send(result);
             });
@@ -141,11 +172,12 @@ impl Device {
             .map_err(|e| gpu_error(e.to_string()))?
             .map_err(|e| gpu_error(e.to_string()))?;
         let bytes = staging
-            .slice(..)
+            .slice(..size)
             .get_mapped_range()
             .map_err(|e| gpu_error(e.to_string()))?
             .to_vec();
         staging.unmap();
+        *kept = Some(staging);
         Ok(bytes)
     }
 }

@@ -2,9 +2,10 @@
 //! scopes every GPU call runs in.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::adapter;
+use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
 
@@ -33,6 +34,24 @@ pub struct Device {
     pub(crate) shader_f16: bool,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pub(crate) traffic: TrafficCounters,
+    /// Buffers of dropped tensors, for the next tensor of the same size.
+    pub(crate) pool: Arc<BufferPool>,
+    /// Uniform buffers by their contents: a network's layers repeat the same few parameter
+    /// blocks, so each is created once.
+    pub(crate) uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
+    /// The read-back buffer, kept for the next read that fits.
+    pub(crate) staging: Mutex<Option<wgpu::Buffer>>,
+    /// Commands recorded but not yet submitted (`batch.rs`).
+    pub(crate) pending: Mutex<Pending>,
+}
+
+/// The open command encoder of `batch.rs` and what it holds.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) encoder: Option<wgpu::CommandEncoder>,
+    pub(crate) passes: usize,
+    /// The label of the last command recorded, for an error found at submission.
+    pub(crate) last: String,
 }
 
 /// How often the host and the device talked: what decides speed on a hardware GPU, where a
@@ -45,6 +64,8 @@ pub struct Traffic {
     pub host_reads: u64,
     /// Device buffers created (tensors, read-back staging, statistics scratch, uniforms).
     pub buffers_created: u64,
+    /// Requests for a buffer served by one kept from a dropped tensor instead.
+    pub buffers_reused: u64,
 }
 
 #[derive(Default)]
@@ -67,12 +88,13 @@ impl TrafficCounters {
     pub(crate) fn buffer(&self) {
         Self::bump(&self.buffers_created)
     }
-    fn read(&self) -> Traffic {
+    fn read(&self, buffers_reused: u64) -> Traffic {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Traffic {
             submissions: get(&self.submissions),
             host_reads: get(&self.host_reads),
             buffers_created: get(&self.buffers_created),
+            buffers_reused,
         }
     }
 }
@@ -119,11 +141,16 @@ impl Device {
             shader_f16,
             pipelines: Mutex::new(HashMap::new()),
             traffic: TrafficCounters::default(),
+            pool: Arc::new(BufferPool::default()),
+            uniforms: Mutex::new(HashMap::new()),
+            staging: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
-    /// Waits until every submitted kernel has finished (for timing).
+    /// Submits what is pending and waits until every kernel has finished (for timing).
     pub fn wait_idle(&self) -> Result<()> {
+        self.flush()?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -140,7 +167,18 @@ impl Device {
 
     /// Submissions, host reads and buffers since the device was opened.
     pub fn traffic(&self) -> Traffic {
-        self.traffic.read()
+        self.traffic.read(self.pool.reused())
+    }
+
+    /// Releases the buffers kept for reuse and the cached uniforms (device memory a later,
+    /// different workload would not use).
+    pub fn release_kept_buffers(&self) {
+        self.pool.clear();
+        self.uniforms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *self.staging.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {

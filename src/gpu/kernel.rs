@@ -19,6 +19,10 @@ use crate::precision::{DType, Precision};
 /// folded into y.
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// Distinct uniform blocks kept before the cache starts again (a benchmark's sweep of sizes
+/// makes many; a network's pass a handful).
+const UNIFORMS_KEPT: usize = 4096;
+
 /// The generated part of a kernel's source.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Header {
@@ -181,14 +185,27 @@ impl Device {
     }
 
     /// A small uniform buffer holding `params`.
+    /// Uniforms are never written after creation, so one buffer serves every dispatch with
+    /// the same contents; a network's layers repeat a handful of them.
     pub fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        let contents = bytemuck::bytes_of(params);
+        let mut cache = self.uniforms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buffer) = cache.get(contents) {
+            return buffer.clone();
+        }
+        if cache.len() >= UNIFORMS_KEPT {
+            cache.clear();
+        }
         self.traffic.buffer();
-        self.device
+        let buffer = self
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("params"),
-                contents: bytemuck::bytes_of(params),
+                contents,
                 usage: wgpu::BufferUsages::UNIFORM,
-            })
+            });
+        cache.insert(contents.to_vec(), buffer.clone());
+        buffer
     }
 
     /// Lays `groups` workgroups out on a grid: up to the adapter's per-dimension limit along x,
@@ -214,7 +231,7 @@ impl Device {
         self.grid((len as u64).div_ceil(WORKGROUP_SIZE as u64), what)
     }
 
-    /// Runs one dispatch in its own submission.
+    /// Records one dispatch (submitted with the next flush).
     pub fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
@@ -232,12 +249,10 @@ impl Device {
         )
     }
 
-    /// Runs several dispatches in order in one submission; each sees the writes of the last.
+    /// Records several dispatches in order, each in a pass of its own so that it sees the
+    /// writes of the last; they are submitted with the next flush (`batch.rs`).
     pub fn dispatch_all(&self, dispatches: &[Dispatch<'_>], label: &str) -> Result<()> {
-        self.checked(label, || {
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        self.encode(label, dispatches.len(), |encoder| {
             for d in dispatches {
                 let layout = d.pipeline.get_bind_group_layout(0);
                 let entries: Vec<wgpu::BindGroupEntry> = d
@@ -261,8 +276,6 @@ impl Device {
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
             }
-            self.traffic.submission();
-            self.queue.submit([encoder.finish()]);
         })
     }
 }

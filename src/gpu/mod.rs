@@ -4,9 +4,11 @@
 //! this runtime, and `src/backend/gpu.rs` puts them together as a `Backend`.
 
 mod adapter;
+mod batch;
 mod buffer;
 mod device;
 mod kernel;
+mod pool;
 pub mod probe;
 pub mod roofline;
 
@@ -16,3 +18,5 @@ pub use device::{Device, DeviceOptions, Traffic};
 #[cfg(test)]
 pub(crate) use kernel::assert_mirrors;
 pub use kernel::{Dispatch, Header, KernelSource, WORKGROUP_SIZE};
+pub use batch::PASSES_PER_SUBMISSION;
+pub use pool::RETAINED_BYTES;
