@@ -1,14 +1,21 @@
-// Statistics of a tensor, whole or per row ("segments" of `len` elements), in four kernels
-// that run back to back in one submission:
+// Statistics of a tensor, whole or per row ("segments" of `len` elements), in two kernels
+// that read the data once:
 //
-//   extrema_pass      counts by numeric class, min, max, abs_max, exponent histogram and cast
-//                     report, one partial record per workgroup
-//   extrema_combine   one record per segment
-//   moments_pass      Welford's mean and M2 of (x·2^-E − K) per thread, Chan's combination
-//                     across the workgroup; E is the binary exponent of abs_max and K the
-//                     centre (min + max)/2 in the same scale, so no square can overflow and
-//                     the shift keeps E[x²] − E[x]² out of the picture
-//   moments_combine   Chan's combination of the workgroups of each segment
+//   chunk_pass        each workgroup reads its chunk of PER_THREAD · THREADS values once, into
+//                     registers: counts by numeric class, min, max, abs_max, exponent histogram
+//                     and cast report; then, from the chunk's own extrema, a scale 2^E (the
+//                     binary exponent of abs_max) and a shift K (the centre of [min, max] in that
+//                     scale), and Welford's mean and M2 of x·2^-E − K over the registers, with
+//                     Chan's combination across the workgroup. No square can overflow, and the
+//                     shift keeps E[x²] − E[x]² out of the picture.
+//   segment_combine   one record per segment: the counts and extrema of its chunks, then each
+//                     chunk's moments moved to the segment's scale and shift (a power of two,
+//                     exact, and one subtraction of shifts) and combined by Chan's formula.
+//                     `records` is bound at the tensor's place in a block of records, so the
+//                     records of many tensors gather in one buffer and come back in one read.
+//
+// A segment of one chunk gets exactly the two-pass result: its chunk's E and K are the
+// segment's, and the combine moves nothing.
 //
 // Template: the header (src/ops/reduce/gpu.rs) defines
 //   F16_INPUT: bool                      the data are f16 (else f32)
@@ -21,10 +28,10 @@
 // exactly, so no f16 shader support is needed.
 
 struct Params {
-    len: u32,       // elements per segment
+    len: u32,           // elements per segment
     segments: u32,
-    chunks: u32,    // workgroups per segment in the passes
-    groups_x: u32,  // grid row width (grids beyond 65535 workgroups fold into y)
+    chunks: u32,        // workgroups per segment in chunk_pass
+    groups_x: u32,      // grid row width (grids beyond 65535 workgroups fold into y)
 }
 
 // Mirrored by `GpuRecord` in src/ops/reduce/gpu.rs; a test compares the two layouts.
@@ -40,6 +47,8 @@ struct Record {
     m2: f32,
     // Normal values per biased exponent of the storage type (f16: 1..30, f32: 1..254).
     hist: array<u32, HIST_BINS>,
+    // To a multiple of 256 bytes, so that a run of records can be bound at any record.
+    _pad: array<u32, RECORD_PAD>,
 }
 
 @group(0) @binding(0) var<storage, read> data: array<u32>;
@@ -139,116 +148,15 @@ fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, a
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-
-@compute @workgroup_size(THREADS, 1, 1)
-fn extrema_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let wg = workgroup_index(group);
-    if (wg >= params.segments * params.chunks) {
-        return;
+// The scale exponent E with |x|·2^-E < 1 for every |x| ≤ amax, and the shift K at the
+// centre of [lo, hi] in that scale.
+fn scale_and_shift(lo: f32, hi: f32, amax: f32) -> vec2<f32> {
+    var e = 0;
+    if (amax > 0.0) {
+        e = frexp(amax).exp;
     }
-    let segment = wg / params.chunks;
-    let chunk = wg % params.chunks;
-    if (t < COUNT_SLOTS) {
-        atomicStore(&wg_counts[t], 0u);
-    }
-    atomicStore(&wg_hist[t], 0u);
-    workgroupBarrier();
-
-    var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
-    var amax = 0.0;
-    let start = chunk * CHUNK;
-    for (var j = 0u; j < PER_THREAD; j++) {
-        let offset = start + t + j * THREADS;
-        if (offset >= params.len) {
-            break;
-        }
-        let d = decode(storage_bits(segment * params.len + offset));
-        if (d.kind == KIND_NORMAL) {
-            atomicAdd(&wg_hist[d.biased_exp], 1u);
-        } else {
-            counts[d.kind] += 1u;
-        }
-        if (is_finite_kind(d.kind)) {
-            counts[SLOT_FINITE] += 1u;
-            lo = min(lo, d.value);
-            hi = max(hi, d.value);
-            amax = max(amax, abs(d.value));
-            if (d.kind != SLOT_ZERO) {
-                let mag = bitcast<u32>(abs(d.value));
-                counts[SLOT_F16_OVERFLOW] += select(0u, 1u, mag >= F16_OVERFLOW);
-                counts[SLOT_F16_SUBNORMAL] += select(0u, 1u, mag > F16_ZERO && mag < F16_SUBNORMAL_BELOW);
-                counts[SLOT_F16_ZERO] += select(0u, 1u, mag <= F16_ZERO);
-                counts[SLOT_BF16_OVERFLOW] += select(0u, 1u, mag >= BF16_OVERFLOW);
-                counts[SLOT_BF16_SUBNORMAL] += select(0u, 1u, mag > BF16_ZERO && mag < BF16_SUBNORMAL_BELOW);
-                counts[SLOT_BF16_ZERO] += select(0u, 1u, mag <= BF16_ZERO);
-            }
-        }
-    }
-    workgroup_reduce(t, counts, lo, hi, amax);
-    partials[wg].hist[t] = atomicLoad(&wg_hist[t]);
-    if (t < COUNT_SLOTS) {
-        partials[wg].counts[t] = atomicLoad(&wg_counts[t]);
-    }
-    if (t == 0u) {
-        partials[wg].min = wg_a[0];
-        partials[wg].max = wg_b[0];
-        partials[wg].abs_max = wg_c[0];
-    }
+    return vec2<f32>(f32(e), 0.5 * ldexp(lo, -e) + 0.5 * ldexp(hi, -e));
 }
-
-@compute @workgroup_size(THREADS, 1, 1)
-fn extrema_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let segment = workgroup_index(group);
-    if (segment >= params.segments) {
-        return;
-    }
-    let first = segment * params.chunks;
-    if (t < COUNT_SLOTS) {
-        atomicStore(&wg_counts[t], 0u);
-    }
-    workgroupBarrier();
-    // Thread t owns histogram bin t and sums it over the segment's partials, in order; it
-    // also folds partials t, t + THREADS, … into its counts and extrema.
-    var bin = 0u;
-    for (var c = 0u; c < params.chunks; c++) {
-        bin += partials[first + c].hist[t];
-    }
-    var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
-    var amax = 0.0;
-    for (var c = t; c < params.chunks; c += THREADS) {
-        let i = first + c;
-        for (var s = 0u; s < COUNT_SLOTS; s++) {
-            counts[s] += partials[i].counts[s];
-        }
-        lo = min(lo, partials[i].min);
-        hi = max(hi, partials[i].max);
-        amax = max(amax, partials[i].abs_max);
-    }
-    workgroup_reduce(t, counts, lo, hi, amax);
-    records[segment].hist[t] = bin;
-    if (t < COUNT_SLOTS) {
-        records[segment].counts[t] = atomicLoad(&wg_counts[t]);
-    }
-    if (t == 0u) {
-        records[segment].min = wg_a[0];
-        records[segment].max = wg_b[0];
-        records[segment].abs_max = wg_c[0];
-        // The scale 2^E with |x|·2^-E < 2 and the shift K at the centre of [min, max].
-        var e = 0;
-        if (wg_c[0] > 0.0) {
-            e = frexp(wg_c[0]).exp;
-        }
-        records[segment].scale_exp = e;
-        records[segment].shift = 0.5 * ldexp(wg_a[0], -e) + 0.5 * ldexp(wg_b[0], -e);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 // Chan, Golub and LeVeque: (n, mean, M2) of two disjoint sets from theirs.
 fn chan(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
@@ -275,20 +183,30 @@ fn workgroup_chan(t: u32) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+
 @compute @workgroup_size(THREADS, 1, 1)
-fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let wg = workgroup_index(group);
+    // Every thread of a workgroup takes the same branch: the barriers below stay uniform.
     if (wg >= params.segments * params.chunks) {
         return;
     }
     let segment = wg / params.chunks;
     let chunk = wg % params.chunks;
-    let e = records[segment].scale_exp;
-    let shift = records[segment].shift;
-    // Welford within the thread, on x·2^-E − K (|·| < 4).
-    var n = 0.0;
-    var mean = 0.0;
-    var m2 = 0.0;
+    if (t < COUNT_SLOTS) {
+        atomicStore(&wg_counts[t], 0u);
+    }
+    atomicStore(&wg_hist[t], 0u);
+    workgroupBarrier();
+
+    // The thread's values, read once; bit j of `finite` says whether values[j] is one.
+    var values: array<f32, PER_THREAD>;
+    var finite = 0u;
+    var counts: array<u32, COUNT_SLOTS>;
+    var lo = 3.0e38;
+    var hi = -3.0e38;
+    var amax = 0.0;
     let start = chunk * CHUNK;
     for (var j = 0u; j < PER_THREAD; j++) {
         let offset = start + t + j * THREADS;
@@ -296,8 +214,50 @@ fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
             break;
         }
         let d = decode(storage_bits(segment * params.len + offset));
+        if (d.kind == KIND_NORMAL) {
+            atomicAdd(&wg_hist[d.biased_exp], 1u);
+        } else {
+            counts[d.kind] += 1u;
+        }
         if (is_finite_kind(d.kind)) {
-            let x = ldexp(d.value, -e) - shift;
+            values[j] = d.value;
+            finite |= 1u << j;
+            counts[SLOT_FINITE] += 1u;
+            lo = min(lo, d.value);
+            hi = max(hi, d.value);
+            amax = max(amax, abs(d.value));
+            if (d.kind != SLOT_ZERO) {
+                let mag = bitcast<u32>(abs(d.value));
+                counts[SLOT_F16_OVERFLOW] += select(0u, 1u, mag >= F16_OVERFLOW);
+                counts[SLOT_F16_SUBNORMAL] += select(0u, 1u, mag > F16_ZERO && mag < F16_SUBNORMAL_BELOW);
+                counts[SLOT_F16_ZERO] += select(0u, 1u, mag <= F16_ZERO);
+                counts[SLOT_BF16_OVERFLOW] += select(0u, 1u, mag >= BF16_OVERFLOW);
+                counts[SLOT_BF16_SUBNORMAL] += select(0u, 1u, mag > BF16_ZERO && mag < BF16_SUBNORMAL_BELOW);
+                counts[SLOT_BF16_ZERO] += select(0u, 1u, mag <= BF16_ZERO);
+            }
+        }
+    }
+    workgroup_reduce(t, counts, lo, hi, amax);
+    let chunk_lo = wg_a[0];
+    let chunk_hi = wg_b[0];
+    let chunk_amax = wg_c[0];
+    partials[wg].hist[t] = atomicLoad(&wg_hist[t]);
+    if (t < COUNT_SLOTS) {
+        partials[wg].counts[t] = atomicLoad(&wg_counts[t]);
+    }
+    let scaled = scale_and_shift(chunk_lo, chunk_hi, chunk_amax);
+    let e = i32(scaled.x);
+    let shift = scaled.y;
+    // Every thread has read the extrema before any overwrites them.
+    workgroupBarrier();
+
+    // Welford within the thread, on x·2^-E − K (|·| < 2).
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var j = 0u; j < PER_THREAD; j++) {
+        if ((finite & (1u << j)) != 0u) {
+            let x = ldexp(values[j], -e) - shift;
             n += 1.0;
             let delta = x - mean;
             mean += delta / n;
@@ -309,6 +269,11 @@ fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
     wg_c[t] = m2;
     workgroup_chan(t);
     if (t == 0u) {
+        partials[wg].min = chunk_lo;
+        partials[wg].max = chunk_hi;
+        partials[wg].abs_max = chunk_amax;
+        partials[wg].scale_exp = e;
+        partials[wg].shift = shift;
         partials[wg].n = wg_a[0];
         partials[wg].mean = wg_b[0];
         partials[wg].m2 = wg_c[0];
@@ -316,25 +281,73 @@ fn moments_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
 }
 
 @compute @workgroup_size(THREADS, 1, 1)
-fn moments_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let segment = workgroup_index(group);
     if (segment >= params.segments) {
         return;
     }
     let first = segment * params.chunks;
-    // Thread t folds partials t, t + THREADS, … in order, then the tree combines the threads.
+    let out = segment;
+    if (t < COUNT_SLOTS) {
+        atomicStore(&wg_counts[t], 0u);
+    }
+    workgroupBarrier();
+    // Thread t owns histogram bin t and sums it over the segment's partials, in order; it
+    // also folds partials t, t + THREADS, … into its counts and extrema.
+    var bin = 0u;
+    for (var c = 0u; c < params.chunks; c++) {
+        bin += partials[first + c].hist[t];
+    }
+    var counts: array<u32, COUNT_SLOTS>;
+    var lo = 3.0e38;
+    var hi = -3.0e38;
+    var amax = 0.0;
+    for (var c = t; c < params.chunks; c += THREADS) {
+        let i = first + c;
+        for (var s = 0u; s < COUNT_SLOTS; s++) {
+            counts[s] += partials[i].counts[s];
+        }
+        lo = min(lo, partials[i].min);
+        hi = max(hi, partials[i].max);
+        amax = max(amax, partials[i].abs_max);
+    }
+    workgroup_reduce(t, counts, lo, hi, amax);
+    let segment_lo = wg_a[0];
+    let segment_hi = wg_b[0];
+    let segment_amax = wg_c[0];
+    records[out].hist[t] = bin;
+    if (t < COUNT_SLOTS) {
+        records[out].counts[t] = atomicLoad(&wg_counts[t]);
+    }
+    let scaled = scale_and_shift(segment_lo, segment_hi, segment_amax);
+    let e = i32(scaled.x);
+    let shift = scaled.y;
+    workgroupBarrier();
+
+    // Each chunk's moments in the segment's scale and shift: 2^(E_c − E) ≤ 1 is exact (short
+    // of the subnormal floor), the shift moves by one rounded subtraction.
     var acc = vec3<f32>(0.0, 0.0, 0.0);
     for (var c = t; c < params.chunks; c += THREADS) {
         let i = first + c;
-        acc = chan(acc, vec3<f32>(partials[i].n, partials[i].mean, partials[i].m2));
+        let n = partials[i].n;
+        if (n > 0.0) {
+            let f = partials[i].scale_exp - e;
+            let mean = (ldexp(partials[i].shift, f) - shift) + ldexp(partials[i].mean, f);
+            acc = chan(acc, vec3<f32>(n, mean, ldexp(partials[i].m2, 2 * f)));
+        }
     }
     wg_a[t] = acc.x;
     wg_b[t] = acc.y;
     wg_c[t] = acc.z;
     workgroup_chan(t);
     if (t == 0u) {
-        records[segment].n = wg_a[0];
-        records[segment].mean = wg_b[0];
-        records[segment].m2 = wg_c[0];
+        records[out].min = segment_lo;
+        records[out].max = segment_hi;
+        records[out].abs_max = segment_amax;
+        records[out].scale_exp = e;
+        records[out].shift = shift;
+        records[out].n = wg_a[0];
+        records[out].mean = wg_b[0];
+        records[out].m2 = wg_c[0];
     }
 }

@@ -366,9 +366,9 @@ fn memory_bound_figures<B: Backend>(
         })?;
         // Statistics depend on the storage type alone: once for f32 data, once for f16. The
         // record is read back, so this includes the wait and a small copy; the data are read
-        // twice (extrema pass, moments pass).
+        // once.
         if precision != Precision::F16Accumulate32 {
-            memory_bound("statistics", 2.0 * bytes, &mut || gpu.stats(&x).map(drop))?;
+            memory_bound("statistics", bytes, &mut || gpu.stats(&x).map(drop))?;
         }
     }
     Ok(())

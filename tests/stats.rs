@@ -394,3 +394,93 @@ fn three_million_values_take_the_multi_partial_path_at_the_default_size() {
     let got = gpu.stats(&gpu.upload(&t).unwrap()).unwrap();
     assert_matches(&got, &reference(&t), len, "3 000 000 values");
 }
+
+#[test]
+fn chunks_of_different_scale_and_centre_combine_within_the_bound() {
+    // One pass gives each chunk of 8192 values its own scale 2^E_c and shift K_c; the combine
+    // moves them to the segment's. Chunks of magnitude 1e-3, 1, 1e3 and 1e-30 with offsets of
+    // their own exercise every exponent difference, a shift of each sign, and a chunk whose
+    // moments fall below f32's normal range in the segment's scale (the bound's floor).
+    let Some(gpu) = common::gpu("stats chunks of different scale") else {
+        return;
+    };
+    let chunk = gradstab::ops::reduce::PER_THREAD * gradstab::ops::reduce::THREADS;
+    let mut rng = common::rng(23);
+    let pieces: [(f32, f32); 5] = [
+        (1e-3, 5e-3),
+        (1.0, -4.0),
+        (1e3, 2e3),
+        (1e-30, 0.0),
+        (1.0, 0.5),
+    ];
+    for dtype in [DType::F32, DType::F16] {
+        let mut values = Vec::new();
+        for (scale, offset) in pieces {
+            let (scale, offset) = match dtype {
+                // Within f16's range: 1e3 + 2e3 stays below 65504.
+                DType::F16 => (scale.max(1e-3), offset),
+                _ => (scale, offset),
+            };
+            let noise = common::normal_tensor(&mut rng, DType::F32, 1, chunk, 1.0).to_f32_vec();
+            values.extend(noise.iter().map(|z| offset + scale * z));
+        }
+        let len = values.len();
+        let t = HostTensor::from_f32_as(dtype, 1, len, &values).unwrap();
+        let got = gpu.stats(&gpu.upload(&t).unwrap()).unwrap();
+        assert_matches(&got, &reference(&t), len, &format!("{dtype} chunks"));
+        // The same chunks as five rows of a matrix: each row is one chunk, moved nowhere.
+        let rows = HostTensor::from_f32_as(dtype, pieces.len(), chunk, &values).unwrap();
+        let got = gpu.row_stats(&gpu.upload(&rows).unwrap()).unwrap();
+        for (r, (g, e)) in got.iter().zip(&reference_per_row(&rows)).enumerate() {
+            assert_matches(g, e, chunk, &format!("{dtype} row {r}"));
+        }
+    }
+}
+
+#[test]
+fn records_started_together_come_back_in_order_in_one_read() {
+    // 1300 records fill the queue's blocks of 512 more than twice over, with row records in
+    // between; every one must come back in the order it was started, and in one read.
+    let Some(gpu) = common::gpu("stats collected together") else {
+        return;
+    };
+    let mut rng = common::rng(29);
+    let tensors: Vec<HostTensor> = (0..1300)
+        .map(|i| {
+            let cols = 1 + i % 37;
+            let mut t = common::normal_tensor(&mut rng, DType::F32, 1, cols, 1.0 + i as f32);
+            if i % 5 == 0 {
+                t = HostTensor::from_f32_as(DType::F16, 1, cols, &t.to_f32_vec()).unwrap();
+            }
+            t
+        })
+        .collect();
+    let on_device: Vec<_> = tensors.iter().map(|t| gpu.upload(t).unwrap()).collect();
+    let reads_before = gpu.traffic().host_reads;
+    let pending: Vec<_> = on_device
+        .iter()
+        .map(|x| gpu.stats_later(x).unwrap())
+        .collect();
+    // Dropping the tensors before the records come back is allowed: their buffers are reused
+    // only by commands that run after the statistics.
+    drop(on_device);
+    let got = gpu.collect_stats(pending).unwrap();
+    assert_eq!(gpu.traffic().host_reads, reads_before + 1);
+    assert_eq!(got.len(), tensors.len());
+    for (i, (g, t)) in got.iter().zip(&tensors).enumerate() {
+        assert_matches(g, &reference(t), t.len(), &format!("record {i}"));
+    }
+    // A second round reuses the blocks of the first.
+    let created = gpu.traffic().buffers_created;
+    let again: Vec<_> = tensors[..600]
+        .iter()
+        .map(|t| gpu.upload(t).unwrap())
+        .collect();
+    let pending: Vec<_> = again.iter().map(|x| gpu.stats_later(x).unwrap()).collect();
+    let got = gpu.collect_stats(pending).unwrap();
+    for (g, t) in got.iter().zip(&tensors) {
+        assert_matches(g, &reference(t), t.len(), "second round");
+    }
+    // The 600 uploads reuse the first round's buffers; the statistics create nothing.
+    assert_eq!(gpu.traffic().buffers_created, created);
+}

@@ -62,8 +62,15 @@ impl Backend for Cpu {
         tensor.dtype()
     }
 
-    fn stats(&self, x: &HostTensor) -> Result<StatsRecord> {
+    /// The CPU has nothing to wait for: the record is computed at once.
+    type PendingStats = StatsRecord;
+
+    fn stats_later(&self, x: &HostTensor) -> Result<StatsRecord> {
         Ok(reduce::cpu::reference(x))
+    }
+
+    fn collect_stats(&self, pending: Vec<StatsRecord>) -> Result<Vec<StatsRecord>> {
+        Ok(pending)
     }
 
     fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {

@@ -11,6 +11,7 @@ use crate::ops::elementwise::{self, ElementwiseOp};
 use crate::ops::matmul::autotune::{self, Tuning, VariantTiming};
 use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
 use crate::ops::reduce;
+use crate::ops::reduce::gpu::{PendingRecords, RecordQueue};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
@@ -53,6 +54,8 @@ pub struct Gpu {
     device: Device,
     tuning: Tuning,
     reduction_per_thread: usize,
+    /// Where statistics records wait on the device until they are collected.
+    records: RecordQueue,
 }
 
 impl std::ops::Deref for Gpu {
@@ -67,10 +70,11 @@ impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
         let tuning = Tuning::new(options.matmul_variant, options.autotune_cache.clone())?;
         let reduction_per_thread = options.reduction_per_thread.unwrap_or(reduce::PER_THREAD);
-        if reduction_per_thread == 0 {
-            return Err(Error::InvalidArgument(
-                "reduction_per_thread must be at least 1".into(),
-            ));
+        if !(1..=reduce::gpu::MAX_PER_THREAD).contains(&reduction_per_thread) {
+            return Err(Error::InvalidArgument(format!(
+                "reduction_per_thread must be 1 to {}, not {reduction_per_thread}",
+                reduce::gpu::MAX_PER_THREAD
+            )));
         }
         let device = Device::open(&DeviceOptions {
             adapter: options.adapter.clone(),
@@ -81,6 +85,7 @@ impl Gpu {
             device,
             tuning,
             reduction_per_thread,
+            records: RecordQueue::default(),
         })
     }
 
@@ -152,16 +157,23 @@ impl Backend for Gpu {
         tensor.dtype()
     }
 
-    fn stats(&self, x: &GpuTensor) -> Result<StatsRecord> {
+    type PendingStats = PendingRecords;
+
+    fn stats_later(&self, x: &GpuTensor) -> Result<PendingRecords> {
         let len = x.shape().len();
-        let mut records =
-            reduce::gpu::segment_stats(&self.device, x, 1, len, self.reduction_per_thread)?;
-        Ok(records.remove(0))
+        let per_thread = self.reduction_per_thread;
+        reduce::gpu::start(&self.device, &self.records, x, 1, len, per_thread)
+    }
+
+    fn collect_stats(&self, pending: Vec<PendingRecords>) -> Result<Vec<StatsRecord>> {
+        reduce::gpu::collect(&self.device, &pending)
     }
 
     fn row_stats(&self, x: &GpuTensor) -> Result<Vec<StatsRecord>> {
         let (rows, cols) = (x.shape().rows, x.shape().cols);
-        reduce::gpu::segment_stats(&self.device, x, rows, cols, self.reduction_per_thread)
+        let per_thread = self.reduction_per_thread;
+        let pending = reduce::gpu::start(&self.device, &self.records, x, rows, cols, per_thread)?;
+        reduce::gpu::collect(&self.device, &[pending])
     }
 
     fn run_matmul(

@@ -82,9 +82,25 @@ pub trait Backend {
     fn shape(&self, tensor: &Self::Tensor) -> Shape;
     fn dtype(&self, tensor: &Self::Tensor) -> DType;
 
+    /// A statistics record started but not yet brought to the host.
+    type PendingStats;
+
+    /// Starts the statistics record of the whole tensor where the tensor lives, without
+    /// waiting for it; `collect_stats` brings any number of them back at once.
+    fn stats_later(&self, x: &Self::Tensor) -> Result<Self::PendingStats>;
+
+    /// The records of `pending`, in order: on a GPU, one read for all of them.
+    fn collect_stats(&self, pending: Vec<Self::PendingStats>) -> Result<Vec<StatsRecord>>;
+
     /// The statistics record of the whole tensor, reduced where the tensor lives; only the
     /// record travels to the host.
-    fn stats(&self, x: &Self::Tensor) -> Result<StatsRecord>;
+    fn stats(&self, x: &Self::Tensor) -> Result<StatsRecord> {
+        let pending = vec![self.stats_later(x)?];
+        Ok(self
+            .collect_stats(pending)?
+            .pop()
+            .expect("one record per pending record"))
+    }
 
     /// The statistics record of every row.
     fn row_stats(&self, x: &Self::Tensor) -> Result<Vec<StatsRecord>>;

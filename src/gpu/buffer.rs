@@ -130,9 +130,19 @@ impl Device {
         HostTensor::new(tensor.shape, data)
     }
 
-    /// Copies `size` bytes of `buffer` back to the host: the copy is recorded after every
-    /// pending command, all of it submitted at once, and the host waits for it.
+    /// Copies `size` bytes of `buffer` back to the host.
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.read_ranges(&[(buffer, 0, size)])
+    }
+
+    /// Copies each `(buffer, offset, size)` range back to the host, one after the other, in
+    /// one read: the copies are recorded after every pending command, all of it is submitted
+    /// at once, and the host waits once. Offsets and sizes are multiples of 4 bytes.
+    pub fn read_ranges(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
+        let size: u64 = ranges.iter().map(|r| r.2).sum();
+        if size == 0 {
+            return Ok(Vec::new());
+        }
         let mut kept = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         let staging = match kept.take() {
             Some(staging) if staging.size() >= size => staging,
@@ -150,7 +160,11 @@ impl Device {
         };
         self.traffic.host_read();
         self.encode("read-back copy", 1, |encoder| {
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+            let mut at = 0;
+            for &(buffer, offset, len) in ranges {
+                encoder.copy_buffer_to_buffer(buffer, offset, &staging, at, len);
+                at += len;
+            }
         })?;
         self.flush()?;
         let (sender, receiver) = std::sync::mpsc::channel();

@@ -142,9 +142,9 @@ impl KernelSource {
 /// One dispatch of a multi-kernel submission.
 pub struct Dispatch<'a> {
     pub pipeline: &'a wgpu::ComputePipeline,
-    /// `(binding, buffer)` in group 0; only the bindings the entry point uses exist in its
-    /// layout, so each caller names those.
-    pub buffers: &'a [(u32, &'a wgpu::Buffer)],
+    /// `(binding, range of a buffer)` in group 0; only the bindings the entry point uses
+    /// exist in its layout, so each caller names those.
+    pub buffers: &'a [(u32, wgpu::BufferBinding<'a>)],
     pub grid: (u32, u32),
 }
 
@@ -239,10 +239,14 @@ impl Device {
         grid: (u32, u32),
         label: &str,
     ) -> Result<()> {
+        let buffers: Vec<(u32, wgpu::BufferBinding)> = buffers
+            .iter()
+            .map(|&(binding, b)| (binding, b.as_entire_buffer_binding()))
+            .collect();
         self.dispatch_all(
             &[Dispatch {
                 pipeline,
-                buffers,
+                buffers: &buffers,
                 grid,
             }],
             label,
@@ -258,9 +262,9 @@ impl Device {
                 let entries: Vec<wgpu::BindGroupEntry> = d
                     .buffers
                     .iter()
-                    .map(|&(binding, b)| wgpu::BindGroupEntry {
-                        binding,
-                        resource: b.as_entire_binding(),
+                    .map(|(binding, b)| wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: wgpu::BindingResource::Buffer(b.clone()),
                     })
                     .collect();
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -13,10 +13,10 @@ pub mod probe;
 pub mod roofline;
 
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
+pub use batch::PASSES_PER_SUBMISSION;
 pub use buffer::GpuTensor;
 pub use device::{Device, DeviceOptions, Traffic};
 #[cfg(test)]
 pub(crate) use kernel::assert_mirrors;
 pub use kernel::{Dispatch, Header, KernelSource, WORKGROUP_SIZE};
-pub use batch::PASSES_PER_SUBMISSION;
 pub use pool::RETAINED_BYTES;

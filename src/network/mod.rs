@@ -134,7 +134,7 @@ pub fn pass<B: Backend>(
         _ => None,
     };
     let mut kept: Vec<(usize, B::Tensor)> = Vec::new();
-    let mut norm_squared = 0.0f64;
+    let mut norms: Vec<B::PendingStats> = Vec::new();
     steps::backward(
         backend,
         config,
@@ -150,7 +150,7 @@ pub fn pass<B: Backend>(
             };
             observer.grad_weight(t, &dw)?;
             if max_norm.is_some() {
-                norm_squared += backend.stats(&dw)?.l2_norm.powi(2);
+                norms.push(backend.stats_later(&dw)?);
                 kept.push((t, dw));
             }
             observer.grad_activation(t - 1, g_prev)
@@ -160,7 +160,13 @@ pub fn pass<B: Backend>(
     let Some(max_norm) = max_norm else {
         return Ok(ClipOutcome::default());
     };
-    let norm = norm_squared.sqrt();
+    // The joint norm needs every layer's: one read after backward, not one per layer.
+    let norm = backend
+        .collect_stats(norms)?
+        .iter()
+        .map(|r| r.l2_norm.powi(2))
+        .sum::<f64>()
+        .sqrt();
     let coefficient = steps::clip_norm_coefficient(norm, max_norm);
     if coefficient < 1.0 {
         let (layers, grads): (Vec<usize>, Vec<B::Tensor>) = kept.into_iter().unzip();
@@ -197,12 +203,25 @@ pub fn run_prepared<B: Backend>(
 ) -> Result<RunRecord> {
     let mut recorder = Recorder {
         backend,
-        layers: empty_records(config),
+        pending: Vec::new(),
         progress,
         depth: config.depth,
     };
     let clip = pass(backend, config, precision, prepared, &mut recorder)?;
-    let layers = recorder.layers;
+    // Every record of the pass comes back at once: on a GPU, one read.
+    let (slots, pending): (Vec<Slot>, Vec<B::PendingStats>) = recorder.pending.into_iter().unzip();
+    let mut layers = empty_records(config);
+    for (slot, record) in slots.into_iter().zip(backend.collect_stats(pending)?) {
+        let layer = &mut layers[slot.layer];
+        let field = match slot.tensor {
+            Recorded::PreActivation => &mut layer.pre_activation,
+            Recorded::Activation => &mut layer.activation,
+            Recorded::GradActivation => &mut layer.grad_activation,
+            Recorded::GradWeight => &mut layer.grad_weight,
+        };
+        // A weight gradient clipped by norm is recorded twice; the later record wins.
+        *field = Some(record);
+    }
     Ok(RunRecord {
         precision: precision.name().to_string(),
         summary: record::summarise(&layers),
@@ -212,29 +231,52 @@ pub fn run_prepared<B: Backend>(
     })
 }
 
-/// Records the statistics of every tensor a pass hands out.
-struct Recorder<'a, B> {
+/// Which tensor of a layer a record describes.
+#[derive(Clone, Copy)]
+enum Recorded {
+    PreActivation,
+    Activation,
+    GradActivation,
+    GradWeight,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    layer: usize,
+    tensor: Recorded,
+}
+
+/// Starts the statistics record of every tensor a pass hands out; none is waited for until
+/// the pass is over.
+struct Recorder<'a, B: Backend> {
     backend: &'a B,
-    layers: Vec<LayerRecord>,
+    pending: Vec<(Slot, B::PendingStats)>,
     progress: &'a mut dyn FnMut(usize, usize),
     depth: usize,
 }
 
+impl<B: Backend> Recorder<'_, B> {
+    fn record(&mut self, layer: usize, tensor: Recorded, x: &B::Tensor) -> Result<()> {
+        let pending = self.backend.stats_later(x)?;
+        self.pending.push((Slot { layer, tensor }, pending));
+        Ok(())
+    }
+}
+
 impl<B: Backend> PassObserver<B::Tensor> for Recorder<'_, B> {
     fn input(&mut self, x: &B::Tensor) -> Result<()> {
-        self.layers[0].activation = Some(self.backend.stats(x)?);
-        Ok(())
+        self.record(0, Recorded::Activation, x)
     }
 
     fn forward(&mut self, t: usize, z: &B::Tensor, h: &B::Tensor) -> Result<()> {
-        self.layers[t].pre_activation = Some(self.backend.stats(z)?);
-        self.layers[t].activation = Some(self.backend.stats(h)?);
+        self.record(t, Recorded::PreActivation, z)?;
+        self.record(t, Recorded::Activation, h)?;
         (self.progress)(t, 2 * self.depth);
         Ok(())
     }
 
     fn grad_activation(&mut self, t: usize, g: &B::Tensor) -> Result<()> {
-        self.layers[t].grad_activation = Some(self.backend.stats(g)?);
+        self.record(t, Recorded::GradActivation, g)?;
         if t < self.depth {
             // Backward has finished layer t + 1.
             (self.progress)(2 * self.depth - t, 2 * self.depth);
@@ -243,8 +285,7 @@ impl<B: Backend> PassObserver<B::Tensor> for Recorder<'_, B> {
     }
 
     fn grad_weight(&mut self, t: usize, dw: &B::Tensor) -> Result<()> {
-        self.layers[t].grad_weight = Some(self.backend.stats(dw)?);
-        Ok(())
+        self.record(t, Recorded::GradWeight, dw)
     }
 }
 

@@ -1,5 +1,8 @@
-//! Host code of shaders/reduce.wgsl: four dispatches in one submission, and one small record
-//! per segment read back.
+//! Host code of shaders/reduce.wgsl: two dispatches per tensor, recorded without waiting, each
+//! writing its records into a block of records on the device; any number of them come back in
+//! one read (`collect`).
+
+use std::sync::{Arc, Mutex};
 
 use super::{PER_THREAD, THREADS};
 use crate::error::{Error, Result};
@@ -7,12 +10,14 @@ use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
 use crate::precision::DType;
 use crate::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST};
 
-pub const ENTRY_POINTS: [&str; 4] = [
-    "extrema_pass",
-    "extrema_combine",
-    "moments_pass",
-    "moments_combine",
-];
+pub const ENTRY_POINTS: [&str; 2] = ["chunk_pass", "segment_combine"];
+
+/// The most values one thread of `chunk_pass` holds in registers (one bit each of a u32).
+pub const MAX_PER_THREAD: usize = 32;
+const _: () = assert!(PER_THREAD <= MAX_PER_THREAD);
+
+/// Records per block of the record queue: a depth-100 pass queues about 400.
+const BLOCK_RECORDS: usize = 512;
 
 /// The slots of `GpuRecord::counts`, which the shader's header names `SLOT_<NAME>`.
 const COUNT_SLOTS: [&str; 12] = [
@@ -49,7 +54,14 @@ pub struct GpuRecord {
     pub mean: f32,
     pub m2: f32,
     pub hist: [u32; HIST_BINS],
+    pub _pad: [u32; RECORD_PAD],
 }
+
+/// Padding words that make a record a multiple of 256 bytes, the largest storage-binding
+/// offset alignment WebGPU allows: a tensor's records are then bound where they start.
+const RECORD_PAD: usize = 44;
+const RECORD_ALIGNMENT: usize = 256;
+const _: () = assert!(std::mem::size_of::<GpuRecord>().is_multiple_of(RECORD_ALIGNMENT));
 
 impl GpuRecord {
     fn count(&self, slot: &str) -> u64 {
@@ -78,6 +90,7 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
         .constant_u32("THREADS", THREADS as u32)
         .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
+        .constant_u32("RECORD_PAD", RECORD_PAD as u32)
         .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32);
     for (i, slot) in COUNT_SLOTS.iter().enumerate() {
         header = header.constant_u32(&format!("SLOT_{slot}"), i as u32);
@@ -104,15 +117,93 @@ pub fn kernels() -> Vec<KernelSource> {
         .collect()
 }
 
-/// The record of each of `segments` consecutive runs of `len` elements of `x`, each thread of
-/// a pass reading `per_thread` elements.
-pub(crate) fn segment_stats(
+/// A device buffer of records that statistics kernels write into.
+#[derive(Debug)]
+pub struct Block {
+    buffer: wgpu::Buffer,
+    capacity: usize,
+}
+
+/// Where queued records go: blocks of `BLOCK_RECORDS` records, filled in order. A block is
+/// filled again from its start once no pending record refers to it, so a run that collects
+/// its records after every pass uses the same block pass after pass.
+#[derive(Debug, Default)]
+pub struct RecordQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    current: Option<Arc<Block>>,
+    used: usize,
+    spare: Vec<Arc<Block>>,
+}
+
+impl RecordQueue {
+    /// `segments` consecutive records in one block: `(block, first record)`.
+    fn reserve(&self, gpu: &Device, segments: usize) -> Result<(Arc<Block>, usize)> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        if let Some(block) = &state.current {
+            // Only the queue holds the block: every record in it was collected or dropped.
+            if Arc::strong_count(block) == 1 {
+                state.used = 0;
+            }
+            if state.used + segments <= block.capacity {
+                let first = state.used;
+                state.used += segments;
+                return Ok((block.clone(), first));
+            }
+        }
+        let free = state
+            .spare
+            .iter()
+            .position(|b| Arc::strong_count(b) == 1 && b.capacity >= segments);
+        let block = match free {
+            Some(i) => state.spare.swap_remove(i),
+            None => {
+                let capacity = segments.max(BLOCK_RECORDS);
+                let bytes = (capacity * std::mem::size_of::<GpuRecord>()) as u64;
+                Arc::new(Block {
+                    buffer: gpu.storage_buffer(bytes, "statistics records")?,
+                    capacity,
+                })
+            }
+        };
+        if let Some(previous) = state.current.replace(block.clone()) {
+            state.spare.push(previous);
+        }
+        state.used = segments;
+        Ok((block, 0))
+    }
+}
+
+/// The records of one tensor's segments, computed or being computed on the device.
+#[derive(Debug)]
+pub struct PendingRecords {
+    block: Arc<Block>,
+    first: usize,
+    segments: usize,
+    dtype: DType,
+    len: usize,
+}
+
+/// Records the statistics of each of `segments` consecutive runs of `len` elements of `x`,
+/// each thread of a pass reading `per_thread` elements, into records reserved in `queue`.
+/// Nothing waits: the records come back with `collect`.
+pub(crate) fn start(
     gpu: &Device,
+    queue: &RecordQueue,
     x: &GpuTensor,
     segments: usize,
     len: usize,
     per_thread: usize,
-) -> Result<Vec<StatsRecord>> {
+) -> Result<PendingRecords> {
+    if per_thread == 0 || per_thread > MAX_PER_THREAD {
+        return Err(Error::InvalidArgument(format!(
+            "a statistics thread reads 1 to {MAX_PER_THREAD} values, not {per_thread}"
+        )));
+    }
     let chunks = len.div_ceil(per_thread * THREADS);
     let passes = (segments * chunks) as u64;
     let pass_grid = gpu.grid(passes, "statistics")?;
@@ -128,19 +219,12 @@ pub(crate) fn segment_stats(
             adapter: gpu.adapter_name(),
         });
     }
-    let storage = |size: u64, label: &str| {
-        gpu.traffic.buffer();
-        gpu.checked(label, || {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        })
-    };
-    let partials = storage(partial_bytes, "statistics partials")?;
-    let records = storage(segments as u64 * record_bytes, "statistics records")?;
+    let pipelines = ENTRY_POINTS
+        .map(|entry| gpu.pipeline(&kernel(x.dtype(), entry, per_thread)))
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let (block, first) = queue.reserve(gpu, segments)?;
+    let partials = gpu.storage_buffer(partial_bytes, "statistics partials")?;
     let params = |grid: (u32, u32)| {
         gpu.uniform(&Params {
             len: len as u32,
@@ -150,39 +234,84 @@ pub(crate) fn segment_stats(
         })
     };
     let (pass_params, combine_params) = (params(pass_grid), params(combine_grid));
-    let pipelines = ENTRY_POINTS
-        .map(|entry| gpu.pipeline(&kernel(x.dtype(), entry, per_thread)))
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
-    let pass_bindings = [
-        (0, &x.buffer),
-        (1, &partials),
-        (2, &records),
-        (3, &pass_params),
-    ];
-    // extrema_pass writes no records; the others read or write both.
-    let extrema_bindings = [(0, &x.buffer), (1, &partials), (3, &pass_params)];
-    let combine_bindings = [(1, &partials), (2, &records), (3, &combine_params)];
-    let dispatch = |i: usize, buffers, grid| Dispatch {
-        pipeline: &pipelines[i],
-        buffers,
-        grid,
+    fn whole(b: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
+        b.as_entire_buffer_binding()
+    }
+    let records = wgpu::BufferBinding {
+        buffer: &block.buffer,
+        offset: first as u64 * record_bytes,
+        size: std::num::NonZeroU64::new(segments as u64 * record_bytes),
     };
-    gpu.dispatch_all(
+    let recorded = gpu.dispatch_all(
         &[
-            dispatch(0, &extrema_bindings, pass_grid),
-            dispatch(1, &combine_bindings, combine_grid),
-            dispatch(2, &pass_bindings, pass_grid),
-            dispatch(3, &combine_bindings, combine_grid),
+            Dispatch {
+                pipeline: &pipelines[0],
+                buffers: &[
+                    (0, whole(&x.buffer)),
+                    (1, whole(&partials)),
+                    (3, whole(&pass_params)),
+                ],
+                grid: pass_grid,
+            },
+            Dispatch {
+                pipeline: &pipelines[1],
+                buffers: &[
+                    (1, whole(&partials)),
+                    (2, records),
+                    (3, whole(&combine_params)),
+                ],
+                grid: combine_grid,
+            },
         ],
         "statistics",
-    )?;
-    let bytes = gpu.read_buffer(&records, segments as u64 * record_bytes)?;
-    let read: &[GpuRecord] = bytemuck::cast_slice(&bytes);
-    Ok(read
-        .iter()
-        .map(|r| stats_record(r, x.dtype(), len))
-        .collect())
+    );
+    // The scratch is free for any later command: they run after these two.
+    gpu.pool.give_back(partials);
+    recorded?;
+    Ok(PendingRecords {
+        block,
+        first,
+        segments,
+        dtype: x.dtype(),
+        len,
+    })
+}
+
+/// The records of every pending tensor, in order (`segments` records each), in one read.
+pub(crate) fn collect(gpu: &Device, pending: &[PendingRecords]) -> Result<Vec<StatsRecord>> {
+    let record_bytes = std::mem::size_of::<GpuRecord>() as u64;
+    // Neighbouring records of one block travel as one range.
+    let mut ranges: Vec<(&wgpu::Buffer, u64, u64)> = Vec::new();
+    let mut last: Option<(*const Block, usize)> = None;
+    for p in pending {
+        let (offset, size) = (
+            p.first as u64 * record_bytes,
+            p.segments as u64 * record_bytes,
+        );
+        match (last, ranges.last_mut()) {
+            (Some((block, end)), Some(range))
+                if block == Arc::as_ptr(&p.block) && end == p.first =>
+            {
+                range.2 += size
+            }
+            _ => ranges.push((&p.block.buffer, offset, size)),
+        }
+        last = Some((Arc::as_ptr(&p.block), p.first + p.segments));
+    }
+    let bytes = gpu.read_ranges(&ranges)?;
+    // The bytes of a Vec<u8> need not be aligned for a record: each is read unaligned.
+    let mut read = bytes.chunks_exact(record_bytes as usize);
+    let mut records = Vec::new();
+    for p in pending {
+        for r in read.by_ref().take(p.segments) {
+            records.push(stats_record(
+                &bytemuck::pod_read_unaligned(r),
+                p.dtype,
+                p.len,
+            ));
+        }
+    }
+    Ok(records)
 }
 
 /// Turns the shader's record into a `StatsRecord`, undoing the scale and the shift in f64.
@@ -248,7 +377,7 @@ mod tests {
 
     #[test]
     fn the_host_structs_mirror_the_shader_structs() {
-        let kernel = kernel(DType::F32, "extrema_pass", PER_THREAD);
+        let kernel = kernel(DType::F32, "chunk_pass", PER_THREAD);
         assert_mirrors(
             &kernel,
             "Record",
