@@ -208,10 +208,12 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     var hi = -3.0e38;
     var amax = 0.0;
     let start = chunk * CHUNK;
+    // A loop of constant length (no early exit) lets the compiler unroll it and keep
+    // `values` in registers.
     for (var j = 0u; j < PER_THREAD; j++) {
         let offset = start + t + j * THREADS;
         if (offset >= params.len) {
-            break;
+            continue;
         }
         let d = decode(storage_bits(segment * params.len + offset));
         if (d.kind == KIND_NORMAL) {

@@ -29,7 +29,10 @@ pub fn accumulation_depth(len: usize, per_thread: usize) -> usize {
 /// accumulation over `len` values, given the exact record.
 ///
 /// The kernel accumulates y = x·2^-E − K, where 2^E scales the data below 1 exactly and K is
-/// the centre of [min, max]. Each Welford update or Chan combination rounds a handful of times,
+/// the centre of [min, max]: of the whole segment where it is one chunk (`PER_THREAD ·
+/// THREADS` values), else of each chunk, whose mean the combine then moves to the segment's
+/// scale (exact) and shift (one rounding, of at most u·R, the size of the rounding every
+/// thread's mean already carries, and counted in the 3 steps beyond the chains and trees). Each Welford update or Chan combination rounds a handful of times,
 /// and no value passes through more than `accumulation_depth` of them, so (Chan, Golub and
 /// LeVeque, "Algorithms for computing the sample variance", 1983):
 /// - the mean errs by at most 8·D·u·R, with R = (max − min)/2 the largest |x − K|;
