@@ -59,7 +59,7 @@ pub fn relu_chain_max_abs<B: Backend>(
     backend.require(precision)?;
     let params = Parameters::upload(backend, &network, precision)?;
     let input = backend.upload(&network.input_batch(precision.storage())?)?;
-    let mut maxima = Vec::with_capacity(config.depth);
+    let mut pending = Vec::with_capacity(config.depth);
     steps::forward(
         backend,
         &network,
@@ -67,17 +67,24 @@ pub fn relu_chain_max_abs<B: Backend>(
         &params,
         &input,
         &mut |_, _, h| {
-            let s = backend.stats(h)?;
-            maxima.push(if s.nan > 0 {
+            pending.push(backend.stats_later(h)?);
+            Ok(())
+        },
+    )?;
+    // Every layer's record at once: on a GPU, one read after the chain.
+    let maxima = backend
+        .collect_stats(pending)?
+        .iter()
+        .map(|s| {
+            if s.nan > 0 {
                 f64::NAN
             } else if s.pos_inf + s.neg_inf > 0 {
                 f64::INFINITY
             } else {
                 s.abs_max
-            });
-            Ok(())
-        },
-    )?;
+            }
+        })
+        .collect();
     Ok(maxima)
 }
 
