@@ -73,3 +73,99 @@ fn a_chain_longer_than_one_submission_computes_in_order_through_reused_buffers()
         assert_eq!(got, vec![steps as f32; n], "{precision}");
     }
 }
+
+#[test]
+fn kernels_go_to_the_queue_in_batches_of_exactly_passes_per_submission() {
+    let Some(gpu) = common::gpu("submission batches") else {
+        return;
+    };
+    let precision = gradstab::Precision::F32;
+    let per = gradstab::gpu::PASSES_PER_SUBMISSION;
+    let x = gpu
+        .upload(&HostTensor::from_f32(1, 64, vec![1.0; 64]).unwrap())
+        .unwrap();
+    gpu.synchronize().unwrap();
+    let submissions_for = |kernels: usize| {
+        let before = gpu.traffic().submissions;
+        for _ in 0..kernels {
+            drop(gpu.scale(&x, 2.0, precision).unwrap());
+        }
+        gpu.synchronize().unwrap();
+        gpu.traffic().submissions - before
+    };
+    // A full batch waits for the host to ask; one pass more starts a second.
+    assert_eq!(submissions_for(per), 1);
+    assert_eq!(submissions_for(per + 1), 2);
+    assert_eq!(submissions_for(3 * per), 3);
+    // Statistics are two passes each: half as many fill one batch.
+    let before = gpu.traffic().submissions;
+    let pending: Vec<_> = (0..per / 2).map(|_| gpu.stats_later(&x).unwrap()).collect();
+    gpu.synchronize().unwrap();
+    assert_eq!(gpu.traffic().submissions - before, 1);
+    let records = gpu.collect_stats(pending).unwrap();
+    assert!(records.iter().all(|r| r.count == 64 && r.mean == 1.0));
+}
+
+#[test]
+fn a_buffer_that_goes_back_and_forth_is_kept_without_its_count_drifting() {
+    // 300 rounds of a 1 MiB tensor made and dropped: the pool hands the same buffer back
+    // every time (its count of kept bytes must not drift towards the 256 MiB cap). The first
+    // zeros takes the dirty buffer; it reads as zeros (a planted missing clear was not caught
+    // on lavapipe, see docs/testing.md).
+    let Some(gpu) = common::gpu("pool round trips") else {
+        return;
+    };
+    let n = 1 << 18;
+    let shape = gradstab::tensor::Shape::new(1, n);
+    let dirty = gpu
+        .upload(&HostTensor::from_f32(1, n, vec![7.0; n]).unwrap())
+        .unwrap();
+    drop(dirty);
+    let created = gpu.traffic().buffers_created;
+    for round in 0..300 {
+        let zeros = gpu.zeros(shape, gradstab::DType::F32).unwrap();
+        if round == 0 {
+            assert!(gpu
+                .download(&zeros)
+                .unwrap()
+                .to_f32_vec()
+                .iter()
+                .all(|&v| v == 0.0));
+        }
+        let filled = gpu.scale(&zeros, 0.0, gradstab::Precision::F32).unwrap();
+        drop((zeros, filled));
+    }
+    // New: the first round's second tensor, its uniform block and the read-back buffer. A
+    // pool whose count drifted would create one or two per round once it reached its cap.
+    assert!(
+        gpu.traffic().buffers_created <= created + 3,
+        "{:?}",
+        gpu.traffic()
+    );
+}
+
+#[test]
+fn the_pool_keeps_at_most_its_cap_and_counts_what_it_hands_out() {
+    let Some(gpu) = common::gpu("pool cap") else {
+        return;
+    };
+    gpu.release_kept_buffers();
+    let mib = 1u64 << 20;
+    let shape = gradstab::tensor::Shape::new(1, (mib / 4) as usize);
+    let cap = gradstab::gpu::RETAINED_BYTES;
+    let alive: Vec<_> = (0..cap / mib + 20)
+        .map(|_| gpu.zeros(shape, gradstab::DType::F32).unwrap())
+        .collect();
+    assert_eq!(gpu.kept_bytes(), 0);
+    drop(alive);
+    // 20 MiB beyond the cap were released, the rest kept.
+    assert_eq!(gpu.kept_bytes(), cap);
+    let again: Vec<_> = (0..10)
+        .map(|_| gpu.zeros(shape, gradstab::DType::F32).unwrap())
+        .collect();
+    assert_eq!(gpu.kept_bytes(), cap - 10 * mib);
+    drop(again);
+    assert_eq!(gpu.kept_bytes(), cap);
+    gpu.release_kept_buffers();
+    assert_eq!(gpu.kept_bytes(), 0);
+}

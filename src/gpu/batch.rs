@@ -47,15 +47,6 @@ impl Device {
         self.submit(&mut pending)
     }
 
-    /// Whether commands are recorded but not submitted.
-    pub(crate) fn has_pending(&self) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encoder
-            .is_some()
-    }
-
     fn submit(&self, pending: &mut Pending) -> Result<()> {
         let Some(encoder) = pending.encoder.take() else {
             return Ok(());

@@ -108,9 +108,7 @@ impl Device {
         bytes.resize(padded_bytes(host.len(), host.dtype()) as usize, 0);
         // A write takes effect before the next submission's commands: those recorded so far
         // must go first, since one of them may still read this (reused) buffer.
-        if self.has_pending() {
-            self.flush()?;
-        }
+        self.flush()?;
         self.checked("upload", || {
             self.queue.write_buffer(&tensor.buffer, 0, &bytes);
         })?;

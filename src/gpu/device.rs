@@ -170,6 +170,11 @@ impl Device {
         self.traffic.read(self.pool.reused())
     }
 
+    /// Bytes of free buffers the pool keeps for reuse now (at most `RETAINED_BYTES`).
+    pub fn kept_bytes(&self) -> u64 {
+        self.pool.retained_bytes()
+    }
+
     /// Releases the buffers kept for reuse and the cached uniforms (device memory a later,
     /// different workload would not use).
     pub fn release_kept_buffers(&self) {
