@@ -18,6 +18,9 @@ pub enum FileDType {
     Bf16,
     F32,
     F64,
+    /// Integers (labels), read as f32 where every value is exact (|v| ≤ 2^24).
+    I64,
+    I32,
 }
 
 impl FileDType {
@@ -27,6 +30,8 @@ impl FileDType {
             FileDType::Bf16 => "bf16",
             FileDType::F32 => "f32",
             FileDType::F64 => "f64",
+            FileDType::I64 => "i64",
+            FileDType::I32 => "i32",
         }
     }
 }
@@ -323,10 +328,33 @@ fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
                 notes.push((name.clone(), note));
                 (FileDType::F64, HostTensorValues::F32(v))
             }
+            safetensors::Dtype::I64 | safetensors::Dtype::I32 => {
+                let wide: Vec<i64> = if view.dtype() == safetensors::Dtype::I64 {
+                    data.chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .collect()
+                } else {
+                    data.chunks_exact(4)
+                        .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64)
+                        .collect()
+                };
+                if let Some(v) = wide.iter().find(|v| v.unsigned_abs() > 1 << 24) {
+                    return Err(file_error(
+                        path,
+                        format!("tensor '{name}' holds the integer {v}, beyond the ±2^24 that gradstab reads exactly (integers are labels)"),
+                    ));
+                }
+                let dtype = if view.dtype() == safetensors::Dtype::I64 {
+                    FileDType::I64
+                } else {
+                    FileDType::I32
+                };
+                (dtype, HostTensorValues::F32(wide.iter().map(|&v| v as f32).collect()))
+            }
             other => {
                 return Err(file_error(
                     path,
-                    format!("tensor '{name}' has dtype {other:?}: gradstab reads f16, bf16, f32 and f64 tensors"),
+                    format!("tensor '{name}' has dtype {other:?}: gradstab reads f16, bf16, f32, f64, i32 and i64 tensors"),
                 ))
             }
         };

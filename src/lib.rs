@@ -28,6 +28,7 @@ pub mod stats;
 pub mod tensor;
 pub mod theory;
 pub mod timing;
+pub mod train;
 pub mod verify;
 
 pub use backend::cpu::Cpu;

@@ -95,6 +95,15 @@ fn main() -> ExitCode {
             }
             Ok(experiment) => run_network(&args, experiment),
         },
+        Command::Train(args) => {
+            match cli::train::check_destinations(&args).and_then(|()| cli::train::runs_of(&args)) {
+                Err(e) => {
+                    eprintln!("gradstab: error: {e}");
+                    return ExitCode::from(2);
+                }
+                Ok(runs) => cli::train::train_command(&args, runs),
+            }
+        }
         Command::Demo {
             adapter,
             backend,

@@ -5,7 +5,9 @@ use super::{Backend, BackendInfo};
 use crate::error::Result;
 use crate::ops::activation::{self, Activation};
 use crate::ops::elementwise::{self, ElementwiseOp};
+use crate::ops::loss::{self, LossKind};
 use crate::ops::matmul::{self, MatmulOp};
+use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::ops::reduce;
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
@@ -107,5 +109,26 @@ impl Backend for Cpu {
         precision: Precision,
     ) -> Result<HostTensor> {
         elementwise::cpu::run(op, x, y, scalar, precision)
+    }
+
+    fn run_loss(
+        &self,
+        kind: LossKind,
+        output: &HostTensor,
+        targets: &HostTensor,
+        coefficient: f32,
+        precision: Precision,
+    ) -> Result<(HostTensor, HostTensor)> {
+        loss::cpu::run(kind, output, targets, coefficient, precision)
+    }
+
+    fn run_optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, HostTensor>,
+        precision: Precision,
+    ) -> Result<HostTensor> {
+        optimizer::cpu::run(kind, params, tensors, optimizer::master_dtype(precision))
     }
 }

@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{Device, DeviceOptions, GpuTensor, ADAPTER_ENV};
 use crate::ops::activation::{self, Activation};
 use crate::ops::elementwise::{self, ElementwiseOp};
+use crate::ops::loss::{self, LossKind};
 use crate::ops::matmul::autotune::{self, Tuning, VariantTiming};
 use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
+use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::ops::reduce;
 use crate::ops::reduce::gpu::{PendingRecords, RecordQueue};
 use crate::precision::{DType, Precision};
@@ -207,5 +209,26 @@ impl Backend for Gpu {
         precision: Precision,
     ) -> Result<GpuTensor> {
         elementwise::gpu::run(&self.device, op, x, y, scalar, precision)
+    }
+
+    fn run_loss(
+        &self,
+        kind: LossKind,
+        output: &GpuTensor,
+        targets: &GpuTensor,
+        coefficient: f32,
+        precision: Precision,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        loss::gpu::run(&self.device, kind, output, targets, coefficient, precision)
+    }
+
+    fn run_optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, GpuTensor>,
+        precision: Precision,
+    ) -> Result<GpuTensor> {
+        optimizer::gpu::run(&self.device, kind, params, tensors, precision)
     }
 }

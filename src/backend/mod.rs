@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::ops::checks;
 use crate::ops::elementwise::ElementwiseOp;
+use crate::ops::loss::{self, LossKind};
 use crate::ops::matmul::MatmulOp;
+use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
@@ -136,6 +138,90 @@ pub trait Backend {
         scalar: f32,
         precision: Precision,
     ) -> Result<Self::Tensor>;
+
+    /// The loss of every row and the output gradient on checked operands. Call `loss`.
+    fn run_loss(
+        &self,
+        kind: LossKind,
+        output: &Self::Tensor,
+        targets: &Self::Tensor,
+        coefficient: f32,
+        precision: Precision,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
+    /// One optimizer step on checked operands. Call `optimizer_step`.
+    fn run_optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<Self::Tensor>;
+
+    /// `kind`'s gradient of the mean loss times `coefficient`'s scale with respect to
+    /// `output` (stored as `precision` stores), and every row's loss as an f32 column.
+    /// `targets` are f32: values of `output`'s shape for MSE, one label per row for
+    /// cross-entropy.
+    fn loss(
+        &self,
+        kind: LossKind,
+        output: &Self::Tensor,
+        targets: &Self::Tensor,
+        coefficient: f32,
+        precision: Precision,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        self.check_unary(kind.name(), output, precision)?;
+        loss::check_targets(
+            kind,
+            self.shape(output),
+            self.shape(targets),
+            self.dtype(targets),
+        )?;
+        self.run_loss(kind, output, targets, coefficient, precision)
+    }
+
+    /// One step of `kind` on one parameter tensor, in place; returns W_new − W_old (f32).
+    /// The gradient is stored as `precision` stores; the master weights and the state as
+    /// `optimizer::master_dtype`; the model copy exists exactly in mixed precision.
+    fn optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.check_unary(kind.name(), tensors.grad, precision)?;
+        let shape = self.shape(tensors.grad);
+        let master = optimizer::master_dtype(precision);
+        let wrong = |what: &str| {
+            Error::InvalidArgument(format!(
+                "{kind} step in {precision}: {what} does not match the gradient's {shape}"
+            ))
+        };
+        let mut masters: Vec<&Self::Tensor> = vec![&*tensors.param];
+        masters.extend(tensors.first_moment.as_deref());
+        masters.extend(tensors.second_moment.as_deref());
+        for t in masters {
+            if self.shape(t) != shape || self.dtype(t) != master {
+                return Err(wrong("a master or state tensor"));
+            }
+        }
+        if let Some(model) = tensors.model.as_deref() {
+            if self.shape(model) != shape || self.dtype(model) != precision.storage() {
+                return Err(wrong("the model copy"));
+            }
+        }
+        let needs_first = kind != OptimizerKind::Sgd || params.momentum != 0.0;
+        let needs_second = kind != OptimizerKind::Sgd;
+        if tensors.first_moment.is_some() != needs_first
+            || tensors.second_moment.is_some() != needs_second
+            || tensors.model.is_some() != optimizer::has_model_copy(precision)
+            || params.len as usize != shape.len()
+        {
+            return Err(wrong("the set of state tensors"));
+        }
+        self.run_optimizer_step(kind, params, tensors, precision)
+    }
 
     /// `C = op(A) · op(B)` in the given precision.
     fn matmul(

@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod devices;
 pub(crate) mod run;
 pub(crate) mod stats;
+pub(crate) mod train;
 pub(crate) mod verify;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +83,9 @@ pub(crate) enum Command {
     Presets,
     /// Run a deep MLP forward and backward and record every layer, beside the theory.
     Run(Box<RunArgs>),
+    /// Train a deep MLP and record, at every step, the loss, the loss scale and every
+    /// layer's gradient, weight and update; `--preset` runs one of the training experiments.
+    Train(Box<train::TrainArgs>),
     /// A 20-layer ReLU MLP with N(0, 1) weights in f32 and f16: where does f16 overflow?
     Demo {
         #[command(flatten)]

@@ -87,7 +87,7 @@ pub(crate) struct RunArgs {
 
 /// A byte count such as 8G.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MemorySize(u64);
+pub(crate) struct MemorySize(pub(crate) u64);
 
 impl std::str::FromStr for MemorySize {
     type Err = gradstab::Error;
@@ -136,10 +136,10 @@ pub(crate) fn parse_depth(s: &str) -> Result<usize, String> {
 
 /// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
 #[derive(Clone, Debug)]
-pub(crate) struct Widths(Vec<usize>);
+pub(crate) struct Widths(pub(crate) Vec<usize>);
 
 #[derive(Clone, Debug)]
-pub(crate) struct PrecisionList(Vec<Precision>);
+pub(crate) struct PrecisionList(pub(crate) Vec<Precision>);
 
 pub(crate) fn parse_widths(s: &str) -> Result<Widths, String> {
     let widths: Result<Vec<usize>, _> = s.split(',').map(|w| w.trim().parse::<usize>()).collect();

@@ -80,6 +80,16 @@ impl Header {
         self.element_types(precision.storage(), precision.arithmetic())
     }
 
+    /// One more element type, `alias NAME = f32|f16;`.
+    pub fn alias(mut self, name: &str, dtype: DType) -> Self {
+        if dtype == DType::F16 {
+            self.uses_f16 = true;
+        }
+        self.text
+            .push_str(&format!("alias {name} = {};\n", dtype.wgsl()));
+        self
+    }
+
     pub fn constant_u32(mut self, name: &str, value: u32) -> Self {
         self.text
             .push_str(&format!("const {name}: u32 = {value}u;\n"));

@@ -78,6 +78,13 @@ pub struct NetworkConfig {
     /// Biases are drawn from N(0, bias_std²); 0 means no bias.
     pub bias_std: f64,
     pub residual: bool,
+    /// Whether the activation follows the last layer too: the lecture's h^t = σ(W^t h^{t−1})
+    /// at every layer (`run`), or a linear head as in a PyTorch regression or classification
+    /// model (`train`'s default).
+    pub output_activation: bool,
+    /// Biases drawn as `nn.Linear` draws them, U(−1/√n_{t−1}, 1/√n_{t−1}) (`train --bias`),
+    /// instead of from N(0, bias_std²).
+    pub linear_bias: bool,
     pub loss: Loss,
     pub clip: Option<Clip>,
     pub seed: u64,
@@ -149,6 +156,8 @@ impl NetworkConfig {
             input: InputInit::Normal { std: 1.0 },
             bias_std: 0.0,
             residual: false,
+            output_activation: true,
+            linear_bias: false,
             loss: Loss::Probe,
             clip: None,
             seed: 0,
@@ -194,7 +203,7 @@ impl NetworkConfig {
     pub fn has_biases(&self) -> bool {
         match &self.given_parameters {
             Some(g) => g.biases.iter().any(Option::is_some),
-            None => self.bias_std > 0.0,
+            None => self.bias_std > 0.0 || self.linear_bias,
         }
     }
 
@@ -233,9 +242,10 @@ impl NetworkConfig {
                     self.widths
                 ));
             }
-            if self.bias_std != 0.0 {
+            if self.bias_std != 0.0 || self.linear_bias {
                 return bad(
-                    "given weights bring their own biases; --bias-std does not apply".into(),
+                    "given weights bring their own biases; --bias-std and --bias do not apply"
+                        .into(),
                 );
             }
         }
@@ -284,11 +294,17 @@ impl NetworkConfig {
         if let Some(g) = &self.given_parameters {
             return Ok(g.biases[t - 1].as_ref().map(|b| b.cast(dtype)));
         }
-        if self.bias_std == 0.0 {
+        let values = if self.linear_bias {
+            InputInit::Uniform {
+                bound: 1.0 / (self.widths[t - 1] as f64).sqrt(),
+            }
+        } else if self.bias_std > 0.0 {
+            InputInit::Normal { std: self.bias_std }
+        } else {
             return Ok(None);
-        }
+        };
         let mut rng = init::stream(self.seed, init::BIASES, t);
-        let b = InputInit::Normal { std: self.bias_std }.sample(self.widths[t], &mut rng);
+        let b = values.sample(self.widths[t], &mut rng);
         HostTensor::from_f32_as(dtype, 1, self.widths[t], &b).map(Some)
     }
 
@@ -375,6 +391,13 @@ impl NetworkConfig {
                     .iter()
                     .map(|b| b.as_ref().map_or(0.0, mean_square))
                     .collect(),
+                None if self.linear_bias => {
+                    // U(−a, a) with a = 1/√n_{t−1} has variance a²/3.
+                    self.widths[..self.depth]
+                        .iter()
+                        .map(|&n| 1.0 / (3.0 * n as f64))
+                        .collect()
+                }
                 None => vec![self.bias_std * self.bias_std; self.depth],
             },
             residual: self.residual,

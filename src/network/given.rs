@@ -44,7 +44,7 @@ pub struct GivenData {
     pub y: Option<HostTensor>,
 }
 
-fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
+pub(crate) fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: what.to_string(),
@@ -53,7 +53,7 @@ fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
 
 /// A file tensor as an f32 matrix of `rows × cols`; f16, bf16 and f64 are converted (f16 and
 /// bf16 exactly).
-fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> Result<HostTensor> {
+pub(crate) fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> Result<HostTensor> {
     let values = t
         .values
         .as_ref()
@@ -65,7 +65,7 @@ fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> Result<HostT
 }
 
 /// The 2-D shape of a tensor, or an error naming it.
-fn two_dimensional(path: &Path, t: &FileTensor, role: &str) -> Result<(usize, usize)> {
+pub(crate) fn two_dimensional(path: &Path, t: &FileTensor, role: &str) -> Result<(usize, usize)> {
     match t.shape[..] {
         [rows, cols] if rows > 0 && cols > 0 => Ok((rows, cols)),
         _ => Err(problem(

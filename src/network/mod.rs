@@ -143,7 +143,8 @@ pub fn pass<B: Backend>(
         input,
         forward_pass,
         grad_output,
-        &mut |t, dw, g_prev| {
+        &mut |t, grads, g_prev| {
+            let dw = grads.weight;
             let dw = match config.clip {
                 Some(Clip::Value(limit)) => steps::clip_value(backend, &dw, limit, precision)?,
                 _ => dw,

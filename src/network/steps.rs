@@ -83,6 +83,26 @@ impl<T> Parameters<T> {
         })
     }
 
+    /// Parameters made of tensors already on the backend: W^t at index t − 1, b^t at index t
+    /// (index 0 unused), and the [batch, 1] ones column where any layer has a bias.
+    pub fn from_parts(weights: Vec<T>, biases: Vec<Option<T>>, ones: Option<T>) -> Self {
+        Parameters {
+            weights: Some(weights),
+            biases,
+            ones,
+        }
+    }
+
+    /// W^t, to update in place; `None` where weights are drawn again for each use.
+    pub fn weight_mut(&mut self, t: usize) -> Option<&mut T> {
+        self.weights.as_mut().map(|w| &mut w[t - 1])
+    }
+
+    /// b^t, to update in place, where layer t has a bias.
+    pub fn bias_mut(&mut self, t: usize) -> Option<&mut T> {
+        self.biases[t].as_mut()
+    }
+
     /// W^t, kept or drawn again.
     pub fn weight<'a, B: Backend<Tensor = T>>(
         &'a self,
@@ -101,8 +121,16 @@ impl<T> Parameters<T> {
 /// Told `(t, Z^t, H^t)` after forward computes layer t.
 pub type ForwardObserver<'a, T> = dyn FnMut(usize, &T, &T) -> Result<()> + 'a;
 
-/// Told `(t, dW^t, ∂l/∂H^{t−1})` after backward computes layer t; dW^t is handed over.
-pub type BackwardObserver<'a, T> = dyn FnMut(usize, T, &T) -> Result<()> + 'a;
+/// The gradients of layer t's parameters, handed over by backward.
+pub struct LayerGradients<T> {
+    /// ∂l/∂W^t, [n_t, n_{t−1}].
+    pub weight: T,
+    /// ∂l/∂b^t = Σ over the batch of ∂l/∂Z^t, a [1, n_t] row, where the layer has a bias.
+    pub bias: Option<T>,
+}
+
+/// Told `(t, gradients of layer t, ∂l/∂H^{t−1})` after backward computes layer t.
+pub type BackwardObserver<'a, T> = dyn FnMut(usize, LayerGradients<T>, &T) -> Result<()> + 'a;
 
 /// What forward keeps for backward.
 pub struct ForwardPass<T> {
@@ -135,6 +163,15 @@ pub fn forward<B: Backend>(
             let broadcast = backend.matmul(ones, b, MatmulOp::default(), precision)?;
             z = backend.axpy(1.0, &broadcast, &z, precision)?;
         }
+        if is_linear_head(config, t) {
+            // H^d = Z^d: nothing to keep for backward, which needs no act'(Z^d).
+            observe(t, &z, &z)?;
+            let previous = h.replace(z);
+            if config.residual {
+                kept_h[t - 1] = previous;
+            }
+            continue;
+        }
         let a = backend.activation(act, &z, precision)?;
         let h_new = if config.residual {
             backend.axpy(1.0, &a, h_prev, precision)?
@@ -151,6 +188,12 @@ pub fn forward<B: Backend>(
     }
     let output = h.expect("depth ≥ 1");
     Ok((ForwardPass { zs, kept_h }, output))
+}
+
+/// Whether layer t is the linear head: the last layer of a network without an output
+/// activation (and without a residual connection there, which would need act(Z^d)).
+fn is_linear_head(config: &NetworkConfig, t: usize) -> bool {
+    t == config.depth && !config.output_activation
 }
 
 /// Where backward starts.
@@ -196,10 +239,14 @@ pub fn backward<B: Backend>(
     let ForwardPass { mut zs, mut kept_h } = pass;
     let mut g = grad_output;
     for t in (1..=config.depth).rev() {
-        let z = zs[t].take().expect("kept by forward");
-        let derivative = backend.activation_derivative(act, &z, precision)?;
-        let dz = backend.hadamard(&g, &derivative, precision)?;
-        drop((z, derivative));
+        let dz = if is_linear_head(config, t) {
+            // dZ = dH; a copy, since dH^d (+ dH^{d−1} with residual connections) is used again.
+            backend.scale(&g, 1.0, precision)?
+        } else {
+            let z = zs[t].take().expect("kept by forward");
+            let derivative = backend.activation_derivative(act, &z, precision)?;
+            backend.hadamard(&g, &derivative, precision)?
+        };
         let h_prev_owned;
         let h_prev = if t == 1 {
             input
@@ -215,7 +262,21 @@ pub fn backward<B: Backend>(
         if config.residual {
             g_prev = backend.axpy(1.0, &g, &g_prev, precision)?;
         }
-        observe(t, dw, &g_prev)?;
+        // ∂l/∂b^t = onesᵀ·dZ: the column sums, as a [1, n_t] row.
+        let db = match (&params.biases[t], &params.ones) {
+            (Some(_), Some(ones)) => {
+                Some(backend.matmul(ones, &dz, MatmulOp::new(true, false), precision)?)
+            }
+            _ => None,
+        };
+        observe(
+            t,
+            LayerGradients {
+                weight: dw,
+                bias: db,
+            },
+            &g_prev,
+        )?;
         kept_h[t - 1] = None;
         g = g_prev;
     }

@@ -7,7 +7,9 @@ pub mod activation;
 pub mod bounds;
 pub mod checks;
 pub mod elementwise;
+pub mod loss;
 pub mod matmul;
+pub mod optimizer;
 pub mod reduce;
 
 pub use bounds::{gamma, result_distance};

@@ -6,6 +6,8 @@ pub mod columns;
 pub mod files;
 pub mod plot;
 pub mod run;
+pub mod train;
+pub mod train_plot;
 
 pub use columns::{record_fields, RECORD_COLUMNS};
 pub use files::{histogram_bars, stats_csv, stats_table, TensorReport};

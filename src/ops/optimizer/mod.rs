@@ -1,0 +1,271 @@
+//! One optimizer step of one parameter tensor with PyTorch's update rules (shaders/
+//! optimizer.wgsl and its CPU reference): SGD with momentum, Nesterov and weight decay, Adam
+//! and AdamW. The host computes the per-step scalars in f64 as torch.optim does in Python
+//! (bias corrections, the step size), and the kernel the per-element rule.
+
+pub mod cpu;
+pub mod gpu;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::precision::{DType, Precision};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    AdamW,
+}
+
+impl OptimizerKind {
+    pub const ALL: [OptimizerKind; 3] = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam,
+        OptimizerKind::AdamW,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        }
+    }
+}
+
+impl FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            _ => Err(Error::Parse {
+                what: "optimizer",
+                value: s.to_string(),
+                expected: "sgd, adam or adamw",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An optimizer and its hyperparameters, with torch.optim's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// SGD's momentum (0: plain SGD).
+    pub momentum: f64,
+    /// SGD's Nesterov momentum (needs momentum > 0).
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient (SGD, Adam) or decoupled decay (AdamW).
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+}
+
+impl OptimizerConfig {
+    /// torch.optim's defaults for `kind`: SGD without momentum or decay; Adam with betas
+    /// (0.9, 0.999), eps 1e-8, no decay; AdamW the same with weight decay 0.01.
+    pub fn new(kind: OptimizerKind) -> Self {
+        OptimizerConfig {
+            kind,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: if kind == OptimizerKind::AdamW {
+                0.01
+            } else {
+                0.0
+            },
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+        }
+    }
+
+    /// The same checks torch.optim makes in its constructors.
+    pub fn validate(&self, lr: f64) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(lr >= 0.0 && lr.is_finite()) {
+            return bad(format!(
+                "invalid learning rate {lr}: expected a finite number ≥ 0"
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!(
+                "invalid weight decay {}: expected ≥ 0",
+                self.weight_decay
+            ));
+        }
+        match self.kind {
+            OptimizerKind::Sgd => {
+                if !(self.momentum >= 0.0 && self.momentum.is_finite()) {
+                    return bad(format!("invalid momentum {}: expected ≥ 0", self.momentum));
+                }
+                if self.nesterov && self.momentum == 0.0 {
+                    return bad("Nesterov momentum requires a momentum > 0".into());
+                }
+            }
+            OptimizerKind::Adam | OptimizerKind::AdamW => {
+                let (b1, b2) = self.betas;
+                if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
+                    return bad(format!(
+                        "invalid betas ({b1}, {b2}): each must be in [0, 1)"
+                    ));
+                }
+                if !(self.eps >= 0.0 && self.eps.is_finite()) {
+                    return bad(format!("invalid eps {}: expected ≥ 0", self.eps));
+                }
+            }
+        }
+        if self.kind != OptimizerKind::Sgd && (self.momentum != 0.0 || self.nesterov) {
+            return bad(format!(
+                "--momentum and --nesterov are SGD's; {} has --betas",
+                self.kind
+            ));
+        }
+        Ok(())
+    }
+
+    /// Optimizer state tensors per parameter: SGD's momentum buffer, Adam's two moments.
+    pub fn state_tensors(&self) -> usize {
+        match self.kind {
+            OptimizerKind::Sgd if self.momentum == 0.0 => 0,
+            OptimizerKind::Sgd => 1,
+            OptimizerKind::Adam | OptimizerKind::AdamW => 2,
+        }
+    }
+}
+
+/// Where the master weights and the optimizer state live: f16 in pure f16 (`model.half()`),
+/// f32 otherwise (mixed precision keeps f32 masters beside the f16 model).
+pub fn master_dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::F16 => DType::F16,
+        Precision::F32 | Precision::F16Accumulate32 => DType::F32,
+    }
+}
+
+/// Whether the model's weights are a separate f16 copy of f32 masters.
+pub fn has_model_copy(precision: Precision) -> bool {
+    precision == Precision::F16Accumulate32
+}
+
+/// What one step of one tensor needs besides the tensors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    pub lr: f64,
+    /// The optimizer's step count t ≥ 1 (steps skipped by the loss scaler do not count).
+    pub step: u64,
+    /// Multiplies the gradient first: 1/loss scale.
+    pub grad_scale: f64,
+    /// clip_grad_value_'s limit.
+    pub clip_value: Option<f64>,
+    /// clip_grad_norm_'s factor, min(1, max_norm/(‖g‖ + 1e-6)), 1 without clipping.
+    pub clip_coefficient: f64,
+}
+
+/// The uniform block of shaders/optimizer.wgsl, which the CPU reference reads too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub len: u32,
+    pub groups_x: u32,
+    pub flags: u32,
+    pub _pad0: u32,
+    pub lr: f32,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub decoupled_decay: f32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    pub eps: f32,
+    pub step_size: f32,
+    pub bias_correction2_sqrt: f32,
+    pub grad_scale: f32,
+    pub clip_value: f32,
+    pub clip_coefficient: f32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+    pub _pad3: u32,
+}
+
+pub const FIRST_STEP: u32 = 1;
+pub const NESTEROV: u32 = 2;
+pub const CLIP_VALUE: u32 = 4;
+pub const WRITE_MODEL: u32 = 8;
+
+impl Params {
+    /// The scalars of one step, computed in f64 as torch.optim computes them in Python, then
+    /// rounded to f32 as PyTorch's kernels read a Python float.
+    pub fn new(
+        config: &OptimizerConfig,
+        s: &StepScalars,
+        len: usize,
+        precision: Precision,
+    ) -> Self {
+        let (b1, b2) = config.betas;
+        let t = s.step as i32;
+        let bias_correction1 = 1.0 - b1.powi(t);
+        let bias_correction2 = 1.0 - b2.powi(t);
+        let mut flags = 0;
+        if s.step == 1 {
+            flags |= FIRST_STEP;
+        }
+        if config.nesterov {
+            flags |= NESTEROV;
+        }
+        if s.clip_value.is_some() {
+            flags |= CLIP_VALUE;
+        }
+        if has_model_copy(precision) {
+            flags |= WRITE_MODEL;
+        }
+        Params {
+            len: len as u32,
+            groups_x: 0,
+            flags,
+            _pad0: 0,
+            lr: s.lr as f32,
+            weight_decay: config.weight_decay as f32,
+            momentum: config.momentum as f32,
+            decoupled_decay: (1.0 - s.lr * config.weight_decay) as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            beta2: b2 as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            eps: config.eps as f32,
+            step_size: (s.lr / bias_correction1) as f32,
+            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+            grad_scale: s.grad_scale as f32,
+            clip_value: s.clip_value.unwrap_or(0.0) as f32,
+            clip_coefficient: s.clip_coefficient as f32,
+            _pad1: 0,
+            _pad2: 0,
+            _pad3: 0,
+        }
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// The tensors of one step: the gradient (as backward left it), the master weights, the
+/// state, and the model's f16 copy in mixed precision, all of one shape.
+pub struct StepTensors<'a, T> {
+    pub grad: &'a T,
+    pub param: &'a mut T,
+    /// SGD's momentum buffer or Adam's exp_avg.
+    pub first_moment: Option<&'a mut T>,
+    /// Adam's exp_avg_sq.
+    pub second_moment: Option<&'a mut T>,
+    pub model: Option<&'a mut T>,
+}

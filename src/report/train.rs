@@ -1,0 +1,120 @@
+//! The table and CSV of `gradstab train` (its JSON is `TrainReport` serialized).
+
+use std::io::Write;
+
+use crate::train::TrainReport;
+
+/// A number in at most 9 characters: plain where readable, scientific otherwise.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if (1e-3..1e4).contains(&a) {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// One row per run: the loss at the start, the end and its lowest, where it diverged, the
+/// steps skipped, the final loss scale, and the mean ‖ΔW‖/‖W‖ of the first, middle and last
+/// layers.
+pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> {
+    if let (Some(p), Some(c)) = (&report.preset, &report.conclusion) {
+        writeln!(out, "{p}: {c}")?;
+    }
+    writeln!(out, "device: {}", report.device.adapter)?;
+    let width = report
+        .runs
+        .iter()
+        .map(|r| r.label.chars().count())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    writeln!(
+        out,
+        "{:<width$}  {:>9} {:>9} {:>9} {:>8} {:>7} {:>9}  {:>9} {:>9} {:>9}",
+        "run",
+        "start",
+        "final",
+        "lowest",
+        "diverged",
+        "skipped",
+        "scale",
+        "upd first",
+        "upd mid",
+        "upd last"
+    )?;
+    for run in &report.runs {
+        let s = &run.summary;
+        let [first, middle, last] = s.update_ratios_first_middle_last();
+        writeln!(
+            out,
+            "{:<width$}  {:>9} {:>9} {:>9} {:>8} {:>7} {:>9}  {:>9} {:>9} {:>9}",
+            run.label,
+            num(s.start_loss),
+            num(s.final_loss),
+            num(s.min_loss),
+            s.diverged_at
+                .map_or("-".to_string(), |d| format!("step {d}")),
+            s.skipped_steps,
+            num(s.final_loss_scale),
+            num(first),
+            num(middle),
+            num(last),
+        )?;
+    }
+    writeln!(
+        out,
+        "loss: mean over the minibatch before the step; upd: mean ‖ΔW‖/‖W‖ over applied steps"
+    )
+}
+
+/// One row per run, step and layer.
+pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "run",
+        "precision",
+        "lr",
+        "step",
+        "loss",
+        "loss_scale",
+        "skipped",
+        "layer",
+        "grad_norm",
+        "weight_norm",
+        "update_ratio",
+        "grad_zero_fraction",
+        "grad_subnormal_fraction",
+        "grad_non_finite_fraction",
+    ])?;
+    for run in &report.runs {
+        for step in &run.steps {
+            for l in &step.layers {
+                w.write_record([
+                    run.label.clone(),
+                    run.config.precision.name().to_string(),
+                    run.config.lr.to_string(),
+                    step.step.to_string(),
+                    step.loss.to_string(),
+                    step.loss_scale.to_string(),
+                    step.skipped.to_string(),
+                    l.layer.to_string(),
+                    l.grad_norm.to_string(),
+                    l.weight_norm.to_string(),
+                    l.update_ratio.to_string(),
+                    l.grad_zero_fraction.to_string(),
+                    l.grad_subnormal_fraction.to_string(),
+                    l.grad_non_finite_fraction.to_string(),
+                ])?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

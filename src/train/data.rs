@@ -1,0 +1,323 @@
+//! What a network trains on: a built-in task (a random teacher MLP's outputs to regress, or
+//! its argmax to classify) or the user's file, and the minibatches a step takes from it.
+//!
+//! Built-in data is drawn on the host in f64 from the seed alone, so every backend and
+//! precision trains on the same numbers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::{Error, Result};
+use crate::files::{self, FileDType};
+use crate::init;
+use crate::network::given::{matrix, problem, two_dimensional};
+use crate::ops::loss::LossKind;
+use crate::tensor::HostTensor;
+
+/// Seed purposes of the data streams (next to `init`'s).
+const DATA: u64 = 11;
+const TEACHER: u64 = 12;
+const SHUFFLE: u64 = 13;
+
+/// Where the training data comes from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Inputs N(0, 1), targets a random ReLU teacher MLP's outputs, scaled to unit variance;
+    /// loss MSE.
+    Teacher { depth: usize, width: usize },
+    /// The same teacher's argmax over its outputs as labels; loss cross-entropy.
+    Classify { depth: usize, width: usize },
+    /// x and y from a file (`--data`).
+    File {
+        #[serde(rename = "data_file")]
+        source: String,
+        #[serde(skip)]
+        data: Arc<TrainData>,
+    },
+}
+
+impl Task {
+    pub fn loss(&self) -> LossKind {
+        match self {
+            Task::Teacher { .. } => LossKind::Mse,
+            Task::Classify { .. } => LossKind::CrossEntropy,
+            Task::File { data, .. } => match data.targets {
+                Targets::Values(_) => LossKind::Mse,
+                Targets::Labels(_) => LossKind::CrossEntropy,
+            },
+        }
+    }
+}
+
+/// Targets: values for MSE, class labels for cross-entropy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    Values(HostTensor),
+    Labels(Vec<u32>),
+}
+
+/// A data set held on the host: inputs x [N, inputs] (f32) and their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainData {
+    pub x: HostTensor,
+    pub targets: Targets,
+}
+
+impl TrainData {
+    pub fn samples(&self) -> usize {
+        self.x.shape().rows
+    }
+
+    /// The network's output width these targets need (the classes' count for labels: one
+    /// more than the largest label, at least).
+    pub fn check_outputs(&self, outputs: usize, source: &str) -> Result<()> {
+        match &self.targets {
+            Targets::Values(y) if y.shape().cols != outputs => Err(Error::InvalidArgument(
+                format!(
+                    "y of {source} has {} columns, but the network has {outputs} outputs",
+                    y.shape().cols
+                ),
+            )),
+            Targets::Labels(labels) => match labels.iter().find(|&&l| l as usize >= outputs) {
+                Some(l) => Err(Error::InvalidArgument(format!(
+                    "{source} has the label {l}, but the network has {outputs} outputs (classes 0..{outputs})"
+                ))),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The inputs and f32 targets of `rows` (indices into the set).
+    pub fn gather(&self, rows: &[usize]) -> Result<(HostTensor, HostTensor)> {
+        let x = self.x.to_f32_vec();
+        let n_in = self.x.shape().cols;
+        let xs: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| x[r * n_in..(r + 1) * n_in].iter().copied())
+            .collect();
+        let targets = match &self.targets {
+            Targets::Values(y) => {
+                let cols = y.shape().cols;
+                let y = y.to_f32_vec();
+                let ys = rows
+                    .iter()
+                    .flat_map(|&r| y[r * cols..(r + 1) * cols].iter().copied())
+                    .collect();
+                HostTensor::from_f32(rows.len(), cols, ys)?
+            }
+            Targets::Labels(labels) => HostTensor::from_f32(
+                rows.len(),
+                1,
+                rows.iter().map(|&r| labels[r] as f32).collect(),
+            )?,
+        };
+        Ok((HostTensor::from_f32(rows.len(), n_in, xs)?, targets))
+    }
+}
+
+/// The data set of a built-in task: `samples` inputs of width `inputs` and the teacher's
+/// targets for `outputs` outputs.
+pub fn teacher_data(
+    task: &Task,
+    samples: usize,
+    inputs: usize,
+    outputs: usize,
+    seed: u64,
+) -> Result<TrainData> {
+    let (depth, width, classify) = match *task {
+        Task::Teacher { depth, width } => (depth, width, false),
+        Task::Classify { depth, width } => (depth, width, true),
+        Task::File { ref data, .. } => return Ok((**data).clone()),
+    };
+    let mut rng = init::stream(seed, DATA, 0);
+    let x: Vec<f64> = (0..samples * inputs)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    // The teacher: depth layers, ReLU between them, He-initialised hidden layers and an
+    // N(0, 1/fan_in) head, evaluated in f64.
+    let mut widths = vec![inputs];
+    widths.extend(std::iter::repeat_n(width, depth.saturating_sub(1)));
+    widths.push(outputs);
+    let mut h = x.clone();
+    for t in 1..widths.len() {
+        let (n_in, n_out) = (widths[t - 1], widths[t]);
+        let last = t == widths.len() - 1;
+        let std = if last { 1.0 } else { 2f64.sqrt() } / (n_in as f64).sqrt();
+        let mut rng = init::stream(seed, TEACHER, t);
+        let w: Vec<f64> = (0..n_in * n_out)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                std * z
+            })
+            .collect();
+        let mut next = vec![0.0; samples * n_out];
+        for s in 0..samples {
+            for o in 0..n_out {
+                let z: f64 = (0..n_in).map(|i| w[o * n_in + i] * h[s * n_in + i]).sum();
+                next[s * n_out + o] = if last { z } else { z.max(0.0) };
+            }
+        }
+        h = next;
+    }
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let x = HostTensor::from_f32(samples, inputs, x32)?;
+    let targets = if classify {
+        Targets::Labels(
+            h.chunks(outputs)
+                .map(|row| {
+                    let mut best = 0;
+                    for (j, &v) in row.iter().enumerate() {
+                        if v > row[best] {
+                            best = j;
+                        }
+                    }
+                    best as u32
+                })
+                .collect(),
+        )
+    } else {
+        // Unit variance over all targets: a zero predictor starts near loss 1.
+        let n = h.len() as f64;
+        let mean = h.iter().sum::<f64>() / n;
+        let var = h.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let scale = if var > 0.0 { 1.0 / var.sqrt() } else { 1.0 };
+        let y: Vec<f32> = h.iter().map(|&v| (v * scale) as f32).collect();
+        Targets::Values(HostTensor::from_f32(samples, outputs, y)?)
+    };
+    Ok(TrainData { x, targets })
+}
+
+/// Reads x [N, inputs] and y, either [N, outputs] floats (MSE) or [N] integer labels
+/// (cross-entropy), from a `.safetensors` or `.npz` file.
+pub fn load_train_data(path: &Path) -> Result<TrainData> {
+    let tensors = files::load(path)?;
+    let find = |name: &str| tensors.iter().find(|t| t.name == name);
+    let x = find("x").ok_or_else(|| {
+        problem(
+            path,
+            "no tensor 'x': training reads x [N, inputs] and y ([N, outputs] floats for MSE, or [N] integer labels for cross-entropy)",
+        )
+    })?;
+    let (n, inputs) = two_dimensional(path, x, "the inputs x")?;
+    let y = find("y").ok_or_else(|| {
+        problem(
+            path,
+            "no tensor 'y': training needs targets, [N, outputs] floats for MSE or [N] integer labels for cross-entropy",
+        )
+    })?;
+    let targets = match (&y.shape[..], y.dtype) {
+        ([rows], FileDType::I64 | FileDType::I32) => {
+            if *rows != n {
+                return Err(problem(
+                    path,
+                    format!("x has {n} rows but y has {rows} labels"),
+                ));
+            }
+            let values = matrix(path, y, *rows, 1)?.to_f32_vec();
+            if let Some(v) = values.iter().find(|&&v| v < 0.0) {
+                return Err(problem(
+                    path,
+                    format!("y holds the label {v}; labels are ≥ 0"),
+                ));
+            }
+            Targets::Labels(values.iter().map(|&v| v as u32).collect())
+        }
+        (_, FileDType::I64 | FileDType::I32) => {
+            return Err(problem(
+                path,
+                format!("integer y must be [N] labels, got shape {:?}", y.shape),
+            ))
+        }
+        _ => {
+            let (rows, cols) = two_dimensional(path, y, "float targets y")?;
+            if rows != n {
+                return Err(problem(path, format!("x has {n} rows but y has {rows}")));
+            }
+            Targets::Values(matrix(path, y, rows, cols)?)
+        }
+    };
+    Ok(TrainData {
+        x: matrix(path, x, n, inputs)?,
+        targets,
+    })
+}
+
+/// The rows of each step's minibatch: `batch` consecutive positions of an endless sequence
+/// of epochs, each epoch the samples in order, or in a fresh permutation drawn from the seed
+/// with `shuffle` (as a shuffling DataLoader draws one per epoch).
+pub struct Batches {
+    samples: usize,
+    batch: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: usize,
+    order: Vec<usize>,
+    position: usize,
+}
+
+impl Batches {
+    pub fn new(samples: usize, batch: usize, shuffle: bool, seed: u64) -> Self {
+        let mut b = Batches {
+            samples,
+            batch,
+            shuffle,
+            seed,
+            epoch: 0,
+            order: Vec::new(),
+            position: 0,
+        };
+        b.start_epoch();
+        b
+    }
+
+    fn start_epoch(&mut self) {
+        self.order = (0..self.samples).collect();
+        if self.shuffle {
+            let mut rng = init::stream(self.seed, SHUFFLE, self.epoch);
+            self.order.shuffle(&mut rng);
+        }
+        self.position = 0;
+    }
+
+    /// Whether every step takes the same rows (the whole set, in order).
+    pub fn is_fixed(&self) -> bool {
+        !self.shuffle && self.batch == self.samples
+    }
+
+    pub fn next_rows(&mut self) -> Vec<usize> {
+        let mut rows = Vec::with_capacity(self.batch);
+        while rows.len() < self.batch {
+            if self.position == self.samples {
+                self.epoch += 1;
+                self.start_epoch();
+            }
+            rows.push(self.order[self.position]);
+            self.position += 1;
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_wrap_around_in_order_and_shuffle_each_epoch() {
+        let mut b = Batches::new(5, 2, false, 0);
+        let got: Vec<Vec<usize>> = (0..4).map(|_| b.next_rows()).collect();
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![4, 0], vec![1, 2]]);
+        let mut s = Batches::new(6, 3, true, 7);
+        let epoch0: Vec<usize> = [s.next_rows(), s.next_rows()].concat();
+        let epoch1: Vec<usize> = [s.next_rows(), s.next_rows()].concat();
+        let mut sorted = epoch0.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+        assert_ne!(epoch0, epoch1, "a fresh permutation each epoch");
+    }
+}

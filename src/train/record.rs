@@ -1,0 +1,90 @@
+//! What a training run found, step by step and layer by layer, and its summary.
+
+use crate::backend::BackendInfo;
+use crate::stats::StatsRecord;
+
+/// One layer at one step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerStep {
+    pub layer: usize,
+    /// ‖∂l/∂W^t‖ of the unscaled gradient (before clipping).
+    pub grad_norm: f64,
+    /// ‖W^t‖ after the step (the master weights in mixed precision).
+    pub weight_norm: f64,
+    /// ‖ΔW^t‖ / ‖W^t‖, with W^t before the step; 0 on a skipped step.
+    pub update_ratio: f64,
+    /// Fractions of ∂l/∂W^t's values, as backward stored them (scaled, in the model's
+    /// storage type), that are zero, subnormal, or inf or NaN.
+    pub grad_zero_fraction: f64,
+    pub grad_subnormal_fraction: f64,
+    pub grad_non_finite_fraction: f64,
+}
+
+/// The full statistics records of one layer, kept every `--record-every` steps.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerSnapshot {
+    pub layer: usize,
+    pub pre_activation: StatsRecord,
+    pub activation: StatsRecord,
+    /// ∂l/∂H^t as backward stored it (times the loss scale).
+    pub grad_activation: StatsRecord,
+    /// ∂l/∂W^t as backward stored it (times the loss scale).
+    pub grad_weight: StatsRecord,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    pub step: usize,
+    /// The mean loss of this step's minibatch, before the update (unscaled).
+    pub loss: f64,
+    /// The factor the loss was multiplied by for backward (1 without loss scaling).
+    pub loss_scale: f64,
+    /// Whether the update was skipped because a gradient held an inf or NaN.
+    pub skipped: bool,
+    pub layers: Vec<LayerStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Vec<LayerSnapshot>>,
+}
+
+/// A run in one line.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainSummary {
+    pub start_loss: f64,
+    pub final_loss: f64,
+    pub min_loss: f64,
+    /// The first step whose loss was inf or NaN; the run stops there.
+    pub diverged_at: Option<usize>,
+    pub steps_run: usize,
+    pub skipped_steps: usize,
+    pub final_loss_scale: f64,
+    /// The mean of ‖ΔW‖/‖W‖ over the applied steps, per layer (index 0 is layer 1).
+    pub mean_update_ratio: Vec<f64>,
+}
+
+impl TrainSummary {
+    /// Mean update ratio of the first, middle and last layers.
+    pub fn update_ratios_first_middle_last(&self) -> [f64; 3] {
+        let r = &self.mean_update_ratio;
+        let n = r.len();
+        [r[0], r[n.saturating_sub(1) / 2], r[n - 1]]
+    }
+}
+
+/// One training run: what it was, its summary and every step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainRun {
+    pub label: String,
+    pub config: super::TrainConfig,
+    pub summary: TrainSummary,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Every run of one `gradstab train`, with the device they ran on.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    pub preset: Option<String>,
+    /// The preset's claim in one line.
+    pub conclusion: Option<String>,
+    pub device: BackendInfo,
+    pub runs: Vec<TrainRun>,
+}

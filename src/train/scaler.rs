@@ -1,0 +1,167 @@
+//! Loss scaling: none, a static factor, or dynamic scaling exactly as
+//! `torch.amp.GradScaler` does it (its `_amp_update_scale_`): the scale starts at
+//! `init_scale`, a step whose gradients hold any inf or NaN is skipped and the scale
+//! multiplied by `backoff_factor`, and after `growth_interval` steps in a row without one
+//! the scale is multiplied by `growth_factor`. The scale is an f32, as GradScaler's tensor.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// GradScaler's settings, with its defaults.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct DynamicScaling {
+    pub init_scale: f64,
+    pub growth_factor: f64,
+    pub backoff_factor: f64,
+    pub growth_interval: u64,
+}
+
+impl Default for DynamicScaling {
+    fn default() -> Self {
+        DynamicScaling {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossScale {
+    None,
+    /// A fixed factor; a step with inf or NaN gradients is skipped, the factor kept.
+    Static {
+        scale: f64,
+    },
+    Dynamic(DynamicScaling),
+}
+
+impl FromStr for LossScale {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Parse {
+            what: "loss scale",
+            value: s.to_string(),
+            expected: "none, static:S (S > 0) or dynamic",
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(LossScale::None),
+            "dynamic" => Ok(LossScale::Dynamic(DynamicScaling::default())),
+            other => {
+                let value = other.strip_prefix("static:").ok_or_else(bad)?;
+                let scale: f64 = value.parse().map_err(|_| bad())?;
+                if scale > 0.0 && scale <= f32::MAX as f64 {
+                    Ok(LossScale::Static { scale })
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for LossScale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LossScale::None => f.write_str("none"),
+            LossScale::Static { scale } => write!(f, "static:{scale}"),
+            LossScale::Dynamic(_) => f.write_str("dynamic"),
+        }
+    }
+}
+
+impl DynamicScaling {
+    /// GradScaler's constructor checks, and one of ours: a growth interval of at least 1.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(self.init_scale > 0.0 && self.init_scale <= f32::MAX as f64) {
+            return bad(format!(
+                "--init-scale {} must be > 0 and finite in f32",
+                self.init_scale
+            ));
+        }
+        if !(self.growth_factor > 1.0 && self.growth_factor.is_finite()) {
+            return bad(format!(
+                "--growth-factor {} must be > 1",
+                self.growth_factor
+            ));
+        }
+        if !(self.backoff_factor > 0.0 && self.backoff_factor < 1.0) {
+            return bad(format!(
+                "--backoff-factor {} must be in (0, 1)",
+                self.backoff_factor
+            ));
+        }
+        if self.growth_interval == 0 {
+            return bad("--growth-interval must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The running state of a loss scale.
+#[derive(Clone, Debug)]
+pub struct Scaler {
+    mode: LossScale,
+    scale: f32,
+    growth_tracker: u64,
+}
+
+impl Scaler {
+    pub fn new(mode: LossScale) -> Self {
+        let scale = match mode {
+            LossScale::None => 1.0,
+            LossScale::Static { scale } => scale as f32,
+            LossScale::Dynamic(d) => d.init_scale as f32,
+        };
+        Scaler {
+            mode,
+            scale,
+            growth_tracker: 0,
+        }
+    }
+
+    /// The factor the loss is multiplied by this step.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Whether a step with non-finite gradients is skipped (any scaling), or applied as
+    /// plain PyTorch without a scaler would apply it.
+    pub fn skips_non_finite(&self) -> bool {
+        self.mode != LossScale::None
+    }
+
+    /// The factor that unscales the gradients: 1/scale in f32, as GradScaler's
+    /// `scale.double().reciprocal().float()`.
+    pub fn inv_scale(&self) -> f32 {
+        (1.0 / self.scale as f64) as f32
+    }
+
+    /// After a step: `found_inf` when any gradient held an inf or NaN.
+    pub fn update(&mut self, found_inf: bool) {
+        let LossScale::Dynamic(d) = self.mode else {
+            return;
+        };
+        if found_inf {
+            self.scale *= d.backoff_factor as f32;
+            self.growth_tracker = 0;
+        } else {
+            let successful = self.growth_tracker + 1;
+            if successful == d.growth_interval {
+                let grown = self.scale * d.growth_factor as f32;
+                // GradScaler keeps the old scale where the grown one would be inf.
+                if grown.is_finite() {
+                    self.scale = grown;
+                }
+                self.growth_tracker = 0;
+            } else {
+                self.growth_tracker = successful;
+            }
+        }
+    }
+}
