@@ -339,9 +339,9 @@ fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
                         .collect()
                 };
                 if let Some(v) = wide.iter().find(|v| v.unsigned_abs() > 1 << 24) {
-                    return Err(file_error(
-                        path,
-                        format!("tensor '{name}' holds the integer {v}, beyond the ±2^24 that gradstab reads exactly (integers are labels)"),
+                    notes.push((
+                        name.clone(),
+                        Some(format!("holds the integer {v}, beyond the ±2^24 that f32 holds exactly")),
                     ));
                 }
                 let dtype = if view.dtype() == safetensors::Dtype::I64 {

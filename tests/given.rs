@@ -290,7 +290,7 @@ fn malformed_weights_and_data_are_one_line_errors() {
     cases.push((
         "integer",
         integer,
-        "gradstab reads f16, bf16, f32 and f64 tensors",
+        "is an integer tensor (i32); nn.Linear parameters are f16, bf16, f32 or f64",
     ));
     // Something other than an nn.Linear's parameters.
     let mut extra = state_dict_entries(&m);

@@ -128,6 +128,18 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
                 format!("missing layer: '{index}.bias' has no '{index}.weight'"),
             ));
         };
+        for t in [Some(weight), bias.as_ref()].into_iter().flatten() {
+            if matches!(t.dtype, files::FileDType::I64 | files::FileDType::I32) {
+                return Err(problem(
+                    path,
+                    format!(
+                        "'{}' is an integer tensor ({}); nn.Linear parameters are f16, bf16, f32 or f64",
+                        t.name,
+                        t.dtype.name()
+                    ),
+                ));
+            }
+        }
         let (rows, cols) = two_dimensional(path, weight, "an nn.Linear weight")?;
         if let Some(previous) = weights.last() {
             let previous: &HostTensor = previous;

@@ -259,7 +259,7 @@ pub fn backward<B: Backend>(
         let dw = backend.matmul(&dz, h_prev, MatmulOp::new(true, false), precision)?;
         let w = params.weight(backend, config, t, precision)?;
         let mut g_prev = backend.matmul(&dz, w.get(), MatmulOp::default(), precision)?;
-        if config.residual {
+        if config.residual && !is_linear_head(config, t) {
             g_prev = backend.axpy(1.0, &g, &g_prev, precision)?;
         }
         // ∂l/∂b^t = onesᵀ·dZ: the column sums, as a [1, n_t] row.

@@ -74,7 +74,7 @@ impl TrainSummary {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrainRun {
     pub label: String,
-    pub config: super::TrainConfig,
+    pub config: super::config::TrainConfig,
     pub summary: TrainSummary,
     pub steps: Vec<StepRecord>,
 }

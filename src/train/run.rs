@@ -1,0 +1,453 @@
+//! The training loop: each step's forward, loss, backward, loss scaling, clipping and
+//! optimizer step, with one wait for the device to read the step's records and one more for
+//! the updates' norms.
+
+use super::config::TrainConfig;
+use super::data::{self, Batches};
+use super::record::{LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
+use super::scaler::Scaler;
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::network::steps::{self, LayerGradients, Parameters};
+use crate::network::Clip;
+use crate::ops::loss::LossKind;
+use crate::ops::optimizer::{self, has_model_copy, master_dtype, StepScalars, StepTensors};
+use crate::precision::DType;
+use crate::stats::StatsRecord;
+use crate::tensor::{HostTensor, Shape};
+
+/// The optimizer's tensors for one parameter.
+struct Slot<T> {
+    /// The f32 master in mixed precision (the model's f16 copy lives in `Parameters`).
+    master: Option<T>,
+    first: Option<T>,
+    second: Option<T>,
+}
+
+fn zeros_like(dtype: DType, rows: usize, cols: usize) -> Result<HostTensor> {
+    HostTensor::from_f32_as(dtype, rows, cols, &vec![0.0; rows * cols])
+}
+
+impl<T> Slot<T> {
+    fn new<B: Backend<Tensor = T>>(
+        backend: &B,
+        config: &TrainConfig,
+        initial: &HostTensor,
+    ) -> Result<Self> {
+        let master = master_dtype(config.precision);
+        let (rows, cols) = (initial.shape().rows, initial.shape().cols);
+        let state = |used: bool| -> Result<Option<T>> {
+            if used {
+                Ok(Some(backend.upload(&zeros_like(master, rows, cols)?)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let n = config.optimizer.state_tensors();
+        Ok(Slot {
+            master: if has_model_copy(config.precision) {
+                Some(backend.upload(&initial.cast(DType::F32))?)
+            } else {
+                None
+            },
+            first: state(n >= 1)?,
+            second: state(n >= 2)?,
+        })
+    }
+}
+
+/// The trained weights, as the state dict `--save-weights` writes.
+pub struct FinalWeights {
+    pub weights: Vec<HostTensor>,
+    pub biases: Vec<Option<HostTensor>>,
+}
+
+/// A run's record, and its final weights where asked for.
+pub struct TrainOutcome {
+    pub run: TrainRun,
+    pub weights: Option<FinalWeights>,
+}
+
+/// Trains `config` on `backend`, telling `progress` each finished step.
+pub fn run_training<B: Backend>(
+    backend: &B,
+    config: &TrainConfig,
+    label: &str,
+    want_weights: bool,
+    progress: &mut dyn FnMut(usize),
+) -> Result<TrainOutcome> {
+    super::config::check(backend, config)?;
+    let net = &config.network;
+    let p = config.precision;
+    let storage = p.storage();
+    let d = net.depth;
+    let kind = config.task.loss();
+    let data = data::teacher_data(
+        &config.task,
+        config.samples,
+        net.widths[0],
+        net.widths[d],
+        net.seed,
+    )?;
+    let mut batches = Batches::new(data.samples(), net.batch, config.shuffle, net.seed);
+
+    // The model in its storage type, and the optimizer's tensors beside it.
+    let mut weights = Vec::with_capacity(d);
+    let mut biases = vec![None];
+    let mut weight_slots = Vec::with_capacity(d);
+    let mut bias_slots: Vec<Option<Slot<B::Tensor>>> = vec![None];
+    for t in 1..=d {
+        let w = net.weight(t, DType::F32)?;
+        weights.push(backend.upload(&w.cast(storage))?);
+        weight_slots.push(Slot::new(backend, config, &w)?);
+        match net.bias(t, DType::F32)? {
+            Some(b) => {
+                biases.push(Some(backend.upload(&b.cast(storage))?));
+                bias_slots.push(Some(Slot::new(backend, config, &b)?));
+            }
+            None => {
+                biases.push(None);
+                bias_slots.push(None);
+            }
+        }
+    }
+    let ones = if net.has_biases() {
+        Some(backend.upload(&HostTensor::from_f32_as(
+            storage,
+            net.batch,
+            1,
+            &vec![1.0; net.batch],
+        )?)?)
+    } else {
+        None
+    };
+    let mut params = Parameters::from_parts(weights, biases, ones);
+
+    // ‖W^t‖ before the first step.
+    let mut pending = Vec::with_capacity(d);
+    for t in 1..=d {
+        let master = match &weight_slots[t - 1].master {
+            Some(m) => m,
+            None => params.weight_mut(t).expect("kept"),
+        };
+        pending.push(backend.stats_later(master)?);
+    }
+    let mut weight_norms: Vec<f64> = backend
+        .collect_stats(pending)?
+        .iter()
+        .map(|r| r.l2_norm)
+        .collect();
+
+    let mut scaler = Scaler::new(config.loss_scale);
+    let mut optimizer_steps = 0u64;
+    let mut records: Vec<StepRecord> = Vec::with_capacity(config.steps);
+    let mut diverged_at = None;
+    let mut fixed_batch: Option<(B::Tensor, B::Tensor)> = None;
+    for step in 1..=config.steps {
+        let snapshot_now = step == 1
+            || step == config.steps
+            || (config.record_every > 0 && step % config.record_every == 0);
+        if fixed_batch.is_none() || !batches.is_fixed() {
+            let (x, y) = data.gather(&batches.next_rows())?;
+            fixed_batch = Some((backend.upload(&x.cast(storage))?, backend.upload(&y)?));
+        }
+        let (x, y) = fixed_batch.as_ref().expect("just uploaded");
+
+        // Forward, the loss, backward: every record started, none waited for.
+        let mut forward_pending = Vec::new();
+        let (pass, output) = steps::forward(backend, net, p, &params, x, &mut |_, z, h| {
+            if snapshot_now {
+                forward_pending.push(backend.stats_later(z)?);
+                forward_pending.push(backend.stats_later(h)?);
+            }
+            Ok(())
+        })?;
+        let output_shape = backend.shape(&output);
+        let coefficient = kind.gradient_coefficient(output_shape, scaler.scale() as f64);
+        let (grad_output, row_loss) = backend.loss(kind, &output, y, coefficient, p)?;
+        drop(output);
+        let loss_pending = backend.stats_later(&row_loss)?;
+        let mut grad_h_pending = Vec::new();
+        if snapshot_now {
+            grad_h_pending.push(backend.stats_later(&grad_output)?);
+        }
+        let mut grads: Vec<Option<LayerGradients<B::Tensor>>> = (0..=d).map(|_| None).collect();
+        let mut weight_grad_pending = Vec::with_capacity(d);
+        let mut bias_grad_pending = Vec::new();
+        steps::backward(
+            backend,
+            net,
+            p,
+            &params,
+            x,
+            pass,
+            grad_output,
+            &mut |t, g, g_prev| {
+                weight_grad_pending.push(backend.stats_later(&g.weight)?);
+                if let Some(b) = &g.bias {
+                    bias_grad_pending.push(backend.stats_later(b)?);
+                }
+                if snapshot_now && t > 1 {
+                    grad_h_pending.push(backend.stats_later(g_prev)?);
+                }
+                grads[t] = Some(g);
+                Ok(())
+            },
+        )?;
+        let (n_forward, n_grad_h) = (forward_pending.len(), grad_h_pending.len());
+        let n_bias = bias_grad_pending.len();
+        let mut all = vec![loss_pending];
+        all.extend(weight_grad_pending); // layers d, d − 1, …, 1
+        all.extend(bias_grad_pending);
+        all.extend(forward_pending);
+        all.extend(grad_h_pending);
+        let mut found = backend.collect_stats(all)?.into_iter();
+        let loss_record = found.next().expect("the loss record");
+        let mut weight_grads: Vec<StatsRecord> = found.by_ref().take(d).collect();
+        weight_grads.reverse(); // layer 1 first
+        let bias_grads: Vec<StatsRecord> = found.by_ref().take(n_bias).collect();
+        let forward_records: Vec<StatsRecord> = found.by_ref().take(n_forward).collect();
+        let grad_h_records: Vec<StatsRecord> = found.by_ref().take(n_grad_h).collect();
+
+        let loss = mean_loss(kind, &loss_record, output_shape);
+        let inv_scale = scaler.inv_scale() as f64;
+        let found_inf = weight_grads
+            .iter()
+            .chain(&bias_grads)
+            .any(|r| r.finite() != r.count);
+        let snapshot = snapshot_now.then(|| {
+            (1..=d)
+                .map(|t| LayerSnapshot {
+                    layer: t,
+                    pre_activation: forward_records[2 * (t - 1)].clone(),
+                    activation: forward_records[2 * (t - 1) + 1].clone(),
+                    // grad_h_records holds ∂l/∂H^d first, then ∂l/∂H^{d−1}, …, ∂l/∂H^1.
+                    grad_activation: grad_h_records[d - t].clone(),
+                    grad_weight: weight_grads[t - 1].clone(),
+                })
+                .collect()
+        });
+        let layer_steps = |norms: &[f64], ratios: &[f64]| -> Vec<LayerStep> {
+            (1..=d)
+                .map(|t| {
+                    let g = &weight_grads[t - 1];
+                    let n = g.count.max(1) as f64;
+                    LayerStep {
+                        layer: t,
+                        grad_norm: g.l2_norm * inv_scale,
+                        weight_norm: norms[t - 1],
+                        update_ratio: ratios[t - 1],
+                        grad_zero_fraction: g.zero as f64 / n,
+                        grad_subnormal_fraction: g.subnormal as f64 / n,
+                        grad_non_finite_fraction: (g.count - g.finite()) as f64 / n,
+                    }
+                })
+                .collect()
+        };
+        let loss_scale = scaler.scale() as f64;
+
+        if !loss.is_finite() {
+            diverged_at = Some(step);
+            records.push(StepRecord {
+                step,
+                loss,
+                loss_scale,
+                skipped: true,
+                layers: layer_steps(&weight_norms, &vec![0.0; d]),
+                snapshot,
+            });
+            progress(step);
+            break;
+        }
+        if found_inf && scaler.skips_non_finite() {
+            scaler.update(true);
+            records.push(StepRecord {
+                step,
+                loss,
+                loss_scale,
+                skipped: true,
+                layers: layer_steps(&weight_norms, &vec![0.0; d]),
+                snapshot,
+            });
+            progress(step);
+            continue;
+        }
+
+        // Unscale, clip, step: one kernel per parameter tensor.
+        let clip_coefficient = match net.clip {
+            Some(Clip::Norm(max_norm)) => {
+                let squares: f64 = weight_grads
+                    .iter()
+                    .chain(&bias_grads)
+                    .map(|r| r.l2_norm * r.l2_norm)
+                    .sum();
+                steps::clip_norm_coefficient(squares.sqrt() * inv_scale, max_norm)
+            }
+            _ => 1.0,
+        };
+        let clip_value = match net.clip {
+            Some(Clip::Value(limit)) => Some(limit),
+            _ => None,
+        };
+        optimizer_steps += 1;
+        let scalars = StepScalars {
+            lr: config.lr,
+            step: optimizer_steps,
+            grad_scale: scaler.inv_scale() as f64,
+            clip_value,
+            clip_coefficient,
+        };
+        let mut update_pending = Vec::with_capacity(2 * d);
+        for t in 1..=d {
+            let g = grads[t].take().expect("backward handed every layer");
+            let slot = &mut weight_slots[t - 1];
+            let model = params.weight_mut(t).expect("training keeps its weights");
+            let delta = step_one(backend, config, &scalars, &g.weight, slot, model)?;
+            update_pending.push(backend.stats_later(&delta)?);
+            let master = match &slot.master {
+                Some(m) => m,
+                None => &*model,
+            };
+            update_pending.push(backend.stats_later(master)?);
+            if let (Some(db), Some(slot)) = (&g.bias, bias_slots[t].as_mut()) {
+                let model = params.bias_mut(t).expect("a bias slot has a bias");
+                step_one(backend, config, &scalars, db, slot, model)?;
+            }
+        }
+        let updates = backend.collect_stats(update_pending)?;
+        let mut ratios = vec![0.0; d];
+        for t in 1..=d {
+            let (delta, w) = (&updates[2 * (t - 1)], &updates[2 * (t - 1) + 1]);
+            ratios[t - 1] = delta.l2_norm / weight_norms[t - 1];
+            weight_norms[t - 1] = w.l2_norm;
+        }
+        scaler.update(found_inf);
+        records.push(StepRecord {
+            step,
+            loss,
+            loss_scale,
+            skipped: false,
+            layers: layer_steps(&weight_norms, &ratios),
+            snapshot,
+        });
+        progress(step);
+    }
+
+    let weights = if want_weights {
+        let mut w = Vec::with_capacity(d);
+        let mut b = vec![];
+        for t in 1..=d {
+            let master = match &weight_slots[t - 1].master {
+                Some(m) => backend.download(m)?,
+                None => backend.download(params.weight_mut(t).expect("kept"))?,
+            };
+            w.push(master);
+            b.push(match (&bias_slots[t], params.bias_mut(t)) {
+                (
+                    Some(Slot {
+                        master: Some(m), ..
+                    }),
+                    _,
+                ) => Some(backend.download(m)?),
+                (_, Some(model)) => Some(backend.download(model)?),
+                _ => None,
+            });
+        }
+        Some(FinalWeights {
+            weights: w,
+            biases: b,
+        })
+    } else {
+        None
+    };
+    Ok(TrainOutcome {
+        run: TrainRun {
+            label: label.to_string(),
+            config: config.clone(),
+            summary: summarize(&records, diverged_at, scaler.scale() as f64, d),
+            steps: records,
+        },
+        weights,
+    })
+}
+
+/// One optimizer step of one parameter: the master (or the model itself) updated in place,
+/// the model's f16 copy rounded from it in mixed precision. Returns W_new − W_old.
+fn step_one<B: Backend>(
+    backend: &B,
+    config: &TrainConfig,
+    scalars: &StepScalars,
+    grad: &B::Tensor,
+    slot: &mut Slot<B::Tensor>,
+    model: &mut B::Tensor,
+) -> Result<B::Tensor> {
+    let len = backend.shape(grad).len();
+    let params = optimizer::Params::new(&config.optimizer, scalars, len, config.precision);
+    let (param, model) = match slot.master.as_mut() {
+        Some(master) => (master, Some(model)),
+        None => (model, None),
+    };
+    backend.optimizer_step(
+        config.optimizer.kind,
+        &params,
+        StepTensors {
+            grad,
+            param,
+            first_moment: slot.first.as_mut(),
+            second_moment: slot.second.as_mut(),
+            model,
+        },
+        config.precision,
+    )
+}
+
+/// The mean loss from the record of the row losses: NaN where a row's loss is NaN, inf
+/// where one is inf.
+fn mean_loss(kind: LossKind, rows: &StatsRecord, output: Shape) -> f64 {
+    if rows.nan > 0 || (rows.pos_inf > 0 && rows.neg_inf > 0) {
+        return f64::NAN;
+    }
+    if rows.pos_inf > 0 {
+        return f64::INFINITY;
+    }
+    if rows.neg_inf > 0 {
+        return f64::NEG_INFINITY;
+    }
+    kind.mean_loss(rows.mean * rows.count as f64, output)
+}
+
+fn summarize(
+    records: &[StepRecord],
+    diverged_at: Option<usize>,
+    final_loss_scale: f64,
+    depth: usize,
+) -> TrainSummary {
+    let applied: Vec<&StepRecord> = records.iter().filter(|r| !r.skipped).collect();
+    let mean_update_ratio = (0..depth)
+        .map(|i| {
+            if applied.is_empty() {
+                0.0
+            } else {
+                applied
+                    .iter()
+                    .map(|r| r.layers[i].update_ratio)
+                    .sum::<f64>()
+                    / applied.len() as f64
+            }
+        })
+        .collect();
+    TrainSummary {
+        start_loss: records.first().map_or(f64::NAN, |r| r.loss),
+        final_loss: records.last().map_or(f64::NAN, |r| r.loss),
+        min_loss: records
+            .iter()
+            .map(|r| r.loss)
+            .filter(|l| l.is_finite())
+            .fold(f64::INFINITY, f64::min),
+        diverged_at,
+        steps_run: records.len(),
+        skipped_steps: records.iter().filter(|r| r.skipped).count(),
+        final_loss_scale,
+        mean_update_ratio,
+    }
+}
