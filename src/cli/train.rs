@@ -509,6 +509,7 @@ pub(crate) fn train_command(args: &TrainArgs, preset: TrainPreset) -> anyhow::Re
     let report = TrainReport {
         preset: args.preset.clone(),
         conclusion: (!preset.conclusion.is_empty()).then(|| preset.conclusion.to_string()),
+        claims: presets::verify(preset.name, &runs),
         device,
         runs,
     };

@@ -71,7 +71,17 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
     writeln!(
         out,
         "loss: mean over the minibatch before the step; upd: mean ‖ΔW‖/‖W‖ over applied steps"
-    )
+    )?;
+    for c in &report.claims {
+        writeln!(
+            out,
+            "{} {}: {}",
+            if c.holds { "holds: " } else { "FAILS: " },
+            c.claim,
+            c.measured
+        )?;
+    }
+    Ok(())
 }
 
 /// One row per run, step and layer.

@@ -92,6 +92,18 @@ impl TrainData {
         }
     }
 
+    /// The loss of a model that ignores its input: mean(y²) for MSE (predicting zero),
+    /// ln(outputs) for cross-entropy (equal logits over the network's outputs).
+    pub fn baseline_loss(&self, outputs: usize) -> f64 {
+        match &self.targets {
+            Targets::Values(y) => {
+                let v = y.to_f64_vec();
+                v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64
+            }
+            Targets::Labels(_) => (outputs as f64).ln(),
+        }
+    }
+
     /// The inputs and f32 targets of `rows` (indices into the set).
     pub fn gather(&self, rows: &[usize]) -> Result<(HostTensor, HostTensor)> {
         let x = self.x.to_f32_vec();

@@ -20,6 +20,8 @@ pub mod weights;
 
 pub use config::{check, TrainConfig};
 pub use data::{Batches, Targets, Task, TrainData};
-pub use record::{LayerSnapshot, LayerStep, StepRecord, TrainReport, TrainRun, TrainSummary};
+pub use record::{
+    Claim, LayerSnapshot, LayerStep, StepRecord, TrainReport, TrainRun, TrainSummary,
+};
 pub use run::{run_training, FinalWeights, TrainOutcome};
 pub use scaler::{DynamicScaling, LossScale, Scaler};

@@ -49,6 +49,10 @@ pub struct StepRecord {
 /// A run in one line.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrainSummary {
+    /// The loss of a model that ignores its input: mean(y²) of the data set for MSE (its
+    /// output zero), ln(classes) for cross-entropy (its logits equal). A run that ends
+    /// below it has learned something about the task.
+    pub baseline_loss: f64,
     pub start_loss: f64,
     pub final_loss: f64,
     pub min_loss: f64,
@@ -62,6 +66,11 @@ pub struct TrainSummary {
 }
 
 impl TrainSummary {
+    /// Whether the run ended finite and below `fraction` of the baseline loss.
+    pub fn trained_below(&self, fraction: f64) -> bool {
+        self.diverged_at.is_none() && self.final_loss < fraction * self.baseline_loss
+    }
+
     /// Mean update ratio of the first, middle and last layers.
     pub fn update_ratios_first_middle_last(&self) -> [f64; 3] {
         let r = &self.mean_update_ratio;
@@ -85,6 +94,17 @@ pub struct TrainReport {
     pub preset: Option<String>,
     /// The preset's claim in one line.
     pub conclusion: Option<String>,
+    /// The claim's parts, each checked against these runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
     pub device: BackendInfo,
     pub runs: Vec<TrainRun>,
+}
+
+/// One checkable part of a preset's claim, and what these runs measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Claim {
+    pub claim: String,
+    pub holds: bool,
+    pub measured: String,
 }

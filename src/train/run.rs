@@ -364,7 +364,13 @@ pub fn run_training<B: Backend>(
         run: TrainRun {
             label: label.to_string(),
             config: config.clone(),
-            summary: summarize(&records, diverged_at, scaler.scale() as f64, d),
+            summary: summarize(
+                &records,
+                diverged_at,
+                scaler.scale() as f64,
+                d,
+                data.baseline_loss(net.widths[d]),
+            ),
             steps: records,
         },
         weights,
@@ -421,6 +427,7 @@ fn summarize(
     diverged_at: Option<usize>,
     final_loss_scale: f64,
     depth: usize,
+    baseline_loss: f64,
 ) -> TrainSummary {
     let applied: Vec<&StepRecord> = records.iter().filter(|r| !r.skipped).collect();
     let mean_update_ratio = (0..depth)
@@ -437,6 +444,7 @@ fn summarize(
         })
         .collect();
     TrainSummary {
+        baseline_loss,
         start_loss: records.first().map_or(f64::NAN, |r| r.loss),
         final_loss: records.last().map_or(f64::NAN, |r| r.loss),
         min_loss: records
@@ -446,7 +454,11 @@ fn summarize(
             .fold(f64::INFINITY, f64::min),
         diverged_at,
         steps_run: records.len(),
-        skipped_steps: records.iter().filter(|r| r.skipped).count(),
+        // The step where the loss turned inf or NaN is not one the scaler skipped.
+        skipped_steps: records
+            .iter()
+            .filter(|r| r.skipped && Some(r.step) != diverged_at)
+            .count(),
         final_loss_scale,
         mean_update_ratio,
     }
