@@ -100,7 +100,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_parser = parse_with::<OptimizerKind>)]
     optimizer: Option<OptimizerKind>,
     /// One learning rate or a comma list, one run each (default 0.01 for sgd, 0.001 for adam).
-    #[arg(long, value_parser = parse_rates)]
+    #[arg(long, value_parser = parse_rates, allow_negative_numbers = true)]
     lr: Option<Rates>,
     /// SGD's momentum.
     #[arg(long, allow_negative_numbers = true)]

@@ -188,6 +188,7 @@ impl NetworkConfig {
         self.depth = given.depth();
         self.widths = given.widths();
         self.bias_std = 0.0;
+        self.linear_bias = false;
         self.given_parameters = Some(Arc::new(given));
         self
     }
