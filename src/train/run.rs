@@ -76,86 +76,156 @@ pub fn run_training<B: Backend>(
     want_weights: bool,
     progress: &mut dyn FnMut(usize),
 ) -> Result<TrainOutcome> {
-    super::config::check(backend, config)?;
-    let net = &config.network;
-    let p = config.precision;
-    let storage = p.storage();
-    let d = net.depth;
-    let kind = config.task.loss();
-    let data = data::teacher_data(
-        &config.task,
-        config.samples,
-        net.widths[0],
-        net.widths[d],
-        net.seed,
-    )?;
-    let mut batches = Batches::new(data.samples(), net.batch, config.shuffle, net.seed);
+    let mut trainer = Trainer::new(backend, config)?;
+    while trainer.step()? {
+        progress(trainer.steps_done());
+    }
+    progress(trainer.steps_done());
+    trainer.finish(label, want_weights)
+}
 
-    // The model in its storage type, and the optimizer's tensors beside it.
-    let mut weights = Vec::with_capacity(d);
-    let mut biases = vec![None];
-    let mut weight_slots = Vec::with_capacity(d);
-    let mut bias_slots: Vec<Option<Slot<B::Tensor>>> = vec![None];
-    for t in 1..=d {
-        let w = net.weight(t, DType::F32)?;
-        weights.push(backend.upload(&w.cast(storage))?);
-        weight_slots.push(Slot::new(backend, config, &w)?);
-        match net.bias(t, DType::F32)? {
-            Some(b) => {
-                biases.push(Some(backend.upload(&b.cast(storage))?));
-                bias_slots.push(Some(Slot::new(backend, config, &b)?));
-            }
-            None => {
-                biases.push(None);
-                bias_slots.push(None);
+/// A training run in progress: the model, the optimizer's state, the loss scale and the
+/// records so far.
+pub struct Trainer<'a, B: Backend> {
+    backend: &'a B,
+    config: &'a TrainConfig,
+    data: data::TrainData,
+    batches: Batches,
+    /// The last batch uploaded, kept while every step takes the same rows.
+    fixed_batch: Option<(B::Tensor, B::Tensor)>,
+    params: Parameters<B::Tensor>,
+    weight_slots: Vec<Slot<B::Tensor>>,
+    /// Index t for layer t (index 0 unused).
+    bias_slots: Vec<Option<Slot<B::Tensor>>>,
+    /// ‖W^t‖ now, at index t − 1.
+    weight_norms: Vec<f64>,
+    scaler: Scaler,
+    optimizer_steps: u64,
+    records: Vec<StepRecord>,
+    diverged_at: Option<usize>,
+}
+
+impl<'a, B: Backend> Trainer<'a, B> {
+    /// Checks `config`, draws the data and the model, and uploads them with zeroed optimizer
+    /// state.
+    pub fn new(backend: &'a B, config: &'a TrainConfig) -> Result<Self> {
+        super::config::check(backend, config)?;
+        let net = &config.network;
+        let storage = config.precision.storage();
+        let d = net.depth;
+        let data = data::teacher_data(
+            &config.task,
+            config.samples,
+            net.widths[0],
+            net.widths[d],
+            net.seed,
+        )?;
+        let batches = Batches::new(data.samples(), net.batch, config.shuffle, net.seed);
+
+        // The model in its storage type, and the optimizer's tensors beside it.
+        let mut weights = Vec::with_capacity(d);
+        let mut biases = vec![None];
+        let mut weight_slots = Vec::with_capacity(d);
+        let mut bias_slots: Vec<Option<Slot<B::Tensor>>> = vec![None];
+        for t in 1..=d {
+            let w = net.weight(t, DType::F32)?;
+            weights.push(backend.upload(&w.cast(storage))?);
+            weight_slots.push(Slot::new(backend, config, &w)?);
+            match net.bias(t, DType::F32)? {
+                Some(b) => {
+                    biases.push(Some(backend.upload(&b.cast(storage))?));
+                    bias_slots.push(Some(Slot::new(backend, config, &b)?));
+                }
+                None => {
+                    biases.push(None);
+                    bias_slots.push(None);
+                }
             }
         }
-    }
-    let ones = if net.has_biases() {
-        Some(backend.upload(&HostTensor::from_f32_as(
-            storage,
-            net.batch,
-            1,
-            &vec![1.0; net.batch],
-        )?)?)
-    } else {
-        None
-    };
-    let mut params = Parameters::from_parts(weights, biases, ones);
-
-    // ‖W^t‖ before the first step.
-    let mut pending = Vec::with_capacity(d);
-    for t in 1..=d {
-        let master = match &weight_slots[t - 1].master {
-            Some(m) => m,
-            None => params.weight_mut(t).expect("kept"),
+        let ones = if net.has_biases() {
+            Some(backend.upload(&HostTensor::from_f32_as(
+                storage,
+                net.batch,
+                1,
+                &vec![1.0; net.batch],
+            )?)?)
+        } else {
+            None
         };
-        pending.push(backend.stats_later(master)?);
-    }
-    let mut weight_norms: Vec<f64> = backend
-        .collect_stats(pending)?
-        .iter()
-        .map(|r| r.l2_norm)
-        .collect();
+        let mut params = Parameters::from_parts(weights, biases, ones);
 
-    let mut scaler = Scaler::new(config.loss_scale);
-    let mut optimizer_steps = 0u64;
-    let mut records: Vec<StepRecord> = Vec::with_capacity(config.steps);
-    let mut diverged_at = None;
-    let mut fixed_batch: Option<(B::Tensor, B::Tensor)> = None;
-    for step in 1..=config.steps {
+        // ‖W^t‖ before the first step.
+        let mut pending = Vec::with_capacity(d);
+        for t in 1..=d {
+            let master = match &weight_slots[t - 1].master {
+                Some(m) => m,
+                None => params.weight_mut(t).expect("kept"),
+            };
+            pending.push(backend.stats_later(master)?);
+        }
+        let weight_norms = backend
+            .collect_stats(pending)?
+            .iter()
+            .map(|r| r.l2_norm)
+            .collect();
+        Ok(Trainer {
+            backend,
+            config,
+            data,
+            batches,
+            fixed_batch: None,
+            params,
+            weight_slots,
+            bias_slots,
+            weight_norms,
+            scaler: Scaler::new(config.loss_scale),
+            optimizer_steps: 0,
+            records: Vec::new(),
+            diverged_at: None,
+        })
+    }
+
+    /// Steps recorded so far.
+    pub fn steps_done(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The records so far.
+    pub fn records(&self) -> &[StepRecord] {
+        &self.records
+    }
+
+    /// Runs the next step; false once every step has run or the loss has turned inf or NaN.
+    pub fn step(&mut self) -> Result<bool> {
+        let step = self.records.len() + 1;
+        if step > self.config.steps || self.diverged_at.is_some() {
+            return Ok(false);
+        }
+        let record = self.run_step(step)?;
+        self.records.push(record);
+        Ok(step < self.config.steps && self.diverged_at.is_none())
+    }
+
+    fn run_step(&mut self, step: usize) -> Result<StepRecord> {
+        let backend = self.backend;
+        let config = self.config;
+        let net = &config.network;
+        let p = config.precision;
+        let d = net.depth;
+        let kind = config.task.loss();
         let snapshot_now = step == 1
             || step == config.steps
             || (config.record_every > 0 && step % config.record_every == 0);
-        if fixed_batch.is_none() || !batches.is_fixed() {
-            let (x, y) = data.gather(&batches.next_rows())?;
-            fixed_batch = Some((backend.upload(&x.cast(storage))?, backend.upload(&y)?));
+        if self.fixed_batch.is_none() || !self.batches.is_fixed() {
+            let (x, y) = self.data.gather(&self.batches.next_rows())?;
+            self.fixed_batch = Some((backend.upload(&x.cast(p.storage()))?, backend.upload(&y)?));
         }
-        let (x, y) = fixed_batch.as_ref().expect("just uploaded");
-
+        let (x, y) = self.fixed_batch.as_ref().expect("just uploaded");
+        let params = &mut self.params;
+        let scaler = &mut self.scaler;
         // Forward, the loss, backward: every record started, none waited for.
         let mut forward_pending = Vec::new();
-        let (pass, output) = steps::forward(backend, net, p, &params, x, &mut |_, z, h| {
+        let (pass, output) = steps::forward(backend, net, p, &*params, x, &mut |_, z, h| {
             if snapshot_now {
                 forward_pending.push(backend.stats_later(z)?);
                 forward_pending.push(backend.stats_later(h)?);
@@ -178,7 +248,7 @@ pub fn run_training<B: Backend>(
             backend,
             net,
             p,
-            &params,
+            &*params,
             x,
             pass,
             grad_output,
@@ -247,30 +317,26 @@ pub fn run_training<B: Backend>(
         let loss_scale = scaler.scale() as f64;
 
         if !loss.is_finite() {
-            diverged_at = Some(step);
-            records.push(StepRecord {
+            self.diverged_at = Some(step);
+            return Ok(StepRecord {
                 step,
                 loss,
                 loss_scale,
                 skipped: true,
-                layers: layer_steps(&weight_norms, &vec![0.0; d]),
+                layers: layer_steps(&self.weight_norms, &vec![0.0; d]),
                 snapshot,
             });
-            progress(step);
-            break;
         }
         if found_inf && scaler.skips_non_finite() {
             scaler.update(true);
-            records.push(StepRecord {
+            return Ok(StepRecord {
                 step,
                 loss,
                 loss_scale,
                 skipped: true,
-                layers: layer_steps(&weight_norms, &vec![0.0; d]),
+                layers: layer_steps(&self.weight_norms, &vec![0.0; d]),
                 snapshot,
             });
-            progress(step);
-            continue;
         }
 
         // Unscale, clip, step: one kernel per parameter tensor.
@@ -289,10 +355,10 @@ pub fn run_training<B: Backend>(
             Some(Clip::Value(limit)) => Some(limit),
             _ => None,
         };
-        optimizer_steps += 1;
+        self.optimizer_steps += 1;
         let scalars = StepScalars {
             lr: config.lr,
-            step: optimizer_steps,
+            step: self.optimizer_steps,
             grad_scale: scaler.inv_scale() as f64,
             clip_value,
             clip_coefficient,
@@ -300,7 +366,7 @@ pub fn run_training<B: Backend>(
         let mut update_pending = Vec::with_capacity(2 * d);
         for t in 1..=d {
             let g = grads[t].take().expect("backward handed every layer");
-            let slot = &mut weight_slots[t - 1];
+            let slot = &mut self.weight_slots[t - 1];
             let model = params.weight_mut(t).expect("training keeps its weights");
             let delta = step_one(backend, config, &scalars, &g.weight, slot, model)?;
             update_pending.push(backend.stats_later(&delta)?);
@@ -309,7 +375,7 @@ pub fn run_training<B: Backend>(
                 None => &*model,
             };
             update_pending.push(backend.stats_later(master)?);
-            if let (Some(db), Some(slot)) = (&g.bias, bias_slots[t].as_mut()) {
+            if let (Some(db), Some(slot)) = (&g.bias, self.bias_slots[t].as_mut()) {
                 let model = params.bias_mut(t).expect("a bias slot has a bias");
                 step_one(backend, config, &scalars, db, slot, model)?;
             }
@@ -318,63 +384,68 @@ pub fn run_training<B: Backend>(
         let mut ratios = vec![0.0; d];
         for t in 1..=d {
             let (delta, w) = (&updates[2 * (t - 1)], &updates[2 * (t - 1) + 1]);
-            ratios[t - 1] = delta.l2_norm / weight_norms[t - 1];
-            weight_norms[t - 1] = w.l2_norm;
+            ratios[t - 1] = delta.l2_norm / self.weight_norms[t - 1];
+            self.weight_norms[t - 1] = w.l2_norm;
         }
         scaler.update(found_inf);
-        records.push(StepRecord {
+        Ok(StepRecord {
             step,
             loss,
             loss_scale,
             skipped: false,
-            layers: layer_steps(&weight_norms, &ratios),
+            layers: layer_steps(&self.weight_norms, &ratios),
             snapshot,
-        });
-        progress(step);
+        })
     }
 
-    let weights = if want_weights {
-        let mut w = Vec::with_capacity(d);
-        let mut b = vec![];
-        for t in 1..=d {
-            let master = match &weight_slots[t - 1].master {
-                Some(m) => backend.download(m)?,
-                None => backend.download(params.weight_mut(t).expect("kept"))?,
-            };
-            w.push(master);
-            b.push(match (&bias_slots[t], params.bias_mut(t)) {
-                (
-                    Some(Slot {
-                        master: Some(m), ..
-                    }),
-                    _,
-                ) => Some(backend.download(m)?),
-                (_, Some(model)) => Some(backend.download(model)?),
-                _ => None,
-            });
-        }
-        Some(FinalWeights {
-            weights: w,
-            biases: b,
+    /// The run's record, and its final weights (downloaded) where `want_weights`.
+    pub fn finish(mut self, label: &str, want_weights: bool) -> Result<TrainOutcome> {
+        let backend = self.backend;
+        let net = &self.config.network;
+        let d = net.depth;
+        let weights = if want_weights {
+            let mut w = Vec::with_capacity(d);
+            let mut b = vec![];
+            for t in 1..=d {
+                let master = match &self.weight_slots[t - 1].master {
+                    Some(m) => backend.download(m)?,
+                    None => backend.download(self.params.weight_mut(t).expect("kept"))?,
+                };
+                w.push(master);
+                b.push(match (&self.bias_slots[t], self.params.bias_mut(t)) {
+                    (
+                        Some(Slot {
+                            master: Some(m), ..
+                        }),
+                        _,
+                    ) => Some(backend.download(m)?),
+                    (_, Some(model)) => Some(backend.download(model)?),
+                    _ => None,
+                });
+            }
+            Some(FinalWeights {
+                weights: w,
+                biases: b,
+            })
+        } else {
+            None
+        };
+        Ok(TrainOutcome {
+            run: TrainRun {
+                label: label.to_string(),
+                config: self.config.clone(),
+                summary: summarize(
+                    &self.records,
+                    self.diverged_at,
+                    self.scaler.scale() as f64,
+                    d,
+                    self.data.baseline_loss(net.widths[d]),
+                ),
+                steps: self.records,
+            },
+            weights,
         })
-    } else {
-        None
-    };
-    Ok(TrainOutcome {
-        run: TrainRun {
-            label: label.to_string(),
-            config: config.clone(),
-            summary: summarize(
-                &records,
-                diverged_at,
-                scaler.scale() as f64,
-                d,
-                data.baseline_loss(net.widths[d]),
-            ),
-            steps: records,
-        },
-        weights,
-    })
+    }
 }
 
 /// One optimizer step of one parameter: the master (or the model itself) updated in place,
