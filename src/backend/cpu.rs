@@ -75,6 +75,10 @@ impl Backend for Cpu {
         Ok(pending)
     }
 
+    fn norms(&self, xs: &[&HostTensor]) -> Result<Vec<f64>> {
+        Ok(xs.iter().map(|x| reduce::cpu::finite_l2_norm(x)).collect())
+    }
+
     fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {
         Ok(reduce::cpu::reference_per_row(x))
     }

@@ -104,6 +104,20 @@ pub trait Backend {
             .expect("one record per pending record"))
     }
 
+    /// ‖x‖ over the finite values of each tensor, in one wait: the `l2_norm` of each one's
+    /// statistics record. A backend may compute the norms alone, more cheaply.
+    fn norms(&self, xs: &[&Self::Tensor]) -> Result<Vec<f64>> {
+        let pending = xs
+            .iter()
+            .map(|x| self.stats_later(x))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .collect_stats(pending)?
+            .iter()
+            .map(|r| r.l2_norm)
+            .collect())
+    }
+
     /// The statistics record of every row.
     fn row_stats(&self, x: &Self::Tensor) -> Result<Vec<StatsRecord>>;
 

@@ -93,6 +93,11 @@ impl<T> Parameters<T> {
         }
     }
 
+    /// W^t where weights are kept on the backend.
+    pub fn kept_weight(&self, t: usize) -> Option<&T> {
+        self.weights.as_ref().map(|w| &w[t - 1])
+    }
+
     /// W^t, to update in place; `None` where weights are drawn again for each use.
     pub fn weight_mut(&mut self, t: usize) -> Option<&mut T> {
         self.weights.as_mut().map(|w| &mut w[t - 1])

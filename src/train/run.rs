@@ -152,22 +152,19 @@ impl<'a, B: Backend> Trainer<'a, B> {
         } else {
             None
         };
-        let mut params = Parameters::from_parts(weights, biases, ones);
+        let params = Parameters::from_parts(weights, biases, ones);
 
         // ‖W^t‖ before the first step.
-        let mut pending = Vec::with_capacity(d);
-        for t in 1..=d {
-            let master = match &weight_slots[t - 1].master {
-                Some(m) => m,
-                None => params.weight_mut(t).expect("kept"),
-            };
-            pending.push(backend.stats_later(master)?);
-        }
-        let weight_norms = backend
-            .collect_stats(pending)?
-            .iter()
-            .map(|r| r.l2_norm)
+        let masters: Vec<&B::Tensor> = (1..=d)
+            .map(|t| {
+                weight_slots[t - 1]
+                    .master
+                    .as_ref()
+                    .unwrap_or_else(|| params.kept_weight(t).expect("training keeps its weights"))
+            })
             .collect();
+        let weight_norms = backend.norms(&masters)?;
+        drop(masters);
         Ok(Trainer {
             backend,
             config,
@@ -363,29 +360,30 @@ impl<'a, B: Backend> Trainer<'a, B> {
             clip_value,
             clip_coefficient,
         };
-        let mut update_pending = Vec::with_capacity(2 * d);
+        let mut deltas = Vec::with_capacity(d);
         for t in 1..=d {
             let g = grads[t].take().expect("backward handed every layer");
             let slot = &mut self.weight_slots[t - 1];
             let model = params.weight_mut(t).expect("training keeps its weights");
-            let delta = step_one(backend, config, &scalars, &g.weight, slot, model)?;
-            update_pending.push(backend.stats_later(&delta)?);
-            let master = match &slot.master {
-                Some(m) => m,
-                None => &*model,
-            };
-            update_pending.push(backend.stats_later(master)?);
+            deltas.push(step_one(backend, config, &scalars, &g.weight, slot, model)?);
             if let (Some(db), Some(slot)) = (&g.bias, self.bias_slots[t].as_mut()) {
                 let model = params.bias_mut(t).expect("a bias slot has a bias");
                 step_one(backend, config, &scalars, db, slot, model)?;
             }
         }
-        let updates = backend.collect_stats(update_pending)?;
+        // ‖ΔW^t‖ and the new ‖W^t‖ of every layer, in one wait.
+        let mut tensors: Vec<&B::Tensor> = deltas.iter().collect();
+        for t in 1..=d {
+            tensors.push(match &self.weight_slots[t - 1].master {
+                Some(m) => m,
+                None => params.kept_weight(t).expect("training keeps its weights"),
+            });
+        }
+        let norms = backend.norms(&tensors)?;
         let mut ratios = vec![0.0; d];
         for t in 1..=d {
-            let (delta, w) = (&updates[2 * (t - 1)], &updates[2 * (t - 1) + 1]);
-            ratios[t - 1] = delta.l2_norm / self.weight_norms[t - 1];
-            self.weight_norms[t - 1] = w.l2_norm;
+            ratios[t - 1] = norms[t - 1] / self.weight_norms[t - 1];
+            self.weight_norms[t - 1] = norms[d + t - 1];
         }
         scaler.update(found_inf);
         Ok(StepRecord {

@@ -1,10 +1,93 @@
 //! CPU reference of shaders/optimizer.wgsl, operation for operation: f32 arithmetic with a
-//! rounding to the master type where the shader has `rm`.
+//! rounding to the master type where the shader has `rm`. Elements are independent, so the
+//! tensor is split into pieces updated on all cores.
+
+use rayon::prelude::*;
 
 use super::{OptimizerKind, Params, StepTensors, CLIP_VALUE, FIRST_STEP, NESTEROV, WRITE_MODEL};
 use crate::error::Result;
 use crate::precision::{Arith, DType};
 use crate::tensor::HostTensor;
+
+/// Elements per piece of the parallel update.
+const PIECE: usize = 1 << 14;
+
+/// One element's state: the weight, and the moments its rule keeps.
+struct Element<'a> {
+    w: &'a mut f32,
+    first: Option<&'a mut f32>,
+    second: Option<&'a mut f32>,
+}
+
+/// One element's step; returns W_new − W_old.
+fn update(kind: OptimizerKind, p: &Params, rm: impl Fn(f32) -> f32, grad: f32, e: Element) -> f32 {
+    let mut g = grad;
+    if p.grad_scale != 1.0 {
+        g = rm(g * p.grad_scale);
+    }
+    if p.has(CLIP_VALUE) {
+        g = g.clamp(-p.clip_value, p.clip_value);
+    }
+    if p.clip_coefficient != 1.0 {
+        g = rm(g * p.clip_coefficient);
+    }
+    let w_old = *e.w;
+    let w_new = match kind {
+        OptimizerKind::Sgd => {
+            if p.weight_decay != 0.0 {
+                g = rm(g + p.weight_decay * w_old);
+            }
+            if p.momentum != 0.0 {
+                let state = e.first.expect("SGD with momentum has a buffer");
+                let buf = if p.has(FIRST_STEP) {
+                    g
+                } else {
+                    rm(rm(*state * p.momentum) + g)
+                };
+                *state = rm(buf);
+                g = if p.has(NESTEROV) {
+                    rm(g + p.momentum * buf)
+                } else {
+                    buf
+                };
+            }
+            rm(w_old - p.lr * g)
+        }
+        OptimizerKind::Adam | OptimizerKind::AdamW => {
+            let mut w = w_old;
+            if kind == OptimizerKind::AdamW {
+                if p.weight_decay != 0.0 {
+                    w = rm(w * p.decoupled_decay);
+                }
+            } else if p.weight_decay != 0.0 {
+                g = rm(g + p.weight_decay * w);
+            }
+            let m1 = e.first.expect("Adam has exp_avg");
+            let m2 = e.second.expect("Adam has exp_avg_sq");
+            let weight = p.one_minus_beta1;
+            let m = if weight.abs() < 0.5 {
+                rm(*m1 + weight * (g - *m1))
+            } else {
+                rm(g - (g - *m1) * (1.0 - weight))
+            };
+            let v = rm(rm(*m2 * p.beta2) + p.one_minus_beta2 * g * g);
+            *m1 = m;
+            *m2 = v;
+            let denom = rm(rm(rm(v.sqrt()) / p.bias_correction2_sqrt) + p.eps);
+            rm(w + (-p.step_size) * (m / denom))
+        }
+    };
+    *e.w = w_new;
+    w_new - w_old
+}
+
+/// A piece of an optional state tensor, or nothing where the rule keeps none.
+fn pieces(v: &mut Option<Vec<f32>>, n: usize) -> Vec<Option<&mut [f32]>> {
+    match v {
+        Some(v) => v.chunks_mut(PIECE).map(Some).collect(),
+        None => (0..n.div_ceil(PIECE)).map(|_| None).collect(),
+    }
+}
 
 /// One step of every element; returns W_new − W_old as an f32 tensor.
 pub(crate) fn run(
@@ -15,71 +98,28 @@ pub(crate) fn run(
 ) -> Result<HostTensor> {
     let rm = |x: f32| Arith(master).r(x);
     let shape = tensors.grad.shape();
+    let n = shape.len();
     let grad = tensors.grad.f32_values();
     let mut w = tensors.param.to_f32_vec();
     let mut m1 = tensors.first_moment.as_ref().map(|t| t.to_f32_vec());
     let mut m2 = tensors.second_moment.as_ref().map(|t| t.to_f32_vec());
-    let mut delta = vec![0.0f32; w.len()];
-    for i in 0..w.len() {
-        let mut g = grad[i];
-        if p.grad_scale != 1.0 {
-            g = rm(g * p.grad_scale);
-        }
-        if p.has(CLIP_VALUE) {
-            g = g.clamp(-p.clip_value, p.clip_value);
-        }
-        if p.clip_coefficient != 1.0 {
-            g = rm(g * p.clip_coefficient);
-        }
-        let w_old = w[i];
-        let w_new = match kind {
-            OptimizerKind::Sgd => {
-                if p.weight_decay != 0.0 {
-                    g = rm(g + p.weight_decay * w_old);
-                }
-                if p.momentum != 0.0 {
-                    let buf_state = m1.as_mut().expect("SGD with momentum has a buffer");
-                    let buf = if p.has(FIRST_STEP) {
-                        g
-                    } else {
-                        rm(rm(buf_state[i] * p.momentum) + g)
-                    };
-                    buf_state[i] = rm(buf);
-                    g = if p.has(NESTEROV) {
-                        rm(g + p.momentum * buf)
-                    } else {
-                        buf
-                    };
-                }
-                rm(w_old - p.lr * g)
-            }
-            OptimizerKind::Adam | OptimizerKind::AdamW => {
-                let mut wv = w_old;
-                if kind == OptimizerKind::AdamW {
-                    if p.weight_decay != 0.0 {
-                        wv = rm(wv * p.decoupled_decay);
-                    }
-                } else if p.weight_decay != 0.0 {
-                    g = rm(g + p.weight_decay * wv);
-                }
-                let m1 = m1.as_mut().expect("Adam has exp_avg");
-                let m2 = m2.as_mut().expect("Adam has exp_avg_sq");
-                let weight = p.one_minus_beta1;
-                let m = if weight.abs() < 0.5 {
-                    rm(m1[i] + weight * (g - m1[i]))
-                } else {
-                    rm(g - (g - m1[i]) * (1.0 - weight))
+    let mut delta = vec![0.0f32; n];
+    let firsts = pieces(&mut m1, n);
+    let seconds = pieces(&mut m2, n);
+    w.par_chunks_mut(PIECE)
+        .zip(delta.par_chunks_mut(PIECE))
+        .zip(grad.par_chunks(PIECE))
+        .zip(firsts.into_par_iter().zip(seconds.into_par_iter()))
+        .for_each(|(((w, delta), grad), (mut first, mut second))| {
+            for i in 0..w.len() {
+                let e = Element {
+                    w: &mut w[i],
+                    first: first.as_mut().map(|f| &mut f[i]),
+                    second: second.as_mut().map(|s| &mut s[i]),
                 };
-                let v = rm(rm(m2[i] * p.beta2) + p.one_minus_beta2 * g * g);
-                m1[i] = m;
-                m2[i] = v;
-                let denom = rm(rm(rm(v.sqrt()) / p.bias_correction2_sqrt) + p.eps);
-                rm(wv + (-p.step_size) * (m / denom))
+                delta[i] = update(kind, p, rm, grad[i], e);
             }
-        };
-        w[i] = w_new;
-        delta[i] = w_new - w_old;
-    }
+        });
     let (rows, cols) = (shape.rows, shape.cols);
     if let Some(model) = tensors.model {
         if p.has(WRITE_MODEL) {

@@ -22,6 +22,27 @@ pub fn reference(tensor: &HostTensor) -> StatsRecord {
     }
 }
 
+/// ‖x‖ over the finite values, as the record's `l2_norm`: the sum of squares in f64, on
+/// all cores.
+pub fn finite_l2_norm(tensor: &HostTensor) -> f64 {
+    fn sum<T: Stored>(v: &[T]) -> f64 {
+        v.par_chunks(PIECE)
+            .map(|piece| {
+                piece
+                    .iter()
+                    .map(|x| x.value())
+                    .filter(|x| x.is_finite())
+                    .map(|x| x * x)
+                    .sum::<f64>()
+            })
+            .sum()
+    }
+    match tensor.data() {
+        HostData::F32(v) => sum(v).sqrt(),
+        HostData::F16(v) => sum(v).sqrt(),
+    }
+}
+
 /// The record of every row of `tensor`.
 pub fn reference_per_row(tensor: &HostTensor) -> Vec<StatsRecord> {
     let cols = tensor.shape().cols;
