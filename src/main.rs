@@ -85,6 +85,12 @@ fn main() -> ExitCode {
             for e in gradstab::experiment::presets() {
                 println!("{:<18} {}", e.name, e.summary);
             }
+            println!("\ntraining (gradstab train --preset NAME):");
+            for name in gradstab::train::presets::NAMES {
+                if let Ok(preset) = gradstab::train::presets::preset(name) {
+                    println!("{:<18} {}", name, preset.conclusion);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => match check_destinations(&args).and_then(|()| experiment_of(&args)) {

@@ -28,12 +28,24 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// log10 of the loss against the step, one line per run; a line ends where the loss turns
-/// inf or NaN (the run diverged there).
+/// inf or NaN (the run diverged there). Where a run scales its loss, a second panel shows
+/// log2 of each scaled run's loss scale, step by step.
 pub fn loss_curves(report: &TrainReport, path: &Path) -> Result<()> {
     let mut text = String::new();
     {
-        let root = SVGBackend::with_string(&mut text, (900, 520)).into_drawing_area();
-        draw_losses(&root, report).map_err(|e| plot_error(path, e))?;
+        let scaled = report
+            .runs
+            .iter()
+            .any(|r| r.steps.iter().any(|s| s.loss_scale != 1.0));
+        let height = if scaled { 820 } else { 520 };
+        let root = SVGBackend::with_string(&mut text, (900, height)).into_drawing_area();
+        if scaled {
+            let (top, bottom) = root.split_vertically(520);
+            draw_losses(&top, report).map_err(|e| plot_error(path, e))?;
+            draw_scales(&bottom, report).map_err(|e| plot_error(path, e))?;
+        } else {
+            draw_losses(&root, report).map_err(|e| plot_error(path, e))?;
+        }
         root.present().map_err(|e| plot_error(path, e))?;
     }
     crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
@@ -104,6 +116,63 @@ fn draw_losses(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(text)?;
+    Ok(())
+}
+
+fn draw_scales(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    report: &TrainReport,
+) -> std::result::Result<(), String> {
+    area.fill(&WHITE).map_err(text)?;
+    let series: Vec<(usize, Vec<(f64, f64)>)> = report
+        .runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.steps.iter().any(|s| s.loss_scale != 1.0))
+        .map(|(i, r)| {
+            let points = r
+                .steps
+                .iter()
+                .filter(|s| s.loss_scale > 0.0)
+                .map(|s| (s.step as f64, s.loss_scale.log2()))
+                .collect();
+            (i, points)
+        })
+        .collect();
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let steps = report.runs.iter().map(|r| r.config.steps).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption("log2 loss scale (skipped steps back it off)", ("sans-serif", 14))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(1.0..steps.max(2.0), (lo - 1.0)..(hi + 1.0))
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("log2 scale")
+        .draw()
+        .map_err(text)?;
+    for (i, points) in series {
+        let style = COLOURS[i % COLOURS.len()].stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points, style))
+            .map_err(text)?
+            .label(report.runs[i].label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 11))
