@@ -147,10 +147,20 @@ fn draw_scales(
     let (lo, hi) = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let steps = report.runs.iter().map(|r| r.config.steps).max().unwrap_or(1) as f64;
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let steps = report
+        .runs
+        .iter()
+        .map(|r| r.config.steps)
+        .max()
+        .unwrap_or(1) as f64;
     let mut chart = ChartBuilder::on(area)
-        .caption("log2 loss scale (skipped steps back it off)", ("sans-serif", 14))
+        .caption(
+            "log2 loss scale (skipped steps back it off)",
+            ("sans-serif", 14),
+        )
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(48)

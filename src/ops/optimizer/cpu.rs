@@ -20,6 +20,7 @@ struct Element<'a> {
 }
 
 /// One element's step; returns W_new − W_old.
+#[inline(always)]
 fn update(kind: OptimizerKind, p: &Params, rm: impl Fn(f32) -> f32, grad: f32, e: Element) -> f32 {
     let mut g = grad;
     if p.grad_scale != 1.0 {
@@ -96,7 +97,6 @@ pub(crate) fn run(
     tensors: StepTensors<'_, HostTensor>,
     master: DType,
 ) -> Result<HostTensor> {
-    let rm = |x: f32| Arith(master).r(x);
     let shape = tensors.grad.shape();
     let n = shape.len();
     let grad = tensors.grad.f32_values();
@@ -106,20 +106,30 @@ pub(crate) fn run(
     let mut delta = vec![0.0f32; n];
     let firsts = pieces(&mut m1, n);
     let seconds = pieces(&mut m2, n);
-    w.par_chunks_mut(PIECE)
+    let pieces = w
+        .par_chunks_mut(PIECE)
         .zip(delta.par_chunks_mut(PIECE))
         .zip(grad.par_chunks(PIECE))
-        .zip(firsts.into_par_iter().zip(seconds.into_par_iter()))
-        .for_each(|(((w, delta), grad), (mut first, mut second))| {
-            for i in 0..w.len() {
-                let e = Element {
-                    w: &mut w[i],
-                    first: first.as_mut().map(|f| &mut f[i]),
-                    second: second.as_mut().map(|s| &mut s[i]),
-                };
-                delta[i] = update(kind, p, rm, grad[i], e);
-            }
-        });
+        .zip(firsts.into_par_iter().zip(seconds.into_par_iter()));
+    // One loop per master type, so that f32's rounding (none) compiles away.
+    macro_rules! each_piece {
+        ($rm:expr) => {
+            pieces.for_each(|(((w, delta), grad), (mut first, mut second))| {
+                for i in 0..w.len() {
+                    let e = Element {
+                        w: &mut w[i],
+                        first: first.as_mut().map(|f| &mut f[i]),
+                        second: second.as_mut().map(|s| &mut s[i]),
+                    };
+                    delta[i] = update(kind, p, $rm, grad[i], e);
+                }
+            })
+        };
+    }
+    match master {
+        DType::F32 => each_piece!(|x: f32| x),
+        DType::F16 => each_piece!(|x: f32| Arith(DType::F16).r(x)),
+    }
     let (rows, cols) = (shape.rows, shape.cols);
     if let Some(model) = tensors.model {
         if p.has(WRITE_MODEL) {
