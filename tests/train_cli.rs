@@ -378,3 +378,29 @@ fn requests_it_cannot_honour_are_refused() {
         assert_refused(&[&cpu[..], extra].concat(), expected);
     }
 }
+
+#[test]
+fn a_run_too_large_for_memory_is_refused_before_it_allocates() {
+    let start = std::time::Instant::now();
+    let out = gradstab(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--depth",
+        "100",
+        "--width",
+        "200000",
+        "--samples",
+        "8",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("this run needs about") || err.contains("one tensor of this run"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Refused from the estimate, not after drawing 4·10^12 weights.
+    assert!(start.elapsed().as_secs() < 5);
+}

@@ -112,10 +112,15 @@ fn check_closed_forms<B: Backend>(backend: &B) {
     }
     close(&n2, &want2, "nesterov step 2");
 
-    // Adam and AdamW: m, v with bias corrections; AdamW decays w by (1 − lr·λ) first.
-    for kind in [OptimizerKind::Adam, OptimizerKind::AdamW] {
+    // Adam and AdamW: m, v with bias corrections; AdamW decays w by (1 − lr·λ) first. β1 =
+    // 0.3 takes torch.lerp's second formula (weight 1 − β1 ≥ 0.5).
+    let cases = [OptimizerKind::Adam, OptimizerKind::AdamW]
+        .into_iter()
+        .flat_map(|k| [(k, (0.9, 0.999)), (k, (0.3, 0.99))]);
+    for (kind, betas) in cases {
         let config = OptimizerConfig {
             weight_decay: wd,
+            betas,
             ..OptimizerConfig::new(kind)
         };
         let (b1, b2) = config.betas;
@@ -144,8 +149,8 @@ fn check_closed_forms<B: Backend>(backend: &B) {
                 }
             }
         }
-        close(&a1, &want1, &format!("{kind} step 1"));
-        close(&a2, &want2, &format!("{kind} step 2"));
+        close(&a1, &want1, &format!("{kind} {betas:?} step 1"));
+        close(&a2, &want2, &format!("{kind} {betas:?} step 2"));
     }
 }
 

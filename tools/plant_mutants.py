@@ -94,7 +94,7 @@ MUTANTS = [
      "buf = rm(f32(first_moment[i]) * params.momentum);", ["train_steps", "train_agreement"]),
     ("optimizer: lerp's second formula with the wrong weight", "shaders/optimizer.wgsl",
      "m = rm(g - (g - m_old) * (1.0 - weight));", "m = rm(g - (g - m_old) * weight);",
-     ["train_agreement"]),
+     ["train_steps", "train_agreement"]),
     ("optimizer: the mixed-precision model copy not written", "shaders/optimizer.wgsl",
      "        model[i] = S(w_new);", "        model[i] = model[i];", ["train_agreement", "train_presets"]),
     ("loss: cross-entropy without the max shift (exp overflows)", "shaders/loss.wgsl",
