@@ -334,6 +334,9 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
         .map_or(args.samples.unwrap_or(256), |d| d.samples());
     network.batch = args.batch.unwrap_or(samples);
     let kind = args.optimizer.unwrap_or(OptimizerKind::Sgd);
+    if kind == OptimizerKind::Sgd && (args.betas.is_some() || args.eps.is_some()) {
+        anyhow::bail!("--betas and --eps are Adam's and AdamW's; sgd has --momentum");
+    }
     let mut optimizer = OptimizerConfig::new(kind);
     if let Some(m) = args.momentum {
         optimizer.momentum = m;
