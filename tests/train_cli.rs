@@ -353,7 +353,10 @@ fn outputs_json_csv_and_plots() {
 fn requests_it_cannot_honour_are_refused() {
     let cpu = ["train", "--backend", "cpu", "--quiet"];
     let cases: [(&[&str], &str); 9] = [
-        (&["--eps", "1e-6"], "--betas and --eps are Adam's and AdamW's"),
+        (
+            &["--eps", "1e-6"],
+            "--betas and --eps are Adam's and AdamW's",
+        ),
         (
             &["--precision", "f16", "--loss-scale", "dynamic"],
             "loss scaling needs f32 master weights",
