@@ -246,7 +246,8 @@ fn check_losses<B: Backend>(backend: &B) {
     let targets = backend
         .upload(&HostTensor::from_f32(2, 1, labels.to_vec()).unwrap())
         .unwrap();
-    let c = LossKind::CrossEntropy.gradient_coefficient(shape, 1.0);
+    let scale = 4.0;
+    let c = LossKind::CrossEntropy.gradient_coefficient(shape, scale);
     let (grad, rows) = backend
         .loss(LossKind::CrossEntropy, &output, &targets, c, Precision::F32)
         .unwrap();
@@ -265,12 +266,33 @@ fn check_losses<B: Backend>(backend: &B) {
         );
         for j in 0..3 {
             let p = (o[j] - lse).exp() - if j == label { 1.0 } else { 0.0 };
+            let want = scale * p / 2.0;
             assert!(
-                (grad[3 * r + j] as f64 - p / 2.0).abs() < 1e-6,
+                (grad[3 * r + j] as f64 - want).abs() < 1e-6 * scale,
                 "ce grad {r},{j}"
             );
         }
     }
+}
+
+#[test]
+fn loss_targets_of_the_wrong_shape_or_type_are_refused() {
+    let cpu = Cpu::new();
+    let output = HostTensor::from_f32(2, 3, vec![0.0; 6]).unwrap();
+    let values = HostTensor::from_f32(2, 3, vec![0.0; 6]).unwrap();
+    let labels = HostTensor::from_f32(2, 1, vec![0.0; 2]).unwrap();
+    let p = Precision::F32;
+    assert!(cpu.loss(LossKind::Mse, &output, &labels, 1.0, p).is_err());
+    assert!(cpu
+        .loss(LossKind::CrossEntropy, &output, &values, 1.0, p)
+        .is_err());
+    let half = values.cast(gradstab::DType::F16);
+    let err = cpu.loss(LossKind::Mse, &output, &half, 1.0, p).unwrap_err();
+    assert!(err.to_string().contains("loss targets are f32"), "{err}");
+    assert!(cpu.loss(LossKind::Mse, &output, &values, 1.0, p).is_ok());
+    assert!(cpu
+        .loss(LossKind::CrossEntropy, &output, &labels, 1.0, p)
+        .is_ok());
 }
 
 #[test]

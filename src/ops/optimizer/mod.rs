@@ -269,3 +269,140 @@ pub struct StepTensors<'a, T> {
     pub second_moment: Option<&'a mut T>,
     pub model: Option<&'a mut T>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_display_as_given() {
+        for kind in OptimizerKind::ALL {
+            assert_eq!(kind.name().parse::<OptimizerKind>().unwrap(), kind);
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        assert_eq!(
+            OptimizerKind::ALL.map(OptimizerKind::name),
+            ["sgd", "adam", "adamw"]
+        );
+        assert_eq!(
+            " AdamW ".parse::<OptimizerKind>().unwrap(),
+            OptimizerKind::AdamW
+        );
+        assert!("rmsprop".parse::<OptimizerKind>().is_err());
+    }
+
+    #[test]
+    fn validation_refuses_what_torch_optim_refuses() {
+        let sgd = OptimizerConfig::new(OptimizerKind::Sgd);
+        sgd.validate(0.0).unwrap();
+        for lr in [-1e-3, f64::INFINITY, f64::NAN] {
+            assert!(sgd.validate(lr).is_err(), "lr {lr}");
+        }
+        let bad_sgd = [
+            OptimizerConfig {
+                momentum: -0.1,
+                ..sgd
+            },
+            OptimizerConfig {
+                nesterov: true,
+                ..sgd
+            },
+            OptimizerConfig {
+                weight_decay: -1.0,
+                ..sgd
+            },
+        ];
+        for c in bad_sgd {
+            assert!(c.validate(0.1).is_err(), "{c:?}");
+        }
+        OptimizerConfig {
+            nesterov: true,
+            momentum: 0.9,
+            ..sgd
+        }
+        .validate(0.1)
+        .unwrap();
+        let adam = OptimizerConfig::new(OptimizerKind::Adam);
+        adam.validate(1e-3).unwrap();
+        let bad_adam = [
+            OptimizerConfig {
+                betas: (1.0, 0.999),
+                ..adam
+            },
+            OptimizerConfig {
+                betas: (0.9, -0.1),
+                ..adam
+            },
+            OptimizerConfig { eps: -1e-8, ..adam },
+            OptimizerConfig {
+                momentum: 0.9,
+                ..adam
+            },
+        ];
+        for c in bad_adam {
+            assert!(c.validate(1e-3).is_err(), "{c:?}");
+        }
+        // torch.optim's defaults.
+        assert_eq!(
+            OptimizerConfig::new(OptimizerKind::AdamW).weight_decay,
+            0.01
+        );
+        assert_eq!(adam.weight_decay, 0.0);
+        assert_eq!((adam.betas, adam.eps), ((0.9, 0.999), 1e-8));
+    }
+
+    #[test]
+    fn step_scalars_are_torch_optims() {
+        let adam = OptimizerConfig {
+            weight_decay: 0.1,
+            ..OptimizerConfig::new(OptimizerKind::AdamW)
+        };
+        let s = StepScalars {
+            lr: 0.01,
+            step: 3,
+            grad_scale: 0.5,
+            clip_value: Some(2.0),
+            clip_coefficient: 0.25,
+        };
+        let p = Params::new(&adam, &s, 7, Precision::F16Accumulate32);
+        assert_eq!(p.len, 7);
+        assert_eq!(p.step_size, (0.01 / (1.0 - 0.9f64.powi(3))) as f32);
+        assert_eq!(
+            p.bias_correction2_sqrt,
+            (1.0 - 0.999f64.powi(3)).sqrt() as f32
+        );
+        assert_eq!(p.decoupled_decay, (1.0 - 0.01 * 0.1) as f32);
+        assert_eq!(
+            (p.one_minus_beta1, p.one_minus_beta2),
+            (0.1f64 as f32, (1.0 - 0.999f64) as f32)
+        );
+        assert_eq!(
+            (p.grad_scale, p.clip_value, p.clip_coefficient),
+            (0.5, 2.0, 0.25)
+        );
+        assert!(p.has(CLIP_VALUE) && p.has(WRITE_MODEL) && !p.has(FIRST_STEP) && !p.has(NESTEROV));
+        let first = Params::new(
+            &adam,
+            &StepScalars {
+                step: 1,
+                clip_value: None,
+                ..s
+            },
+            7,
+            Precision::F32,
+        );
+        assert!(first.has(FIRST_STEP) && !first.has(CLIP_VALUE) && !first.has(WRITE_MODEL));
+        assert_eq!(master_dtype(Precision::F16), DType::F16);
+        assert_eq!(master_dtype(Precision::F16Accumulate32), DType::F32);
+        assert_eq!(OptimizerConfig::new(OptimizerKind::Sgd).state_tensors(), 0);
+        assert_eq!(
+            OptimizerConfig {
+                momentum: 0.5,
+                ..OptimizerConfig::new(OptimizerKind::Sgd)
+            }
+            .state_tensors(),
+            1
+        );
+        assert_eq!(adam.state_tensors(), 2);
+    }
+}
