@@ -113,7 +113,10 @@ fn saved_weights_load_back_exactly_and_continue_where_training_stopped() {
     );
 }
 
-fn write(path: &Path, entries: &[(&str, Vec<usize>, safetensors::Dtype, Vec<u8>)]) {
+/// A tensor of a safetensors file: name, shape, dtype, bytes.
+type Entry = (&'static str, Vec<usize>, safetensors::Dtype, Vec<u8>);
+
+fn write(path: &Path, entries: &[Entry]) {
     let views: Vec<(String, safetensors::tensor::TensorView)> = entries
         .iter()
         .map(|(name, shape, dtype, data)| {
@@ -144,11 +147,7 @@ fn assert_refused(args: &[&str], expected: &str) {
 fn bad_weight_files_are_one_line_errors() {
     let dir = scratch("bad-weights");
     use safetensors::Dtype::{F32, I64};
-    let cases: Vec<(
-        &str,
-        Vec<(&str, Vec<usize>, safetensors::Dtype, Vec<u8>)>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
         (
             "missing",
             vec![

@@ -212,7 +212,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let kind = config.task.loss();
         let snapshot_now = step == 1
             || step == config.steps
-            || (config.record_every > 0 && step % config.record_every == 0);
+            // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
+            || step.is_multiple_of(config.record_every);
         if self.fixed_batch.is_none() || !self.batches.is_fixed() {
             let (x, y) = self.data.gather(&self.batches.next_rows())?;
             self.fixed_batch = Some((backend.upload(&x.cast(p.storage()))?, backend.upload(&y)?));
@@ -361,8 +362,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
             clip_coefficient,
         };
         let mut deltas = Vec::with_capacity(d);
-        for t in 1..=d {
-            let g = grads[t].take().expect("backward handed every layer");
+        for (t, g) in grads.iter_mut().enumerate().skip(1) {
+            let g = g.take().expect("backward handed every layer");
             let slot = &mut self.weight_slots[t - 1];
             let model = params.weight_mut(t).expect("training keeps its weights");
             deltas.push(step_one(backend, config, &scalars, &g.weight, slot, model)?);
