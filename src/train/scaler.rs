@@ -165,3 +165,89 @@ impl Scaler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_scales_parse_and_display() {
+        assert_eq!("none".parse::<LossScale>().unwrap(), LossScale::None);
+        assert_eq!(
+            " Dynamic ".parse::<LossScale>().unwrap(),
+            LossScale::Dynamic(DynamicScaling::default())
+        );
+        assert_eq!(
+            "static:1024".parse::<LossScale>().unwrap(),
+            LossScale::Static { scale: 1024.0 }
+        );
+        // The largest f32 is the largest scale; 0, negatives, inf and NaN are refused.
+        assert!("static:3.4e38".parse::<LossScale>().is_ok());
+        for bad in [
+            "static:0",
+            "static:-2",
+            "static:1e39",
+            "static:inf",
+            "static:nan",
+            "static",
+            "1024",
+            "",
+        ] {
+            assert!(bad.parse::<LossScale>().is_err(), "{bad}");
+        }
+        for s in ["none", "dynamic", "static:1024"] {
+            assert_eq!(s.parse::<LossScale>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn dynamic_scaling_settings_are_checked() {
+        DynamicScaling::default().validate().unwrap();
+        let d = DynamicScaling::default();
+        let bad = [
+            DynamicScaling {
+                init_scale: 0.0,
+                ..d
+            },
+            DynamicScaling {
+                init_scale: 1e39,
+                ..d
+            },
+            DynamicScaling {
+                growth_factor: 1.0,
+                ..d
+            },
+            DynamicScaling {
+                growth_factor: f64::INFINITY,
+                ..d
+            },
+            DynamicScaling {
+                backoff_factor: 1.0,
+                ..d
+            },
+            DynamicScaling {
+                backoff_factor: 0.0,
+                ..d
+            },
+            DynamicScaling {
+                growth_interval: 0,
+                ..d
+            },
+        ];
+        for b in bad {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn a_grown_scale_that_would_be_inf_is_kept() {
+        let mut s = Scaler::new(LossScale::Dynamic(DynamicScaling {
+            init_scale: f32::MAX as f64,
+            growth_interval: 1,
+            ..DynamicScaling::default()
+        }));
+        s.update(false);
+        assert_eq!(s.scale(), f32::MAX);
+        assert_eq!(s.inv_scale(), (1.0 / f32::MAX as f64) as f32);
+    }
+}
