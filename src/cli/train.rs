@@ -510,6 +510,7 @@ pub(crate) fn train_command(args: &TrainArgs, preset: TrainPreset) -> anyhow::Re
         None => (train_all(&Cpu, &preset, args)?, Cpu.info()),
     };
     let report = TrainReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
         preset: args.preset.clone(),
         conclusion: (!preset.conclusion.is_empty()).then(|| preset.conclusion.to_string()),
         claims: presets::verify(preset.name, &runs),

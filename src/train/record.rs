@@ -91,6 +91,8 @@ pub struct TrainRun {
 /// Every run of one `gradstab train`, with the device they ran on.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainReport {
+    /// gradstab's version, as in `gradstab run`'s JSON.
+    pub version: String,
     pub preset: Option<String>,
     /// The preset's claim in one line.
     pub conclusion: Option<String>,
