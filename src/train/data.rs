@@ -204,7 +204,7 @@ pub fn teacher_data(
     Ok(TrainData { x, targets })
 }
 
-/// Reads x [N, inputs] and y, either [N, outputs] floats (MSE) or [N] integer labels
+/// Reads x [N, inputs] and y, either [N, outputs] floats (MSE) or \[N\] integer labels
 /// (cross-entropy), from a `.safetensors` or `.npz` file.
 pub fn load_train_data(path: &Path) -> Result<TrainData> {
     let tensors = files::load(path)?;

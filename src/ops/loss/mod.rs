@@ -14,7 +14,7 @@ use crate::tensor::Shape;
 pub enum LossKind {
     /// mean((out − y)²) over every element, as torch.nn.MSELoss.
     Mse,
-    /// mean over rows of −log softmax(out)[label], as torch.nn.CrossEntropyLoss.
+    /// mean over rows of −log softmax(out)\[label\], as torch.nn.CrossEntropyLoss.
     CrossEntropy,
 }
 
