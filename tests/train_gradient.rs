@@ -177,3 +177,105 @@ fn one_sgd_step_applies_the_finite_difference_gradient_on_the_gpu() {
         check(&gpu, Task::Classify { depth: 2, width: 4 }, true);
     }
 }
+
+/// Clipping acts on the unscaled gradients: with a power-of-two loss scale every product and
+/// sum of an f32 step is scaled exactly, so a run with static:1024 must give the very weights
+/// of a run without scaling, clipping or not; and the clipped update is the clipping rule's.
+fn check_clipping<B: Backend>(backend: &B) {
+    use gradstab::network::Clip;
+    let base = |clip: Option<Clip>, loss_scale: LossScale| TrainConfig {
+        network: NetworkConfig {
+            activation: Activation::Tanh,
+            output_activation: false,
+            linear_bias: true,
+            seed: 4,
+            clip,
+            ..NetworkConfig::new(3, 8, 8)
+        },
+        task: Task::Teacher { depth: 2, width: 8 },
+        samples: 8,
+        shuffle: false,
+        steps: 1,
+        record_every: 0,
+        optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
+        lr: 1.0,
+        precision: Precision::F32,
+        loss_scale,
+    };
+    let weights = |c: &TrainConfig| {
+        let w = train::run_training(backend, c, "clip", true, &mut |_| {})
+            .unwrap()
+            .weights
+            .unwrap();
+        (w.weights, w.biases)
+    };
+    let max_norm = 1e-2;
+    for clip in [None, Some(Clip::Norm(max_norm)), Some(Clip::Value(1e-3))] {
+        let plain = weights(&base(clip, LossScale::None));
+        let scaled = weights(&base(clip, LossScale::Static { scale: 1024.0 }));
+        assert_eq!(
+            plain, scaled,
+            "{clip:?}: a loss scale of 1024 changed the step"
+        );
+        // The update, all parameters together, against the rule.
+        let initial = NetworkConfig {
+            clip,
+            ..base(clip, LossScale::None).network
+        };
+        let mut squares = 0.0;
+        let mut largest: f64 = 0.0;
+        let mut largest_weight: f64 = 0.0;
+        for t in 1..=3 {
+            let w = initial.weight(t, DType::F32).unwrap().to_f64_vec();
+            let b = initial.bias(t, DType::F32).unwrap().unwrap().to_f64_vec();
+            let (wn, bn) = (
+                plain.0[t - 1].to_f64_vec(),
+                plain.1[t - 1].as_ref().unwrap().to_f64_vec(),
+            );
+            for (a, z) in w.iter().chain(&b).zip(wn.iter().chain(&bn)) {
+                largest_weight = largest_weight.max(a.abs());
+                squares += (a - z) * (a - z);
+                largest = largest.max((a - z).abs());
+            }
+        }
+        match clip {
+            Some(Clip::Norm(_)) => {
+                // ‖Δθ‖ = lr·‖g‖·max_norm/(‖g‖ + 1e-6) ≈ max_norm, the gradient being ≫ 1e-6.
+                let norm = squares.sqrt();
+                assert!(
+                    (norm - max_norm).abs() <= 1e-4 * max_norm,
+                    "clip-norm: update norm {norm}"
+                );
+            }
+            Some(Clip::Value(limit)) => {
+                // No element moves by more than lr·limit (as f32) plus the rounding of
+                // w − lr·g to f32, half a unit of the largest weight; and some reach it.
+                let bound = (limit as f32) as f64 + 2f64.powi(-24) * largest_weight;
+                assert!(
+                    largest <= bound,
+                    "clip-value: largest step {largest} > {bound}"
+                );
+                assert!(
+                    largest >= limit * (1.0 - 1e-3),
+                    "clip-value never bit: {largest}"
+                );
+            }
+            None => assert!(
+                squares.sqrt() > 10.0 * max_norm,
+                "the gradient is large enough to clip"
+            ),
+        }
+    }
+}
+
+#[test]
+fn clipping_acts_on_unscaled_gradients_on_the_cpu() {
+    check_clipping(&Cpu::new());
+}
+
+#[test]
+fn clipping_acts_on_unscaled_gradients_on_the_gpu() {
+    if let Some(gpu) = common::gpu("clipping_acts_on_unscaled_gradients_on_the_gpu") {
+        check_clipping(&gpu);
+    }
+}
