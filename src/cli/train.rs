@@ -33,7 +33,7 @@ pub(crate) enum TaskChoice {
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
     /// lr-sensitivity, vanishing-train, loss-scaling or remedies; --steps, --seed and
-    /// --record-every apply to it, the other model and optimizer flags do not.
+    /// --record-every apply to it, and the model, data and optimizer flags are refused.
     #[arg(long)]
     preset: Option<String>,
     /// Layers, 1 to 1,000,000 (default 8).
@@ -57,6 +57,7 @@ pub(crate) struct TrainArgs {
     /// Whether the activation follows the last layer too (default no: a linear head).
     #[arg(long, value_enum)]
     output_activation: Option<YesNo>,
+    /// The seed of the weights, the data and the shuffling (default 0).
     #[arg(long, value_parser = parse_seed, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Start from a PyTorch nn.Sequential state dict (safetensors); depth, widths and
