@@ -210,6 +210,7 @@ fn check_clipping<B: Backend>(backend: &B) {
         (w.weights, w.biases)
     };
     let max_norm = 1e-2;
+    let mut unclipped: Vec<f64> = Vec::new();
     for clip in [None, Some(Clip::Norm(max_norm)), Some(Clip::Value(1e-3))] {
         let plain = weights(&base(clip, LossScale::None));
         let scaled = weights(&base(clip, LossScale::Static { scale: 1024.0 }));
@@ -225,6 +226,7 @@ fn check_clipping<B: Backend>(backend: &B) {
         let mut squares = 0.0;
         let mut largest: f64 = 0.0;
         let mut largest_weight: f64 = 0.0;
+        let mut deltas = Vec::new();
         for t in 1..=3 {
             let w = initial.weight(t, DType::F32).unwrap().to_f64_vec();
             let b = initial.bias(t, DType::F32).unwrap().unwrap().to_f64_vec();
@@ -236,6 +238,7 @@ fn check_clipping<B: Backend>(backend: &B) {
                 largest_weight = largest_weight.max(a.abs());
                 squares += (a - z) * (a - z);
                 largest = largest.max((a - z).abs());
+                deltas.push(a - z);
             }
         }
         match clip {
@@ -248,22 +251,30 @@ fn check_clipping<B: Backend>(backend: &B) {
                 );
             }
             Some(Clip::Value(limit)) => {
-                // No element moves by more than lr·limit (as f32) plus the rounding of
-                // w − lr·g to f32, half a unit of the largest weight; and some reach it.
-                let bound = (limit as f32) as f64 + 2f64.powi(-24) * largest_weight;
-                assert!(
-                    largest <= bound,
-                    "clip-value: largest step {largest} > {bound}"
-                );
+                // Each element moves by the unclipped step clamped to ±lr·limit (as f32),
+                // up to the rounding of w − lr·g to f32 in each run: half a unit of the
+                // largest weight, twice.
+                let limit = (limit as f32) as f64;
+                let rounding = 2.0 * 2f64.powi(-24) * largest_weight;
+                for (i, (d, u)) in deltas.iter().zip(&unclipped).enumerate() {
+                    let want = u.clamp(-limit, limit);
+                    assert!(
+                        (d - want).abs() <= rounding,
+                        "clip-value: element {i} moved {d}, the clamped step is {want}"
+                    );
+                }
                 assert!(
                     largest >= limit * (1.0 - 1e-3),
                     "clip-value never bit: {largest}"
                 );
             }
-            None => assert!(
-                squares.sqrt() > 10.0 * max_norm,
-                "the gradient is large enough to clip"
-            ),
+            None => {
+                assert!(
+                    squares.sqrt() > 10.0 * max_norm,
+                    "the gradient is large enough to clip"
+                );
+                unclipped = deltas;
+            }
         }
     }
 }
