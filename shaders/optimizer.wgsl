@@ -10,8 +10,9 @@
 // The gradient arrives as backward left it: scaled by the loss scale. It is unscaled
 // (times `grad_scale`), clamped (clip_grad_value_) and scaled by the clipping factor
 // (clip_grad_norm_) first, as GradScaler.unscale_ and the clipping functions would do it.
-// `delta` receives W_new − W_old in f32 (for ‖ΔW‖), and `model` the new weights rounded to
-// S where the master weights are f32 and the model's f16 (mixed precision).
+// `delta` receives W_new − W_old in f32 (for ‖ΔW‖; a compiler may fold it to the update
+// itself, which differs by the rounding of W_new), and `model` the new weights rounded to S
+// where the master weights are f32 and the model's f16 (mixed precision).
 
 struct Params {
     len: u32,
