@@ -94,3 +94,24 @@ pub(crate) fn gpu_or_cpu_notice(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Whether two paths name one file (equal, or the same once resolved).
+pub(crate) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Writes what `render` produces to `out`, whole or not at all, or to standard output.
+pub(crate) fn write_output(
+    out: Option<&std::path::Path>,
+    render: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    match out {
+        Some(path) => gradstab::output::write_atomically(path, render)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            render(&mut stdout)?;
+            std::io::Write::flush(&mut stdout)?;
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,5 @@
 //! `gradstab run`: its arguments, the experiment they describe, and running it.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use gradstab::experiment::{Experiment, VariantRun};
@@ -313,9 +312,7 @@ pub(crate) fn run_all<B: Backend>(
 /// an SVG, and neither overwrites the other or an input.
 pub(crate) fn check_destinations(args: &RunArgs) -> anyhow::Result<()> {
     use std::path::Path;
-    let same = |a: &Path, b: &Path| {
-        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-    };
+    let same = super::args::same_file;
     let inputs: Vec<(&str, &Path)> = [("--weights", &args.weights), ("--data", &args.data)]
         .into_iter()
         .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
@@ -391,14 +388,7 @@ pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Res
             ),
         }
     };
-    match &args.out {
-        Some(path) => gradstab::output::write_atomically(path, render)?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            render(&mut stdout)?;
-            stdout.flush()?;
-        }
-    }
+    super::args::write_output(args.out.as_deref(), render)?;
     if let Some(path) = &args.plot {
         gradstab::report::plot::svg(&report, path)?;
     }

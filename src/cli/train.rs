@@ -299,7 +299,8 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
         .data
         .as_deref()
         .map(train::data::load_train_data)
-        .transpose()?;
+        .transpose()?
+        .map(Arc::new);
     if let Some(path) = &args.weights {
         network = network.with_given_parameters(gradstab::network::load_parameters(path)?);
     } else if let (Some(data), None) = (&data, &args.width) {
@@ -319,7 +320,7 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
                 .expect("data came from --data")
                 .display()
                 .to_string(),
-            data: Arc::new(data.clone()),
+            data: Arc::clone(data),
         },
         (None, task) => {
             let depth = args.teacher_depth.unwrap_or(2);
@@ -416,9 +417,7 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
 /// Where the outputs go, checked before anything runs: writable, SVG where a plot, none the
 /// same file as another or as an input.
 pub(crate) fn check_destinations(args: &TrainArgs) -> anyhow::Result<()> {
-    let same = |a: &Path, b: &Path| {
-        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-    };
+    let same = super::args::same_file;
     let inputs: Vec<(&str, &Path)> = [("--weights", &args.weights), ("--data", &args.data)]
         .into_iter()
         .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
@@ -531,14 +530,7 @@ pub(crate) fn train_command(args: &TrainArgs, preset: TrainPreset) -> anyhow::Re
             ),
         }
     };
-    match &args.out {
-        Some(path) => gradstab::output::write_atomically(path, render)?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            render(&mut stdout)?;
-            stdout.flush()?;
-        }
-    }
+    super::args::write_output(args.out.as_deref(), render)?;
     if let Some(path) = &args.plot {
         gradstab::report::train_plot::loss_curves(&report, path)?;
     }

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::run::RunReport;
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::network::LayerRecord;
 use crate::precision::{F16_MAX, F16_MIN_NORMAL};
 
-const COLOURS: [RGBColor; 6] = [
+pub(super) const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -22,7 +23,7 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
-fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+pub(super) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: format!("cannot draw the plot: {e}"),
@@ -168,18 +169,25 @@ fn draw_panel(
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
+    draw_legend(&mut chart, corner)
+}
+
+/// The legend of every labelled series, boxed, at `position`.
+pub(super) fn draw_legend<'a, 'b: 'a>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
-        .position(corner)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 11))
         .draw()
-        .map_err(text)?;
-    Ok(())
+        .map_err(text)
 }
 
-fn text(e: impl std::fmt::Display) -> String {
+pub(super) fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 

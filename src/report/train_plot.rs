@@ -6,26 +6,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use super::plot::{draw_legend, plot_error, text, COLOURS};
+use crate::error::Result;
 use crate::train::{TrainReport, TrainRun};
-
-const COLOURS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-];
-
-fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        problem: format!("cannot draw the plot: {e}"),
-    }
-}
 
 /// log10 of the loss against the step, one line per run; a line ends where the loss turns
 /// inf or NaN (the run diverged there). Where a run scales its loss, a second panel shows
@@ -113,15 +96,7 @@ fn draw_losses(
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(text)?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn draw_scales(
@@ -180,15 +155,7 @@ fn draw_scales(
             .label(report.runs[i].label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(text)?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// One panel per run: layer (rows, layer 1 at the bottom) by step (columns), coloured by
@@ -287,8 +254,4 @@ fn ramp(f: f64) -> RGBColor {
             lerp(140.0, 37.0, t),
         )
     }
-}
-
-fn text(e: impl std::fmt::Display) -> String {
-    e.to_string()
 }

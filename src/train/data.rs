@@ -132,19 +132,19 @@ impl TrainData {
     }
 }
 
-/// The data set of a built-in task: `samples` inputs of width `inputs` and the teacher's
-/// targets for `outputs` outputs.
+/// The data set of a task: a file's, shared as it is, or for a built-in task `samples`
+/// inputs of width `inputs` and the teacher's targets for `outputs` outputs.
 pub fn teacher_data(
     task: &Task,
     samples: usize,
     inputs: usize,
     outputs: usize,
     seed: u64,
-) -> Result<TrainData> {
+) -> Result<Arc<TrainData>> {
     let (depth, width, classify) = match *task {
         Task::Teacher { depth, width } => (depth, width, false),
         Task::Classify { depth, width } => (depth, width, true),
-        Task::File { ref data, .. } => return Ok((**data).clone()),
+        Task::File { ref data, .. } => return Ok(Arc::clone(data)),
     };
     let mut rng = init::stream(seed, DATA, 0);
     let x: Vec<f64> = (0..samples * inputs)
@@ -201,7 +201,7 @@ pub fn teacher_data(
         let y: Vec<f32> = h.iter().map(|&v| (v * scale) as f32).collect();
         Targets::Values(HostTensor::from_f32(samples, outputs, y)?)
     };
-    Ok(TrainData { x, targets })
+    Ok(Arc::new(TrainData { x, targets }))
 }
 
 /// Reads x [N, inputs] and y, either [N, outputs] floats (MSE) or \[N\] integer labels

@@ -2,6 +2,8 @@
 //! optimizer step, with one wait for the device to read the step's records and one more for
 //! the updates' norms.
 
+use std::sync::Arc;
+
 use super::config::TrainConfig;
 use super::data::{self, Batches};
 use super::record::{LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
@@ -89,7 +91,7 @@ pub fn run_training<B: Backend>(
 pub struct Trainer<'a, B: Backend> {
     backend: &'a B,
     config: &'a TrainConfig,
-    data: data::TrainData,
+    data: Arc<data::TrainData>,
     batches: Batches,
     /// The last batch uploaded, kept while every step takes the same rows.
     fixed_batch: Option<(B::Tensor, B::Tensor)>,
@@ -314,19 +316,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
         };
         let loss_scale = scaler.scale() as f64;
 
-        if !loss.is_finite() {
-            self.diverged_at = Some(step);
-            return Ok(StepRecord {
-                step,
-                loss,
-                loss_scale,
-                skipped: true,
-                layers: layer_steps(&self.weight_norms, &vec![0.0; d]),
-                snapshot,
-            });
-        }
-        if found_inf && scaler.skips_non_finite() {
-            scaler.update(true);
+        // A loss of inf or NaN ends the run; a scaled step with inf or NaN gradients is
+        // skipped and backs the scale off. Neither updates a weight.
+        let diverged = !loss.is_finite();
+        if diverged || (found_inf && scaler.skips_non_finite()) {
+            if diverged {
+                self.diverged_at = Some(step);
+            } else {
+                scaler.update(true);
+            }
             return Ok(StepRecord {
                 step,
                 loss,
