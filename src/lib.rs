@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod checked;
 pub mod demo;
 pub mod error;
 pub mod experiment;

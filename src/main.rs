@@ -1,5 +1,6 @@
 //! The `gradstab` command line; each command lives in `src/cli/`.
 
+#[macro_use]
 mod cli;
 
 use std::process::ExitCode;
@@ -57,8 +58,47 @@ fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// A signal that ends a run (Ctrl-C, `kill`, a closed terminal) removes the temporary file of
+/// a write under way, so the destination keeps its old contents and nothing is left beside it.
+fn clean_up_on_signal() {
+    let handler = || {
+        gradstab::output::remove_unfinished();
+        // 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+        std::process::exit(130);
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        eprintln!("gradstab: warning: no signal handler ({e}); an interrupted write may leave a temporary file");
+    }
+}
+
+fn list_presets() -> anyhow::Result<ExitCode> {
+    for e in gradstab::experiment::presets() {
+        out!("{:<18} {}", e.name, e.summary)?;
+    }
+    out!("\ntraining (gradstab train --preset NAME):")?;
+    for name in gradstab::train::presets::NAMES {
+        if let Ok(preset) = gradstab::train::presets::preset(name) {
+            out!("{:<18} {}", name, preset.conclusion)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit codes, one rule for every command: 2 for a command line that cannot run as given (a
+/// value out of range, flags that conflict, a preset that does not exist), 1 for a problem
+/// found while running it (an input file, the memory, the device, an output that cannot be
+/// written).
+fn refused(e: &anyhow::Error) -> ExitCode {
+    eprintln!("gradstab: error: {e}");
+    match e.downcast_ref::<gradstab::Error>() {
+        Some(gradstab::Error::File { .. }) => ExitCode::FAILURE,
+        _ => ExitCode::from(2),
+    }
+}
+
 fn main() -> ExitCode {
     end_quietly_on_closed_pipe();
+    clean_up_on_signal();
     let cli = parse_cli();
     let result = match cli.command {
         Command::Devices { format } => devices(format),
@@ -81,32 +121,14 @@ fn main() -> ExitCode {
             quick,
             format,
         } => run_bench(&adapter, backend, quick, format),
-        Command::Presets => {
-            for e in gradstab::experiment::presets() {
-                println!("{:<18} {}", e.name, e.summary);
-            }
-            println!("\ntraining (gradstab train --preset NAME):");
-            for name in gradstab::train::presets::NAMES {
-                if let Ok(preset) = gradstab::train::presets::preset(name) {
-                    println!("{:<18} {}", name, preset.conclusion);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Presets => list_presets(),
         Command::Run(args) => match check_destinations(&args).and_then(|()| experiment_of(&args)) {
-            // A preset that does not exist or flags that do not fit together: a usage error.
-            Err(e) => {
-                eprintln!("gradstab: error: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return refused(&e),
             Ok(experiment) => run_network(&args, experiment),
         },
         Command::Train(args) => {
             match cli::train::check_destinations(&args).and_then(|()| cli::train::runs_of(&args)) {
-                Err(e) => {
-                    eprintln!("gradstab: error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return refused(&e),
                 Ok(runs) => cli::train::train_command(&args, runs),
             }
         }

@@ -57,7 +57,7 @@ impl AdapterArg {
 }
 
 pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -95,9 +95,14 @@ pub(crate) fn gpu_or_cpu_notice(
     }
 }
 
-/// Whether two paths name one file (equal, or the same once resolved).
-pub(crate) fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+/// The paths of the flags that were given, with their flags.
+pub(crate) fn given<'a, const N: usize>(
+    flags: [(&'a str, &'a Option<std::path::PathBuf>); N],
+) -> Vec<(&'a str, &'a std::path::Path)> {
+    flags
+        .into_iter()
+        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+        .collect()
 }
 
 /// Writes what `render` produces to `out`, whole or not at all, or to standard output.

@@ -26,36 +26,41 @@ pub(crate) fn run_bench(
     bar.finish_and_clear();
     match format {
         Format::Json => json(&report)?,
-        Format::Table => table(&report),
+        Format::Table => table(&report)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn table(report: &BenchReport) {
-    println!(
+fn table(report: &BenchReport) -> std::io::Result<()> {
+    out!(
         "{} ({}, {}, {}){}",
         report.adapter,
         report.backend,
         report.device_type,
         report.driver,
         if report.quick { ", quick sizes" } else { "" }
-    );
+    )?;
     if let Some(roofline) = &report.roofline {
         let peaks: Vec<String> = roofline
             .fma_gflops
             .iter()
             .map(|(p, g)| format!("{p} FMA peak {g:.1} GFLOP/s"))
             .collect();
-        println!(
+        out!(
             "Roofline: {}, copy {:.1} GB/s",
             peaks.join(", "),
             roofline.copy_gbps
-        );
+        )?;
     }
-    println!(
+    out!(
         "{:<36} {:<9} {:>10} {:>11} {:>16} {:>9}",
-        "kernel", "precision", "size", "time", "achieved", "of peak"
-    );
+        "kernel",
+        "precision",
+        "size",
+        "time",
+        "achieved",
+        "of peak"
+    )?;
     for k in &report.kernels {
         let achieved = match (k.gflops, k.gbps) {
             (Some(g), _) => format!("{g:.2} GFLOP/s"),
@@ -65,7 +70,7 @@ fn table(report: &BenchReport) {
         let share = k
             .percent_of_peak
             .map_or("-".to_string(), |p| format!("{p:.1}%"));
-        println!(
+        out!(
             "{:<36} {:<9} {:>10} {:>9.3}ms {:>16} {:>9}",
             k.kernel,
             k.precision,
@@ -73,9 +78,10 @@ fn table(report: &BenchReport) {
             k.seconds * 1e3,
             achieved,
             share
-        );
+        )?;
     }
     if report.roofline.is_some() {
-        println!("compute-bound kernels: % of the FMA peak of their arithmetic; memory-bound: % of copy bandwidth.");
+        out!("compute-bound kernels: % of the FMA peak of their arithmetic; memory-bound: % of copy bandwidth.")?;
     }
+    Ok(())
 }

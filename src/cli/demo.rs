@@ -32,24 +32,26 @@ pub(crate) fn demo(
     };
     let (f32_max, f32_on) = run(Precision::F32)?;
     let (f16_max, f16_on) = run(Precision::F16)?;
-    println!(
+    out!(
         "A {}-layer ReLU MLP, width {}, batch {}, weights N(0, 1), input N(0, 1), seed {seed}",
-        config.depth, config.width, config.batch
-    );
+        config.depth,
+        config.width,
+        config.batch
+    )?;
     if f32_on == f16_on {
-        println!("on {f32_on}");
+        out!("on {f32_on}")?;
     } else {
-        println!("f32 on {f32_on}; f16 on {f16_on} (this adapter has no SHADER_F16)");
+        out!("f32 on {f32_on}; f16 on {f16_on} (this adapter has no SHADER_F16)")?;
     }
-    println!("{:>5}  {:>12}  {:>12}", "layer", "max|h| f32", "max|h| f16");
+    out!("{:>5}  {:>12}  {:>12}", "layer", "max|h| f32", "max|h| f16")?;
     for t in 0..config.depth {
-        println!("{:>5}  {:>12.3e}  {:>12.3e}", t + 1, f32_max[t], f16_max[t]);
+        out!("{:>5}  {:>12.3e}  {:>12.3e}", t + 1, f32_max[t], f16_max[t])?;
     }
     let growth = (config.width as f64 * config.weight_std * config.weight_std / 2.0).sqrt();
-    println!(
+    out!(
         "Theory: each layer multiplies E[h²] by width·σ²/2 = {}, so |h| grows about {growth:.1}× per layer.",
         config.width / 2
-    );
+    )?;
     // (name, per-layer maxima, the largest finite value, how to print it)
     let describe =
         |name: &str, maxima: &[f64], largest: f64, limit: &str| match first_overflow_layer(
@@ -65,19 +67,19 @@ pub(crate) fn demo(
                 maxima.last().copied().unwrap_or(0.0)
             ),
         };
-    println!(
+    out!(
         "{}; {}.",
         describe("f16", &f16_max, gradstab::precision::F16_MAX, "65504"),
         describe("f32", &f32_max, f32::MAX as f64, "3.4e38")
-    );
+    )?;
     if f16_max.iter().any(|m| m.is_nan()) {
-        println!(
+        out!(
             "After an overflow the next matmul meets inf × 0 (the zeros ReLU made), which is NaN."
-        );
+        )?;
     }
-    println!("\nA tour of the lecture (gradstab presets lists them; gradstab run --preset NAME shows every layer):");
+    out!("\nA tour of the lecture (gradstab presets lists them; gradstab run --preset NAME shows every layer):")?;
     for experiment in gradstab::experiment::demo_tour() {
-        println!("{}: {}", experiment.name, experiment.summary);
+        out!("{}: {}", experiment.name, experiment.summary)?;
         let runs = match &gpu {
             Some(gpu) if experiment.precisions.iter().all(|&p| gpu.supports(p)) => {
                 run_all(gpu, &experiment, true)?
@@ -85,7 +87,7 @@ pub(crate) fn demo(
             _ => run_all(&Cpu, &experiment, true)?,
         };
         for run in &runs {
-            println!("    {}", gradstab::experiment::conclusion(run));
+            out!("    {}", gradstab::experiment::conclusion(run))?;
         }
     }
     Ok(ExitCode::SUCCESS)

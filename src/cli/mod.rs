@@ -1,5 +1,16 @@
 //! The command line: its arguments, shared by every command, and one module per command.
 
+/// `println!` that hands back the error of a failed write (a full disk, `/dev/full`) instead
+/// of panicking on it.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(
+            &mut std::io::stdout(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+
 pub(crate) mod args;
 pub(crate) mod bench;
 pub(crate) mod demo;

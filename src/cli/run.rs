@@ -16,12 +16,12 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     preset: Option<String>,
     /// Layers, 1 to 1,000,000.
-    #[arg(long, value_parser = parse_depth, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_depth, allow_hyphen_values = true)]
     depth: Option<usize>,
     /// One width, or depth + 1 comma-separated widths (input first).
-    #[arg(long, value_parser = parse_widths, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_widths, allow_hyphen_values = true)]
     width: Option<Widths>,
-    #[arg(long, value_parser = parse_batch, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
     batch: Option<usize>,
     /// linear, linear:ALPHA,BETA, relu, leaky_relu[:SLOPE], sigmoid, tanh, scaled_sigmoid
     #[arg(long, value_parser = parse_with::<Activation>)]
@@ -34,7 +34,7 @@ pub(crate) struct RunArgs {
     /// normal:STD, uniform:A or constant:C
     #[arg(long, value_parser = parse_with::<InputInit>)]
     input: Option<InputInit>,
-    #[arg(long, value_parser = parse_bias_std, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_bias_std, allow_hyphen_values = true)]
     bias_std: Option<f64>,
     /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
     #[arg(long)]
@@ -43,10 +43,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = parse_with::<Loss>)]
     loss: Option<Loss>,
     /// Clip the weight gradients to this global norm (clip_grad_norm_).
-    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_hyphen_values = true)]
     clip_norm: Option<f64>,
     /// Clamp the weight gradients to ±this (clip_grad_value_).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     clip_value: Option<f64>,
     /// Comma list of f32, f16, f16acc32.
     #[arg(long, value_parser = parse_precisions)]
@@ -56,7 +56,7 @@ pub(crate) struct RunArgs {
     backend: Option<BackendChoice>,
     #[command(flatten)]
     adapter: AdapterArg,
-    #[arg(long, value_parser = parse_seed, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_seed, allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Start from the weights of a PyTorch nn.Sequential of nn.Linear layers, as
     /// safetensors.torch.save_file(model.state_dict(), FILE) writes them; depth and widths
@@ -102,34 +102,33 @@ const MAX_DEPTH: usize = 1_000_000;
 pub(crate) fn parse_bias_std(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if (0.0..=f32::MAX as f64).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "invalid bias std '{s}': expected a number from 0 to 3.4e38 (biases are drawn as f32)"
-        )),
+        _ => Err("expected a number from 0 to 3.4e38 (biases are drawn as f32)".into()),
     }
 }
 
-pub(crate) fn parse_batch(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(b) if b >= 1 => Ok(b),
-        _ => Err(format!("invalid batch '{s}': expected a whole number ≥ 1")),
+        _ => Err("expected a whole number ≥ 1".into()),
     }
+}
+
+pub(crate) fn parse_whole(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| "expected a whole number ≥ 0".into())
 }
 
 pub(crate) fn parse_seed(s: &str) -> Result<u64, String> {
-    s.trim().parse::<u64>().map_err(|_| {
-        format!(
-            "invalid seed '{s}': expected a whole number from 0 to {}",
-            u64::MAX
-        )
-    })
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("expected a whole number from 0 to {}", u64::MAX))
 }
 
 pub(crate) fn parse_depth(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(d) if (1..=MAX_DEPTH).contains(&d) => Ok(d),
-        _ => Err(format!(
-            "invalid depth '{s}': expected a whole number from 1 to {MAX_DEPTH}"
-        )),
+        _ => Err(format!("expected a whole number from 1 to {MAX_DEPTH}")),
     }
 }
 
@@ -144,9 +143,7 @@ pub(crate) fn parse_widths(s: &str) -> Result<Widths, String> {
     let widths: Result<Vec<usize>, _> = s.split(',').map(|w| w.trim().parse::<usize>()).collect();
     match widths {
         Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(Widths(w)),
-        _ => Err(format!(
-            "invalid width list '{s}': expected positive integers separated by commas"
-        )),
+        _ => Err("expected whole numbers ≥ 1 separated by commas".into()),
     }
 }
 
@@ -159,7 +156,7 @@ pub(crate) fn parse_precisions(s: &str) -> Result<PrecisionList, String> {
 pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a finite number > 0, got '{s}'")),
+        _ => Err("expected a finite number > 0".into()),
     }
 }
 
@@ -311,41 +308,11 @@ pub(crate) fn run_all<B: Backend>(
 /// Where the output and the plot go, checked before the run: each can be written, the plot is
 /// an SVG, and neither overwrites the other or an input.
 pub(crate) fn check_destinations(args: &RunArgs) -> anyhow::Result<()> {
-    use std::path::Path;
-    let same = super::args::same_file;
-    let inputs: Vec<(&str, &Path)> = [("--weights", &args.weights), ("--data", &args.data)]
-        .into_iter()
-        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
-        .collect();
-    for (flag, path) in [("--out", &args.out), ("--plot", &args.plot)] {
-        let Some(path) = path.as_deref() else {
-            continue;
-        };
-        gradstab::output::check_destination(path)?;
-        if let Some((input, _)) = inputs.iter().find(|(_, p)| same(p, path)) {
-            anyhow::bail!(
-                "{flag} {} is the file of {input}; it would be overwritten",
-                path.display()
-            );
-        }
-    }
-    if let Some(plot) = &args.plot {
-        let svg = plot
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-        if !svg {
-            anyhow::bail!(
-                "--plot {}: plots are SVG; give a file name ending in .svg",
-                plot.display()
-            );
-        }
-        if args.out.as_deref().is_some_and(|out| same(out, plot)) {
-            anyhow::bail!(
-                "--out and --plot are both {}; one would overwrite the other",
-                plot.display()
-            );
-        }
-    }
+    let inputs = super::args::given([("--weights", &args.weights), ("--data", &args.data)]);
+    let outputs = super::args::given([("--out", &args.out), ("--plot", &args.plot)]);
+    gradstab::output::check_outputs(&inputs, &outputs, |flag| {
+        (flag == "--plot").then_some("svg")
+    })?;
     Ok(())
 }
 
@@ -388,9 +355,10 @@ pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Res
             ),
         }
     };
-    super::args::write_output(args.out.as_deref(), render)?;
+    // The plot first: a reader of standard output that goes away ends the process.
     if let Some(path) = &args.plot {
         gradstab::report::plot::svg(&report, path)?;
     }
+    super::args::write_output(args.out.as_deref(), render)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! `gradstab train`: its arguments, the runs they describe, and training them.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +14,8 @@ use gradstab::{Activation, Backend, Cpu, Precision};
 
 use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, StatsFormat};
 use super::run::{
-    parse_batch, parse_depth, parse_positive, parse_precisions, parse_seed, parse_widths,
-    MemorySize, PrecisionList, Widths,
+    parse_count, parse_depth, parse_positive, parse_precisions, parse_seed, parse_whole,
+    parse_widths, MemorySize, PrecisionList, Widths,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
@@ -37,10 +37,10 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     preset: Option<String>,
     /// Layers, 1 to 1,000,000 (default 8).
-    #[arg(long, value_parser = parse_depth, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_depth, allow_hyphen_values = true)]
     depth: Option<usize>,
     /// One width, or depth + 1 comma-separated widths, input first (default 64).
-    #[arg(long, value_parser = parse_widths, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_widths, allow_hyphen_values = true)]
     width: Option<Widths>,
     /// relu (default), tanh, sigmoid, scaled_sigmoid, leaky_relu[:SLOPE], linear[:A,B].
     #[arg(long, value_parser = parse_with::<Activation>)]
@@ -58,7 +58,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_enum)]
     output_activation: Option<YesNo>,
     /// The seed of the weights, the data and the shuffling (default 0).
-    #[arg(long, value_parser = parse_seed, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_seed, allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Start from a PyTorch nn.Sequential state dict (safetensors); depth, widths and
     /// biases come from the file.
@@ -73,74 +73,74 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_enum)]
     task: Option<TaskChoice>,
     /// The teacher's depth (default 2).
-    #[arg(long, value_parser = parse_depth)]
+    #[arg(long, value_parser = parse_depth, allow_hyphen_values = true)]
     teacher_depth: Option<usize>,
     /// The teacher's hidden width (default: the network's).
-    #[arg(long, value_parser = parse_batch)]
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
     teacher_width: Option<usize>,
     /// Samples in the built-in task's data set (default 256).
-    #[arg(long, value_parser = parse_batch)]
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
     samples: Option<usize>,
     /// Train on x and y of a .safetensors or .npz file: y [N, outputs] floats for MSE, or
     /// [N] integer labels for cross-entropy.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
     /// Minibatch size; without it, the whole data set is one batch.
-    #[arg(long, value_parser = parse_batch, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
     batch: Option<usize>,
     /// A fresh order of the samples each epoch, drawn from the seed.
     #[arg(long)]
     shuffle: bool,
     /// Optimizer steps (default 100).
-    #[arg(long, value_parser = parse_batch)]
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
     steps: Option<usize>,
     /// Keep the full statistics of every layer every K steps (and at the first and last).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = parse_whole, allow_hyphen_values = true)]
     record_every: Option<usize>,
     /// sgd (default), adam or adamw, with torch.optim's update rules and defaults.
     #[arg(long, value_parser = parse_with::<OptimizerKind>)]
     optimizer: Option<OptimizerKind>,
     /// One learning rate or a comma list, one run each (default 0.01 for sgd, 0.001 for adam).
-    #[arg(long, value_parser = parse_rates, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_rates, allow_hyphen_values = true)]
     lr: Option<Rates>,
     /// SGD's momentum.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     momentum: Option<f64>,
     /// SGD's Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
     /// L2 penalty (sgd, adam) or decoupled decay (adamw; default 0.01 there).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     weight_decay: Option<f64>,
     /// Adam's β1,β2 (default 0.9,0.999).
-    #[arg(long, value_parser = parse_betas)]
+    #[arg(long, value_parser = parse_betas, allow_hyphen_values = true)]
     betas: Option<(f64, f64)>,
     /// Adam's eps (default 1e-8).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     eps: Option<f64>,
     /// f32, f16 (model.half()) or f16acc32 (mixed precision), or a comma list.
     #[arg(long, value_parser = parse_precisions)]
     precision: Option<PrecisionList>,
     /// none (default), static:S, or dynamic (torch.amp.GradScaler).
-    #[arg(long, value_parser = parse_with::<LossScale>)]
+    #[arg(long, value_parser = parse_with::<LossScale>, allow_hyphen_values = true)]
     loss_scale: Option<LossScale>,
     /// GradScaler's init_scale (default 65536).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     init_scale: Option<f64>,
     /// GradScaler's growth_factor (default 2).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     growth_factor: Option<f64>,
     /// GradScaler's backoff_factor (default 0.5).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     backoff_factor: Option<f64>,
     /// GradScaler's growth_interval (default 2000).
-    #[arg(long)]
-    growth_interval: Option<u64>,
+    #[arg(long, value_parser = parse_count, allow_hyphen_values = true)]
+    growth_interval: Option<usize>,
     /// clip_grad_norm_ of the unscaled gradients (weights and biases together).
-    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_positive, conflicts_with = "clip_value", allow_hyphen_values = true)]
     clip_norm: Option<f64>,
     /// clip_grad_value_ of the unscaled gradients.
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     clip_value: Option<f64>,
     /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
     #[arg(long, value_enum)]
@@ -173,15 +173,13 @@ fn parse_rates(s: &str) -> Result<Rates, String> {
     let rates: Result<Vec<f64>, _> = s.split(',').map(|r| r.trim().parse::<f64>()).collect();
     match rates {
         Ok(r) if !r.is_empty() && r.iter().all(|v| *v >= 0.0 && v.is_finite()) => Ok(Rates(r)),
-        _ => Err(format!(
-            "invalid learning rates '{s}': expected finite numbers ≥ 0 separated by commas"
-        )),
+        _ => Err("expected finite numbers ≥ 0 separated by commas".into()),
     }
 }
 
 fn parse_betas(s: &str) -> Result<(f64, f64), String> {
     let parts: Vec<&str> = s.split(',').collect();
-    let bad = || format!("invalid betas '{s}': expected two numbers in [0, 1), as 0.9,0.999");
+    let bad = || "expected two numbers in [0, 1), as 0.9,0.999".to_string();
     if parts.len() != 2 {
         return Err(bad());
     }
@@ -219,6 +217,16 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
             ("--loss-scale", args.loss_scale.is_some()),
             ("--clip-norm", args.clip_norm.is_some()),
             ("--clip-value", args.clip_value.is_some()),
+            ("--nesterov", args.nesterov),
+            ("--betas", args.betas.is_some()),
+            ("--eps", args.eps.is_some()),
+            ("--init-scale", args.init_scale.is_some()),
+            ("--growth-factor", args.growth_factor.is_some()),
+            ("--backoff-factor", args.backoff_factor.is_some()),
+            ("--growth-interval", args.growth_interval.is_some()),
+            ("--shuffle", args.shuffle),
+            ("--teacher-depth", args.teacher_depth.is_some()),
+            ("--teacher-width", args.teacher_width.is_some()),
         ];
         if let Some((flag, _)) = model_flags.iter().find(|(_, set)| *set) {
             anyhow::bail!(
@@ -308,7 +316,7 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
         network.widths[0] = data.x.shape().cols;
         network.widths[depth] = match &data.targets {
             train::Targets::Values(y) => y.shape().cols,
-            train::Targets::Labels(l) => l.iter().max().map_or(2, |&m| m as usize + 1).max(2),
+            train::Targets::Labels(l) => classes_of(l, &data_source(args))?,
         };
     }
     let d = network.depth;
@@ -364,7 +372,7 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
             init_scale: args.init_scale.unwrap_or(d.init_scale),
             growth_factor: args.growth_factor.unwrap_or(d.growth_factor),
             backoff_factor: args.backoff_factor.unwrap_or(d.backoff_factor),
-            growth_interval: args.growth_interval.unwrap_or(d.growth_interval),
+            growth_interval: args.growth_interval.map_or(d.growth_interval, |n| n as u64),
         }),
         other => {
             if let Some((flag, _)) = scaler_flags.iter().find(|(_, set)| *set) {
@@ -404,7 +412,12 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
                 loss_scale,
             };
             config.validate()?;
-            runs.push((format!("{precision} {kind} lr={lr}"), config));
+            // Every label names what its run does differently, the loss scale included.
+            let scaled = match loss_scale {
+                LossScale::None => String::new(),
+                scale => format!(" loss-scale={scale}"),
+            };
+            runs.push((format!("{precision} {kind} lr={lr}{scaled}"), config));
         }
     }
     Ok(TrainPreset {
@@ -414,54 +427,49 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
     })
 }
 
+fn data_source(args: &TrainArgs) -> String {
+    args.data
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string())
+}
+
+/// The classes of labels when the file decides the model's outputs: 0 to the largest label,
+/// each of which occurs. A gap (labels 0 to 3 and one 100) is far more often a mistake in the
+/// data than 97 classes without a sample; `--width` asks for such outputs explicitly.
+fn classes_of(labels: &[u32], source: &str) -> anyhow::Result<usize> {
+    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut seen = vec![false; classes];
+    for &l in labels {
+        seen[l as usize] = true;
+    }
+    let present = seen.iter().filter(|&&s| s).count();
+    if present < classes {
+        anyhow::bail!(
+            "the labels of {source} run from 0 to {} but only {present} of those {classes} \
+             classes occur; relabel them 0 to {}, or give --width with {classes} outputs to train \
+             {classes} classes anyway",
+            classes - 1,
+            present.max(1) - 1
+        );
+    }
+    Ok(classes)
+}
+
 /// Where the outputs go, checked before anything runs: writable, SVG where a plot, none the
 /// same file as another or as an input.
 pub(crate) fn check_destinations(args: &TrainArgs) -> anyhow::Result<()> {
-    let same = super::args::same_file;
-    let inputs: Vec<(&str, &Path)> = [("--weights", &args.weights), ("--data", &args.data)]
-        .into_iter()
-        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
-        .collect();
-    let outputs: Vec<(&str, &Path)> = [
+    let inputs = super::args::given([("--weights", &args.weights), ("--data", &args.data)]);
+    let outputs = super::args::given([
         ("--out", &args.out),
         ("--plot", &args.plot),
         ("--heatmap", &args.heatmap),
         ("--save-weights", &args.save_weights),
-    ]
-    .into_iter()
-    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
-    .collect();
-    for (i, (flag, path)) in outputs.iter().enumerate() {
-        gradstab::output::check_destination(path)?;
-        if let Some((input, _)) = inputs.iter().find(|(_, p)| same(p, path)) {
-            anyhow::bail!(
-                "{flag} {} is the file of {input}; it would be overwritten",
-                path.display()
-            );
-        }
-        if let Some((other, _)) = outputs[..i].iter().find(|(_, p)| same(p, path)) {
-            anyhow::bail!(
-                "{other} and {flag} are both {}; one would overwrite the other",
-                path.display()
-            );
-        }
-        let wants = match *flag {
-            "--plot" | "--heatmap" => Some("svg"),
-            "--save-weights" => Some("safetensors"),
-            _ => None,
-        };
-        if let Some(ext) = wants {
-            if !path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case(ext))
-            {
-                anyhow::bail!(
-                    "{flag} {}: give a file name ending in .{ext}",
-                    path.display()
-                );
-            }
-        }
-    }
+    ]);
+    gradstab::output::check_outputs(&inputs, &outputs, |flag| match flag {
+        "--plot" | "--heatmap" => Some("svg"),
+        "--save-weights" => Some("safetensors"),
+        _ => None,
+    })?;
     Ok(())
 }
 
@@ -530,15 +538,30 @@ pub(crate) fn train_command(args: &TrainArgs, preset: TrainPreset) -> anyhow::Re
             ),
         }
     };
-    super::args::write_output(args.out.as_deref(), render)?;
+    // Files first, the report last: a reader of standard output that goes away (`| head -1`)
+    // ends the process at its next write, and must not take the trained model with it.
     if let Some(path) = &args.plot {
         gradstab::report::train_plot::loss_curves(&report, path)?;
     }
     if let Some(path) = &args.heatmap {
         gradstab::report::train_plot::update_heat_map(&report, path)?;
     }
+    let mut refused_weights = None;
     if let (Some(path), Some(weights)) = (&args.save_weights, &weights) {
-        train::weights::save(weights, path)?;
+        // A diverged model is not written: its weights are inf or NaN, and a file of them
+        // would only carry the failure on to whoever loads it. The report still says what
+        // happened, and the exit code says the model was not saved.
+        match report.runs.last().and_then(|r| r.summary.diverged_at) {
+            Some(step) => refused_weights = Some((path, step)),
+            None => train::weights::save(weights, path)?,
+        }
+    }
+    super::args::write_output(args.out.as_deref(), render)?;
+    if let Some((path, step)) = refused_weights {
+        anyhow::bail!(
+            "--save-weights {}: not written, the run diverged (loss inf or NaN) at step {step}",
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ pub(crate) fn run_verify(
     let gpu = Gpu::new(&adapter.options())?;
     let table = matches!(format, Format::Table);
     if table {
-        println!(
+        out!(
             "Verifying every kernel on {} against the CPU reference{}",
             gpu.adapter_name(),
             if quick {
@@ -23,11 +23,11 @@ pub(crate) fn run_verify(
             } else {
                 ""
             }
-        );
+        )?;
         if !gpu.supports(gradstab::Precision::F16) {
-            println!("(no SHADER_F16 on this adapter: f16 and f16acc32 are skipped)");
+            out!("(no SHADER_F16 on this adapter: f16 and f16acc32 are skipped)")?;
         }
-        println!(
+        out!(
             "{:<30} {:<9} {:>6} {:>9} {:>11} {:>11} {:>10} {:>9}  result",
             "kernel",
             "precision",
@@ -37,12 +37,14 @@ pub(crate) fn run_verify(
             "its bound",
             "worst e/b",
             "identical"
-        );
+        )?;
     }
+    // The first failed write (a full disk), returned once verify is done.
+    let mut write_error = None;
     let report = verify(&gpu, quick, |row: &VerifyRow| {
-        if table {
+        let print = || -> std::io::Result<()> {
             let c = &row.comparison;
-            println!(
+            out!(
                 "{:<30} {:<9} {:>6} {:>9} {:>11.3e} {:>11.3e} {:>10.4} {:>8.1}%  {}",
                 row.kernel,
                 row.precision,
@@ -53,21 +55,28 @@ pub(crate) fn run_verify(
                 c.worst_ratio,
                 100.0 * c.bit_identical_fraction(),
                 if row.passed { "ok" } else { "FAILED" }
-            );
+            )?;
             if let Some(f) = &c.first_failure {
-                println!("    first failure: {f}");
+                out!("    first failure: {f}")?;
             }
+            Ok(())
+        };
+        if table && write_error.is_none() {
+            write_error = print().err();
         }
     })?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
     if table {
         let failed = report.rows.iter().filter(|r| !r.passed).count();
         if failed == 0 {
-            println!(
+            out!(
                 "All {} kernel × precision rows within their bounds.",
                 report.rows.len()
-            );
+            )?;
         } else {
-            println!("{failed} of {} rows broke their bounds.", report.rows.len());
+            out!("{failed} of {} rows broke their bounds.", report.rows.len())?;
         }
     } else {
         json(&report)?;

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::given::{GivenData, GivenParameters};
+use crate::checked::{f32_for, Use};
 use crate::error::{Error, Result};
 use crate::init::{self, Init, InputInit};
 use crate::ops::activation::Activation;
@@ -65,8 +66,9 @@ pub enum Clip {
     Value(f64),
 }
 
-/// Everything that defines one network and its run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// Everything that defines one network and its run. Its JSON ([`NetworkConfig::json`])
+/// describes the network that ran: what a file decided is taken from the file.
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetworkConfig {
     pub depth: usize,
     /// n_0 (the input width), n_1, …, n_depth.
@@ -91,57 +93,79 @@ pub struct NetworkConfig {
     /// Weights up to this many bytes stay on the device between forward and backward; beyond
     /// it each layer's are drawn again from (seed, layer) when backward needs them. Both give
     /// the same bits; only memory differs. `KEEP_WEIGHTS_BYTES` by default.
-    #[serde(skip)]
     pub keep_weights_bytes: u64,
     /// A memory budget for host and device (`--max-memory`); a run that needs more is refused
     /// before it allocates. `None`: only what the machine and the device have.
-    #[serde(skip)]
     pub max_memory_bytes: Option<u64>,
     /// Weights and biases from a PyTorch state dict instead of the initialiser (`--weights`);
     /// the JSON names the file.
-    #[serde(
-        rename = "weights_file",
-        serialize_with = "serialize_source",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub given_parameters: Option<Arc<GivenParameters>>,
     /// The input batch (and MSE targets) from a file instead of drawn (`--data`).
-    #[serde(
-        rename = "data_file",
-        serialize_with = "serialize_source",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub given_data: Option<Arc<GivenData>>,
 }
 
-/// Something given from a file, which the JSON names by that file.
-trait Sourced {
-    fn source(&self) -> &str;
+/// The JSON of a network: the fields of [`NetworkConfig`], with what a file decided taken
+/// from the file: no initialiser where the weights are given, no drawn input where the data
+/// are, biases where the file has them.
+#[derive(serde::Serialize)]
+pub struct NetworkJson<'a> {
+    depth: usize,
+    widths: &'a [usize],
+    batch: usize,
+    activation: Activation,
+    /// `null` where the weights came from a file.
+    init: Option<Init>,
+    /// `null` where the input batch came from a file.
+    input: Option<InputInit>,
+    bias_std: f64,
+    residual: bool,
+    output_activation: bool,
+    /// nn.Linear biases: drawn as `nn.Linear` draws them, or a file's.
+    linear_bias: bool,
+    /// `run`'s loss; a training run's loss is its task's, which its own JSON gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<Loss>,
+    clip: Option<Clip>,
+    seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_file: Option<&'a str>,
 }
 
-impl Sourced for GivenParameters {
-    fn source(&self) -> &str {
-        &self.source
-    }
-}
-
-impl Sourced for GivenData {
-    fn source(&self) -> &str {
-        &self.source
-    }
-}
-
-fn serialize_source<T: Sourced, S: serde::Serializer>(
-    given: &Option<Arc<T>>,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match given {
-        Some(g) => serializer.serialize_str(g.source()),
-        None => serializer.serialize_none(),
+impl serde::Serialize for NetworkConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.json(Some(self.loss)).serialize(s)
     }
 }
 
 impl NetworkConfig {
+    /// What the JSON says of this network, with `loss` where the loss is the network's own.
+    pub fn json(&self, loss: Option<Loss>) -> NetworkJson<'_> {
+        let weights = self.given_parameters.as_deref();
+        let data = self.given_data.as_deref();
+        NetworkJson {
+            depth: self.depth,
+            widths: &self.widths,
+            batch: self.batch,
+            activation: self.activation,
+            init: weights.is_none().then_some(self.init),
+            input: data.is_none().then_some(self.input),
+            bias_std: self.bias_std,
+            residual: self.residual,
+            output_activation: self.output_activation,
+            linear_bias: match weights {
+                Some(_) => self.has_biases(),
+                None => self.linear_bias,
+            },
+            loss,
+            clip: self.clip,
+            seed: self.seed,
+            weights_file: weights.map(|g| g.source.as_str()),
+            data_file: data.map(|g| g.source.as_str()),
+        }
+    }
+
     /// A ReLU net with He initialisation and an N(0, 1) input.
     pub fn new(depth: usize, width: usize, batch: usize) -> Self {
         NetworkConfig {
@@ -223,16 +247,11 @@ impl NetworkConfig {
         if self.residual && self.widths.windows(2).any(|w| w[0] != w[1]) {
             return bad("residual connections need every width equal".into());
         }
-        if !(self.bias_std >= 0.0 && self.bias_std <= f32::MAX as f64) {
-            return bad(format!(
-                "bias std must be from 0 to 3.4e38 (biases are drawn as f32), got {}",
-                self.bias_std
-            ));
-        }
-        if let Some(Clip::Norm(l) | Clip::Value(l)) = self.clip {
-            if !(l > 0.0 && l.is_finite()) {
-                return bad(format!("a clipping limit must be finite and > 0, got {l}"));
-            }
+        f32_for("--bias-std", self.bias_std, Use::NonNegative)?;
+        match self.clip {
+            Some(Clip::Norm(l)) => _ = f32_for("--clip-norm", l, Use::Positive)?,
+            Some(Clip::Value(l)) => _ = f32_for("--clip-value", l, Use::Positive)?,
+            None => {}
         }
         if let Some(g) = &self.given_parameters {
             if g.widths() != self.widths {

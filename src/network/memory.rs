@@ -23,7 +23,13 @@ pub struct MemoryEstimate {
     /// Elements of the largest single tensor (a weight or an activation); u128, so that even
     /// an absurd width is counted exactly in the refusal.
     pub largest_tensor: u128,
+    /// What makes the largest part of the estimate smaller, for the refusal ("--steps
+    /// smaller").
+    pub smaller: &'static str,
 }
+
+/// What makes a network's own memory smaller.
+pub const NETWORK_FLAGS: &str = "--depth, --width or --batch smaller";
 
 /// What a run must fit.
 #[derive(Clone, Copy, Debug, Default)]
@@ -84,6 +90,7 @@ impl NetworkConfig {
                 saturate(tensors)
             },
             largest_tensor: widest * widest.max(batch),
+            smaller: NETWORK_FLAGS,
         }
     }
 }
@@ -111,10 +118,10 @@ impl MemoryLimits {
     pub fn check(&self, estimate: &MemoryEstimate) -> Result<()> {
         let refuse = |what: &str, need: u64, limit: u64, source: &str| {
             Err(Error::WontFit(format!(
-                "this run needs about {} of {what}, more than the {} {source}; make --depth, \
-                 --width or --batch smaller{}",
+                "this run needs about {} of {what}, more than the {} {source}; make {}{}",
                 human_bytes(need),
                 human_bytes(limit),
+                estimate.smaller,
                 if source == BUDGET {
                     " or raise --max-memory"
                 } else {
@@ -218,6 +225,7 @@ mod tests {
             host_bytes: 1000,
             device_bytes: 5000,
             largest_tensor: 100,
+            smaller: "--steps smaller",
         };
         let limits = |host, device, max_tensor, budget| MemoryLimits {
             host_available: host,
@@ -239,5 +247,6 @@ mod tests {
             .check(&estimate)
             .unwrap_err();
         assert!(err.to_string().contains("--max-memory"), "{err}");
+        assert!(err.to_string().contains("make --steps smaller"), "{err}");
     }
 }

@@ -24,6 +24,18 @@ pub const RECORD_COLUMNS: [&str; 18] = [
     "bf16_zero",
 ];
 
+/// A text cell as a spreadsheet cannot run it: one that begins with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return is a formula to Excel and LibreOffice, so, as OWASP recommends
+/// against CSV injection, it gets a leading `'`, which they show as text. Tensor names and
+/// notes come from files a user may not have made.
+pub fn text_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// The values of `RECORD_COLUMNS` for one record.
 pub fn record_fields(s: &StatsRecord) -> Vec<String> {
     let mut row = vec![s.count.to_string()];
@@ -54,4 +66,19 @@ pub fn record_fields(s: &StatsRecord) -> Vec<String> {
         .map(|v| v.to_string()),
     );
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_cell;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_escaped_and_no_other() {
+        for formula in ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(text_cell(formula), format!("'{formula}"));
+        }
+        for plain in ["0.weight", "x", "f32 sgd lr=0.01", "", "a=b"] {
+            assert_eq!(text_cell(plain), plain);
+        }
+    }
 }

@@ -197,7 +197,7 @@ pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("x");
-        let mut row = vec![r.name.clone(), shape, r.dtype.clone()];
+        let mut row = vec![super::columns::text_cell(&r.name), shape, r.dtype.clone()];
         match &r.stats {
             Some(s) => row.extend(super::columns::record_fields(s)),
             // A tensor without elements: a count of 0 and empty fields.
@@ -209,7 +209,9 @@ pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
                 ));
             }
         }
-        row.push(r.note.clone().unwrap_or_default());
+        row.push(super::columns::text_cell(
+            r.note.as_deref().unwrap_or_default(),
+        ));
         w.write_record(&row)?;
     }
     w.flush()?;

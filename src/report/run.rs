@@ -164,7 +164,7 @@ pub fn csv(out: impl Write, report: &RunReport) -> csv::Result<()> {
             for (name, record, theory) in quantities {
                 let Some(s) = record else { continue };
                 let mut row = vec![
-                    run.variant.clone(),
+                    super::columns::text_cell(&run.variant),
                     run.record.precision.clone(),
                     layer.layer.to_string(),
                     name.into(),

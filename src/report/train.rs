@@ -107,7 +107,7 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
         for step in &run.steps {
             for l in &step.layers {
                 w.write_record([
-                    run.label.clone(),
+                    super::columns::text_cell(&run.label),
                     run.config.precision.name().to_string(),
                     run.config.lr.to_string(),
                     step.step.to_string(),

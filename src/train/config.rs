@@ -3,14 +3,17 @@
 use super::data::Task;
 use super::scaler::LossScale;
 use crate::backend::Backend;
+use crate::checked::{f32_for, Use};
 use crate::error::{Error, Result};
-use crate::network::memory::{MemoryEstimate, MemoryLimits};
+use crate::network::config::NetworkJson;
+use crate::network::memory::MemoryLimits;
 use crate::network::NetworkConfig;
-use crate::ops::optimizer::{has_model_copy, master_dtype, OptimizerConfig};
+use crate::ops::loss::LossKind;
+use crate::ops::optimizer::OptimizerConfig;
 use crate::precision::Precision;
 
 /// Everything that defines one training run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     /// The model: depth, widths, activation, initialiser, biases, residual connections,
     /// clipping and seed; `batch` is the minibatch size.
@@ -25,9 +28,44 @@ pub struct TrainConfig {
     pub record_every: usize,
     pub optimizer: OptimizerConfig,
     pub lr: f64,
-    #[serde(serialize_with = "precision_name")]
     pub precision: Precision,
     pub loss_scale: LossScale,
+}
+
+/// A training run's JSON: its fields, with the network as it ran (no `run` probe loss) and the
+/// loss its task trains.
+#[derive(serde::Serialize)]
+struct TrainConfigJson<'a> {
+    network: NetworkJson<'a>,
+    task: &'a Task,
+    loss: LossKind,
+    samples: usize,
+    shuffle: bool,
+    steps: usize,
+    record_every: usize,
+    optimizer: &'a OptimizerConfig,
+    lr: f64,
+    precision: &'static str,
+    loss_scale: LossScale,
+}
+
+impl serde::Serialize for TrainConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        TrainConfigJson {
+            network: self.network.json(None),
+            task: &self.task,
+            loss: self.task.loss(),
+            samples: self.data_samples(),
+            shuffle: self.shuffle,
+            steps: self.steps,
+            record_every: self.record_every,
+            optimizer: &self.optimizer,
+            lr: self.lr,
+            precision: self.precision.name(),
+            loss_scale: self.loss_scale,
+        }
+        .serialize(s)
+    }
 }
 
 impl TrainConfig {
@@ -52,10 +90,8 @@ impl TrainConfig {
         self.optimizer.validate(self.lr)?;
         match self.loss_scale {
             LossScale::Dynamic(d) => d.validate()?,
-            LossScale::Static { scale } if !(scale > 0.0 && scale <= f32::MAX as f64) => {
-                return bad(format!(
-                    "a static loss scale must be > 0 and finite, got {scale}"
-                ))
+            LossScale::Static { scale } => {
+                f32_for("--loss-scale static:S", scale, Use::Divisor)?;
             }
             _ => {}
         }
@@ -99,42 +135,6 @@ impl TrainConfig {
             _ => self.samples,
         }
     }
-
-    /// What a run needs at most, host and device.
-    pub fn memory_estimate(&self, tensors_on_host: bool) -> MemoryEstimate {
-        let net = &self.network;
-        let s = self.precision.storage().size_bytes() as u128;
-        let m = master_dtype(self.precision).size_bytes() as u128;
-        let params: u128 = net
-            .widths
-            .windows(2)
-            .map(|w| w[0] as u128 * w[1] as u128 + w[1] as u128)
-            .sum();
-        let copy = if has_model_copy(self.precision) { m } else { 0 };
-        // Weights, gradients, f32 updates, masters and the state.
-        let per_param = s + s + 4 + copy + self.optimizer.state_tensors() as u128 * m;
-        let batch = net.batch as u128;
-        let activations: u128 = net.widths.iter().map(|&n| batch * n as u128).sum::<u128>() * s * 3;
-        let device = params * per_param + activations;
-        let samples = self.data_samples() as u128;
-        let widest = net.widths.iter().copied().max().unwrap_or(0) as u128;
-        let data = samples * (net.widths[0] as u128 + net.widths[net.depth] as u128) * 4
-            + samples * widest * 16;
-        let records = self.steps as u128 * net.depth as u128 * 64;
-        let sat = |x: u128| x.min(u64::MAX as u128) as u64;
-        MemoryEstimate {
-            host_bytes: sat(data + records + if tensors_on_host { device } else { 0 }),
-            device_bytes: if tensors_on_host { 0 } else { sat(device) },
-            largest_tensor: widest * widest.max(batch),
-        }
-    }
-}
-
-fn precision_name<S: serde::Serializer>(
-    p: &Precision,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(p.name())
 }
 
 /// Checks `config` against `backend` and memory, allocating nothing.

@@ -76,18 +76,33 @@ impl TrainData {
     /// more than the largest label, at least).
     pub fn check_outputs(&self, outputs: usize, source: &str) -> Result<()> {
         match &self.targets {
-            Targets::Values(y) if y.shape().cols != outputs => Err(Error::InvalidArgument(
-                format!(
+            Targets::Values(y) if y.shape().cols != outputs => {
+                Err(Error::InvalidArgument(format!(
                     "y of {source} has {} columns, but the network has {outputs} outputs",
                     y.shape().cols
-                ),
-            )),
-            Targets::Labels(labels) => match labels.iter().find(|&&l| l as usize >= outputs) {
-                Some(l) => Err(Error::InvalidArgument(format!(
-                    "{source} has the label {l}, but the network has {outputs} outputs (classes 0..{outputs})"
-                ))),
-                None => Ok(()),
-            },
+                )))
+            }
+            Targets::Labels(labels) => {
+                if let Some(l) = labels.iter().find(|&&l| l as usize >= outputs) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{source} has the label {l}, but the network has {outputs} outputs (classes 0..{})",
+                        outputs - 1
+                    )));
+                }
+                // One class is no classification: its cross-entropy is 0 whatever the model.
+                let first = labels.first().copied().unwrap_or(0);
+                let why = if labels.iter().all(|&l| l == first) {
+                    format!("every label of {source} is {first}")
+                } else {
+                    format!("the network has {outputs} output")
+                };
+                if outputs < 2 || labels.iter().all(|&l| l == first) {
+                    return Err(Error::InvalidArgument(format!(
+                        "cross-entropy needs at least two classes, but {why}"
+                    )));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -3,7 +3,8 @@
 //! gradient and update at every step. `config.rs` says what a run is, `data.rs` what it
 //! trains on, `scaler.rs` how the loss is scaled, `run.rs` the steps (made of
 //! `network::steps` and the loss and optimizer ops), `record.rs` what a run found,
-//! `presets.rs` the experiments and `weights.rs` the state dict it saves.
+//! `memory.rs` what it holds, `presets.rs` the experiments and `weights.rs` the state dict
+//! it saves.
 //!
 //! Precision: `f32`; `f16`, PyTorch's `model.half()` (weights, gradients and optimizer
 //! state in f16, every op rounded to f16); `f16acc32`, mixed precision (f16 weights and
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod data;
+pub mod memory;
 pub mod presets;
 pub mod record;
 pub mod run;

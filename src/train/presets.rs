@@ -194,6 +194,14 @@ fn bottom_over_top(run: &TrainRun) -> f64 {
     first / last
 }
 
+/// What a claim about divergence measured, in words.
+fn divergence(diverged_at: Option<usize>) -> String {
+    match diverged_at {
+        Some(step) => format!("loss inf or NaN from step {step}"),
+        None => "the loss stayed finite".into(),
+    }
+}
+
 /// Each part of preset `name`'s claim, checked against `runs` (all of the preset's runs, or
 /// some: a part whose runs are missing is left out).
 pub fn verify(name: &str, runs: &[TrainRun]) -> Vec<Claim> {
@@ -329,7 +337,7 @@ pub fn verify(name: &str, runs: &[TrainRun]) -> Vec<Claim> {
                 claims.push(claim(
                     "pure f16 with Adam's default eps turns NaN",
                     pure.summary.diverged_at.is_some(),
-                    format!("loss inf or NaN from step {:?}", pure.summary.diverged_at),
+                    divergence(pure.summary.diverged_at),
                 ));
             }
         }
@@ -351,7 +359,7 @@ pub fn verify(name: &str, runs: &[TrainRun]) -> Vec<Claim> {
                 claims.push(claim(
                     "N(0, 1) diverges",
                     r.summary.diverged_at.is_some(),
-                    format!("loss inf or NaN from step {:?}", r.summary.diverged_at),
+                    divergence(r.summary.diverged_at),
                 ));
             }
             if let Some(r) = find(runs, "N(0, 1), clip-norm 1") {

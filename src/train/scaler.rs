@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::checked::{f32_between, f32_for, Use};
 use crate::error::{Error, Result};
 
 /// GradScaler's settings, with its defaults.
@@ -54,10 +55,10 @@ impl FromStr for LossScale {
             other => {
                 let value = other.strip_prefix("static:").ok_or_else(bad)?;
                 let scale: f64 = value.parse().map_err(|_| bad())?;
-                if scale > 0.0 && scale <= f32::MAX as f64 {
-                    Ok(LossScale::Static { scale })
-                } else {
-                    Err(bad())
+                match f32_for("--loss-scale static:S", scale, Use::Divisor) {
+                    Ok(_) => Ok(LossScale::Static { scale }),
+                    Err(_) if !(scale > 0.0) => Err(bad()),
+                    Err(e) => Err(e),
                 }
             }
         }
@@ -78,24 +79,15 @@ impl DynamicScaling {
     /// GradScaler's constructor checks, and one of ours: a growth interval of at least 1.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
-        if !(self.init_scale > 0.0 && self.init_scale <= f32::MAX as f64) {
-            return bad(format!(
-                "--init-scale {} must be > 0 and finite in f32",
-                self.init_scale
-            ));
-        }
-        if !(self.growth_factor > 1.0 && self.growth_factor.is_finite()) {
-            return bad(format!(
-                "--growth-factor {} must be > 1",
-                self.growth_factor
-            ));
-        }
-        if !(self.backoff_factor > 0.0 && self.backoff_factor < 1.0) {
-            return bad(format!(
-                "--backoff-factor {} must be in (0, 1)",
-                self.backoff_factor
-            ));
-        }
+        f32_for("--init-scale", self.init_scale, Use::Divisor)?;
+        f32_between(
+            "--growth-factor",
+            self.growth_factor,
+            1.0,
+            f64::INFINITY,
+            false,
+        )?;
+        f32_between("--backoff-factor", self.backoff_factor, 0.0, 1.0, false)?;
         if self.growth_interval == 0 {
             return bad("--growth-interval must be at least 1".into());
         }

@@ -9,6 +9,7 @@ pub mod gpu;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::checked::{f32_for, Use};
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
 
@@ -93,22 +94,18 @@ impl OptimizerConfig {
     /// The same checks torch.optim makes in its constructors.
     pub fn validate(&self, lr: f64) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
-        if !(lr >= 0.0 && lr.is_finite()) {
+        f32_for("--lr", lr, Use::NonNegative)?;
+        f32_for("--weight-decay", self.weight_decay, Use::NonNegative)?;
+        // AdamW's decay factor 1 − lr·λ is an f32 too.
+        if !((1.0 - lr * self.weight_decay) as f32).is_finite() {
             return bad(format!(
-                "invalid learning rate {lr}: expected a finite number ≥ 0"
-            ));
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!(
-                "invalid weight decay {}: expected ≥ 0",
+                "--lr {lr} with --weight-decay {}: their product is beyond f32's range",
                 self.weight_decay
             ));
         }
         match self.kind {
             OptimizerKind::Sgd => {
-                if !(self.momentum >= 0.0 && self.momentum.is_finite()) {
-                    return bad(format!("invalid momentum {}: expected ≥ 0", self.momentum));
-                }
+                f32_for("--momentum", self.momentum, Use::NonNegative)?;
                 if self.nesterov && self.momentum == 0.0 {
                     return bad("Nesterov momentum requires a momentum > 0".into());
                 }
@@ -116,13 +113,9 @@ impl OptimizerConfig {
             OptimizerKind::Adam | OptimizerKind::AdamW => {
                 let (b1, b2) = self.betas;
                 if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
-                    return bad(format!(
-                        "invalid betas ({b1}, {b2}): each must be in [0, 1)"
-                    ));
+                    return bad(format!("--betas {b1},{b2}: each must be in [0, 1)"));
                 }
-                if !(self.eps >= 0.0 && self.eps.is_finite()) {
-                    return bad(format!("invalid eps {}: expected ≥ 0", self.eps));
-                }
+                f32_for("--eps", self.eps, Use::NonNegative)?;
             }
         }
         if self.kind != OptimizerKind::Sgd && (self.momentum != 0.0 || self.nesterov) {
