@@ -85,15 +85,24 @@ fn list_presets() -> anyhow::Result<ExitCode> {
 }
 
 /// Exit codes, one rule for every command: 2 for a command line that cannot run as given (a
-/// value out of range, flags that conflict, a preset that does not exist), 1 for a problem
-/// found while running it (an input file, the memory, the device, an output that cannot be
-/// written).
+/// value out of range, also in the precision it becomes, flags that conflict, a preset that
+/// does not exist), 1 for a problem found while running it (an input file, the memory, the
+/// device, an output that cannot be written). `before_run`: the error came from reading the
+/// command line, where the CLI's own errors are usage errors.
+fn exit_code(e: &anyhow::Error, before_run: bool) -> ExitCode {
+    match e.downcast_ref::<gradstab::Error>() {
+        Some(gradstab::Error::InvalidArgument(_) | gradstab::Error::Parse { .. }) => {
+            ExitCode::from(2)
+        }
+        Some(_) => ExitCode::FAILURE,
+        None if before_run => ExitCode::from(2),
+        None => ExitCode::FAILURE,
+    }
+}
+
 fn refused(e: &anyhow::Error) -> ExitCode {
     eprintln!("gradstab: error: {e}");
-    match e.downcast_ref::<gradstab::Error>() {
-        Some(gradstab::Error::File { .. }) => ExitCode::FAILURE,
-        _ => ExitCode::from(2),
-    }
+    exit_code(e, true)
 }
 
 fn main() -> ExitCode {
@@ -149,7 +158,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("gradstab: error: {e}");
-            ExitCode::FAILURE
+            exit_code(&e, false)
         }
     }
 }

@@ -229,8 +229,9 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
     } else {
         assert_eq!(code, Some(1), "{err}");
     }
+    // A value that cannot be read is a usage error (2), by flag or environment alike.
     let out = gradstab(&run(&[]), &[("GRADSTAB_MATMUL_VARIANT", "bogus")]);
-    assert_refused(&out, 1, "tile64-shared, tile32-shared or tile64-direct");
+    assert_refused(&out, 2, "tile64-shared, tile32-shared or tile64-direct");
     // No adapter at all: --backend gpu asked for one, so it is an error that says why,
     // including the WGPU_BACKEND that narrowed the search.
     let out = gradstab(&run(&["--backend", "gpu"]), &[no_adapter_env()]);
@@ -434,16 +435,21 @@ fn destinations_are_checked_before_the_run_and_written_whole() {
     let with = small_cpu_run;
     let (png, both, missing) = (at("x.png"), at("both.svg"), at("no/such/dir/out.csv"));
     let start = Instant::now();
-    assert_refused(&with(&["--plot", &png]), 2, "plots are SVG");
+    assert_refused(
+        &with(&["--plot", &png]),
+        2,
+        "give a file name ending in .svg",
+    );
     assert_refused(
         &with(&["--out", &both, "--plot", &both]),
         2,
         "one would overwrite the other",
     );
-    assert_refused(&with(&["--out", &missing]), 2, "its directory");
+    // A path that cannot be written is a file problem (1), as a missing input is.
+    assert_refused(&with(&["--out", &missing]), 1, "its directory");
     assert_refused(
         &with(&["--out", dir.to_str().unwrap()]),
-        2,
+        1,
         "is a directory",
     );
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -471,14 +477,15 @@ fn requests_that_cannot_mean_what_they_say_are_refused() {
     assert_refused(&with(&["--precision", "f32,f32"]), 2, "each at most once");
     // A limit that rounds to 0 would zero every gradient without a word; in f16 that happens
     // far above f32's limit, and the f32 run before it does not start either.
-    assert_refused(&with(&["--clip-value", "1e-320"]), 1, "rounds to 0 in f32");
+    // Usage errors (exit 2), as every value refused in the type it becomes.
+    assert_refused(&with(&["--clip-value", "1e-320"]), 2, "rounds to 0 in f32");
     assert_refused(
         &with(&["--clip-norm", "1e-320"]),
-        1,
-        "--clip-norm 1e-320 rounds to 0",
+        2,
+        "--clip-norm 1e-320: rounds to 0",
     );
     let out = with(&["--clip-value", "1e-9", "--precision", "f32,f16"]);
-    assert_refused(&out, 1, "rounds to 0 in f16");
+    assert_refused(&out, 2, "rounds to 0 in f16");
     assert!(out.stdout.is_empty(), "the f32 run went ahead");
     assert!(with(&["--clip-value", "1e-9"]).status.success());
 }

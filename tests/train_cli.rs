@@ -135,10 +135,16 @@ fn f32s(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A usage error: exit 2 and one line.
 fn assert_refused(args: &[&str], expected: &str) {
+    assert_refused_with(args, 2, expected)
+}
+
+/// Refused with `code` (1 for a file or the run, 2 for the command line) and one line.
+fn assert_refused_with(args: &[&str], code: i32, expected: &str) {
     let out = gradstab(args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     assert!(err.contains(expected), "{args:?}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
 }
@@ -173,7 +179,8 @@ fn bad_weight_files_are_one_line_errors() {
     for (name, entries, expected) in cases {
         let path = dir.join(format!("{name}.safetensors"));
         write(&path, &entries);
-        assert_refused(
+        // A bad input file is a file problem (exit 1), as in `stats` and `run`.
+        assert_refused_with(
             &[
                 "train",
                 "--backend",
@@ -182,6 +189,7 @@ fn bad_weight_files_are_one_line_errors() {
                 "--weights",
                 s(&path),
             ],
+            1,
             expected,
         );
     }
@@ -366,7 +374,7 @@ fn requests_it_cannot_honour_are_refused() {
             &["--preset", "remedies", "--depth", "3"],
             "--depth cannot be used with --preset",
         ),
-        (&["--lr", "-1"], "invalid learning rates"),
+        (&["--lr", "-1"], "'--lr <LR>': expected finite numbers ≥ 0"),
         (
             &["--optimizer", "adam", "--momentum", "0.9"],
             "--momentum and --nesterov are SGD's",
