@@ -163,9 +163,19 @@ pub fn check_outputs(
             }
         }
         check_destination(path)?;
-        // Two writers of one device (`--out /dev/null --plot /dev/null`) harm nothing.
-        if matches!(resolve(path)?, Destination::Node(_) | Destination::Stdout) {
-            continue;
+        match resolve(path)? {
+            // Two writers of one device (`--out /dev/null --plot /dev/null`) harm nothing.
+            Destination::Node(_) => continue,
+            // Two on standard output would interleave into something neither reader reads.
+            Destination::Stdout => {
+                if let Some((other, _)) = outputs[..i].iter().find(|(_, p)| p.as_os_str() == "-") {
+                    return usage(format!(
+                        "{other} and {flag} are both - (standard output); give one a file"
+                    ));
+                }
+                continue;
+            }
+            Destination::File(_) => {}
         }
         if let Some((input, _)) = inputs.iter().find(|(_, p)| same(p, path)) {
             return usage(format!(
@@ -485,5 +495,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(".svg"), "{err}");
+        let dash = Path::new("-");
+        let err = check_outputs(&[], &[("--out", dash), ("--save-weights", dash)], |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both - (standard output)"), "{err}");
     }
 }
