@@ -386,3 +386,14 @@ pub fn verify(name: &str, runs: &[TrainRun]) -> Vec<Claim> {
     }
     claims
 }
+
+#[cfg(test)]
+mod tests {
+    use super::divergence;
+
+    #[test]
+    fn a_divergence_is_told_in_words_not_in_rust() {
+        assert_eq!(divergence(Some(2)), "loss inf or NaN from step 2");
+        assert_eq!(divergence(None), "the loss stayed finite");
+    }
+}

@@ -57,7 +57,7 @@ impl FromStr for LossScale {
                 let scale: f64 = value.parse().map_err(|_| bad())?;
                 match f32_for("--loss-scale static:S", scale, Use::Divisor) {
                     Ok(_) => Ok(LossScale::Static { scale }),
-                    Err(_) if !(scale > 0.0) => Err(bad()),
+                    Err(_) if scale.is_nan() || scale <= 0.0 => Err(bad()),
                     Err(e) => Err(e),
                 }
             }
