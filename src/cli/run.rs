@@ -80,7 +80,7 @@ pub(crate) struct RunArgs {
     quiet: bool,
     /// Refuse a run that needs more host or device memory than this (512M, 8G, …); the
     /// machine's available memory and the device's buffer limit always apply.
-    #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>, allow_hyphen_values = true)]
     max_memory: Option<MemorySize>,
 }
 

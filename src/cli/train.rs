@@ -162,7 +162,7 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     quiet: bool,
     /// Refuse a run that needs more host or device memory than this (512M, 8G, …).
-    #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>, allow_hyphen_values = true)]
     max_memory: Option<MemorySize>,
 }
 
