@@ -556,6 +556,17 @@ fn declared_sizes_are_bounded_before_anything_is_allocated() {
             ),
             "member x.npy decompresses to more bytes than the 128 it declares",
         ),
+        // Compressed data said to run into the central directory.
+        (
+            "past.npz",
+            {
+                let mut zip = honest(&[("x.npy", &array)]);
+                let entry = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+                zip[entry + 20..entry + 24].copy_from_slice(&1000u32.to_le_bytes());
+                zip
+            },
+            "member x.npy runs past the archive's data",
+        ),
         // A zip bomb's shape: entries sharing one member's data.
         (
             "bomb.npz",
