@@ -1,13 +1,20 @@
-//! Tensors from files a user brings: NumPy `.npy` (f16, f32, f64), `.npz` (every array, as
-//! `np.savez` and `np.savez_compressed` write them) and `.safetensors` (every tensor; f16,
-//! bf16, f32, f64). A malformed, truncated or unsupported file is an error that names the file
-//! and the problem.
+//! Tensors from files a user brings: NumPy `.npy` (floats f16, f32, f64; integers of 1 to 8
+//! bytes, as labels), `.npz` (every array, as `np.savez` and `np.savez_compressed` write
+//! them) and `.safetensors` (every tensor; f16, bf16, f32, f64 and integers). A malformed,
+//! truncated, oversized or unsupported file is an error that names the file and the problem.
+//!
+//! Every size a file declares (a header's length, an archive member's size, a shape) is
+//! checked against the bytes the file holds and against the memory available before
+//! anything of that size is allocated: a file cannot make the reader take more memory than
+//! its real contents need.
 
+use std::io::Read;
 use std::path::Path;
 
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+use crate::host_memory::{host_available_bytes, human_bytes};
 use crate::tensor::HostTensor;
 
 /// The element type as stored in the file.
@@ -19,8 +26,14 @@ pub enum FileDType {
     F32,
     F64,
     /// Integers (labels), read as f32 where every value is exact (|v| ≤ 2^24).
-    I64,
+    I8,
+    I16,
     I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
 }
 
 impl FileDType {
@@ -30,20 +43,71 @@ impl FileDType {
             FileDType::Bf16 => "bf16",
             FileDType::F32 => "f32",
             FileDType::F64 => "f64",
-            FileDType::I64 => "i64",
+            FileDType::I8 => "i8",
+            FileDType::I16 => "i16",
             FileDType::I32 => "i32",
+            FileDType::I64 => "i64",
+            FileDType::U8 => "u8",
+            FileDType::U16 => "u16",
+            FileDType::U32 => "u32",
+            FileDType::U64 => "u64",
+        }
+    }
+
+    /// Whether the values are integers (class labels) rather than floats.
+    pub fn is_integer(self) -> bool {
+        !matches!(
+            self,
+            FileDType::F16 | FileDType::Bf16 | FileDType::F32 | FileDType::F64
+        )
+    }
+
+    /// Bytes per element in the file.
+    fn bytes(self) -> usize {
+        match self {
+            FileDType::I8 | FileDType::U8 => 1,
+            FileDType::F16 | FileDType::Bf16 | FileDType::I16 | FileDType::U16 => 2,
+            FileDType::F32 | FileDType::I32 | FileDType::U32 => 4,
+            FileDType::F64 | FileDType::I64 | FileDType::U64 => 8,
+        }
+    }
+
+    /// Bytes per element once read: f16 stays f16, everything else becomes f32.
+    fn held_bytes(self) -> u64 {
+        if self == FileDType::F16 {
+            2
+        } else {
+            4
         }
     }
 }
 
+/// The NumPy dtypes read, by their type string after the byte-order character ('<', '>',
+/// '|' or '='; npyz swaps big-endian data).
+const NPY_DTYPES: [(&str, FileDType); 11] = [
+    ("f2", FileDType::F16),
+    ("f4", FileDType::F32),
+    ("f8", FileDType::F64),
+    ("i1", FileDType::I8),
+    ("i2", FileDType::I16),
+    ("i4", FileDType::I32),
+    ("i8", FileDType::I64),
+    ("u1", FileDType::U8),
+    ("u2", FileDType::U16),
+    ("u4", FileDType::U32),
+    ("u8", FileDType::U64),
+];
+
 /// One tensor of a file, ready for a backend: f16 stays f16; bf16 widens to f32 exactly; f64
-/// narrows to f32, with a note where that changed values in kind.
+/// narrows to f32, with a note where that changed values in kind; integers become f32, with a
+/// note where one is beyond what f32 holds exactly.
 #[derive(Clone, Debug)]
 pub struct FileTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub dtype: FileDType,
-    /// `None` for a tensor with no elements.
+    /// `None` for a tensor with no elements. Row-major, as NumPy and PyTorch show the values,
+    /// whatever the order in the file.
     pub values: Option<HostTensor>,
     pub note: Option<String>,
 }
@@ -65,10 +129,58 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Reads every tensor of a `.npy` or `.safetensors` file.
+/// What reading one file may hold in memory. The file's bytes, an archive's members
+/// decompressed, and the values they become are held at once, so each may take at most a
+/// third of the memory available when reading starts.
+struct Budget {
+    available: Option<u64>,
+    /// Decompressed bytes of an archive's members, declared so far.
+    members: u64,
+    /// Bytes of the values read so far.
+    values: u64,
+}
+
+impl Budget {
+    fn now() -> Self {
+        Budget {
+            available: host_available_bytes(),
+            members: 0,
+            values: 0,
+        }
+    }
+
+    /// Refuses `bytes` of `what` beyond a third of the memory available.
+    fn check(&self, path: &Path, bytes: u64, what: &str) -> Result<()> {
+        match self.available {
+            Some(available) if bytes.saturating_mul(3) > available => Err(file_error(
+                path,
+                format!(
+                    "{what} ({}) would take more than a third of the {} of memory available to read it",
+                    human_bytes(bytes),
+                    human_bytes(available)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn add_members(&mut self, path: &Path, bytes: u64) -> Result<()> {
+        self.members = self.members.saturating_add(bytes);
+        self.check(path, self.members, "the archive's members decompressed")
+    }
+
+    /// Counts `elements` values of `dtype` before they are read.
+    fn add_values(&mut self, path: &Path, elements: usize, dtype: FileDType) -> Result<()> {
+        let bytes = (elements as u64).saturating_mul(dtype.held_bytes());
+        self.values = self.values.saturating_add(bytes);
+        self.check(path, self.values, "its values")
+    }
+}
+
+/// Reads every tensor of a `.npy`, `.npz` or `.safetensors` file.
 ///
 /// Only a regular file is opened: a FIFO would block and a device such as /dev/zero never
-/// ends. A file larger than the memory available now is refused before it is read.
+/// ends. A file larger than a third of the memory available now is refused before it is read.
 pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
     let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
     if !meta.is_file() {
@@ -79,20 +191,13 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
         };
         return Err(file_error(path, format!("{kind}; gradstab reads files")));
     }
-    if let Some(available) = crate::host_memory::host_available_bytes() {
-        // The file's bytes and its values as f32 (f16 data double) are held at once.
-        if meta.len().saturating_mul(3) > available {
-            return Err(file_error(
-                path,
-                format!(
-                    "{} is more than a third of the {} of memory available to read it",
-                    crate::host_memory::human_bytes(meta.len()),
-                    crate::host_memory::human_bytes(available)
-                ),
-            ));
-        }
-    }
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    let mut budget = Budget::now();
+    budget.check(path, meta.len(), "the file")?;
+    // At most the size checked: a file that grows meanwhile is not read past it.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(meta.len()).read_to_end(&mut bytes))
+        .map_err(|e| file_error(path, e))?;
     if bytes.is_empty() {
         return Err(file_error(path, "the file is empty"));
     }
@@ -107,10 +212,12 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
         .unwrap_or("array")
         .to_string();
     match extension.as_str() {
-        "npy" => load_npy(path, stem, &bytes).map(|t| vec![t]),
-        "npz" => load_npz(path, bytes),
-        "safetensors" => load_safetensors(path, &bytes),
-        _ if bytes.starts_with(b"\x93NUMPY") => load_npy(path, stem, &bytes).map(|t| vec![t]),
+        "npy" => load_npy(path, stem, &bytes, &mut budget).map(|t| vec![t]),
+        "npz" => load_npz(path, &bytes, &mut budget),
+        "safetensors" => load_safetensors(path, &bytes, &mut budget),
+        _ if bytes.starts_with(b"\x93NUMPY") => {
+            load_npy(path, stem, &bytes, &mut budget).map(|t| vec![t])
+        }
         _ => Err(file_error(
             path,
             "not a .npy, .npz or .safetensors file (gradstab reads those three formats)",
@@ -118,28 +225,149 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
     }
 }
 
+/// Deflate's largest expansion: a 258-byte match coded in two bits.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// An archive member where it lies in the file.
+struct Member {
+    name: String,
+    /// From its local header to the end of its data.
+    span: std::ops::Range<u64>,
+}
+
 /// Every array of an `.npz` archive, named as NumPy names them (`x` for `x.npy`).
-fn load_npz(path: &Path, bytes: Vec<u8>) -> Result<Vec<FileTensor>> {
+///
+/// Refused before anything is decompressed: two entries of one name (one would shadow the
+/// other), entries whose bytes overlap (a zip bomb lets many entries share one member's
+/// data), and members declaring more bytes than their compressed data can hold or than the
+/// memory budget allows. Each member is read through a reader bounded by its declared size.
+fn load_npz(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTensor>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| file_error(path, format!("not a valid .npz (zip) archive: {e}")))?;
-    let mut out = Vec::new();
+    let central_directory = archive.central_directory_start();
+    refuse_duplicate_names(path, bytes, central_directory, archive.len())?;
+    let mut members = Vec::new();
+    let mut arrays = Vec::new();
     for i in 0..archive.len() {
-        let mut member = archive
-            .by_index(i)
+        let member = archive
+            .by_index_raw(i)
             .map_err(|e| file_error(path, format!("unreadable member {i} of the archive: {e}")))?;
-        let Some(name) = member.name().strip_suffix(".npy").map(str::to_string) else {
+        let name = printable(member.name().to_string());
+        let end = member.data_start().saturating_add(member.compressed_size());
+        if end > central_directory {
+            return Err(file_error(
+                path,
+                format!("member {name} runs past the archive's data: the archive is truncated or malformed"),
+            ));
+        }
+        members.push(Member {
+            name: name.clone(),
+            span: member.header_start()..end,
+        });
+        if !name.ends_with(".npy") {
             continue;
+        }
+        budget.add_members(path, member.size())?;
+        let most = match member.compression() {
+            zip::CompressionMethod::Stored => member.compressed_size(),
+            _ => member.compressed_size().saturating_mul(DEFLATE_MAX_RATIO),
         };
+        if member.size() > most {
+            return Err(file_error(
+                path,
+                format!(
+                    "member {name} declares {} bytes, more than its {} compressed bytes can hold",
+                    member.size(),
+                    member.compressed_size()
+                ),
+            ));
+        }
+        arrays.push((i, name, member.size()));
+    }
+    members.sort_by_key(|m| m.span.start);
+    for pair in members.windows(2) {
+        if pair[1].span.start < pair[0].span.end {
+            return Err(file_error(
+                path,
+                format!(
+                    "members {} and {} overlap in the file (as in a zip bomb): the archive is malformed",
+                    pair[0].name, pair[1].name
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, name, declared) in arrays {
+        let member = archive
+            .by_index(i)
+            .map_err(|e| file_error(path, format!("member {name} is unreadable: {e}")))?;
         let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut member, &mut data)
-            .map_err(|e| file_error(path, format!("member {name}.npy is unreadable: {e}")))?;
-        out.push(load_npy(path, name, &data)?);
+        // One byte more than declared, to tell a member that holds more.
+        member
+            .take(declared.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|e| file_error(path, format!("member {name} is unreadable: {e}")))?;
+        if data.len() as u64 != declared {
+            let more = if data.len() as u64 > declared {
+                "more"
+            } else {
+                "fewer"
+            };
+            return Err(file_error(
+                path,
+                format!(
+                    "member {name} decompresses to {more} bytes than the {declared} it declares"
+                ),
+            ));
+        }
+        let array = name.strip_suffix(".npy").unwrap_or(&name).to_string();
+        out.push(load_npy(path, array, &data, budget)?);
     }
     if out.is_empty() {
         return Err(file_error(path, "the archive holds no .npy arrays"));
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Refuses an archive whose central directory lists one name twice. The zip crate keeps only
+/// the last entry of a name (`names` of them remain), so the entries are counted here, where
+/// they are listed: from `directory`, the start of the central directory, 46 fixed bytes each
+/// (the name's, extra field's and comment's lengths at 28, 30 and 32) and then those fields.
+fn refuse_duplicate_names(
+    path: &Path,
+    bytes: &[u8],
+    directory: u64,
+    distinct: usize,
+) -> Result<()> {
+    let mut names = Vec::new();
+    let mut at = usize::try_from(directory).unwrap_or(usize::MAX);
+    while let Some(entry) = bytes.get(at..at.saturating_add(46)) {
+        if entry[..4] != *b"PK\x01\x02" {
+            break;
+        }
+        let length = |i: usize| u16::from_le_bytes([entry[i], entry[i + 1]]) as usize;
+        let Some(name) = bytes.get(at + 46..at + 46 + length(28)) else {
+            break;
+        };
+        names.push(String::from_utf8_lossy(name));
+        at += 46 + length(28) + length(30) + length(32);
+    }
+    if names.len() <= distinct {
+        return Ok(());
+    }
+    names.sort();
+    let problem = match names.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => format!(
+            "two entries are named {}: one would shadow the other",
+            printable(pair[0].to_string())
+        ),
+        None => format!(
+            "the archive lists {} entries under {distinct} distinct names: one would shadow another",
+            names.len()
+        ),
+    };
+    Err(file_error(path, problem))
 }
 
 /// Flattens values to a 1 × n tensor (statistics are over the whole tensor).
@@ -168,6 +396,46 @@ impl HostTensorValues {
             HostTensorValues::F32(v) => v.len(),
         }
     }
+
+    /// The values of a Fortran-ordered array of `shape`, in row-major order.
+    fn row_major(self, shape: &[usize]) -> Self {
+        match self {
+            HostTensorValues::F16(v) => HostTensorValues::F16(row_major(&v, shape)),
+            HostTensorValues::F32(v) => HostTensorValues::F32(row_major(&v, shape)),
+        }
+    }
+}
+
+/// Values stored column-major (NumPy's `fortran_order`, as `A.T` of a C array is saved) in
+/// row-major order, as NumPy shows them: element (i_0, …, i_{k−1}) lies in the file at
+/// Σ i_j·s_j with s_0 = 1 and s_j = s_{j−1}·n_{j−1}.
+fn row_major<T: Copy>(values: &[T], shape: &[usize]) -> Vec<T> {
+    let strides: Vec<usize> = shape
+        .iter()
+        .scan(1, |stride, &n| {
+            let this = *stride;
+            *stride *= n;
+            Some(this)
+        })
+        .collect();
+    let mut index = vec![0; shape.len()];
+    // Where `index` lies in the file.
+    let mut at = 0;
+    let mut out = Vec::with_capacity(values.len());
+    for _ in 0..values.len() {
+        out.push(values[at]);
+        // The next index in row-major order: the last axis counts fastest.
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            at += strides[axis];
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+            at -= strides[axis] * shape[axis];
+        }
+    }
+    out
 }
 
 /// f64 → f32, noting values whose kind the narrowing changed.
@@ -191,8 +459,19 @@ fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
     (narrowed, note)
 }
 
-/// Where the data of a .npy file start: after the magic, the version, the header length (2
-/// bytes in version 1, 4 after) and the header.
+/// Integers (labels) as f32, noting the first one f32 does not hold exactly (|v| > 2^24).
+fn integers_as_f32<T: Copy + Into<i128>>(values: &[T]) -> (Vec<f32>, Option<String>) {
+    let note = values
+        .iter()
+        .map(|&v| v.into())
+        .find(|v: &i128| v.unsigned_abs() > 1 << 24)
+        .map(|v| format!("holds the integer {v}, beyond the ±2^24 that f32 holds exactly"));
+    (values.iter().map(|&v| v.into() as f32).collect(), note)
+}
+
+/// Where the data of a .npy file start, as its preamble declares: after the magic, the
+/// version, the header length (2 bytes in version 1, 4 after) and the header. `None` where
+/// the file is too short to hold a preamble.
 fn npy_data_offset(bytes: &[u8]) -> Option<usize> {
     let len = |at: usize, n: usize| -> Option<usize> {
         let b = bytes.get(at..at + n)?;
@@ -204,7 +483,44 @@ fn npy_data_offset(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
+/// Reads a .npy array of `dtype` with npyz.
+fn npy_values(
+    npy: npyz::NpyFile<&[u8]>,
+    dtype: FileDType,
+) -> std::io::Result<(HostTensorValues, Option<String>)> {
+    use HostTensorValues::{F16, F32};
+    let ints = |(v, note)| Ok((F32(v), note));
+    match dtype {
+        FileDType::F16 => Ok((F16(npy.into_vec::<f16>()?), None)),
+        FileDType::F32 => Ok((F32(npy.into_vec::<f32>()?), None)),
+        FileDType::F64 => {
+            let (v, note) = narrow_f64(&npy.into_vec::<f64>()?);
+            Ok((F32(v), note))
+        }
+        FileDType::I8 => ints(integers_as_f32(&npy.into_vec::<i8>()?)),
+        FileDType::I16 => ints(integers_as_f32(&npy.into_vec::<i16>()?)),
+        FileDType::I32 => ints(integers_as_f32(&npy.into_vec::<i32>()?)),
+        FileDType::I64 => ints(integers_as_f32(&npy.into_vec::<i64>()?)),
+        FileDType::U8 => ints(integers_as_f32(&npy.into_vec::<u8>()?)),
+        FileDType::U16 => ints(integers_as_f32(&npy.into_vec::<u16>()?)),
+        FileDType::U32 => ints(integers_as_f32(&npy.into_vec::<u32>()?)),
+        FileDType::U64 => ints(integers_as_f32(&npy.into_vec::<u64>()?)),
+        FileDType::Bf16 => unreachable!("NumPy has no bf16 dtype"),
+    }
+}
+
+fn load_npy(path: &Path, name: String, bytes: &[u8], budget: &mut Budget) -> Result<FileTensor> {
+    // The header's length, checked against the file before the parser allocates it.
+    let data_offset = npy_data_offset(bytes);
+    if let Some(offset) = data_offset.filter(|&o| o > bytes.len()) {
+        return Err(file_error(
+            path,
+            format!(
+                "the .npy preamble declares a header ending at byte {offset}, but the file holds {} bytes",
+                bytes.len()
+            ),
+        ));
+    }
     let npy = npyz::NpyFile::new(bytes)
         .map_err(|e| file_error(path, format!("not a valid .npy header: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
@@ -213,72 +529,64 @@ fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
         npyz::DType::Record(_) => {
             return Err(file_error(
                 path,
-                "a structured (record) dtype: gradstab reads plain f16, f32 and f64 arrays",
+                "a structured (record) dtype: gradstab reads plain float and integer arrays",
             ))
         }
         npyz::DType::Array(..) => {
             return Err(file_error(
                 path,
-                "a subarray dtype: gradstab reads plain f16, f32 and f64 arrays",
+                "a subarray dtype: gradstab reads plain float and integer arrays",
             ))
         }
     };
-    // A shape whose product overflows cannot describe data in any file.
-    let expected_len = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            file_error(
-                path,
-                format!("the header's shape {shape:?} has more elements than any file holds"),
-            )
-        })?;
-    let item_bytes = match &type_str[1..] {
-        "f2" => 2,
-        "f4" => 4,
-        "f8" => 8,
-        _ => 0,
-    };
-    if item_bytes > 0 {
-        let data_bytes = npy_data_offset(bytes).map(|o| bytes.len().saturating_sub(o));
-        let declared = expected_len.checked_mul(item_bytes);
-        if let (Some(data), Some(declared)) = (data_bytes, declared) {
-            if data > declared {
-                return Err(file_error(
-                    path,
-                    format!(
-                        "the data hold {data} bytes, but the header's shape {shape:?} of \
-                         {type_str} declares {declared}: the header and the data disagree"
-                    ),
-                ));
-            }
-        }
-    }
-    let truncated =
-        |e: std::io::Error| file_error(path, format!("the data are truncated or unreadable ({e})"));
-    let (dtype, values, note) = match &type_str[1..] {
-        "f2" => (FileDType::F16, HostTensorValues::F16(npy.into_vec::<f16>().map_err(truncated)?), None),
-        "f4" => (FileDType::F32, HostTensorValues::F32(npy.into_vec::<f32>().map_err(truncated)?), None),
-        "f8" => {
-            let (v, note) = narrow_f64(&npy.into_vec::<f64>().map_err(truncated)?);
-            (FileDType::F64, HostTensorValues::F32(v), note)
-        }
-        _ => {
-            return Err(file_error(
-                path,
-                format!("unsupported dtype '{type_str}': gradstab reads f16 ('<f2'), f32 ('<f4') and f64 ('<f8') arrays"),
-            ))
-        }
-    };
-    if values.len() != expected_len {
+    let Some(&(_, dtype)) = NPY_DTYPES.iter().find(|(t, _)| *t == &type_str[1..]) else {
         return Err(file_error(
             path,
             format!(
-                "the header promises {expected_len} values but the data hold {}",
-                values.len()
+                "unsupported dtype '{type_str}': gradstab reads floats ('<f2', '<f4', '<f8') and \
+                 integers ('<i1' … '<i8', '<u1' … '<u8')"
+            ),
+        ));
+    };
+    // A shape whose product overflows cannot describe data in any file.
+    let too_many = || {
+        file_error(
+            path,
+            format!("the header's shape {shape:?} has more elements than any file holds"),
+        )
+    };
+    let expected_len = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_many)?;
+    let declared = expected_len
+        .checked_mul(dtype.bytes())
+        .ok_or_else(too_many)?;
+    // npyz has parsed the header, so the preamble was there.
+    let data = bytes.len() - data_offset.unwrap_or(bytes.len());
+    if data != declared {
+        let problem = if data > declared {
+            "the header and the data disagree"
+        } else {
+            "the data are truncated"
+        };
+        return Err(file_error(
+            path,
+            format!(
+                "the data hold {data} bytes, but the header's shape {shape:?} of {type_str} \
+                 declares {declared}: {problem}"
             ),
         ));
     }
+    budget.add_values(path, expected_len, dtype)?;
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let (values, note) = npy_values(npy, dtype)
+        .map_err(|e| file_error(path, format!("the data are unreadable ({e})")))?;
+    let values = if fortran && shape.len() > 1 {
+        values.row_major(&shape)
+    } else {
+        values
+    };
     Ok(FileTensor {
         name: printable(name),
         shape,
@@ -288,80 +596,120 @@ fn load_npy(path: &Path, name: String, bytes: &[u8]) -> Result<FileTensor> {
     })
 }
 
-fn load_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<FileTensor>> {
+/// The element type of a safetensors dtype gradstab reads.
+fn safetensors_dtype(dtype: safetensors::Dtype) -> Option<FileDType> {
+    use safetensors::Dtype as D;
+    Some(match dtype {
+        D::F16 => FileDType::F16,
+        D::BF16 => FileDType::Bf16,
+        D::F32 => FileDType::F32,
+        D::F64 => FileDType::F64,
+        D::I8 => FileDType::I8,
+        D::I16 => FileDType::I16,
+        D::I32 => FileDType::I32,
+        D::I64 => FileDType::I64,
+        D::U8 => FileDType::U8,
+        D::U16 => FileDType::U16,
+        D::U32 => FileDType::U32,
+        D::U64 => FileDType::U64,
+        _ => return None,
+    })
+}
+
+/// The values of one safetensors tensor (little-endian, row-major).
+fn safetensors_values(dtype: FileDType, data: &[u8]) -> (HostTensorValues, Option<String>) {
+    use HostTensorValues::{F16, F32};
+    fn each<const N: usize, T>(data: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        data.chunks_exact(N)
+            .map(|b| f(b.try_into().expect("chunks of N bytes")))
+            .collect()
+    }
+    let ints = |(v, note)| (F32(v), note);
+    match dtype {
+        FileDType::F16 => (F16(each(data, f16::from_le_bytes)), None),
+        FileDType::Bf16 => (F32(each(data, |b| bf16::from_le_bytes(b).to_f32())), None),
+        FileDType::F32 => (F32(each(data, f32::from_le_bytes)), None),
+        FileDType::F64 => {
+            let (v, note) = narrow_f64(&each(data, f64::from_le_bytes));
+            (F32(v), note)
+        }
+        FileDType::I8 => ints(integers_as_f32(&each(data, i8::from_le_bytes))),
+        FileDType::I16 => ints(integers_as_f32(&each(data, i16::from_le_bytes))),
+        FileDType::I32 => ints(integers_as_f32(&each(data, i32::from_le_bytes))),
+        FileDType::I64 => ints(integers_as_f32(&each(data, i64::from_le_bytes))),
+        FileDType::U8 => ints(integers_as_f32(&each(data, u8::from_le_bytes))),
+        FileDType::U16 => ints(integers_as_f32(&each(data, u16::from_le_bytes))),
+        FileDType::U32 => ints(integers_as_f32(&each(data, u32::from_le_bytes))),
+        FileDType::U64 => ints(integers_as_f32(&each(data, u64::from_le_bytes))),
+    }
+}
+
+/// The first key a JSON object lists twice, which a parser keeps the last of silently.
+fn repeated_key(json: &[u8]) -> Option<String> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+    struct Repeated(Option<String>);
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Repeated;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Repeated, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut repeated = None;
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    repeated.get_or_insert(key);
+                }
+            }
+            Ok(Repeated(repeated))
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Repeated {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            d.deserialize_map(Keys)
+        }
+    }
+    serde_json::from_slice::<Repeated>(json).ok()?.0
+}
+
+/// Every tensor of a safetensors file. The crate bounds the header's length by the file and
+/// checks that the tensors' data offsets tile the data exactly, with no overlap or gap.
+fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTensor>> {
     let file = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| file_error(path, format!("not a valid safetensors file: {e}")))?;
+    // The crate has checked the header's length against the file.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    if let Some(name) = repeated_key(&bytes[8..8 + header_len]) {
+        return Err(file_error(
+            path,
+            format!(
+                "the header lists '{}' twice: one would shadow the other",
+                printable(name)
+            ),
+        ));
+    }
     let mut tensors = file.tensors();
     // The header's order is not preserved by the crate; sort by name for a stable report.
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
-    let mut notes: Vec<(String, Option<String>)> = Vec::new();
     for (name, view) in tensors {
-        let data = view.data();
-        let (dtype, values) = match view.dtype() {
-            safetensors::Dtype::F16 => (
-                FileDType::F16,
-                HostTensorValues::F16(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect()),
-            ),
-            safetensors::Dtype::BF16 => (
-                FileDType::Bf16,
-                HostTensorValues::F32(
-                    data.chunks_exact(2)
-                        .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                        .collect(),
+        let Some(dtype) = safetensors_dtype(view.dtype()) else {
+            return Err(file_error(
+                path,
+                format!(
+                    "tensor '{}' has dtype {:?}: gradstab reads f16, bf16, f32, f64 and integer tensors",
+                    printable(name),
+                    view.dtype()
                 ),
-            ),
-            safetensors::Dtype::F32 => (
-                FileDType::F32,
-                HostTensorValues::F32(
-                    data.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-            ),
-            safetensors::Dtype::F64 => {
-                let wide: Vec<f64> = data
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-                    .collect();
-                let (v, note) = narrow_f64(&wide);
-                notes.push((name.clone(), note));
-                (FileDType::F64, HostTensorValues::F32(v))
-            }
-            safetensors::Dtype::I64 | safetensors::Dtype::I32 => {
-                let wide: Vec<i64> = if view.dtype() == safetensors::Dtype::I64 {
-                    data.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                        .collect()
-                } else {
-                    data.chunks_exact(4)
-                        .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64)
-                        .collect()
-                };
-                if let Some(v) = wide.iter().find(|v| v.unsigned_abs() > 1 << 24) {
-                    notes.push((
-                        name.clone(),
-                        Some(format!("holds the integer {v}, beyond the ±2^24 that f32 holds exactly")),
-                    ));
-                }
-                let dtype = if view.dtype() == safetensors::Dtype::I64 {
-                    FileDType::I64
-                } else {
-                    FileDType::I32
-                };
-                (dtype, HostTensorValues::F32(wide.iter().map(|&v| v as f32).collect()))
-            }
-            other => {
-                return Err(file_error(
-                    path,
-                    format!("tensor '{name}' has dtype {other:?}: gradstab reads f16, bf16, f32, f64, i32 and i64 tensors"),
-                ))
-            }
+            ));
         };
-        let note = notes
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, note)| note.clone());
+        budget.add_values(path, view.shape().iter().product(), dtype)?;
+        let (values, note) = safetensors_values(dtype, view.data());
         out.push(FileTensor {
             name: printable(name),
             shape: view.shape().to_vec(),

@@ -201,9 +201,10 @@ fn broken_files_are_clear_one_line_errors() {
             good[..header_len + 6].to_vec(),
             "truncated",
         ),
+        // Integers are read (as labels); complex numbers are not.
         (
-            "ints.npy",
-            common::npy_bytes("<i4", &[4], &[0u8; 16]),
+            "complex.npy",
+            common::npy_bytes("<c8", &[4], &[0u8; 32]),
             "unsupported dtype",
         ),
         (

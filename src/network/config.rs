@@ -288,7 +288,7 @@ impl NetworkConfig {
                 }
                 (None, Loss::Mse) => {
                     return bad(format!(
-                        "--loss mse needs targets: {} has x but no y",
+                        "--loss mse needs targets: {} has x but no float y",
                         data.source
                     ))
                 }

@@ -52,7 +52,8 @@ pub(crate) fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
 }
 
 /// A file tensor as an f32 matrix of `rows × cols`; f16, bf16 and f64 are converted (f16 and
-/// bf16 exactly).
+/// bf16 exactly). Weights and data must be finite: a NaN or inf given would be measured as
+/// if the network had made it (`gradstab stats FILE` shows where they are).
 pub(crate) fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> Result<HostTensor> {
     let values = t
         .values
@@ -61,7 +62,19 @@ pub(crate) fn matrix(path: &Path, t: &FileTensor, rows: usize, cols: usize) -> R
     if let Some(note) = &t.note {
         return Err(problem(path, format!("tensor '{}': {note}", t.name)));
     }
-    HostTensor::from_f32(rows, cols, values.to_f32_vec())
+    let values = values.to_f32_vec();
+    let non_finite = values.iter().filter(|v| !v.is_finite()).count();
+    if non_finite > 0 {
+        return Err(problem(
+            path,
+            format!(
+                "'{}' holds {non_finite} non-finite values (NaN or inf): gradstab takes finite \
+                 weights and data",
+                t.name
+            ),
+        ));
+    }
+    HostTensor::from_f32(rows, cols, values)
 }
 
 /// The 2-D shape of a tensor, or an error naming it.
@@ -113,10 +126,20 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
             }
         }
         let slot = layers.entry(index).or_default();
-        match kind {
-            "weight" => slot.0 = Some(t),
-            "bias" => slot.1 = Some(t),
+        let place = match kind {
+            "weight" => &mut slot.0,
+            "bias" => &mut slot.1,
             _ => return Err(unexpected()),
+        };
+        // '0.weight' and '00.weight' name one parameter: neither may silently win.
+        if let Some(other) = place.replace(t) {
+            return Err(problem(
+                path,
+                format!(
+                    "'{}' and '{}' both name the {kind} of layer {index}",
+                    other.name, t.name
+                ),
+            ));
         }
     }
     let mut weights = Vec::new();
@@ -129,7 +152,7 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
             ));
         };
         for t in [Some(weight), bias.as_ref()].into_iter().flatten() {
-            if matches!(t.dtype, files::FileDType::I64 | files::FileDType::I32) {
+            if t.dtype.is_integer() {
                 return Err(problem(
                     path,
                     format!(
@@ -194,6 +217,9 @@ pub fn load_data(path: &Path) -> Result<GivenData> {
     let (n, inputs) = two_dimensional(path, x, "the input batch x")?;
     let y = match find("y") {
         None => None,
+        // Integer labels are cross-entropy targets, which `run`'s losses do not take: the
+        // probe and sum losses ignore y, and MSE needs float targets.
+        Some(y) if y.dtype.is_integer() => None,
         Some(y) => {
             let (rows, cols) = two_dimensional(path, y, "the targets y")?;
             if rows != n {

@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::files::{self, FileDType};
+use crate::files;
 use crate::init;
 use crate::network::given::{matrix, problem, two_dimensional};
 use crate::ops::loss::LossKind;
@@ -238,7 +238,7 @@ pub fn load_train_data(path: &Path) -> Result<TrainData> {
         )
     })?;
     let targets = match (&y.shape[..], y.dtype) {
-        ([rows], FileDType::I64 | FileDType::I32) => {
+        ([rows], dtype) if dtype.is_integer() => {
             if *rows != n {
                 return Err(problem(
                     path,
@@ -254,7 +254,7 @@ pub fn load_train_data(path: &Path) -> Result<TrainData> {
             }
             Targets::Labels(values.iter().map(|&v| v as u32).collect())
         }
-        (_, FileDType::I64 | FileDType::I32) => {
+        (_, dtype) if dtype.is_integer() => {
             return Err(problem(
                 path,
                 format!("integer y must be [N] labels, got shape {:?}", y.shape),
