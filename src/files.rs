@@ -112,9 +112,12 @@ pub struct FileTensor {
     pub note: Option<String>,
 }
 
-/// A tensor name as it may be printed: control characters (newlines, terminal escape codes)
-/// are shown escaped, so a crafted name cannot rewrite the report or the terminal.
-fn printable(name: String) -> String {
+/// A name as it may be printed to a terminal or a table: control characters (newlines,
+/// terminal escape codes) are shown escaped, so a crafted name cannot rewrite the report or
+/// the terminal. A [`FileTensor`] keeps its name as the file has it, which the JSON carries
+/// unchanged; tables, CSV and messages print it through this.
+pub fn printable(name: impl Into<String>) -> String {
+    let name = name.into();
     if name.chars().any(char::is_control) {
         name.escape_debug().to_string()
     } else {
@@ -588,7 +591,7 @@ fn load_npy(path: &Path, name: String, bytes: &[u8], budget: &mut Budget) -> Res
         values
     };
     Ok(FileTensor {
-        name: printable(name),
+        name,
         shape,
         dtype,
         values: as_tensor(path, values)?,
@@ -711,7 +714,7 @@ fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Ve
         budget.add_values(path, view.shape().iter().product(), dtype)?;
         let (values, note) = safetensors_values(dtype, view.data());
         out.push(FileTensor {
-            name: printable(name),
+            name,
             shape: view.shape().to_vec(),
             dtype,
             values: as_tensor(path, values)?,

@@ -100,8 +100,17 @@ fn exit_code(e: &anyhow::Error, before_run: bool) -> ExitCode {
     }
 }
 
+/// Prints an error on one line, its control characters escaped: a message may quote a name
+/// from a file, which must not rewrite the terminal.
+fn print_error(e: &anyhow::Error) {
+    eprintln!(
+        "gradstab: error: {}",
+        gradstab::files::printable(e.to_string())
+    );
+}
+
 fn refused(e: &anyhow::Error) -> ExitCode {
-    eprintln!("gradstab: error: {e}");
+    print_error(e);
     exit_code(e, true)
 }
 
@@ -157,7 +166,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("gradstab: error: {e}");
+            print_error(&e);
             exit_code(&e, false)
         }
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::files::FileTensor;
+use crate::files::{printable, FileTensor};
 use crate::stats::{CastCounts, StatsRecord};
 
 /// One analysed tensor of a file.
@@ -59,7 +59,7 @@ pub fn stats_table(
 ) -> std::io::Result<()> {
     let name_width = reports
         .iter()
-        .map(|r| r.name.chars().count())
+        .map(|r| printable(r.name.as_str()).chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
@@ -85,7 +85,7 @@ pub fn stats_table(
             writeln!(
                 out,
                 "{:<nw$} {:<16} {:<5} (no elements)",
-                r.name,
+                printable(r.name.as_str()),
                 shape_text(&r.shape),
                 r.dtype,
                 nw = name_width
@@ -105,7 +105,7 @@ pub fn stats_table(
         writeln!(
             out,
             "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
-            r.name,
+            printable(r.name.as_str()),
             shape_text(&r.shape),
             r.dtype,
             moment(s.mean, 4),
@@ -197,7 +197,11 @@ pub fn stats_csv(out: impl Write, reports: &[TensorReport]) -> csv::Result<()> {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("x");
-        let mut row = vec![super::columns::text_cell(&r.name), shape, r.dtype.clone()];
+        let mut row = vec![
+            super::columns::text_cell(&printable(r.name.as_str())),
+            shape,
+            r.dtype.clone(),
+        ];
         match &r.stats {
             Some(s) => row.extend(super::columns::record_fields(s)),
             // A tensor without elements: a count of 0 and empty fields.
