@@ -408,6 +408,45 @@ fn names_with_control_characters_are_printed_escaped() {
         !table.contains('\u{1b}') && table.contains("evil\\nname\\u{1b}[31m"),
         "{table}"
     );
+    // CSV escapes them too; JSON, whose strings escape every control character, carries the
+    // name exactly as the file has it.
+    let csv = gradstab(
+        &[
+            "stats",
+            "--backend",
+            "cpu",
+            "--format",
+            "csv",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
+    assert!(
+        !csv.contains('\u{1b}') && csv.contains("evil\\nname"),
+        "{csv}"
+    );
+    let json = gradstab(
+        &[
+            "stats",
+            "--backend",
+            "cpu",
+            "--format",
+            "json",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !json.stdout.contains(&0x1b),
+        "a raw escape code in the JSON"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let names: Vec<&str> = json["tensors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, [name], "{json}");
 }
 
 /// A three-layer run on the CPU backend.
