@@ -5,39 +5,23 @@
 //! temporary file. Device nodes are made with `mknod` in a scratch directory, never the
 //! system's `/dev`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn gradstab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
+use common::{file_names as names, gradstab_cli as gradstab, stderr_of};
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gradstab-outputs-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("outputs", test)
+}
+
+fn err(o: &Output) -> String {
+    stderr_of(o)
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A three-layer run on the CPU, with `extra` flags.

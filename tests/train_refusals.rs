@@ -3,30 +3,23 @@
 //! that describes the run that happened, a diverged model never saved silently, and one
 //! exit-code rule (2: the command line; 1: a file or the run) across commands.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn gradstab<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{gradstab_cli as gradstab, stderr_of};
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gradstab-refusals-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("refusals", test)
+}
+
+fn err(o: &Output) -> String {
+    stderr_of(o)
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const CPU: [&str; 4] = ["train", "--backend", "cpu", "--quiet"];
