@@ -23,6 +23,7 @@
 //   COUNT_SLOTS, SLOT_NAN … SLOT_BF16_ZERO   the slots of Record.counts
 //   HIST_BINS                            bins of Record.hist (one per biased exponent)
 //   F16_OVERFLOW … BF16_SUBNORMAL_BELOW  cast thresholds on |x| as f32 bits (src/stats.rs)
+//   LARGEST_FINITE                       f32::MAX, exactly: where min and max start
 // The data are read as raw u32 words and classified by their bits, never through float
 // comparisons, which a compiler assuming finite math may fold away; f16 values are decoded
 // exactly, so no f16 shader support is needed.
@@ -57,6 +58,12 @@ struct Record {
 @group(0) @binding(3) var<uniform> params: Params;
 
 const CHUNK: u32 = THREADS * PER_THREAD;
+// min and max start from ±f32::MAX, the exact identities of min and max over finite f32 values,
+// which are all they ever see (a thread, chunk or segment without one reports these, and the
+// host reads its extrema as NaN from the count of finite values). Not ±inf: WGSL forbids a
+// constant expression that evaluates to inf, and a compiler assuming finite math may fold it.
+// Nor any round number below f32::MAX: 3.0e38 once reported itself as the minimum of
+// values above it.
 // The kind of a normal value, which the histogram counts instead of a slot.
 const KIND_NORMAL: u32 = 0xffffffffu;
 
@@ -204,8 +211,8 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     var values: array<f32, PER_THREAD>;
     var finite = 0u;
     var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
+    var lo: f32 = LARGEST_FINITE;
+    var hi: f32 = -LARGEST_FINITE;
     var amax = 0.0;
     let start = chunk * CHUNK;
     // A loop of constant length (no early exit) lets the compiler unroll it and keep
@@ -301,8 +308,8 @@ fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoc
         bin += partials[first + c].hist[t];
     }
     var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
+    var lo: f32 = LARGEST_FINITE;
+    var hi: f32 = -LARGEST_FINITE;
     var amax = 0.0;
     for (var c = t; c < params.chunks; c += THREADS) {
         let i = first + c;

@@ -8,7 +8,9 @@ use super::{PER_THREAD, THREADS};
 use crate::error::{Error, Result};
 use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
 use crate::precision::DType;
-use crate::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST};
+use crate::stats::{
+    l2_norm_of, CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST,
+};
 
 pub const ENTRY_POINTS: [&str; 2] = ["chunk_pass", "segment_combine"];
 
@@ -91,7 +93,9 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
         .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
         .constant_u32("RECORD_PAD", RECORD_PAD as u32)
-        .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32);
+        .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32)
+        // f32::MAX is exactly an f64, so the shader's constant is exactly f32::MAX.
+        .constant_float("LARGEST_FINITE", f32::MAX as f64);
     for (i, slot) in COUNT_SLOTS.iter().enumerate() {
         header = header.constant_u32(&format!("SLOT_{slot}"), i as u32);
     }
@@ -326,8 +330,8 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
     histogram.subnormal = r.count("SUBNORMAL");
     histogram.inf = r.count("POS_INF") + r.count("NEG_INF");
     histogram.nan = r.count("NAN");
-    let (mean, variance, min, max, abs_max, l2_norm) = if finite == 0 {
-        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+    let (mean, variance, min, max, abs_max, finite_norm) = if finite == 0 {
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, 0.0)
     } else {
         let scale = 2f64.powi(r.scale_exp);
         let n = finite as f64;
@@ -343,6 +347,11 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
             sum_squares_scaled.sqrt() * scale,
         )
     };
+    let l2_norm = l2_norm_of(
+        finite_norm,
+        r.count("NAN"),
+        r.count("POS_INF") + r.count("NEG_INF"),
+    );
     let cast = |format: &str| CastCounts {
         overflow: r.count(&format!("{format}_OVERFLOW")),
         subnormal: r.count(&format!("{format}_SUBNORMAL")),
