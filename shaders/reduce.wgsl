@@ -156,13 +156,19 @@ fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, a
 }
 
 // The scale exponent E with |x|·2^-E < 1 for every |x| ≤ amax, and the shift K at the
-// centre of [lo, hi] in that scale.
+// centre of [lo, hi] in that scale. A compiler may factor the common 2^-E out of a sum of
+// scaled terms (lavapipe turns ldexp(lo, -E)/2 + ldexp(hi, -E)/2 into (lo + hi)·2^-E/2,
+// which is inf for lo, hi ≥ 2^127), so K adds the extremes only where their signs differ,
+// and otherwise halves their difference: neither sum can overflow in any grouping.
 fn scale_and_shift(lo: f32, hi: f32, amax: f32) -> vec2<f32> {
     var e = 0;
     if (amax > 0.0) {
         e = frexp(amax).exp;
     }
-    return vec2<f32>(f32(e), 0.5 * ldexp(lo, -e) + 0.5 * ldexp(hi, -e));
+    let lo_s = ldexp(lo, -e);
+    let hi_s = ldexp(hi, -e);
+    let straddles = lo <= 0.0 && hi >= 0.0;
+    return vec2<f32>(f32(e), select(lo_s + 0.5 * (hi_s - lo_s), 0.5 * lo_s + 0.5 * hi_s, straddles));
 }
 
 // Chan, Golub and LeVeque: (n, mean, M2) of two disjoint sets from theirs.
