@@ -58,12 +58,6 @@ struct Record {
 @group(0) @binding(3) var<uniform> params: Params;
 
 const CHUNK: u32 = THREADS * PER_THREAD;
-// min and max start from ±f32::MAX, the exact identities of min and max over finite f32 values,
-// which are all they ever see (a thread, chunk or segment without one reports these, and the
-// host reads its extrema as NaN from the count of finite values). Not ±inf: WGSL forbids a
-// constant expression that evaluates to inf, and a compiler assuming finite math may fold it.
-// Nor any round number below f32::MAX: 3.0e38 once reported itself as the minimum of
-// values above it.
 // The kind of a normal value, which the histogram counts instead of a slot.
 const KIND_NORMAL: u32 = 0xffffffffu;
 
@@ -157,7 +151,7 @@ fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, a
 
 // The scale exponent E with |x|·2^-E < 1 for every |x| ≤ amax, and the shift K at the
 // centre of [lo, hi] in that scale. A compiler may factor the common 2^-E out of a sum of
-// scaled terms (lavapipe turns ldexp(lo, -E)/2 + ldexp(hi, -E)/2 into (lo + hi)·2^-E/2,
+// scaled terms (lavapipe computes ldexp(lo, -E)/2 + ldexp(hi, -E)/2 as (lo + hi)·2^-E/2,
 // which is inf for lo, hi ≥ 2^127), so K adds the extremes only where their signs differ,
 // and otherwise halves their difference: neither sum can overflow in any grouping.
 fn scale_and_shift(lo: f32, hi: f32, amax: f32) -> vec2<f32> {
@@ -217,6 +211,12 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     var values: array<f32, PER_THREAD>;
     var finite = 0u;
     var counts: array<u32, COUNT_SLOTS>;
+    // ±f32::MAX are the exact identities of min and max over finite values, which are all
+    // they see (a thread, chunk or segment without one keeps them, and the host reads its
+    // extrema as NaN from the count of finite values). Not ±inf: WGSL forbids a constant
+    // expression that evaluates to inf, and a compiler assuming finite math may fold it. Nor
+    // a round number below f32::MAX: 3.0e38 once reported itself as the minimum of values
+    // above it.
     var lo: f32 = LARGEST_FINITE;
     var hi: f32 = -LARGEST_FINITE;
     var amax = 0.0;
