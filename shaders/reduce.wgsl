@@ -23,6 +23,7 @@
 //   COUNT_SLOTS, SLOT_NAN … SLOT_BF16_ZERO   the slots of Record.counts
 //   HIST_BINS                            bins of Record.hist (one per biased exponent)
 //   F16_OVERFLOW … BF16_SUBNORMAL_BELOW  cast thresholds on |x| as f32 bits (src/stats.rs)
+//   LARGEST_FINITE                       f32::MAX, exactly: where min and max start
 // The data are read as raw u32 words and classified by their bits, never through float
 // comparisons, which a compiler assuming finite math may fold away; f16 values are decoded
 // exactly, so no f16 shader support is needed.
@@ -149,13 +150,19 @@ fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, a
 }
 
 // The scale exponent E with |x|·2^-E < 1 for every |x| ≤ amax, and the shift K at the
-// centre of [lo, hi] in that scale.
+// centre of [lo, hi] in that scale. A compiler may factor the common 2^-E out of a sum of
+// scaled terms (lavapipe computes ldexp(lo, -E)/2 + ldexp(hi, -E)/2 as (lo + hi)·2^-E/2,
+// which is inf for lo, hi ≥ 2^127), so K adds the extremes only where their signs differ,
+// and otherwise halves their difference: neither sum can overflow in any grouping.
 fn scale_and_shift(lo: f32, hi: f32, amax: f32) -> vec2<f32> {
     var e = 0;
     if (amax > 0.0) {
         e = frexp(amax).exp;
     }
-    return vec2<f32>(f32(e), 0.5 * ldexp(lo, -e) + 0.5 * ldexp(hi, -e));
+    let lo_s = ldexp(lo, -e);
+    let hi_s = ldexp(hi, -e);
+    let straddles = lo <= 0.0 && hi >= 0.0;
+    return vec2<f32>(f32(e), select(lo_s + 0.5 * (hi_s - lo_s), 0.5 * lo_s + 0.5 * hi_s, straddles));
 }
 
 // Chan, Golub and LeVeque: (n, mean, M2) of two disjoint sets from theirs.
@@ -204,8 +211,14 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     var values: array<f32, PER_THREAD>;
     var finite = 0u;
     var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
+    // ±f32::MAX are the exact identities of min and max over finite values, which are all
+    // they see (a thread, chunk or segment without one keeps them, and the host reads its
+    // extrema as NaN from the count of finite values). Not ±inf: WGSL forbids a constant
+    // expression that evaluates to inf, and a compiler assuming finite math may fold it. Nor
+    // a round number below f32::MAX: 3.0e38 once reported itself as the minimum of values
+    // above it.
+    var lo: f32 = LARGEST_FINITE;
+    var hi: f32 = -LARGEST_FINITE;
     var amax = 0.0;
     let start = chunk * CHUNK;
     // A loop of constant length (no early exit) lets the compiler unroll it and keep
@@ -301,8 +314,8 @@ fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoc
         bin += partials[first + c].hist[t];
     }
     var counts: array<u32, COUNT_SLOTS>;
-    var lo = 3.0e38;
-    var hi = -3.0e38;
+    var lo: f32 = LARGEST_FINITE;
+    var hi: f32 = -LARGEST_FINITE;
     var amax = 0.0;
     for (var c = t; c < params.chunks; c += THREADS) {
         let i = first + c;

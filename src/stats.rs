@@ -69,7 +69,7 @@ impl ExponentHistogram {
 }
 
 /// The statistics of one tensor (or one row). Moments and extrema are over the finite values;
-/// with none, they are NaN (`null` in JSON).
+/// with none, they are NaN (`null` in JSON). The norm is over every value (`l2_norm_of`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StatsRecord {
     /// Every element, finite or not.
@@ -80,6 +80,8 @@ pub struct StatsRecord {
     pub min: f64,
     pub max: f64,
     pub abs_max: f64,
+    /// ‖x‖₂ of every value: +inf where one is ±inf, NaN where one is NaN (`l2_norm_of`; both
+    /// `null` in JSON, the class counts beside it say which).
     pub l2_norm: f64,
     pub nan: u64,
     pub pos_inf: u64,
@@ -146,7 +148,13 @@ impl StatsRecord {
             min: pick(self.min, other.min, f64::min),
             max: pick(self.max, other.max, f64::max),
             abs_max: pick(self.abs_max, other.abs_max, f64::max),
-            l2_norm: pick(self.l2_norm, other.l2_norm, f64::hypot),
+            // Where either part holds an inf or a NaN the counts alone decide; otherwise both
+            // norms are of finite values and combine by hypot.
+            l2_norm: l2_norm_of(
+                self.l2_norm.hypot(other.l2_norm),
+                self.nan + other.nan,
+                self.pos_inf + self.neg_inf + other.pos_inf + other.neg_inf,
+            ),
             nan: self.nan + other.nan,
             pos_inf: self.pos_inf + other.pos_inf,
             neg_inf: self.neg_inf + other.neg_inf,
@@ -155,6 +163,21 @@ impl StatsRecord {
             histogram,
             cast,
         }
+    }
+}
+
+/// ‖x‖₂ of values whose finite part has norm `finite_norm` (0 for none), among which `nan` are
+/// NaN and `inf` are ±inf: NaN where any is NaN, +inf where any is infinite, as √Σx² itself
+/// evaluates (and `torch.linalg.vector_norm`). A norm of the finite part alone would hide the
+/// very values that clipping by norm (`clip_grad_norm_`) and the update ratio ‖ΔW‖/‖W‖ must
+/// see; both backends state their norms through this one function.
+pub fn l2_norm_of(finite_norm: f64, nan: u64, inf: u64) -> f64 {
+    if nan > 0 {
+        f64::NAN
+    } else if inf > 0 {
+        f64::INFINITY
+    } else {
+        finite_norm
     }
 }
 

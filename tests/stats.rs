@@ -41,9 +41,22 @@ fn assert_matches_with(
         "{what}: histogram bins add up to count"
     );
     assert_eq!(got.cast, exact.cast, "{what}: cast report");
+    // The norm counts every value: inf or NaN exactly where the reference's is.
+    if !exact.l2_norm.is_finite() {
+        assert!(
+            got.l2_norm == exact.l2_norm || (got.l2_norm.is_nan() && exact.l2_norm.is_nan()),
+            "{what}: l2 {} where the tensor holds inf or NaN: {}",
+            got.l2_norm,
+            exact.l2_norm
+        );
+    }
     if exact.finite() == 0 {
         assert!(
-            got.mean.is_nan() && got.variance.is_nan() && got.min.is_nan(),
+            got.mean.is_nan()
+                && got.variance.is_nan()
+                && got.min.is_nan()
+                && got.max.is_nan()
+                && got.abs_max.is_nan(),
             "{what}"
         );
         return;
@@ -67,6 +80,9 @@ fn assert_matches_with(
         got.variance,
         exact.variance
     );
+    if !exact.l2_norm.is_finite() {
+        return;
+    }
     // ‖x‖² = n·(σ² + μ²): its error follows from those of σ² and μ.
     let n = exact.finite() as f64;
     let l2_sq_bound =
@@ -314,32 +330,49 @@ fn f16_data_reduce_without_shader_f16() {
 #[test]
 fn records_of_pieces_merge_into_the_record_of_the_whole() {
     let mut rng = common::rng(9);
-    let mut v = common::normal_tensor(&mut rng, DType::F32, 1, 10_000, 4.0).to_f32_vec();
-    v[17] = f32::NAN;
-    v[9_000] = f32::NEG_INFINITY;
-    let t = HostTensor::from_f32(1, v.len(), v).unwrap();
-    let whole = reference(&t);
-    let merged = gradstab::Cpu.stats_in_pieces(&t, 777).unwrap();
-    assert_eq!(merged.histogram, whole.histogram);
-    assert_eq!(
-        (merged.nan, merged.neg_inf, merged.count),
-        (whole.nan, whole.neg_inf, whole.count)
-    );
-    assert_eq!(
-        (merged.min, merged.max, merged.abs_max),
-        (whole.min, whole.max, whole.abs_max)
-    );
-    // Chan's combination in f64 of exact pieces: relative error a few f64 roundings per merge.
-    for (a, b) in [
-        (merged.mean, whole.mean),
-        (merged.variance, whole.variance),
-        (merged.l2_norm, whole.l2_norm),
-    ] {
-        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
-    }
-    if let Some(gpu) = common::gpu("stats in pieces") {
-        let on_gpu = gpu.stats_in_pieces(&t, 4_099).unwrap();
-        assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
+    let ordinary = common::normal_tensor(&mut rng, DType::F32, 1, 10_000, 4.0).to_f32_vec();
+    // With a NaN and an inf, with the inf alone, and with neither: the norm is NaN, inf, and
+    // the hypot of the pieces' norms.
+    for (nan, inf) in [(true, true), (false, true), (false, false)] {
+        let mut v = ordinary.clone();
+        if nan {
+            v[17] = f32::NAN;
+        }
+        if inf {
+            v[9_000] = f32::NEG_INFINITY;
+        }
+        let t = HostTensor::from_f32(1, v.len(), v).unwrap();
+        let whole = reference(&t);
+        let merged = gradstab::Cpu.stats_in_pieces(&t, 777).unwrap();
+        assert_eq!(merged.histogram, whole.histogram);
+        assert_eq!(
+            (merged.nan, merged.neg_inf, merged.count),
+            (whole.nan, whole.neg_inf, whole.count)
+        );
+        assert_eq!(
+            (merged.min, merged.max, merged.abs_max),
+            (whole.min, whole.max, whole.abs_max)
+        );
+        // Chan's combination in f64 of exact pieces: relative error a few f64 roundings per
+        // merge.
+        for (a, b) in [(merged.mean, whole.mean), (merged.variance, whole.variance)] {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        match (nan, inf) {
+            (true, _) => assert!(merged.l2_norm.is_nan() && whole.l2_norm.is_nan()),
+            (false, true) => assert_eq!(
+                (merged.l2_norm, whole.l2_norm),
+                (f64::INFINITY, f64::INFINITY)
+            ),
+            (false, false) => {
+                let (a, b) = (merged.l2_norm, whole.l2_norm);
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+        if let Some(gpu) = common::gpu("stats in pieces") {
+            let on_gpu = gpu.stats_in_pieces(&t, 4_099).unwrap();
+            assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl Backend for Cpu {
     }
 
     fn norms(&self, xs: &[&HostTensor]) -> Result<Vec<f64>> {
-        Ok(xs.iter().map(|x| reduce::cpu::finite_l2_norm(x)).collect())
+        Ok(xs.iter().map(|x| reduce::cpu::l2_norm(x)).collect())
     }
 
     fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {

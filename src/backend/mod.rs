@@ -104,8 +104,10 @@ pub trait Backend {
             .expect("one record per pending record"))
     }
 
-    /// ‖x‖ over the finite values of each tensor, in one wait: the `l2_norm` of each one's
-    /// statistics record. A backend may compute the norms alone, more cheaply.
+    /// ‖x‖₂ of each tensor, in one wait: the `l2_norm` of each one's statistics record, so
+    /// +inf where a tensor holds ±inf and NaN where it holds a NaN, on every backend (training's
+    /// ‖ΔW‖/‖W‖ and clipping by norm read these). A backend may compute the norms alone, more
+    /// cheaply.
     fn norms(&self, xs: &[&Self::Tensor]) -> Result<Vec<f64>> {
         let pending = xs
             .iter()

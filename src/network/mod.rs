@@ -88,7 +88,8 @@ pub trait PassObserver<T> {
     fn grad_activation(&mut self, t: usize, g: &T) -> Result<()>;
     /// ∂l/∂W^t after layer t of backward, clipped by value where asked.
     fn grad_weight(&mut self, t: usize, dw: &T) -> Result<()>;
-    /// ∂l/∂W^t again, after clipping by norm scaled it (only when the factor is below 1).
+    /// ∂l/∂W^t again, after clipping by norm scaled it (only when the factor is below 1,
+    /// or NaN).
     fn clipped_grad_weight(&mut self, t: usize, dw: &T) -> Result<()> {
         self.grad_weight(t, dw)
     }
@@ -169,7 +170,8 @@ pub fn pass<B: Backend>(
         .sum::<f64>()
         .sqrt();
     let coefficient = steps::clip_norm_coefficient(norm, max_norm);
-    if coefficient < 1.0 {
+    // Below 1, or NaN from a NaN norm: PyTorch scales by it either way.
+    if coefficient < 1.0 || coefficient.is_nan() {
         let (layers, grads): (Vec<usize>, Vec<B::Tensor>) = kept.into_iter().unzip();
         let clipped = steps::scale_all(backend, &grads, coefficient, precision)?;
         for (t, dw) in layers.into_iter().zip(&clipped) {

@@ -299,8 +299,17 @@ pub fn clip_value<B: Backend>(
 }
 
 /// `clip_grad_norm_`'s factor for gradients of joint norm `norm`: min(1, max_norm/(norm + 1e-6)).
+/// As in PyTorch (`error_if_nonfinite=False`), an infinite norm gives 0, which turns every inf
+/// of the gradients into NaN (0·inf) and every finite value into 0, and a NaN norm gives NaN
+/// (`torch.clamp` keeps a NaN where `f64::min` would drop it), which makes every gradient NaN:
+/// neither hides a non-finite gradient behind an update of ordinary size.
 pub fn clip_norm_coefficient(norm: f64, max_norm: f64) -> f64 {
-    (max_norm / (norm + 1e-6)).min(1.0)
+    let coefficient = max_norm / (norm + 1e-6);
+    if coefficient.is_nan() {
+        coefficient
+    } else {
+        coefficient.min(1.0)
+    }
 }
 
 /// Every gradient scaled by `coefficient` (the second half of `clip_grad_norm_`).
@@ -328,5 +337,8 @@ mod tests {
         assert_eq!(clip_norm_coefficient(4.0, 1.0), 1.0 / (4.0 + 1e-6));
         assert_eq!(clip_norm_coefficient(0.5, 1.0), 1.0);
         assert_eq!(clip_norm_coefficient(0.0, 1.0), 1.0);
+        // Non-finite norms, as torch's clamp treats them.
+        assert_eq!(clip_norm_coefficient(f64::INFINITY, 1.0), 0.0);
+        assert!(clip_norm_coefficient(f64::NAN, 1.0).is_nan());
     }
 }

@@ -40,15 +40,15 @@ pub fn text_cell(text: &str) -> String {
 pub fn record_fields(s: &StatsRecord) -> Vec<String> {
     let mut row = vec![s.count.to_string()];
     // Over the finite values: an empty field, not "NaN", where there are none.
-    row.extend(
-        [s.mean, s.variance, s.min, s.max, s.abs_max, s.l2_norm].map(|v| {
-            if v.is_nan() {
-                String::new()
-            } else {
-                format!("{v:e}")
-            }
-        }),
-    );
+    row.extend([s.mean, s.variance, s.min, s.max, s.abs_max].map(|v| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            format!("{v:e}")
+        }
+    }));
+    // Over every value, so always defined: "inf" or "NaN" where the tensor holds one.
+    row.push(format!("{:e}", s.l2_norm));
     row.extend(
         [
             s.nan,

@@ -4,8 +4,8 @@ use rayon::prelude::*;
 
 use crate::precision::DType;
 use crate::stats::{
-    cast_counts, classify_bits, CastCounts, CastReport, ExponentHistogram, NumericClass,
-    StatsRecord, BF16_CAST, F16_CAST,
+    cast_counts, classify_bits, l2_norm_of, CastCounts, CastReport, ExponentHistogram,
+    NumericClass, StatsRecord, BF16_CAST, F16_CAST,
 };
 use crate::tensor::{HostData, HostTensor};
 
@@ -22,25 +22,35 @@ pub fn reference(tensor: &HostTensor) -> StatsRecord {
     }
 }
 
-/// ‖x‖ over the finite values, as the record's `l2_norm`: the sum of squares in f64, on
-/// all cores.
-pub fn finite_l2_norm(tensor: &HostTensor) -> f64 {
-    fn sum<T: Stored>(v: &[T]) -> f64 {
+/// ‖x‖₂ of a whole tensor, as the record's `l2_norm` (inf or NaN as `stats::l2_norm_of` says),
+/// for `Backend::norms`: the sum of squares in f64, on all cores. It neither overflows nor
+/// underflows: the square of any f32 or f16 lies between 2^-298 and 2^256, inside f64's normal
+/// range, and is exact there (24 + 24 ≤ 53 bits); only the additions round, all of positive
+/// terms, so the result errs by at most (n + 1)·u₆₄ relative.
+pub fn l2_norm(tensor: &HostTensor) -> f64 {
+    /// (Σx² over the finite values, NaNs, infinities) of a slice.
+    fn parts<T: Stored>(v: &[T]) -> (f64, u64, u64) {
         v.par_chunks(PIECE)
             .map(|piece| {
-                piece
-                    .iter()
-                    .map(|x| x.value())
-                    .filter(|x| x.is_finite())
-                    .map(|x| x * x)
-                    .sum::<f64>()
+                let (mut squares, mut nan, mut inf) = (0.0f64, 0u64, 0u64);
+                for x in piece.iter().map(|x| x.value()) {
+                    if x.is_nan() {
+                        nan += 1;
+                    } else if x.is_infinite() {
+                        inf += 1;
+                    } else {
+                        squares += x * x;
+                    }
+                }
+                (squares, nan, inf)
             })
-            .sum()
+            .reduce(|| (0.0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
-    match tensor.data() {
-        HostData::F32(v) => sum(v).sqrt(),
-        HostData::F16(v) => sum(v).sqrt(),
-    }
+    let (squares, nan, inf) = match tensor.data() {
+        HostData::F32(v) => parts(v),
+        HostData::F16(v) => parts(v),
+    };
+    l2_norm_of(squares.sqrt(), nan, inf)
 }
 
 /// The record of every row of `tensor`.
@@ -136,8 +146,8 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
     histogram.subnormal = subnormal;
     histogram.nan = nan;
     histogram.inf = pos_inf + neg_inf;
-    let (mean, variance, min, max, abs_max, l2_norm) = if n == 0 {
-        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+    let (mean, variance, min, max, abs_max, finite_norm) = if n == 0 {
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, 0.0)
     } else {
         // Two passes in f64: the mean, then the squared deviations (no cancellation). f64 holds
         // the squares of any f32 (up to 1.2e77), so ‖x‖² = Σ(x − μ)² + n·μ² cannot overflow.
@@ -151,6 +161,7 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
         let l2 = (squared_deviations + n as f64 * mean * mean).sqrt();
         (mean, squared_deviations / n as f64, min, max, abs_max, l2)
     };
+    let l2_norm = l2_norm_of(finite_norm, nan, pos_inf + neg_inf);
     StatsRecord {
         count: values.len() as u64,
         mean,

@@ -8,7 +8,9 @@ use super::{PER_THREAD, THREADS};
 use crate::error::{Error, Result};
 use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
 use crate::precision::DType;
-use crate::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST};
+use crate::stats::{
+    l2_norm_of, CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST,
+};
 
 pub const ENTRY_POINTS: [&str; 2] = ["chunk_pass", "segment_combine"];
 
@@ -91,7 +93,9 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
         .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
         .constant_u32("RECORD_PAD", RECORD_PAD as u32)
-        .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32);
+        .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32)
+        // f32::MAX is exactly an f64, so the shader's constant is exactly f32::MAX.
+        .constant_float("LARGEST_FINITE", f32::MAX as f64);
     for (i, slot) in COUNT_SLOTS.iter().enumerate() {
         header = header.constant_u32(&format!("SLOT_{slot}"), i as u32);
     }
@@ -314,6 +318,16 @@ pub(crate) fn collect(gpu: &Device, pending: &[PendingRecords]) -> Result<Vec<St
     Ok(records)
 }
 
+/// `v`, or 0 where rounding took it below 0; a NaN stays NaN (`f64::max` would make it 0,
+/// and a device fault would then pass for a norm or a variance of 0).
+fn non_negative(v: f64) -> f64 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Turns the shader's record into a `StatsRecord`, undoing the scale and the shift in f64.
 fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
     let finite = r.count("FINITE");
@@ -326,23 +340,28 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
     histogram.subnormal = r.count("SUBNORMAL");
     histogram.inf = r.count("POS_INF") + r.count("NEG_INF");
     histogram.nan = r.count("NAN");
-    let (mean, variance, min, max, abs_max, l2_norm) = if finite == 0 {
-        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+    let (mean, variance, min, max, abs_max, finite_norm) = if finite == 0 {
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, 0.0)
     } else {
         let scale = 2f64.powi(r.scale_exp);
         let n = finite as f64;
         let mean_scaled = r.shift as f64 + r.mean as f64;
         let m2 = r.m2 as f64;
-        let sum_squares_scaled = (m2 + n * mean_scaled * mean_scaled).max(0.0);
+        let sum_squares_scaled = non_negative(m2 + n * mean_scaled * mean_scaled);
         (
             mean_scaled * scale,
-            (m2 / n).max(0.0) * scale * scale,
+            non_negative(m2 / n) * scale * scale,
             r.min as f64,
             r.max as f64,
             r.abs_max as f64,
             sum_squares_scaled.sqrt() * scale,
         )
     };
+    let l2_norm = l2_norm_of(
+        finite_norm,
+        r.count("NAN"),
+        r.count("POS_INF") + r.count("NEG_INF"),
+    );
     let cast = |format: &str| CastCounts {
         overflow: r.count(&format!("{format}_OVERFLOW")),
         subnormal: r.count(&format!("{format}_SUBNORMAL")),
@@ -374,6 +393,20 @@ mod tests {
     use super::*;
     use crate::gpu::assert_mirrors;
     use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn a_nan_from_the_device_stays_nan_and_a_rounding_below_zero_becomes_zero() {
+        let slot = |name: &str| COUNT_SLOTS.iter().position(|s| *s == name).unwrap();
+        let mut r: GpuRecord = bytemuck::Zeroable::zeroed();
+        r.counts[slot("FINITE")] = 2;
+        r.m2 = f32::NAN;
+        let s = stats_record(&r, DType::F32, 2);
+        assert!(s.variance.is_nan() && s.l2_norm.is_nan());
+        // A variance rounded a little below zero is zero; the norm of two zeros is zero.
+        r.m2 = -1e-30;
+        let s = stats_record(&r, DType::F32, 2);
+        assert_eq!((s.variance, s.l2_norm), (0.0, 0.0));
+    }
 
     #[test]
     fn the_host_structs_mirror_the_shader_structs() {
