@@ -168,6 +168,14 @@ struct Pass {
     /// The same backward pass on magnitudes (|W|, |tanh'|, |∂L/∂out|): A ≥ |∂L/∂W| element
     /// by element, the scale each rounding of a computed ∂L/∂W is relative to.
     dw_magnitude: Vec<Vec<f64>>,
+    /// Z^t, H^t and ∂L/∂H^t of layer t at index t − 1, [batch × n_t] row-major, each with
+    /// its magnitude (the same computation on |W|, |b|, |x|, |∂L/∂out|), which bounds the
+    /// rounding of a computed value as `dw_magnitude` does.
+    z: Vec<Vec<f64>>,
+    h: Vec<Vec<f64>>,
+    dh: Vec<Vec<f64>>,
+    z_magnitude: Vec<Vec<f64>>,
+    dh_magnitude: Vec<Vec<f64>>,
     /// The largest |value| of every tensor backward stores on the way to the parameters'
     /// gradients: ∂L/∂out, each ∂L/∂Z^t, each ∂L/∂H^{t−1} for t ≥ 2, each ∂L/∂W^t, ∂L/∂b^t.
     largest: f64,
@@ -201,17 +209,25 @@ impl Model {
             .flat_map(|&r| x[r * n0..(r + 1) * n0].to_vec())
             .collect::<Vec<f64>>()];
         let mut zs = vec![Vec::new()];
+        let mut hs_abs = vec![hs[0].iter().map(|v| v.abs()).collect::<Vec<f64>>()];
+        let mut zs_abs = vec![Vec::new()];
         for t in 1..=d {
             let (n_in, n_out) = (self.widths[t - 1], self.widths[t]);
             let mut z = vec![0.0; batch * n_out];
+            let mut z_abs = vec![0.0; batch * n_out];
             for r in 0..batch {
                 for o in 0..n_out {
-                    z[r * n_out + o] = (0..n_in)
-                        .map(|i| self.w[t - 1][o * n_in + i] * hs[t - 1][r * n_in + i])
-                        .sum::<f64>()
-                        + self.b[t - 1][o];
+                    let w = &self.w[t - 1][o * n_in..(o + 1) * n_in];
+                    let (h, h_abs) = (&hs[t - 1][r * n_in..], &hs_abs[t - 1][r * n_in..]);
+                    z[r * n_out + o] =
+                        (0..n_in).map(|i| w[i] * h[i]).sum::<f64>() + self.b[t - 1][o];
+                    z_abs[r * n_out + o] = (0..n_in).map(|i| (w[i] * h_abs[i]).abs()).sum::<f64>()
+                        + self.b[t - 1][o].abs();
                 }
             }
+            // tanh is 1-Lipschitz: an error in Z moves H by no more.
+            hs_abs.push(z_abs.clone());
+            zs_abs.push(z_abs);
             hs.push(if t == d {
                 z.clone()
             } else {
@@ -264,8 +280,12 @@ impl Model {
         let mut dw = vec![Vec::new(); d];
         let mut db = vec![Vec::new(); d];
         let mut dw_magnitude = vec![Vec::new(); d];
+        let mut dh = vec![Vec::new(); d];
+        let mut dh_magnitude = vec![Vec::new(); d];
         for t in (1..=d).rev() {
             let (n_in, n_out) = (self.widths[t - 1], self.widths[t]);
+            dh[t - 1] = g.clone();
+            dh_magnitude[t - 1] = g_abs.clone();
             let slope: Vec<f64> = if t == d {
                 vec![1.0; batch * n_out]
             } else {
@@ -315,6 +335,11 @@ impl Model {
             dw,
             db,
             dw_magnitude,
+            z: zs[1..].to_vec(),
+            h: hs[1..].to_vec(),
+            dh,
+            z_magnitude: zs_abs[1..].to_vec(),
+            dh_magnitude,
             largest,
         }
     }
@@ -471,6 +496,15 @@ on_both_backends!(
 // ---------------------------------------------------------------------------------------
 // 2 and 3. The recorded grad_norm and update_ratio.
 
+/// How far, relative to its magnitude (`Pass`), an f32 run's value of Z, H, ∂L/∂H or ∂L/∂W
+/// may be from the f64 model's: (3d + 4)·γ_k, d layers of forward and backward matmuls of
+/// depth ≤ k, the activations and the loss, as tests/train_agreement.rs counts them.
+fn per_value_bound(net: &NetworkConfig) -> f64 {
+    let k = net.widths.iter().copied().max().unwrap().max(net.batch) as f64;
+    let gamma = k * U / (1.0 - k * U);
+    (3 * net.depth + 4) as f64 * gamma
+}
+
 /// grad_norm is ‖∂L/∂W^t‖ of the unscaled gradient: with a static loss scale of 1000 (not a
 /// power of two), against the f64 model's gradient.
 fn check_grad_norm_is_unscaled<B: Backend>(backend: &B) {
@@ -482,13 +516,8 @@ fn check_grad_norm_is_unscaled<B: Backend>(backend: &B) {
     let data = data_of(&config);
     let rows: Vec<usize> = (0..config.samples).collect();
     let pass = Model::of(&config.network, DType::F32).pass(&data, &rows, DType::F32);
-    let net = &config.network;
-    // Each computed ∂L/∂W value errs by at most (3d + 4)·γ_k of its magnitude sum A (d
-    // layers of forward and backward matmuls of depth ≤ k, the activations and the loss, as
-    // tests/train_agreement.rs counts them); the scale and its f32 reciprocal, by 2u.
-    let k = net.widths.iter().copied().max().unwrap().max(net.batch) as f64;
-    let gamma = k * U / (1.0 - k * U);
-    let per_value = (3 * net.depth + 4) as f64 * gamma;
+    // The scale and its f32 reciprocal differ from exact inverses by 2u.
+    let per_value = per_value_bound(&config.network);
     for (t, layer) in outcome.run.steps[0].layers.iter().enumerate() {
         let want = norm(&pass.dw[t]);
         let bound =
@@ -507,6 +536,125 @@ on_both_backends!(
     grad_norm_is_the_unscaled_gradients_on_the_cpu,
     grad_norm_is_the_unscaled_gradients_on_the_gpu
 );
+
+/// A snapshot holds each layer's own tensors: Z^t, H^t, and ∂L/∂H^t and ∂L/∂W^t times the
+/// loss scale (8 here), as backward stored them; against the f64 model, in count (the widths
+/// differ, so another layer's tensor has another count) and norm, at the first step, at every
+/// `record_every`-th and at the last, and nowhere else.
+fn check_snapshots_hold_each_layers_tensors<B: Backend>(backend: &B) {
+    let scale = 8.0;
+    let config = TrainConfig {
+        loss_scale: LossScale::Static { scale },
+        steps: 5,
+        record_every: 2,
+        ..base(&[5, 9, 6, 4], 12)
+    };
+    let run = train(backend, &config).run;
+    let with_snapshot: Vec<usize> = run
+        .steps
+        .iter()
+        .filter(|s| s.snapshot.is_some())
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(with_snapshot, [1, 2, 4, 5]);
+    let data = data_of(&config);
+    let rows: Vec<usize> = (0..config.samples).collect();
+    let pass = Model::of(&config.network, DType::F32).pass(&data, &rows, DType::F32);
+    let per_value = per_value_bound(&config.network);
+    let snapshot = run.steps[0].snapshot.as_ref().unwrap();
+    assert_eq!(snapshot.len(), 3);
+    for (t, layer) in snapshot.iter().enumerate() {
+        assert_eq!(layer.layer, t + 1);
+        let scaled = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x * scale).collect() };
+        for (what, record, want, magnitude) in [
+            (
+                "Z",
+                &layer.pre_activation,
+                pass.z[t].clone(),
+                &pass.z_magnitude[t],
+            ),
+            (
+                "H",
+                &layer.activation,
+                pass.h[t].clone(),
+                &pass.z_magnitude[t],
+            ),
+            (
+                "∂L/∂H",
+                &layer.grad_activation,
+                scaled(&pass.dh[t]),
+                &scaled(&pass.dh_magnitude[t]),
+            ),
+            (
+                "∂L/∂W",
+                &layer.grad_weight,
+                scaled(&pass.dw[t]),
+                &scaled(&pass.dw_magnitude[t]),
+            ),
+        ] {
+            assert_eq!(record.count, want.len() as u64, "layer {} {what}", t + 1);
+            let bound = per_value * norm(magnitude) + norm_bound(&want);
+            assert!(
+                (record.l2_norm - norm(&want)).abs() <= bound,
+                "layer {} {what}: ‖·‖ {} against {} (bound {bound:e})",
+                t + 1,
+                record.l2_norm,
+                norm(&want)
+            );
+        }
+    }
+}
+
+on_both_backends!(
+    check_snapshots_hold_each_layers_tensors,
+    snapshots_hold_each_layers_tensors_on_the_cpu,
+    snapshots_hold_each_layers_tensors_on_the_gpu
+);
+
+/// `Trainer::step` says whether another step follows: true until the last step, false at
+/// the last and at one whose loss turned inf (a run with lr = 10^30, whose second loss
+/// overflows), and after that it runs nothing more; `steps_done` and `records` follow.
+#[test]
+fn the_trainer_stops_after_the_last_step_and_after_a_diverged_one() {
+    use gradstab::train::run::Trainer;
+    let cpu = Cpu::new();
+    let config = TrainConfig {
+        steps: 3,
+        lr: 0.1,
+        ..base(&[4, 6, 3], 8)
+    };
+    let diverging = TrainConfig {
+        steps: 5,
+        lr: 1e30,
+        ..config.clone()
+    };
+    for (config, answers, done) in [
+        (&config, [true, true, false, false, false], 3),
+        (&diverging, [true, false, false, false, false], 2),
+    ] {
+        let mut trainer = Trainer::new(&cpu, config).unwrap();
+        for (i, &want) in answers.iter().enumerate() {
+            assert_eq!(trainer.step().unwrap(), want, "step() call {}", i + 1);
+            assert_eq!(trainer.steps_done(), (i + 1).min(done));
+            assert_eq!(trainer.records().len(), trainer.steps_done());
+        }
+        let records = trainer.records().to_vec();
+        let run = trainer.finish("trainer", false).unwrap().run;
+        // Debug, since a diverged step's NaN norms are not equal to themselves.
+        assert_eq!(format!("{records:?}"), format!("{:?}", run.steps));
+        let steps: Vec<usize> = records.iter().map(|r| r.step).collect();
+        assert_eq!(steps, (1..=done).collect::<Vec<_>>());
+    }
+    let run = run_training(&cpu, &diverging, "diverging", false, &mut |_| {})
+        .unwrap()
+        .run;
+    assert!(!run.steps[1].loss.is_finite());
+    assert_eq!(run.summary.diverged_at, Some(2));
+    assert_eq!(
+        run.summary.skipped_steps, 0,
+        "a diverged step is not a skipped one"
+    );
+}
 
 /// update_ratio is ‖W_after − W_before‖ / ‖W_before‖ and weight_norm is ‖W_after‖, at each of
 /// two SGD steps, from the weights before and after each (runs of 1 and 2 steps).
