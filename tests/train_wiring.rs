@@ -445,10 +445,13 @@ fn check_adam_counts_only_applied_steps<B: Backend>(backend: &B) {
         assert_eq!(scales, [2f64.powi(40), 2f64.powi(10)]);
         assert_eq!(run.summary.skipped_steps, 1);
     }
-    // The skipped step moved nothing and is left out of the mean update ratio.
+    // The skipped step moved nothing and is left out of the mean update ratio. Its scaled
+    // ∂L/∂out overflowed everywhere, so every ∂L/∂W value is a sum of infinities: inf or NaN.
     let skipped_step = &adam.run.steps[0];
     let initial = initial_parameters(&adam_config);
     for (t, layer) in skipped_step.layers.iter().enumerate() {
+        assert_eq!(layer.grad_non_finite_fraction, 1.0);
+        assert_eq!(adam.run.steps[1].layers[t].grad_non_finite_fraction, 0.0);
         assert_eq!(layer.update_ratio, 0.0);
         assert!((layer.weight_norm - norm(&initial[t])).abs() <= norm_bound(&initial[t]));
         assert_eq!(
@@ -610,6 +613,74 @@ on_both_backends!(
     snapshots_hold_each_layers_tensors_on_the_cpu,
     snapshots_hold_each_layers_tensors_on_the_gpu
 );
+
+/// The recorded fractions of ∂L/∂W's values that are zero and subnormal: a data set whose
+/// first input column is 0 and second 10^-39 (subnormal in f32) gives layer 1's gradient
+/// ∂L/∂W = Σ_rows ∂L/∂Z·x one column of zeros and one of subnormals, 1/n_0 of its values
+/// each; no other layer has either. A device that flushes subnormals makes the second column
+/// zeros too, so there the two fractions are checked together.
+fn check_gradient_fractions<B: Backend>(backend: &B, flushes: bool) {
+    let (samples, n0) = (8, 4);
+    let x: Vec<f32> = (0..samples * n0)
+        .map(|i| match i % n0 {
+            0 => 0.0,
+            1 => 1e-39,
+            _ => ((i * 7 % 11) as f32 - 5.0) / 4.0,
+        })
+        .collect();
+    let y: Vec<f32> = (0..samples * 3).map(|i| (i % 5) as f32 - 2.0).collect();
+    let data = TrainData {
+        x: HostTensor::from_f32(samples, n0, x).unwrap(),
+        targets: Targets::Values(HostTensor::from_f32(samples, 3, y).unwrap()),
+    };
+    let config = TrainConfig {
+        task: Task::File {
+            source: "constructed".into(),
+            data: std::sync::Arc::new(data),
+        },
+        ..base(&[n0, 6, 5, 3], samples)
+    };
+    let step = &train(backend, &config).run.steps[0];
+    let quarter = 1.0 / n0 as f64;
+    for layer in &step.layers {
+        let (zero, subnormal) = if layer.layer == 1 {
+            (quarter, quarter)
+        } else {
+            (0.0, 0.0)
+        };
+        if flushes {
+            assert_eq!(
+                layer.grad_zero_fraction + layer.grad_subnormal_fraction,
+                zero + subnormal,
+                "layer {}",
+                layer.layer
+            );
+        } else {
+            assert_eq!(layer.grad_zero_fraction, zero, "layer {}", layer.layer);
+            assert_eq!(
+                layer.grad_subnormal_fraction, subnormal,
+                "layer {}",
+                layer.layer
+            );
+        }
+        assert_eq!(layer.grad_non_finite_fraction, 0.0);
+    }
+}
+
+#[test]
+fn gradient_fractions_count_zeros_and_subnormals_on_the_cpu() {
+    check_gradient_fractions(&Cpu::new(), false);
+}
+
+#[test]
+fn gradient_fractions_count_zeros_and_subnormals_on_the_gpu() {
+    if let Some((gpu, report)) =
+        common::gpu_with_probe("gradient_fractions_count_zeros_and_subnormals_on_the_gpu")
+    {
+        let kept = report.f32.subnormal_results_kept && report.f32.subnormal_inputs_kept;
+        check_gradient_fractions(&gpu, !kept);
+    }
+}
 
 /// `Trainer::step` says whether another step follows: true until the last step, false at
 /// the last and at one whose loss turned inf (a run with lr = 10^30, whose second loss
