@@ -743,6 +743,12 @@ fn check_update_ratio_divides_by_the_weights_before<B: Backend>(backend: &B) {
     let w0: Vec<Vec<f64>> = initial_parameters(&config(1))[..3].to_vec();
     let w1 = weights_of(&train(backend, &config(1)));
     let w2 = weights_of(&two);
+    // The summary's mean over the applied steps (both, here).
+    for t in 0..3 {
+        let ratios = two.run.steps.iter().map(|s| s.layers[t].update_ratio);
+        let mean = ratios.sum::<f64>() / 2.0;
+        assert_eq!(two.run.summary.mean_update_ratio[t], mean);
+    }
     for (step, before, after) in [(1, &w0, &w1), (2, &w1, &w2)] {
         for t in 0..3 {
             let delta: Vec<f64> = after[t]
