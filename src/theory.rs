@@ -204,6 +204,81 @@ mod tests {
         }
     }
 
+    /// A network of unequal widths 16, 64, 8, 32 with these weight second moments.
+    fn unequal(activation: Activation, weight_second_moments: Vec<f64>) -> MeanFieldNetwork {
+        MeanFieldNetwork {
+            widths: vec![16, 64, 8, 32],
+            activation,
+            weight_second_moments,
+            input_second_moment: 0.7,
+            bias_variances: vec![0.0; 3],
+            residual: false,
+            top_gradient: TopGradient::Unit,
+        }
+    }
+
+    fn assert_close(got: &[f64], want: &[f64], what: &str) {
+        for (t, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-10 * w.abs(), "{what} {t}: {g} vs {w}");
+        }
+    }
+
+    /// Backward multiplies by the fan-out n_t of the layer after, forward by the fan-in
+    /// n_{t−1}; only unequal widths tell them apart. ReLU, E[φ²] = q/2 and E[φ'²] = 1/2:
+    /// - He fan_in, E[w²] = 2/n_{t−1}: q^t = 2·m^0 at every layer, and the gradient's second
+    ///   moment n_t·(2/n_{t−1})/2 per layer telescopes to g^t = n_d/n_t;
+    /// - He fan_out, E[w²] = 2/n_t: the gradient keeps g^t = 1, and q^t = 2·m^0·n_0/n_t.
+    #[test]
+    fn the_gradient_grows_by_the_fan_out_on_unequal_widths() {
+        use crate::init::{FanMode, Gain, Init};
+        let w = [16.0, 64.0, 8.0, 32.0];
+        let relu = Activation::Relu;
+        for (mode, q, g) in [
+            (FanMode::FanIn, [1.4; 3], [2.0, 0.5, 4.0, 1.0]),
+            (
+                FanMode::FanOut,
+                [1.4 * w[0] / w[1], 1.4 * w[0] / w[2], 1.4 * w[0] / w[3]],
+                [1.0; 4],
+            ),
+        ] {
+            let init = Init::KaimingNormal {
+                mode,
+                gain: Gain::PyTorchDefault,
+            };
+            let moments = (1..=3)
+                .map(|t| init.second_moment(w[t - 1] as usize, w[t] as usize, &relu))
+                .collect();
+            let p = predict(&unequal(relu, moments));
+            assert_close(&p.pre_activation_second_moment[1..], &q, "q^t");
+            assert_close(&p.grad_second_moment, &g, "∂l/∂h^t");
+        }
+    }
+
+    /// A linear activation φ(z) = αz with a different E[w²] = s_t per layer: q^t =
+    /// n_{t−1}·s_t·α²·q^{t−1} (q^1 = n_0·s_1·m^0) and g^{t−1} = n_t·s_t·α²·g^t, each product
+    /// written out.
+    #[test]
+    fn a_linear_network_of_unequal_widths_has_closed_form_moments() {
+        let (n0, n1, n2, n3) = (16.0, 64.0, 8.0, 32.0);
+        let (s1, s2, s3) = (0.03, 0.02, 0.05);
+        let a2 = 1.5f64 * 1.5;
+        let linear = Activation::Linear {
+            alpha: 1.5,
+            beta: 0.0,
+        };
+        let p = predict(&unequal(linear, vec![s1, s2, s3]));
+        let m0 = 0.7;
+        let q1 = n0 * s1 * m0;
+        let q2 = n1 * s2 * a2 * q1;
+        let q3 = n2 * s3 * a2 * q2;
+        assert_close(&p.pre_activation_second_moment[1..], &[q1, q2, q3], "q^t");
+        let g3 = 1.0;
+        let g2 = n3 * s3 * a2 * g3;
+        let g1 = n2 * s2 * a2 * g2;
+        let g0 = n1 * s1 * a2 * g1;
+        assert_close(&p.grad_second_moment, &[g0, g1, g2, g3], "∂l/∂h^t");
+    }
+
     #[test]
     fn tanh_at_the_edge_of_chaos_keeps_the_gradient() {
         // For small q, E[tanh'(z)²] → 1: with σ_w² = 1 the gradient neither grows nor shrinks.

@@ -113,6 +113,50 @@ MUTANTS = [
     ("train: the scaler never backs off", "src/train/scaler.rs",
      "            self.scale *= d.backoff_factor as f32;", "",
      ["train_steps", "train_agreement"]),
+    # The training loop's wiring (tests/train_wiring.rs): each of these passed every other
+    # test, since the GPU and the CPU share the loop.
+    ("train: Adam's step count advances on steps the scaler skipped", "src/train/run.rs",
+     "            step: self.optimizer_steps,", "            step: step as u64,",
+     ["train_wiring"]),
+    ("train: grad_norm still times the loss scale", "src/train/run.rs",
+     "grad_norm: g.l2_norm * inv_scale,", "grad_norm: g.l2_norm,", ["train_wiring"]),
+    ("train: update_ratio divided by ‖W‖ after the step", "src/train/run.rs",
+     "ratios[t - 1] = norms[t - 1] / self.weight_norms[t - 1];",
+     "ratios[t - 1] = norms[t - 1] / norms[d + t - 1];", ["train_wiring"]),
+    ("train: mixed precision saves the head from its f16 copy", "src/train/run.rs",
+     "let master = match &self.weight_slots[t - 1].master {",
+     "let master = match &self.weight_slots[t - 1].master.as_ref().filter(|_| t < d) {",
+     ["train_wiring"]),
+    ("train: mixed precision saves the biases from their f16 copy", "src/train/run.rs",
+     "                            master: Some(m), ..\n                        }),\n"
+     "                        _,\n                    ) => Some(backend.download(m)?),",
+     "                            master: Some(_), ..\n                        }),\n"
+     "                        Some(model),\n                    ) => Some(backend.download(model)?),",
+     ["train_wiring"]),
+    ("train: saved layers keyed 0, 1, 2, … instead of nn.Sequential's 0, 2, 4, …",
+     "src/train/weights.rs", "let index = 2 * i;", "let index = i;", ["train_wiring"]),
+    ("train: a shuffled minibatch's labels taken by position", "src/train/data.rs",
+     "rows.iter().map(|&r| labels[r] as f32).collect(),",
+     "(0..rows.len()).map(|r| labels[r] as f32).collect(),", ["train_wiring"]),
+    ("train: the scaler's growth count survives a skip", "src/train/scaler.rs",
+     "            self.scale *= d.backoff_factor as f32;\n            self.growth_tracker = 0;",
+     "            self.scale *= d.backoff_factor as f32;", ["train_wiring"]),
+    ("train: the scaler grows one step after its interval", "src/train/scaler.rs",
+     "if successful == d.growth_interval {", "if successful > d.growth_interval {",
+     ["train_wiring"]),
+    ("loss: cross-entropy's row maximum started at 0", "shaders/loss.wgsl",
+     "var m = f32(output[start]);", "var m = 0.0;", ["train_wiring"]),
+    ("loss: cross-entropy's row maximum misses the last column", "shaders/loss.wgsl",
+     "for (var j = 1u; j < params.cols; j = j + 1u) {\n        m = max(",
+     "for (var j = 1u; j < params.cols - 1u; j = j + 1u) {\n        m = max(", ["train_wiring"]),
+    ("loss: the CPU's cross-entropy row maximum started at 0", "src/ops/loss/cpu.rs",
+     "let m = o[1..].iter().fold(o[0], |m, &v| m.max(v));",
+     "let m = o[1..].iter().fold(0.0f32, |m, &v| m.max(v));", ["train_wiring"]),
+    ("loss: the CPU's cross-entropy row maximum misses the last column", "src/ops/loss/cpu.rs",
+     "let m = o[1..].iter().fold(o[0], |m, &v| m.max(v));",
+     "let m = o[1..cols - 1].iter().fold(o[0], |m, &v| m.max(v));", ["train_wiring"]),
+    ("theory: backward scaled by the fan-in instead of the fan-out", "src/theory.rs",
+     "let n_out = network.widths[t];", "let n_out = network.widths[t - 1];", ["lib"]),
 ]
 
 
@@ -121,7 +165,8 @@ def run_tests(targets):
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")
     args = ["cargo", "test", "--release", "--quiet"]
     for t in targets:
-        args += ["--test", t]
+        # "lib" is the crate's unit tests.
+        args += ["--lib"] if t == "lib" else ["--test", t]
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     return result.returncode == 0, result.stdout + result.stderr
 

@@ -531,3 +531,30 @@ fn summarize(
         mean_update_ratio,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::reduce::cpu::reference;
+
+    /// The mean of row losses, and what one inf or NaN row makes of it: NaN for a NaN or for
+    /// +inf beside −inf (their sum), ±inf for infinities of one sign.
+    #[test]
+    fn the_mean_loss_is_the_rows_mean_or_what_a_non_finite_row_makes_it() {
+        let mean = |rows: &[f32]| {
+            let record = reference(&HostTensor::from_f32(rows.len(), 1, rows.to_vec()).unwrap());
+            // Cross-entropy: the mean over rows, whatever the number of classes.
+            mean_loss(LossKind::CrossEntropy, &record, Shape::new(rows.len(), 5))
+        };
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), 3.0);
+        // MSE: the sum of the rows' squared errors over every output.
+        let record = reference(&HostTensor::from_f32(2, 1, vec![3.0, 5.0]).unwrap());
+        assert_eq!(mean_loss(LossKind::Mse, &record, Shape::new(2, 4)), 1.0);
+        assert!(mean(&[1.0, nan, 2.0]).is_nan());
+        assert!(mean(&[inf, 1.0, -inf]).is_nan());
+        assert!(mean(&[inf, nan]).is_nan());
+        assert_eq!(mean(&[1.0, inf]), f64::INFINITY);
+        assert_eq!(mean(&[-inf, 1.0]), f64::NEG_INFINITY);
+    }
+}
