@@ -13,6 +13,7 @@ Markdown table for docs/testing.md and exits non-zero if any mutant survived.
 import os
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,12 +158,36 @@ MUTANTS = [
      "let m = o[1..cols - 1].iter().fold(o[0], |m, &v| m.max(v));", ["train_wiring"]),
     ("theory: backward scaled by the fan-in instead of the fan-out", "src/theory.rs",
      "let n_out = network.widths[t];", "let n_out = network.widths[t - 1];", ["lib"]),
+    # Reliability: what outputs do to what is at their paths, and train's refusals.
+    ("reliability: a device or FIFO given as an output is renamed over", "src/output.rs",
+     "Ok(_) => return Ok(Destination::Node(current)),",
+     "Ok(_) => return Ok(Destination::File(current)),", ["outputs"]),
+    ("reliability: a replaced file loses its mode", "src/output.rs",
+     "file.set_permissions(old.permissions())?;", "let _ = &old;", ["outputs"]),
+    ("reliability: train streams its report before it writes the model", "src/cli/train.rs",
+     "    // Files first, the report last",
+     "    super::args::write_output(args.out.as_deref(), render)?;\n    // Files first, the report last",
+     ["outputs"]),
+    ("reliability: a flag's value that is inf in f32 passes", "src/checked.rs",
+     "if !narrow.is_finite() {", "if narrow.is_nan() {", ["train_refusals"]),
+    ("reliability: the teacher left out of train's memory estimate", "src/train/memory.rs",
+     "samples * inputs * 12 + 2 * samples * wide * 8 + wide * wide * 8", "0",
+     ["train_refusals"]),
+    ("reliability: labels with gaps decide the outputs", "src/cli/train.rs",
+     "if present < classes {", "if present < classes && false {", ["train_refusals"]),
+    ("reliability: a diverged model is saved", "src/cli/train.rs",
+     "Some(step) => refused_weights = Some((path, step)),",
+     "Some(_) => train::weights::save(weights, path)?,", ["train_refusals"]),
+    ("reliability: CSV cells that are formulas go out as they are", "src/report/columns.rs",
+     "if text.starts_with(['=', '+', '-', '@', '\\t', '\\r']) {",
+     "if text.starts_with(['\\r']) {", ["train_refusals"]),
 ]
 
 
 def run_tests(targets):
     env = dict(os.environ, GRADSTAB_REQUIRE_GPU="1")
-    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    # lavapipe refuses a shared /tmp as its runtime directory, and says so on stderr.
+    env.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp())
     args = ["cargo", "test", "--release", "--quiet"]
     for t in targets:
         # "lib" is the crate's unit tests.
