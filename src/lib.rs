@@ -7,7 +7,7 @@
 //! way, from the command line down to the wgpu runtime:
 //!
 //! `cli` → `experiment`, `report` → `network` → `backend` → `ops` → `gpu`, with `theory`,
-//! `init`, `stats`, `tensor`, `precision` and `error` underneath.
+//! `init`, `stats`, `tensor`, `precision`, `format` and `error` underneath.
 
 pub mod backend;
 pub mod bench;
@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod experiment;
 pub mod files;
+pub mod format;
 pub mod gpu;
 pub mod host_memory;
 pub mod init;

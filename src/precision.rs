@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::Error;
+use crate::format::{Format, FormatSpec};
 
 /// How a tensor is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,8 +51,8 @@ impl DType {
     /// lands below the normal range, when the device keeps subnormals.
     pub fn subnormal_half_spacing(self) -> f64 {
         match self {
-            DType::F32 => 2f64.powi(-150),
-            DType::F16 => 2f64.powi(-25),
+            DType::F32 => Format::F32.spec().subnormal_half_spacing(),
+            DType::F16 => F16.subnormal_half_spacing(),
         }
     }
 
@@ -175,19 +176,24 @@ pub fn f16_from_f64(x: f64) -> half::f16 {
     half::f16::from_f32(f32::from_bits(bits | 1))
 }
 
-pub const F32_UNIT_ROUNDOFF: f64 = 5.960464477539063e-8; // 2^-24
-pub const F16_UNIT_ROUNDOFF: f64 = 4.8828125e-4; // 2^-11
+/// f16's row of the format table (src/format.rs), which the facts below are read off.
+const F16: &FormatSpec = Format::F16.spec();
 
-/// Largest finite f16.
-pub const F16_MAX: f64 = 65504.0;
-/// Every value of magnitude at or above this rounds to inf in f16.
-pub const F16_OVERFLOW_THRESHOLD: f64 = 65520.0;
+pub const F32_UNIT_ROUNDOFF: f64 = Format::F32.spec().unit_roundoff(); // 2^-24
+pub const F16_UNIT_ROUNDOFF: f64 = F16.unit_roundoff(); // 2^-11
+
+/// Largest finite f16, 65504.
+pub const F16_MAX: f64 = F16.max_finite();
+/// Every value of magnitude at or above this rounds to inf in f16, 65520.
+pub const F16_OVERFLOW_THRESHOLD: f64 = F16.overflow_midpoint();
+// "At or above": the midpoint itself is a tie that goes to inf.
+const _: () = assert!(F16.overflows_at_midpoint());
 /// Smallest positive normal f16, 2^-14.
-pub const F16_MIN_NORMAL: f64 = 6.103515625e-5;
+pub const F16_MIN_NORMAL: f64 = F16.min_normal();
 /// Smallest positive subnormal f16, 2^-24.
-pub const F16_MIN_SUBNORMAL: f64 = 5.960464477539063e-8;
+pub const F16_MIN_SUBNORMAL: f64 = F16.min_subnormal();
 /// Distance from 1 to the next f16, 2^-10.
-pub const F16_EPSILON: f64 = 9.765625e-4;
+pub const F16_EPSILON: f64 = F16.epsilon();
 
 /// Rounds each intermediate to the arithmetic type of a precision.
 #[derive(Clone, Copy)]
