@@ -5,12 +5,13 @@
 //! moments are formed from values scaled by a power of two (exact) and shifted near their
 //! centre, so neither a sum of squares nor `E[x²] − E[x]²` ever appears.
 
+use crate::format::Format;
 use crate::precision::DType;
 
 /// Counts of the finite, non-zero values that a cast to a narrower format would change in kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CastCounts {
-    /// Would round to ±inf.
+    /// Would round beyond the format's range: to ±inf, or to NaN in E4M3FN, which has no inf.
     pub overflow: u64,
     /// Would round to a non-zero subnormal.
     pub subnormal: u64,
@@ -26,11 +27,63 @@ impl CastCounts {
     }
 }
 
-/// What storing the values as f16 or bf16 (round to nearest even) would do to them.
+/// What storing the values in each narrower format (round to nearest even, as PyTorch's
+/// `Tensor.to`) would do to them: "can these weights be stored in E4M3?".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CastReport {
     pub f16: CastCounts,
     pub bf16: CastCounts,
+    pub e4m3: CastCounts,
+    pub e5m2: CastCounts,
+}
+
+/// The formats of the cast report, in its order.
+pub const CAST_FORMATS: [Format; 4] = [Format::F16, Format::Bf16, Format::E4m3, Format::E5m2];
+
+impl CastReport {
+    /// The counts of one of [`CAST_FORMATS`].
+    pub fn of(&self, format: Format) -> &CastCounts {
+        match format {
+            Format::F16 => &self.f16,
+            Format::Bf16 => &self.bf16,
+            Format::E4m3 => &self.e4m3,
+            Format::E5m2 => &self.e5m2,
+            Format::F32 => panic!("f32 is not a narrower format of the cast report"),
+        }
+    }
+
+    fn of_mut(&mut self, format: Format) -> &mut CastCounts {
+        match format {
+            Format::F16 => &mut self.f16,
+            Format::Bf16 => &mut self.bf16,
+            Format::E4m3 => &mut self.e4m3,
+            Format::E5m2 => &mut self.e5m2,
+            Format::F32 => panic!("f32 is not a narrower format of the cast report"),
+        }
+    }
+
+    /// A report whose counts for each format come from `counts`.
+    pub fn from_fn(mut counts: impl FnMut(Format) -> CastCounts) -> Self {
+        let mut report = CastReport::default();
+        for format in CAST_FORMATS {
+            *report.of_mut(format) = counts(format);
+        }
+        report
+    }
+
+    /// Adds what casting one finite, non-zero value of f32 bits `bits` does, in every format.
+    pub fn add_value(&mut self, bits: u32) {
+        for format in CAST_FORMATS {
+            self.of_mut(format)
+                .add(cast_counts(bits, &cast_thresholds(format)));
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &CastReport) {
+        for format in CAST_FORMATS {
+            self.of_mut(format).add(*other.of(format));
+        }
+    }
 }
 
 /// Counts of |x| per binary exponent of the storage type, plus the special classes.
@@ -139,8 +192,7 @@ impl StatsRecord {
         histogram.inf += other.histogram.inf;
         histogram.nan += other.histogram.nan;
         let mut cast = self.cast;
-        cast.f16.add(other.cast.f16);
-        cast.bf16.add(other.cast.bf16);
+        cast.add(&other.cast);
         StatsRecord {
             count: self.count + other.count,
             mean,
@@ -228,21 +280,30 @@ pub struct CastThresholds {
     pub subnormal_below: u32,
 }
 
-/// f16: overflow from 65520 (the midpoint above 65504, which ties away from the odd 65504);
-/// zero up to 2^-25 (half the smallest subnormal, a tie to the even 0); subnormal below
-/// (2047/2048)·2^-14, the midpoint under the smallest normal.
-pub const F16_CAST: CastThresholds = CastThresholds {
-    overflow: 0x477F_F000,        // 65520.0
-    zero: 0x3300_0000,            // 2^-25
-    subnormal_below: 0x387F_E000, // (2047/2048)·2^-14
-};
+/// The thresholds of a cast to `format`, from its row of the format table: overflow from the
+/// midpoint above the largest finite (or just above it, where the tie goes down to an even
+/// largest finite, as in E4M3FN); zero up to half the smallest subnormal (a tie to the even
+/// 0); subnormal below the midpoint under the smallest normal.
+pub const fn cast_thresholds(format: Format) -> CastThresholds {
+    let spec = format.spec();
+    let midpoint = (spec.overflow_midpoint() as f32).to_bits();
+    let below_normal = spec.min_normal() - spec.min_subnormal() / 2.0;
+    CastThresholds {
+        overflow: if spec.overflows_at_midpoint() {
+            midpoint
+        } else {
+            midpoint + 1
+        },
+        zero: (spec.subnormal_half_spacing() as f32).to_bits(),
+        subnormal_below: (below_normal as f32).to_bits(),
+    }
+}
+
+/// f16: overflow from 65520; zero up to 2^-25; subnormal below (2047/2048)·2^-14.
+pub const F16_CAST: CastThresholds = cast_thresholds(Format::F16);
 
 /// bf16: overflow from (2 − 2^-8)·2^127; zero up to 2^-134; subnormal below (255/256)·2^-126.
-pub const BF16_CAST: CastThresholds = CastThresholds {
-    overflow: 0x7F7F_8000,
-    zero: 0x0000_8000,
-    subnormal_below: 0x007F_8000,
-};
+pub const BF16_CAST: CastThresholds = cast_thresholds(Format::Bf16);
 
 /// What a cast with these thresholds does to one finite, non-zero value of f32 bits `bits`.
 pub fn cast_counts(bits: u32, t: &CastThresholds) -> CastCounts {
@@ -258,6 +319,22 @@ pub fn cast_counts(bits: u32, t: &CastThresholds) -> CastCounts {
 mod tests {
     use super::*;
     use half::{bf16, f16};
+
+    #[test]
+    fn cast_thresholds_from_the_format_table_are_the_known_boundaries() {
+        let bits = |t: CastThresholds| [t.overflow, t.zero, t.subnormal_below];
+        // The values these were written as before the table existed.
+        assert_eq!(bits(F16_CAST), [0x477F_F000, 0x3300_0000, 0x387F_E000]);
+        assert_eq!(bits(BF16_CAST), [0x7F7F_8000, 0x0000_8000, 0x007F_8000]);
+        // E4M3FN: 464 ties down to the even 448, so overflow starts just above it; zero up to
+        // 2^-10; subnormal below (15/16)·2^-6. E5M2: 61440 ties up, past 57344; zero up to
+        // 2^-17; subnormal below (7/8)·2^-14.
+        let above_464 = f32::from_bits(464f32.to_bits() + 1);
+        let e4m3 = [above_464, 2f32.powi(-10), 15.0 / 16.0 * 2f32.powi(-6)];
+        assert_eq!(bits(cast_thresholds(Format::E4m3)), e4m3.map(f32::to_bits));
+        let e5m2 = [61440.0, 2f32.powi(-17), 7.0 / 8.0 * 2f32.powi(-14)];
+        assert_eq!(bits(cast_thresholds(Format::E5m2)), e5m2.map(f32::to_bits));
+    }
 
     #[test]
     fn cast_thresholds_agree_with_the_half_crate_around_every_threshold() {

@@ -341,12 +341,14 @@ pub fn compare_stats(gpu: &Gpu, dtype: DType, len: usize, seed: u64) -> Result<C
             r.neg_inf,
             r.zero,
             r.subnormal,
-            r.cast.f16.overflow,
-            r.cast.f16.zero,
-            r.cast.bf16.zero,
         ]
+        .into_iter()
+        .chain(crate::stats::CAST_FORMATS.into_iter().flat_map(|f| {
+            let c = r.cast.of(f);
+            [c.overflow, c.subnormal, c.zero]
+        }))
     };
-    for (g, e) in counts(&got).into_iter().zip(counts(&exact)) {
+    for (g, e) in counts(&got).zip(counts(&exact)) {
         cmp.record(g as f64, e as f64, 0.0, || what("a class count"));
     }
     let same_histogram = (got.histogram == exact.histogram) as u8 as f64;

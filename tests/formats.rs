@@ -9,6 +9,9 @@
 //! (E4M3's 448 counts as infinite, E5M2's 57344 as infinite). So the references below apply
 //! PyTorch's overflow rule themselves and classify NaN by the decoded f32.
 
+mod common;
+
+use common::{pytorch_e4m3, pytorch_e5m2};
 use float8::{F8E4M3, F8E5M2};
 use gradstab::format::Format;
 use half::{bf16, f16};
@@ -17,30 +20,6 @@ use rand::{Rng, SeedableRng};
 
 const FP8: [Format; 2] = [Format::E4m3, Format::E5m2];
 const NARROW: [Format; 4] = [Format::F16, Format::Bf16, Format::E4m3, Format::E5m2];
-
-/// PyTorch's `float8_e4m3fn` cast: |x| ≥ 480 is NaN outright, and (464, 480) rounds to the
-/// pattern S.1111.111, also NaN; 464 itself is a tie that goes to the even 448. Within
-/// range, round to nearest even, which `float8` does.
-fn pytorch_e4m3(x: f64) -> u32 {
-    let sign = if x.is_sign_negative() { 0x80 } else { 0 };
-    if x.is_nan() || x.abs() > 464.0 {
-        return sign | 0x7f;
-    }
-    F8E4M3::from_f64(x).to_bits() as u32
-}
-
-/// PyTorch's `float8_e5m2` cast: IEEE, so |x| ≥ 61440 (the tie above 57344, whose last bit
-/// is odd) is ±inf, and NaN stays NaN.
-fn pytorch_e5m2(x: f64) -> u32 {
-    let sign = if x.is_sign_negative() { 0x80 } else { 0 };
-    if x.is_nan() {
-        return sign | 0x7f;
-    }
-    if x.abs() >= 61440.0 {
-        return sign | 0x7c;
-    }
-    F8E5M2::from_f64(x).to_bits() as u32
-}
 
 /// The nearest f32 to x rounding *to odd*: from it one rounding to nearest into any format
 /// of at most 22 significant bits is the correct rounding of x (Boldo and Melquiond, 2008).

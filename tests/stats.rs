@@ -251,12 +251,24 @@ fn cast_report_matches_half_value_by_value_around_every_threshold() {
     };
     // Every f32 within 40 ulps of each threshold of f16 and bf16, both signs, plus a log grid.
     let mut v = Vec::new();
+    // And the same for E4M3FN and E5M2: 448, the tie 464, 480; 57344, the tie 61440; each
+    // one's smallest normal, the midpoint under it, and half its smallest subnormal.
     for t in [
         65520.0f32,
         2f32.powi(-25),
         2f32.powi(-14) * 2047.0 / 2048.0,
         2f32.powi(-14),
         65504.0,
+        448.0,
+        464.0,
+        480.0,
+        2f32.powi(-6),
+        2f32.powi(-6) * 15.0 / 16.0,
+        2f32.powi(-10),
+        57344.0,
+        61440.0,
+        2f32.powi(-14) * 7.0 / 8.0,
+        2f32.powi(-17),
     ] {
         for d in -40i32..=40 {
             let x = f32::from_bits((t.to_bits() as i32 + d) as u32);
@@ -305,6 +317,34 @@ fn cast_report_matches_half_value_by_value_around_every_threshold() {
     );
     assert!(got.cast.f16.overflow > 0 && got.cast.f16.subnormal > 0 && got.cast.f16.zero > 0);
     assert!(got.cast.bf16.overflow > 0 && got.cast.bf16.subnormal > 0 && got.cast.bf16.zero > 0);
+    // FP8, against PyTorch's casts (float8 within range, PyTorch's overflow rule beyond), on
+    // both backends.
+    let cpu = gradstab::Cpu.stats_of_host(&t).unwrap();
+    for (i, (name, counts, on_cpu)) in [
+        ("e4m3", got.cast.e4m3, cpu.cast.e4m3),
+        ("e5m2", got.cast.e5m2, cpu.cast.e5m2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let kind = |which: usize| {
+            count(&|x| {
+                let k = common::fp8_cast_kinds(x as f64)[i];
+                [k.0, k.1, k.2][which]
+            })
+        };
+        let want = gradstab::stats::CastCounts {
+            overflow: kind(0),
+            subnormal: kind(1),
+            zero: kind(2),
+        };
+        assert_eq!(counts, want, "{name} on the GPU");
+        assert_eq!(on_cpu, want, "{name} on the CPU");
+        assert!(
+            want.overflow > 0 && want.subnormal > 0 && want.zero > 0,
+            "{name}"
+        );
+    }
 }
 
 #[test]

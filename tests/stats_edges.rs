@@ -111,7 +111,18 @@ fn exact_record(t: &HostTensor) -> StatsRecord {
                     cast(h.is_infinite(), h.classify(), h.to_f64() == 0.0),
                     cast(b.is_infinite(), b.classify(), b.to_f64() == 0.0),
                 );
-                for (sum, c) in [(&mut r.cast.f16, hc), (&mut r.cast.bf16, bc)] {
+                let [e4, e5] =
+                    common::fp8_cast_kinds(x).map(|(overflow, subnormal, zero)| CastCounts {
+                        overflow: overflow as u64,
+                        subnormal: subnormal as u64,
+                        zero: zero as u64,
+                    });
+                for (sum, c) in [
+                    (&mut r.cast.f16, hc),
+                    (&mut r.cast.bf16, bc),
+                    (&mut r.cast.e4m3, e4),
+                    (&mut r.cast.e5m2, e5),
+                ] {
                     sum.overflow += c.overflow;
                     sum.subnormal += c.subnormal;
                     sum.zero += c.zero;

@@ -181,6 +181,13 @@ MUTANTS = [
     ("reliability: CSV cells that are formulas go out as they are", "src/report/columns.rs",
      "if text.starts_with(['=', '+', '-', '@', '\\t', '\\r']) {",
      "if text.starts_with(['\\r']) {", ["train_refusals"]),
+    # The FP8 cast report.
+    ("stats: E4M3's overflow counted from the tie at 464, which rounds down to 448", "src/stats.rs",
+     "        overflow: if spec.overflows_at_midpoint() {", "        overflow: if true {",
+     ["stats", "stats_edges"]),
+    ("reduce: E5M2's overflow threshold taken as exclusive on the GPU", "shaders/reduce.wgsl",
+     "select(0u, 1u, mag >= E5M2_OVERFLOW)", "select(0u, 1u, mag > E5M2_OVERFLOW)",
+     ["stats", "stats_edges"]),
 ]
 
 

@@ -3,7 +3,7 @@
 use crate::stats::StatsRecord;
 
 /// The CSV columns every record contributes, after the columns that say what it is.
-pub const RECORD_COLUMNS: [&str; 18] = [
+pub const RECORD_COLUMNS: [&str; 24] = [
     "count",
     "mean",
     "variance",
@@ -22,6 +22,12 @@ pub const RECORD_COLUMNS: [&str; 18] = [
     "bf16_overflow",
     "bf16_subnormal",
     "bf16_zero",
+    "e4m3_overflow",
+    "e4m3_subnormal",
+    "e4m3_zero",
+    "e5m2_overflow",
+    "e5m2_subnormal",
+    "e5m2_zero",
 ];
 
 /// A text cell as a spreadsheet cannot run it: one that begins with `=`, `+`, `-`, `@`, a
@@ -49,22 +55,11 @@ pub fn record_fields(s: &StatsRecord) -> Vec<String> {
     }));
     // Over every value, so always defined: "inf" or "NaN" where the tensor holds one.
     row.push(format!("{:e}", s.l2_norm));
-    row.extend(
-        [
-            s.nan,
-            s.pos_inf,
-            s.neg_inf,
-            s.zero,
-            s.subnormal,
-            s.cast.f16.overflow,
-            s.cast.f16.subnormal,
-            s.cast.f16.zero,
-            s.cast.bf16.overflow,
-            s.cast.bf16.subnormal,
-            s.cast.bf16.zero,
-        ]
-        .map(|v| v.to_string()),
-    );
+    row.extend([s.nan, s.pos_inf, s.neg_inf, s.zero, s.subnormal].map(|v| v.to_string()));
+    for format in crate::stats::CAST_FORMATS {
+        let c = s.cast.of(format);
+        row.extend([c.overflow, c.subnormal, c.zero].map(|v| v.to_string()));
+    }
     row
 }
 

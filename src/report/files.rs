@@ -65,7 +65,7 @@ pub fn stats_table(
         .clamp(4, 40);
     writeln!(
         out,
-        "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
+        "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
         "name",
         "shape",
         "dtype",
@@ -78,6 +78,10 @@ pub fn stats_table(
         "f16 undr%",
         "bf16 ovr%",
         "bf16 und%",
+        "e4m3 ovr%",
+        "e4m3 und%",
+        "e5m2 ovr%",
+        "e5m2 und%",
         nw = name_width
     )?;
     for r in reports {
@@ -104,7 +108,7 @@ pub fn stats_table(
         };
         writeln!(
             out,
-            "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9}",
+            "{:<nw$} {:<16} {:<5} {:>11} {:>10} {:>10} {:>6} {:>6} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
             printable(r.name.as_str()),
             shape_text(&r.shape),
             r.dtype,
@@ -117,6 +121,10 @@ pub fn stats_table(
             percent(under(&s.cast.f16), s.count),
             percent(s.cast.bf16.overflow, s.count),
             percent(under(&s.cast.bf16), s.count),
+            percent(s.cast.e4m3.overflow, s.count),
+            percent(under(&s.cast.e4m3), s.count),
+            percent(s.cast.e5m2.overflow, s.count),
+            percent(under(&s.cast.e5m2), s.count),
             nw = name_width
         )?;
         if let Some(note) = &r.note {
@@ -134,7 +142,7 @@ pub fn stats_table(
     }
     writeln!(
         out,
-        "mean, std and abs_max are over the finite values. over% = share of values that would round to ±inf; undr% = share that would become subnormal or 0 (non-zero values only)."
+        "mean, std and abs_max are over the finite values. over% = share of values that would round beyond the format's range (to ±inf; to NaN in e4m3, which has no inf); undr% = share that would become subnormal or 0 (non-zero values only)."
     )?;
     Ok(())
 }

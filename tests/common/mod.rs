@@ -140,3 +140,38 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// PyTorch's `float8_e4m3fn` cast: |x| ≥ 480 is NaN outright, and (464, 480) rounds to the
+/// pattern S.1111.111, also NaN; 464 itself is a tie that goes to the even 448. Within
+/// range, round to nearest even, which `float8` does.
+pub fn pytorch_e4m3(x: f64) -> u32 {
+    let sign = if x.is_sign_negative() { 0x80 } else { 0 };
+    if x.is_nan() || x.abs() > 464.0 {
+        return sign | 0x7f;
+    }
+    float8::F8E4M3::from_f64(x).to_bits() as u32
+}
+
+/// PyTorch's `float8_e5m2` cast: IEEE, so |x| ≥ 61440 (the tie above 57344, whose last bit
+/// is odd) is ±inf, and NaN stays NaN.
+pub fn pytorch_e5m2(x: f64) -> u32 {
+    let sign = if x.is_sign_negative() { 0x80 } else { 0 };
+    if x.is_nan() {
+        return sign | 0x7f;
+    }
+    if x.abs() >= 61440.0 {
+        return sign | 0x7c;
+    }
+    float8::F8E5M2::from_f64(x).to_bits() as u32
+}
+
+/// What PyTorch's casts to E4M3FN and E5M2 do to a finite, non-zero x, read from the bits
+/// they give (not from gradstab's thresholds): (overflow, subnormal, zero) for each.
+pub fn fp8_cast_kinds(x: f64) -> [(bool, bool, bool); 2] {
+    let e4m3 = pytorch_e4m3(x) & 0x7f;
+    let e5m2 = pytorch_e5m2(x) & 0x7f;
+    [
+        (e4m3 == 0x7f, e4m3 >> 3 == 0 && e4m3 != 0, e4m3 == 0),
+        (e5m2 >> 2 == 0x1f, e5m2 >> 2 == 0 && e5m2 != 0, e5m2 == 0),
+    ]
+}

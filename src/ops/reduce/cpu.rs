@@ -4,8 +4,7 @@ use rayon::prelude::*;
 
 use crate::precision::DType;
 use crate::stats::{
-    cast_counts, classify_bits, l2_norm_of, CastCounts, CastReport, ExponentHistogram,
-    NumericClass, StatsRecord, BF16_CAST, F16_CAST,
+    classify_bits, l2_norm_of, CastReport, ExponentHistogram, NumericClass, StatsRecord,
 };
 use crate::tensor::{HostData, HostTensor};
 
@@ -109,7 +108,7 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
     let mut histogram = ExponentHistogram::empty(dtype);
     let (mut nan, mut pos_inf, mut neg_inf, mut zero, mut subnormal) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut f16_cast, mut bf16_cast) = (CastCounts::default(), CastCounts::default());
+    let mut cast = CastReport::default();
     let (mut n, mut sum, mut min, mut max, mut abs_max) =
         (0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &stored in values {
@@ -134,10 +133,8 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
                     _ => unreachable!("finite classes only"),
                 }
                 if class != NumericClass::Zero {
-                    // What a cast of this finite, non-zero value to f16 or bf16 would do.
-                    let bits = (x as f32).to_bits();
-                    f16_cast.add(cast_counts(bits, &F16_CAST));
-                    bf16_cast.add(cast_counts(bits, &BF16_CAST));
+                    // What a cast of this finite, non-zero value to each format would do.
+                    cast.add_value((x as f32).to_bits());
                 }
             }
         }
@@ -176,9 +173,6 @@ fn piece_record<T: Stored>(values: &[T], dtype: DType) -> StatsRecord {
         zero,
         subnormal,
         histogram,
-        cast: CastReport {
-            f16: f16_cast,
-            bf16: bf16_cast,
-        },
+        cast,
     }
 }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
 use crate::precision::DType;
 use crate::stats::{
-    l2_norm_of, CastCounts, CastReport, ExponentHistogram, StatsRecord, BF16_CAST, F16_CAST,
+    cast_thresholds, l2_norm_of, CastCounts, CastReport, ExponentHistogram, StatsRecord,
+    CAST_FORMATS,
 };
 
 pub const ENTRY_POINTS: [&str; 2] = ["chunk_pass", "segment_combine"];
@@ -22,7 +23,7 @@ const _: () = assert!(PER_THREAD <= MAX_PER_THREAD);
 const BLOCK_RECORDS: usize = 512;
 
 /// The slots of `GpuRecord::counts`, which the shader's header names `SLOT_<NAME>`.
-const COUNT_SLOTS: [&str; 12] = [
+const COUNT_SLOTS: [&str; 18] = [
     "NAN",
     "POS_INF",
     "NEG_INF",
@@ -35,6 +36,12 @@ const COUNT_SLOTS: [&str; 12] = [
     "BF16_OVERFLOW",
     "BF16_SUBNORMAL",
     "BF16_ZERO",
+    "E4M3_OVERFLOW",
+    "E4M3_SUBNORMAL",
+    "E4M3_ZERO",
+    "E5M2_OVERFLOW",
+    "E5M2_SUBNORMAL",
+    "E5M2_ZERO",
 ];
 
 /// Histogram bins: one per biased exponent of f32 (0..=255); f16 uses the first 32. Each
@@ -61,7 +68,7 @@ pub struct GpuRecord {
 
 /// Padding words that make a record a multiple of 256 bytes, the largest storage-binding
 /// offset alignment WebGPU allows: a tensor's records are then bound where they start.
-const RECORD_PAD: usize = 44;
+const RECORD_PAD: usize = 38;
 const RECORD_ALIGNMENT: usize = 256;
 const _: () = assert!(std::mem::size_of::<GpuRecord>().is_multiple_of(RECORD_ALIGNMENT));
 
@@ -99,7 +106,8 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
     for (i, slot) in COUNT_SLOTS.iter().enumerate() {
         header = header.constant_u32(&format!("SLOT_{slot}"), i as u32);
     }
-    for (format, t) in [("F16", F16_CAST), ("BF16", BF16_CAST)] {
+    for format in CAST_FORMATS {
+        let (t, format) = (cast_thresholds(format), format.name().to_ascii_uppercase());
         header = header
             .constant_u32(&format!("{format}_OVERFLOW"), t.overflow)
             .constant_u32(&format!("{format}_ZERO"), t.zero)
@@ -381,10 +389,7 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
         zero: r.count("ZERO"),
         subnormal: r.count("SUBNORMAL"),
         histogram,
-        cast: CastReport {
-            f16: cast("F16"),
-            bf16: cast("BF16"),
-        },
+        cast: CastReport::from_fn(|format| cast(&format.name().to_ascii_uppercase())),
     }
 }
 
