@@ -333,22 +333,16 @@ pub fn compare_stats(gpu: &Gpu, dtype: DType, len: usize, seed: u64) -> Result<C
     ] {
         cmp.record(g, e, 0.0, || what(field));
     }
-    let counts = |r: &crate::stats::StatsRecord| {
-        [
-            r.count,
-            r.nan,
-            r.pos_inf,
-            r.neg_inf,
-            r.zero,
-            r.subnormal,
-        ]
-        .into_iter()
-        .chain(crate::stats::CAST_FORMATS.into_iter().flat_map(|f| {
-            let c = r.cast.of(f);
-            [c.overflow, c.subnormal, c.zero]
-        }))
+    let counts = |r: &crate::stats::StatsRecord| -> Vec<u64> {
+        [r.count, r.nan, r.pos_inf, r.neg_inf, r.zero, r.subnormal]
+            .into_iter()
+            .chain(crate::stats::CAST_FORMATS.into_iter().flat_map(|f| {
+                let c = r.cast.of(f);
+                [c.overflow, c.subnormal, c.zero]
+            }))
+            .collect()
     };
-    for (g, e) in counts(&got).zip(counts(&exact)) {
+    for (g, e) in counts(&got).into_iter().zip(counts(&exact)) {
         cmp.record(g as f64, e as f64, 0.0, || what("a class count"));
     }
     let same_histogram = (got.histogram == exact.histogram) as u8 as f64;
