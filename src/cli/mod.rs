@@ -60,10 +60,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Statistics of every tensor in a .npy or .safetensors file, and what f16 or bf16 would do
-    /// to it.
+    /// Statistics of every tensor in a .npy, .npz or .safetensors file, and what a cast to
+    /// f16, bf16, e4m3 or e5m2 would do to it.
     Stats {
-        /// A .npy (f16, f32, f64) or .safetensors (f16, bf16, f32) file.
+        /// A .npy, .npz or .safetensors file (f16, bf16, f32, f64 and integer tensors).
         file: std::path::PathBuf,
         #[command(flatten)]
         adapter: AdapterArg,
