@@ -10,18 +10,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{file_names as names, gradstab_cli as gradstab, stderr_of};
+use common::{file_names as names, gradstab_cli as gradstab, s, stderr_of};
 
 fn scratch(test: &str) -> PathBuf {
     common::scratch_dir("outputs", test)
-}
-
-fn err(o: &Output) -> String {
-    stderr_of(o)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A three-layer run on the CPU, with `extra` flags.
@@ -41,23 +33,25 @@ fn small_run(extra: &[&str]) -> Output {
     gradstab(&[&base[..], extra].concat())
 }
 
-/// Ten steps of a small training run on the CPU, with `extra` flags.
+/// Ten steps of a small training run on the CPU.
+const SMALL_TRAIN: [&str; 12] = [
+    "train",
+    "--backend",
+    "cpu",
+    "--depth",
+    "3",
+    "--width",
+    "8",
+    "--samples",
+    "16",
+    "--steps",
+    "10",
+    "--quiet",
+];
+
+/// `SMALL_TRAIN` with `extra` flags.
 fn small_train(extra: &[&str]) -> Output {
-    let base = [
-        "train",
-        "--backend",
-        "cpu",
-        "--depth",
-        "3",
-        "--width",
-        "8",
-        "--samples",
-        "16",
-        "--steps",
-        "10",
-        "--quiet",
-    ];
-    gradstab(&[&base[..], extra].concat())
+    gradstab(&[&SMALL_TRAIN[..], extra].concat())
 }
 
 #[cfg(unix)]
@@ -92,18 +86,22 @@ fn a_device_given_as_an_output_is_written_in_place_and_stays_a_device() {
         return;
     }
     let out = small_run(&["--out", s(&null), "--format", "json"]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
         is_char_device(&null),
         "--out replaced the device with a file"
     );
     let out = small_train(&["--plot", s(&dir.join("curves.svg")), "--out", s(&null)]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(is_char_device(&null));
     // A device that refuses the write: the error is the device's, and it stays a device.
     let out = small_run(&["--out", s(&full)]);
-    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
-    assert!(err(&out).contains("No space left"), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("No space left"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(is_char_device(&full));
     assert_eq!(names(&dir), ["curves.svg", "full", "null"]);
 }
@@ -127,7 +125,7 @@ fn a_fifo_given_as_an_output_is_written_through_and_stays_a_fifo() {
             .unwrap()
     };
     let out = small_run(&["--out", s(&fifo), "--format", "csv"]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let mut text = String::new();
     reader.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("variant,precision,layer"), "{text}");
@@ -147,7 +145,7 @@ fn a_symlink_is_followed_and_a_replaced_file_keeps_its_mode() {
     let link = dir.join("latest.json");
     std::os::unix::fs::symlink("report.json", &link).unwrap();
     let out = small_run(&["--out", s(&link), "--format", "json"]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
         .file_type()
@@ -158,15 +156,15 @@ fn a_symlink_is_followed_and_a_replaced_file_keeps_its_mode() {
     assert_eq!(mode, 0o604, "the replaced file lost its mode");
     // The link and the file it names are one output, and an input's link is its file.
     let out = small_run(&["--out", s(&link), "--plot", s(&dir.join("p.svg"))]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let plot_link = dir.join("plot-link.svg");
     std::os::unix::fs::symlink("p.svg", &plot_link).unwrap();
     let out = small_run(&["--out", s(&dir.join("p.svg")), "--plot", s(&plot_link)]);
-    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(
-        err(&out).contains("one would overwrite the other"),
+        stderr_of(&out).contains("one would overwrite the other"),
         "{}",
-        err(&out)
+        stderr_of(&out)
     );
     assert_eq!(
         names(&dir),
@@ -180,8 +178,12 @@ fn outputs_that_resolve_to_one_file_are_refused_before_the_run() {
     let plain = dir.join("new.svg");
     let dotted = dir.join(".").join("new.svg");
     let out = small_train(&["--plot", s(&plain), "--heatmap", s(&dotted)]);
-    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
-    assert!(err(&out).contains("--plot and --heatmap"), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("--plot and --heatmap"),
+        "{}",
+        stderr_of(&out)
+    );
     let out = small_train(&[
         "--save-weights",
         s(&dir.join("w.safetensors")),
@@ -208,8 +210,12 @@ fn an_unwritable_directory_is_refused_before_the_run() {
         "--out",
         "/proc/gradstab-report.json",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
-    assert!(err(&out).contains("cannot be written"), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot be written"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
 
@@ -219,22 +225,8 @@ fn trained_weights_and_plots_survive_a_reader_that_goes_away() {
     let dir = scratch("pipe");
     let (weights, plot) = (dir.join("w.safetensors"), dir.join("loss.svg"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--depth",
-            "3",
-            "--width",
-            "8",
-            "--samples",
-            "16",
-            "--steps",
-            "10",
-            "--quiet",
-            "--format",
-            "csv",
-        ])
+        .args(SMALL_TRAIN)
+        .args(["--format", "csv"])
         .args(["--save-weights", s(&weights), "--plot", s(&plot)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -243,7 +235,7 @@ fn trained_weights_and_plots_survive_a_reader_that_goes_away() {
         .unwrap();
     drop(child.stdout.take()); // `| head -0`: the reader is gone before the first line
     let out = child.wait_with_output().unwrap();
-    assert!(!err(&out).contains("panicked"), "{}", err(&out));
+    assert!(!stderr_of(&out).contains("panicked"), "{}", stderr_of(&out));
     assert!(
         std::fs::metadata(&weights).is_ok_and(|m| m.len() > 100),
         "the trained weights were lost"
@@ -287,7 +279,7 @@ fn a_signal_ends_a_run_without_leaving_a_temporary_file() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     // The handler ran (exit 130, not death by the signal), and left the old report alone.
-    assert_eq!(out.status.code(), Some(130), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
     assert_eq!(
         std::fs::read_to_string(&out_path).unwrap(),
         "the old report"
@@ -298,7 +290,7 @@ fn a_signal_ends_a_run_without_leaving_a_temporary_file() {
 #[test]
 fn a_dash_writes_to_standard_output() {
     let out = small_run(&["--out", "-", "--format", "csv"]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("variant,precision"));
     assert!(!Path::new("-").exists(), "a file named '-' was written");
 }
@@ -320,7 +312,7 @@ fn printing_commands_report_a_full_device_instead_of_panicking() {
             .stdout(full.try_clone().unwrap())
             .output()
             .unwrap();
-        let e = err(&out);
+        let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{args:?}: {e}");
         assert!(e.contains("No space left on device"), "{args:?}: {e}");

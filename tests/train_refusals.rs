@@ -6,20 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{gradstab_cli as gradstab, stderr_of};
+use common::{gradstab_cli as gradstab, s, stderr_of};
 
 fn scratch(test: &str) -> PathBuf {
     common::scratch_dir("refusals", test)
-}
-
-fn err(o: &Output) -> String {
-    stderr_of(o)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const CPU: [&str; 4] = ["train", "--backend", "cpu", "--quiet"];
@@ -31,7 +22,7 @@ fn assert_refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
     needle: &str,
 ) {
     let out = gradstab(args);
-    let e = err(&out);
+    let e = stderr_of(&out);
     assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
     assert!(!e.contains("panicked"), "{args:?}: {e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{args:?}: {e}");
@@ -111,7 +102,7 @@ fn numbers_finite_in_f64_but_zero_or_inf_in_f32_are_usage_errors_naming_the_flag
     );
     // The same values one step inside the range train.
     let ok = gradstab(&train(&["--lr", "1e-30", "--momentum", "0.5"]));
-    assert!(ok.status.success(), "{}", err(&ok));
+    assert!(ok.status.success(), "{}", stderr_of(&ok));
 }
 
 #[test]
@@ -157,7 +148,7 @@ fn negative_and_zero_counts_reach_the_range_check_of_their_own_flag() {
     for (extra, needle) in cases {
         let args: Vec<&str> = [&CPU[..], extra].concat();
         assert_refused(&args, 2, needle);
-        assert!(!err(&gradstab(&args)).contains("invalid batch"));
+        assert!(!stderr_of(&gradstab(&args)).contains("invalid batch"));
     }
 }
 
@@ -214,7 +205,7 @@ fn labels_are_checked_against_the_model_and_one_class_is_refused() {
     // Asked for explicitly, 101 outputs train.
     let explicit = [&args[..], &["--depth", "2", "--width", "3,8,101"]].concat();
     let out = gradstab(&explicit);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     // ... and a label the model has no output for is refused.
     let too_few = [&args[..], &["--depth", "2", "--width", "3,8,50"]].concat();
     assert_refused(
@@ -252,7 +243,7 @@ fn the_json_config_describes_the_run_that_happened() {
         ]
         .concat(),
     );
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let out = gradstab(
         &[
             &CPU[..],
@@ -261,7 +252,7 @@ fn the_json_config_describes_the_run_that_happened() {
         ]
         .concat(),
     );
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for run in report["runs"].as_array().unwrap() {
         let config = &run["config"];
@@ -303,7 +294,7 @@ fn a_diverged_model_is_not_saved_and_the_exit_says_so() {
         ]
         .concat(),
     );
-    let e = err(&out);
+    let e = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(
         e.contains("--save-weights") && e.contains("diverged"),
@@ -398,7 +389,7 @@ fn tensor_names_a_spreadsheet_would_run_are_escaped_in_csv() {
     ];
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
     let out = gradstab(&["stats", "--backend", "cpu", "--format", "csv", s(&path)]);
-    assert!(out.status.success(), "{}", err(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     let first_cells: Vec<String> = csv
         .lines()

@@ -175,3 +175,8 @@ pub fn fp8_cast_kinds(x: f64) -> [(bool, bool, bool); 2] {
         (e5m2 >> 2 == 0x1f, e5m2 >> 2 == 0 && e5m2 != 0, e5m2 == 0),
     ]
 }
+
+/// A path as a command-line argument.
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
