@@ -859,7 +859,7 @@ fn training_targets_of_the_wrong_kind_or_count_are_refused_saying_what_is_read()
         (
             "flat",
             npy("<f4", &[3], false, &f32_le(&[1.0, 0.0, 1.0])),
-            "'y' has shape [3], but float targets y must be a 2-D matrix",
+            "'y' has shape [3], but float targets y must be a non-empty 2-D matrix",
         ),
         // Integer [N, 1]: labels are [N], and integers are not MSE targets.
         (
@@ -885,5 +885,27 @@ fn training_targets_of_the_wrong_kind_or_count_are_refused_saying_what_is_read()
             &npz(&[("x.npy", x.clone()), ("y.npy", y)]),
         );
         refused(load_train_data(&path), needle);
+    }
+}
+
+#[test]
+fn empty_matrices_are_refused_by_their_shape_in_every_reader() {
+    // A zero in either dimension: the shape is named, not only "no elements".
+    let dir = temp_dir("empty");
+    let empty = |name: &str, shape: &str| {
+        format!("\"{name}\":{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[0,0]}}")
+    };
+    for (shape, shown) in [("[0,5]", "[0, 5]"), ("[5,0]", "[5, 0]")] {
+        let header = format!("{{{},{}}}", empty("x", shape), empty("y", shape));
+        let path = write(&dir, "data.safetensors", &safetensors_file(&header, &[]));
+        let needle = format!("'x' has shape {shown}, but the input batch x must be a non-empty");
+        refused(load_data(&path), &needle);
+        let needle = format!("'x' has shape {shown}, but the inputs x must be a non-empty");
+        refused(load_train_data(&path), &needle);
+        let header = format!("{{{}}}", empty("0.weight", shape));
+        let path = write(&dir, "state.safetensors", &safetensors_file(&header, &[]));
+        let needle =
+            format!("'0.weight' has shape {shown}, but an nn.Linear weight must be a non-empty");
+        refused(load_parameters(&path), &needle);
     }
 }
