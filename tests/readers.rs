@@ -837,3 +837,75 @@ fn archives_with_directories_other_members_and_scalars_read_as_numpy_reads_them(
     let path = write(&dir, "empty.npz", &honest(&[("notes.txt", b"hello")]));
     refused(files::load(&path), "the archive holds no .npy arrays");
 }
+
+#[test]
+fn training_targets_of_the_wrong_kind_or_count_are_refused_saying_what_is_read() {
+    let dir = temp_dir("targets");
+    let x = npy(
+        "<f4",
+        &[3, 2],
+        false,
+        &f32_le(&[0.5, -1.0, 2.0, 0.25, -0.75, 1.5]),
+    );
+    let i64_le = |v: &[i64]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let cases = [
+        // Cast to u32, a negative label would train as class 0.
+        (
+            "negative",
+            npy("<i8", &[3], false, &i64_le(&[1, -1, 0])),
+            "y holds the label -1; labels are ≥ 0",
+        ),
+        // [N] floats are neither labels nor [N, outputs] values: not read as labels.
+        (
+            "flat",
+            npy("<f4", &[3], false, &f32_le(&[1.0, 0.0, 1.0])),
+            "'y' has shape [3], but float targets y must be a non-empty 2-D matrix",
+        ),
+        // Integer [N, 1]: labels are [N], and integers are not MSE targets.
+        (
+            "column",
+            npy("<i8", &[3, 1], false, &i64_le(&[1, 0, 1])),
+            "integer y must be [N] labels, got shape [3, 1]",
+        ),
+        (
+            "few labels",
+            npy("<i8", &[2], false, &i64_le(&[1, 0])),
+            "x has 3 rows but y has 2 labels",
+        ),
+        (
+            "few values",
+            npy("<f4", &[2, 1], false, &f32_le(&[1.0, 0.0])),
+            "x has 3 rows but y has 2",
+        ),
+    ];
+    for (name, y, needle) in cases {
+        let path = write(
+            &dir,
+            &format!("{name}.npz"),
+            &npz(&[("x.npy", x.clone()), ("y.npy", y)]),
+        );
+        refused(load_train_data(&path), needle);
+    }
+}
+
+#[test]
+fn empty_matrices_are_refused_by_their_shape_in_every_reader() {
+    // A zero in either dimension: the shape is named, not only "no elements".
+    let dir = temp_dir("empty");
+    let empty = |name: &str, shape: &str| {
+        format!("\"{name}\":{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[0,0]}}")
+    };
+    for (shape, shown) in [("[0,5]", "[0, 5]"), ("[5,0]", "[5, 0]")] {
+        let header = format!("{{{},{}}}", empty("x", shape), empty("y", shape));
+        let path = write(&dir, "data.safetensors", &safetensors_file(&header, &[]));
+        let needle = format!("'x' has shape {shown}, but the input batch x must be a non-empty");
+        refused(load_data(&path), &needle);
+        let needle = format!("'x' has shape {shown}, but the inputs x must be a non-empty");
+        refused(load_train_data(&path), &needle);
+        let header = format!("{{{}}}", empty("0.weight", shape));
+        let path = write(&dir, "state.safetensors", &safetensors_file(&header, &[]));
+        let needle =
+            format!("'0.weight' has shape {shown}, but an nn.Linear weight must be a non-empty");
+        refused(load_parameters(&path), &needle);
+    }
+}

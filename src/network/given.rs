@@ -84,7 +84,7 @@ pub(crate) fn two_dimensional(path: &Path, t: &FileTensor, role: &str) -> Result
         _ => Err(problem(
             path,
             format!(
-                "'{}' has shape {:?}, but {role} must be a 2-D matrix",
+                "'{}' has shape {:?}, but {role} must be a non-empty 2-D matrix",
                 t.name, t.shape
             ),
         )),

@@ -347,4 +347,202 @@ mod tests {
         assert_eq!(sorted, (0..6).collect::<Vec<_>>());
         assert_ne!(epoch0, epoch1, "a fresh permutation each epoch");
     }
+
+    /// The teacher as documented, evaluated here from its definition: x [samples, inputs]
+    /// drawn N(0, 1) from the seed's data stream, W^t [n_t, n_{t−1}] from layer t's teacher
+    /// stream with variance 2/n_{t−1} (He) for hidden layers and 1/n_{t−1} for the head, ReLU
+    /// between layers, no biases. Returns x and each sample's raw outputs.
+    fn reference_teacher(
+        seed: u64,
+        samples: usize,
+        inputs: usize,
+        (depth, width): (usize, usize),
+        outputs: usize,
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let mut data = init::stream(seed, DATA, 0);
+        let x: Vec<Vec<f64>> = (0..samples)
+            .map(|_| {
+                (0..inputs)
+                    .map(|_| StandardNormal.sample(&mut data))
+                    .collect()
+            })
+            .collect();
+        let mut widths = vec![inputs; depth + 1];
+        widths[1..depth].fill(width);
+        widths[depth] = outputs;
+        let mut h = x.clone();
+        for t in 1..=depth {
+            let variance = if t == depth { 1.0 } else { 2.0 } / widths[t - 1] as f64;
+            let mut rng = init::stream(seed, TEACHER, t);
+            let w: Vec<Vec<f64>> = (0..widths[t])
+                .map(|_| {
+                    (0..widths[t - 1])
+                        .map(|_| {
+                            let z: f64 = StandardNormal.sample(&mut rng);
+                            variance.sqrt() * z
+                        })
+                        .collect()
+                })
+                .collect();
+            h = h
+                .iter()
+                .map(|row| {
+                    w.iter()
+                        .map(|w_o| {
+                            let z: f64 = w_o.iter().zip(row).map(|(a, b)| a * b).sum();
+                            if t == depth {
+                                z
+                            } else {
+                                z.max(0.0)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        (x, h)
+    }
+
+    #[test]
+    fn built_in_tasks_are_the_documented_teachers_outputs() {
+        // (inputs, (depth, width), outputs, samples): a deep teacher; a one-unit hidden layer,
+        // whose ReLU is 0 for about half the samples, so that their outputs tie at 0 (the label
+        // is then the first class, as torch.argmax gives) and the head's fan-in is 1; a single
+        // linear layer; and a single target, whose variance is 0, left unscaled.
+        for (inputs, teacher, outputs, samples) in [
+            (5, (3, 8), 4, 32),
+            (3, (2, 1), 3, 32),
+            (1, (1, 6), 3, 16),
+            (4, (2, 5), 1, 1),
+        ] {
+            let (depth, width) = teacher;
+            let case = format!("{inputs} inputs, depth {depth}, width {width}, {outputs} outputs");
+            let seed = 42;
+            let (x, raw) = reference_teacher(seed, samples, inputs, teacher, outputs);
+            let regress = teacher_data(
+                &Task::Teacher { depth, width },
+                samples,
+                inputs,
+                outputs,
+                seed,
+            )
+            .unwrap();
+            let classify = teacher_data(
+                &Task::Classify { depth, width },
+                samples,
+                inputs,
+                outputs,
+                seed,
+            )
+            .unwrap();
+
+            let x32: Vec<f32> = x.iter().flatten().map(|&v| v as f32).collect();
+            for data in [&regress, &classify] {
+                assert_eq!(
+                    data.x.shape(),
+                    crate::tensor::Shape::new(samples, inputs),
+                    "{case}"
+                );
+                assert_eq!(data.x.to_f32_vec(), x32, "{case}");
+            }
+
+            // Targets: the raw outputs over their population standard deviation.
+            let all: Vec<f64> = raw.iter().flatten().copied().collect();
+            let n = all.len() as f64;
+            let mean = all.iter().sum::<f64>() / n;
+            let sd = (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let scale = if sd > 0.0 { 1.0 / sd } else { 1.0 };
+            let Targets::Values(y) = &regress.targets else {
+                panic!("{case}: a regression task has values")
+            };
+            assert_eq!(
+                y.shape(),
+                crate::tensor::Shape::new(samples, outputs),
+                "{case}"
+            );
+            for (k, (&got, want)) in y.to_f32_vec().iter().zip(&all).enumerate() {
+                let want = want * scale;
+                // One rounding to f32 (half an ulp, 2^-24 relative), doubled for an f64 value
+                // a few ulps of f64 from a rounding boundary; the f64 sums here and there differ
+                // by ~1e-15 (the weights' scale is rounded in another order).
+                let tolerance = 2f64.powi(-23) * want.abs() + 1e-12;
+                assert!(
+                    (got as f64 - want).abs() <= tolerance,
+                    "{case}: y[{k}] = {got}, the teacher gives {want}"
+                );
+            }
+
+            // Labels: the first output of each row that equals the row's maximum.
+            let labels: Vec<u32> = raw
+                .iter()
+                .map(|row| {
+                    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    row.iter().position(|&v| v == max).unwrap() as u32
+                })
+                .collect();
+            assert_eq!(classify.targets, Targets::Labels(labels), "{case}");
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_mean_square_of_the_targets_or_ln_of_the_classes() {
+        let x = HostTensor::from_f32(2, 1, vec![0.0, 0.0]).unwrap();
+        let values = TrainData {
+            x: x.clone(),
+            targets: Targets::Values(
+                HostTensor::from_f32(2, 2, vec![1.0, -2.0, 3.0, 4.0]).unwrap(),
+            ),
+        };
+        // (1 + 4 + 9 + 16) / 4, whatever the network's width.
+        assert_eq!(values.baseline_loss(2), 7.5);
+        assert_eq!(values.baseline_loss(7), 7.5);
+        let labels = TrainData {
+            x,
+            targets: Targets::Labels(vec![0, 2]),
+        };
+        assert_eq!(labels.baseline_loss(3), 3f64.ln());
+    }
+
+    #[test]
+    fn targets_must_fit_the_networks_outputs_and_two_classes_are_enough() {
+        let x = HostTensor::from_f32(4, 1, vec![0.0; 4]).unwrap();
+        let labelled = |labels: Vec<u32>| TrainData {
+            x: x.clone(),
+            targets: Targets::Labels(labels),
+        };
+        let refusal = |data: &TrainData, outputs| {
+            data.check_outputs(outputs, "d.npz")
+                .unwrap_err()
+                .to_string()
+        };
+        // Binary classification: two classes on two outputs, or on more.
+        let binary = labelled(vec![0, 1, 1, 0]);
+        binary.check_outputs(2, "d.npz").unwrap();
+        binary.check_outputs(5, "d.npz").unwrap();
+        let e = refusal(&binary, 1);
+        assert!(
+            e.contains("d.npz has the label 1, but the network has 1 outputs"),
+            "{e}"
+        );
+        let e = refusal(&labelled(vec![1; 4]), 3);
+        assert!(
+            e.contains("at least two classes, but every label of d.npz is 1"),
+            "{e}"
+        );
+
+        let values = TrainData {
+            x: x.clone(),
+            targets: Targets::Values(HostTensor::from_f32(4, 3, vec![0.0; 12]).unwrap()),
+        };
+        values.check_outputs(3, "d.npz").unwrap();
+        for outputs in [2, 4] {
+            let e = refusal(&values, outputs);
+            assert!(
+                e.contains(&format!(
+                    "y of d.npz has 3 columns, but the network has {outputs} outputs"
+                )),
+                "{e}"
+            );
+        }
+    }
 }
