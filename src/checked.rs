@@ -63,8 +63,8 @@ pub fn shown(value: f64) -> String {
 }
 
 /// A factor that must stay strictly between `low` and `high` once an f32 (GradScaler's growth
-/// factor above 1, its backoff factor below 1, Adam's betas below 1): 0.9999999999 is 1 in
-/// f32, where a bias correction 1 − β^t divides by 0.
+/// factor above 1, its backoff factor below 1): 1.00000001 is 1 in f32, where a growth factor
+/// would never grow the scale, and 1e-300 is 0, where a backoff would zero it.
 pub fn f32_between(
     flag: &str,
     value: f64,

@@ -255,7 +255,7 @@ fn load_npz(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTe
         let member = archive
             .by_index_raw(i)
             .map_err(|e| file_error(path, format!("unreadable member {i} of the archive: {e}")))?;
-        let name = printable(member.name().to_string());
+        let name = member.name().to_string();
         let end = member.data_start().saturating_add(member.compressed_size());
         if end > central_directory {
             return Err(file_error(

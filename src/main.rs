@@ -62,8 +62,10 @@ fn end_quietly_on_closed_pipe() {
 /// a write under way, so the destination keeps its old contents and nothing is left beside it.
 fn clean_up_on_signal() {
     let handler = || {
-        gradstab::output::remove_unfinished();
-        // 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+        // Held until the process ends, so that no write starts another temporary file.
+        let _no_more_writes = gradstab::output::remove_unfinished();
+        // 128 + SIGINT, as a shell reports a process ended by Ctrl-C (ctrlc does not say
+        // which of SIGINT, SIGTERM and SIGHUP it was).
         std::process::exit(130);
     };
     if let Err(e) = ctrlc::set_handler(handler) {

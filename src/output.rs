@@ -55,6 +55,10 @@ pub fn resolve(path: &Path) -> Result<Destination> {
     if path.as_os_str().is_empty() {
         return Err(file_error(path, "an empty path"));
     }
+    // `new/` names a directory that does not exist yet; the rename would fail after the run.
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(file_error(path, "ends in /; give a file name"));
+    }
     let name_bytes = path.file_name().map_or(0, |n| n.len());
     if name_bytes > MAX_NAME_BYTES {
         return Err(file_error(
@@ -151,11 +155,12 @@ pub fn check_outputs(
         a == b || matches!((resolved_path(a), resolved_path(b)), (Some(x), Some(y)) if x == y)
     };
     for (i, &(flag, path)) in outputs.iter().enumerate() {
-        if let Some(ext) = extension(flag) {
+        let destination = resolve(path)?;
+        if let (Some(ext), Destination::File(_)) = (extension(flag), &destination) {
             let named = path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case(ext));
-            if !named && path.as_os_str() != "-" {
+            if !named {
                 return usage(format!(
                     "{flag} {}: give a file name ending in .{ext}",
                     path.display()
@@ -163,7 +168,7 @@ pub fn check_outputs(
             }
         }
         check_destination(path)?;
-        match resolve(path)? {
+        match destination {
             // Two writers of one device (`--out /dev/null --plot /dev/null`) harm nothing.
             Destination::Node(_) => continue,
             // Two on standard output would interleave into something neither reader reads.
@@ -250,7 +255,7 @@ fn keep_mode_and_owner(target: &Path, file: &std::fs::File) -> std::io::Result<(
     let Ok(old) = std::fs::metadata(target) else {
         return Ok(());
     };
-    file.set_permissions(old.permissions())?;
+    // The owner first: a change of owner clears the setuid and setgid bits of the mode.
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -260,28 +265,32 @@ fn keep_mode_and_owner(target: &Path, file: &std::fs::File) -> std::io::Result<(
             }
         }
     }
-    Ok(())
+    file.set_permissions(old.permissions())
 }
 
 /// Temporary files not yet renamed or removed, for [`remove_unfinished`].
 static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Removes every temporary file a write has open. For a signal handler that is about to end
-/// the process: the destinations keep their old contents.
-pub fn remove_unfinished() {
-    let paths = match UNFINISHED.lock() {
-        Ok(mut paths) => std::mem::take(&mut *paths),
-        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-    };
-    for path in paths {
+/// The registry, also after a panic elsewhere poisoned it: a list of paths stays valid.
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes every temporary file a write has open, and returns the registry still locked, so
+/// that no write can create another until the caller lets it go. For a signal handler, which
+/// then ends the process holding it: the destinations keep their old contents.
+pub fn remove_unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let mut paths = unfinished();
+    for path in paths.drain(..) {
         let _ = std::fs::remove_file(path);
     }
+    paths
 }
 
 fn forget_unfinished(path: &Path) {
-    if let Ok(mut paths) = UNFINISHED.lock() {
-        paths.retain(|p| p != path);
-    }
+    unfinished().retain(|p| p != path);
 }
 
 /// A temporary file that removes itself unless it was renamed into place.
@@ -309,24 +318,24 @@ impl TempFile {
         loop {
             let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = dir.join(format!(".gradstab-{}-{n}.tmp", std::process::id()));
-            // Registered before it exists, so a signal between the two cannot miss it.
-            if let Ok(mut paths) = UNFINISHED.lock() {
-                paths.push(path.clone());
-            }
+            // Created and registered under the lock: a signal's handler, which takes it too,
+            // sees the file either not yet made or registered, and never removes a name this
+            // process did not create.
+            let mut paths = unfinished();
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&path)
             {
                 Ok(file) => {
+                    paths.push(path.clone());
                     return Ok(TempFile {
                         path,
                         file: Some(file),
                         renamed: false,
-                    })
+                    });
                 }
                 Err(e) => {
-                    forget_unfinished(&path);
                     if e.kind() != std::io::ErrorKind::AlreadyExists {
                         return Err(file_error(destination, format!("cannot be written ({e})")));
                     }
@@ -472,7 +481,7 @@ mod tests {
         let tmp = TempFile::create_in(&dir, &dir.join("x.json")).unwrap();
         assert_eq!(entries(&dir).len(), 1);
         // What the signal handler does while a write is under way.
-        remove_unfinished();
+        drop(remove_unfinished());
         assert_eq!(entries(&dir), Vec::<String>::new());
         drop(tmp);
     }

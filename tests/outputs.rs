@@ -91,6 +91,10 @@ fn a_device_given_as_an_output_is_written_in_place_and_stays_a_device() {
         is_char_device(&null),
         "--out replaced the device with a file"
     );
+    // A device needs no .svg name to take a plot, and both outputs may share it.
+    let out = small_run(&["--out", s(&null), "--plot", s(&null)]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(is_char_device(&null));
     let out = small_train(&["--plot", s(&dir.join("curves.svg")), "--out", s(&null)]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(is_char_device(&null));
@@ -285,6 +289,24 @@ fn a_signal_ends_a_run_without_leaving_a_temporary_file() {
         "the old report"
     );
     assert_eq!(names(&dir), ["report.json"]);
+}
+
+#[test]
+fn standard_output_takes_one_output_and_a_directory_name_is_refused_before_the_run() {
+    // Without --out the report is on standard output: a model there would be mixed into it.
+    let out = small_train(&["--save-weights", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("the report (without --out) and --save-weights are both -"),
+        "{}",
+        stderr_of(&out)
+    );
+    let dir = scratch("slash");
+    let new_dir = format!("{}/", s(&dir.join("new")));
+    let out = small_run(&["--out", &new_dir]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("ends in /"), "{}", stderr_of(&out));
+    assert_eq!(names(&dir), Vec::<String>::new());
 }
 
 #[test]

@@ -309,7 +309,11 @@ pub(crate) fn run_all<B: Backend>(
 /// an SVG, and neither overwrites the other or an input.
 pub(crate) fn check_destinations(args: &RunArgs) -> anyhow::Result<()> {
     let inputs = super::args::given([("--weights", &args.weights), ("--data", &args.data)]);
-    let outputs = super::args::given([("--out", &args.out), ("--plot", &args.plot)]);
+    let mut outputs = super::args::given([("--out", &args.out), ("--plot", &args.plot)]);
+    // Without --out the report goes to standard output, which no other output may share.
+    if args.out.is_none() {
+        outputs.insert(0, ("the report (without --out)", std::path::Path::new("-")));
+    }
     gradstab::output::check_outputs(&inputs, &outputs, |flag| {
         (flag == "--plot").then_some("svg")
     })?;

@@ -444,13 +444,18 @@ fn classes_of(labels: &[u32], source: &str) -> anyhow::Result<usize> {
     }
     let present = seen.iter().filter(|&&s| s).count();
     if present < classes {
-        anyhow::bail!(
-            "the labels of {source} run from 0 to {} but only {present} of those {classes} \
-             classes occur; relabel them 0 to {}, or give --width with {classes} outputs to train \
-             {classes} classes anyway",
-            classes - 1,
-            present.max(1) - 1
-        );
+        // The data's problem, not the command line's: exit 1, as for any malformed input.
+        return Err(gradstab::Error::File {
+            path: source.to_string(),
+            problem: format!(
+                "the labels run from 0 to {} but only {present} of those {classes} classes \
+                 occur; relabel them 0 to {}, or give --width with {classes} outputs to train \
+                 {classes} classes anyway",
+                classes - 1,
+                present.max(1) - 1
+            ),
+        }
+        .into());
     }
     Ok(classes)
 }
@@ -459,12 +464,16 @@ fn classes_of(labels: &[u32], source: &str) -> anyhow::Result<usize> {
 /// same file as another or as an input.
 pub(crate) fn check_destinations(args: &TrainArgs) -> anyhow::Result<()> {
     let inputs = super::args::given([("--weights", &args.weights), ("--data", &args.data)]);
-    let outputs = super::args::given([
+    let mut outputs = super::args::given([
         ("--out", &args.out),
         ("--plot", &args.plot),
         ("--heatmap", &args.heatmap),
         ("--save-weights", &args.save_weights),
     ]);
+    // Without --out the report goes to standard output, which no other output may share.
+    if args.out.is_none() {
+        outputs.insert(0, ("the report (without --out)", std::path::Path::new("-")));
+    }
     gradstab::output::check_outputs(&inputs, &outputs, |flag| match flag {
         "--plot" | "--heatmap" => Some("svg"),
         "--save-weights" => Some("safetensors"),

@@ -20,8 +20,8 @@ pub struct MemoryEstimate {
     pub host_bytes: u64,
     /// Device memory (0 on the CPU backend, whose tensors are host memory).
     pub device_bytes: u64,
-    /// Elements of the largest single tensor (a weight or an activation); u128, so that even
-    /// an absurd width is counted exactly in the refusal.
+    /// Elements of the largest single tensor (a weight or an activation); u128, so that an
+    /// absurd width is counted exactly in the refusal (each dimension up to 2^48).
     pub largest_tensor: u128,
     /// What makes the largest part of the estimate smaller, for the refusal ("--steps
     /// smaller").
@@ -46,22 +46,30 @@ pub struct MemoryLimits {
 
 const BUDGET: &str = "budget of --max-memory";
 
-fn saturate(x: u128) -> u64 {
+/// A byte count as a `u64`, the largest where it is more.
+pub fn saturate(x: u128) -> u64 {
     x.min(u64::MAX as u128) as u64
+}
+
+/// A count (a width, a batch, a number of steps) as an estimate uses it: capped at 2^48, far
+/// beyond any machine's memory, so that a product of three counts and a few constants cannot
+/// overflow u128, and a run with a capped count is still refused.
+pub fn counted(n: usize) -> u128 {
+    (n as u128).min(1 << 48)
 }
 
 impl NetworkConfig {
     /// What a run of this network in `precision` needs; `tensors_on_host` for the CPU backend.
     pub fn memory_estimate(&self, precision: Precision, tensors_on_host: bool) -> MemoryEstimate {
         let b = precision.storage().size_bytes() as u128;
-        let batch = self.batch as u128;
-        let widest = self.widths.iter().copied().max().unwrap_or(0) as u128;
+        let batch = counted(self.batch);
+        let widest = counted(self.widths.iter().copied().max().unwrap_or(0));
         let weights: u128 = self
             .widths
             .windows(2)
-            .map(|w| w[0] as u128 * w[1] as u128)
+            .map(|w| counted(w[0]) * counted(w[1]))
             .sum();
-        let activations: u128 = self.widths[1..].iter().map(|&n| batch * n as u128).sum();
+        let activations: u128 = self.widths[1..].iter().map(|&n| batch * counted(n)).sum();
         let kept_weights = if weights * b <= self.keep_weights_bytes as u128 {
             weights * b
         } else {
@@ -79,7 +87,7 @@ impl NetworkConfig {
         // histogram of up to 256 counts on the heap), and one layer's weights drawn as f32
         // (orthogonal works in f64, twice as much) before they are rounded and uploaded.
         let per_layer = std::mem::size_of::<LayerRecord>() as u128 + 4 * 256 * 8;
-        let records = self.depth as u128 * per_layer;
+        let records = counted(self.depth) * per_layer;
         let draw = widest * widest * 8 + batch * widest * 4 * 2;
         let host = records + draw + if tensors_on_host { tensors } else { 0 };
         MemoryEstimate {

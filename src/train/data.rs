@@ -91,14 +91,19 @@ impl TrainData {
                 }
                 // One class is no classification: its cross-entropy is 0 whatever the model.
                 let first = labels.first().copied().unwrap_or(0);
-                let why = if labels.iter().all(|&l| l == first) {
-                    format!("every label of {source} is {first}")
-                } else {
-                    format!("the network has {outputs} output")
-                };
-                if outputs < 2 || labels.iter().all(|&l| l == first) {
+                // A file of one class is the data's problem (exit 1); a one-output network
+                // with several classes is the command line's (exit 2).
+                if labels.iter().all(|&l| l == first) {
+                    return Err(Error::File {
+                        path: source.to_string(),
+                        problem: format!(
+                            "every label is {first}: cross-entropy needs at least two classes"
+                        ),
+                    });
+                }
+                if outputs < 2 {
                     return Err(Error::InvalidArgument(format!(
-                        "cross-entropy needs at least two classes, but {why}"
+                        "cross-entropy needs at least two classes, but the network has {outputs} output"
                     )));
                 }
                 Ok(())
@@ -526,7 +531,7 @@ mod tests {
         );
         let e = refusal(&labelled(vec![1; 4]), 3);
         assert!(
-            e.contains("at least two classes, but every label of d.npz is 1"),
+            e.contains("d.npz: every label is 1: cross-entropy needs at least two classes"),
             "{e}"
         );
 
