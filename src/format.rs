@@ -1,7 +1,7 @@
 //! The number formats a tensor can be stored in, each described once as data, and the exact
 //! casts to and from them, derived from that description.
 //!
-//! A format is a row of [`SPECS`]: its bit layout, its exponent bias, how it spells NaN and
+//! A format is a row of `SPECS`: its bit layout, its exponent bias, how it spells NaN and
 //! what a cast does on overflow. Everything else (largest finite, smallest normal and
 //! subnormal, unit roundoff, where a cast overflows) is computed from the row, and the casts
 //! are one routine over the row, so a new format is a new row rather than new code.
