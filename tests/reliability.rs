@@ -243,6 +243,15 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
     assert!(stderr(&out).contains("running on the CPU backend instead"));
 }
 
+/// `gradstab stats` of `path` on the CPU backend in `format`.
+fn stats_on_cpu(path: &std::path::Path, format: &str) -> Output {
+    let path = path.to_str().unwrap();
+    gradstab(
+        &["stats", "--backend", "cpu", "--format", format, path],
+        &[],
+    )
+}
+
 fn temp_dir(test: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "gradstab-reliability-{test}-{}",
@@ -374,17 +383,7 @@ fn statistics_without_finite_values_say_so_instead_of_nan() {
         .collect();
     assert!(!rows.contains("NaN"), "{table}");
     assert!(table.contains("no finite values"), "{table}");
-    let out = gradstab(
-        &[
-            "stats",
-            "--backend",
-            "cpu",
-            "--format",
-            "csv",
-            path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = stats_on_cpu(&path, "csv");
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     // No moments or extrema, but a norm: ‖x‖₂ counts the infinities.
     assert!(
@@ -416,33 +415,13 @@ fn names_with_control_characters_are_printed_escaped() {
     );
     // CSV escapes them too; JSON, whose strings escape every control character, carries the
     // name exactly as the file has it.
-    let csv = gradstab(
-        &[
-            "stats",
-            "--backend",
-            "cpu",
-            "--format",
-            "csv",
-            path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let csv = stats_on_cpu(&path, "csv");
     let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
     assert!(
         !csv.contains('\u{1b}') && csv.contains("evil\\nname"),
         "{csv}"
     );
-    let json = gradstab(
-        &[
-            "stats",
-            "--backend",
-            "cpu",
-            "--format",
-            "json",
-            path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let json = stats_on_cpu(&path, "json");
     assert!(
         !json.stdout.contains(&0x1b),
         "a raw escape code in the JSON"
