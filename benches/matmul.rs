@@ -65,7 +65,7 @@ fn cpu_f16(c: &mut Criterion) {
         let (a, b) = operands(Precision::F16, n);
         let f16s = |t: &gradstab::HostTensor| match t.data() {
             gradstab::HostData::F16(v) => v.clone(),
-            gradstab::HostData::F32(_) => unreachable!("f16 operands"),
+            _ => unreachable!("f16 operands"),
         };
         let (a, b) = (f16s(&a), f16s(&b));
         let dims = (n, n, n);

@@ -24,8 +24,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> input: array<S>;
-@group(0) @binding(1) var<storage, read_write> output: array<S>;
+// Bindings 0 (input) and 1 (output) come from the header: load_input, store_output.
 @group(0) @binding(2) var<uniform> params: Params;
 
 fn clamped(x: A) -> A {
@@ -134,13 +133,13 @@ fn derivative_value(x: A) -> A {
 
 // act or act' of element i; a NaN input is passed through with its bits.
 fn apply(i: u32, derivative: bool) {
-    let x = A(input[i]);
+    let x = load_input(i);
     if (is_nan_bits(x)) {
-        output[i] = input[i];
+        store_output(i, x);
     } else if (derivative) {
-        output[i] = S(derivative_value(x));
+        store_output(i, derivative_value(x));
     } else {
-        output[i] = S(forward_value(x));
+        store_output(i, forward_value(x));
     }
 }
 

@@ -11,9 +11,7 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<S>;
-@group(0) @binding(1) var<storage, read> y: array<S>;
-@group(0) @binding(2) var<storage, read_write> out: array<S>;
+// Bindings 0 (x), 1 (y) and 2 (out) come from the header: load_x, load_y, store_out.
 @group(0) @binding(3) var<uniform> params: Params;
 
 // out = x ⊙ y
@@ -21,7 +19,7 @@ struct Params {
 fn hadamard(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = folded_index(id, params.groups_x);
     if (i < params.len) {
-        out[i] = S(A(x[i]) * A(y[i]));
+        store_out(i, load_x(i) * load_y(i));
     }
 }
 
@@ -30,7 +28,7 @@ fn hadamard(@builtin(global_invocation_id) id: vec3<u32>) {
 fn scale(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = folded_index(id, params.groups_x);
     if (i < params.len) {
-        out[i] = S(A(params.scalar) * A(x[i]));
+        store_out(i, A(params.scalar) * load_x(i));
     }
 }
 
@@ -40,8 +38,8 @@ fn scale(@builtin(global_invocation_id) id: vec3<u32>) {
 fn axpy(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = folded_index(id, params.groups_x);
     if (i < params.len) {
-        let product = A(params.scalar) * A(x[i]);
-        out[i] = S(A(y[i]) + product);
+        let product = A(params.scalar) * load_x(i);
+        store_out(i, load_y(i) + product);
     }
 }
 
@@ -50,11 +48,11 @@ fn axpy(@builtin(global_invocation_id) id: vec3<u32>) {
 fn clamp_abs(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = folded_index(id, params.groups_x);
     if (i < params.len) {
-        let v = A(x[i]);
+        let v = load_x(i);
         if (is_nan_bits(v)) {
-            out[i] = x[i];
+            store_out(i, v);
         } else {
-            out[i] = S(clamp(v, -A(params.scalar), A(params.scalar)));
+            store_out(i, clamp(v, -A(params.scalar), A(params.scalar)));
         }
     }
 }

@@ -20,9 +20,8 @@ struct Params {
     coefficient: f32,
 }
 
-@group(0) @binding(0) var<storage, read> output: array<S>;
+// Bindings 0 (output) and 2 (grad) come from the header: load_output, store_grad.
 @group(0) @binding(1) var<storage, read> targets: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<S>;
 @group(0) @binding(3) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -35,10 +34,10 @@ fn mse(@builtin(global_invocation_id) id: vec3<u32>) {
     let start = r * params.cols;
     var sum = 0.0;
     for (var j = 0u; j < params.cols; j = j + 1u) {
-        let d = A(output[start + j]) - A(targets[start + j]);
+        let d = load_output(start + j) - A(targets[start + j]);
         let square = d * d;
         sum = sum + f32(square);
-        grad[start + j] = S(d * A(params.coefficient));
+        store_grad(start + j, d * A(params.coefficient));
     }
     row_loss[r] = sum;
 }
@@ -51,20 +50,20 @@ fn cross_entropy(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let start = r * params.cols;
     let label = u32(targets[r]);
-    var m = f32(output[start]);
+    var m = f32(load_output(start));
     for (var j = 1u; j < params.cols; j = j + 1u) {
-        m = max(m, f32(output[start + j]));
+        m = max(m, f32(load_output(start + j)));
     }
     var sum = 0.0;
     for (var j = 0u; j < params.cols; j = j + 1u) {
-        sum = sum + exp(f32(output[start + j]) - m);
+        sum = sum + exp(f32(load_output(start + j)) - m);
     }
-    row_loss[r] = log(sum) + m - f32(output[start + label]);
+    row_loss[r] = log(sum) + m - f32(load_output(start + label));
     for (var j = 0u; j < params.cols; j = j + 1u) {
-        var p = exp(f32(output[start + j]) - m) / sum;
+        var p = exp(f32(load_output(start + j)) - m) / sum;
         if (j == label) {
             p = p - 1.0;
         }
-        grad[start + j] = S(p * params.coefficient);
+        store_grad(start + j, A(p * params.coefficient));
     }
 }

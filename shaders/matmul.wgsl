@@ -23,9 +23,7 @@ struct Params {
     groups_x: u32,
 }
 
-@group(0) @binding(0) var<storage, read> lhs: array<S>;
-@group(0) @binding(1) var<storage, read> rhs: array<S>;
-@group(0) @binding(2) var<storage, read_write> out: array<S>;
+// Bindings 0 (lhs), 1 (rhs) and 2 (out) come from the header: load_lhs, load_rhs, store_out.
 @group(0) @binding(3) var<uniform> params: Params;
 
 const TILE: u32 = THREADS_PER_EDGE * REG;
@@ -46,9 +44,9 @@ fn load_a(row: u32, kk: u32) -> A {
         return A(0);
     }
     if (TRANSPOSE_A) {
-        return A(lhs[kk * params.m + row]);
+        return load_lhs(kk * params.m + row);
     }
-    return A(lhs[row * params.k + kk]);
+    return load_lhs(row * params.k + kk);
 }
 
 // op(B)[kk, col], zero outside the matrix.
@@ -57,9 +55,9 @@ fn load_b(kk: u32, col: u32) -> A {
         return A(0);
     }
     if (TRANSPOSE_B) {
-        return A(rhs[col * params.k + kk]);
+        return load_rhs(col * params.k + kk);
     }
-    return A(rhs[kk * params.n + col]);
+    return load_rhs(kk * params.n + col);
 }
 
 @compute @workgroup_size(THREADS_PER_EDGE, THREADS_PER_EDGE, 1)
@@ -147,7 +145,7 @@ fn main(
         for (var j = 0u; j < REG; j++) {
             let col = col0 + local.x + j * THREADS_PER_EDGE;
             if (row < params.m && col < params.n) {
-                out[row * params.n + col] = S(acc[i * REG + j]);
+                store_out(row * params.n + col, acc[i * REG + j]);
             }
         }
     }

@@ -42,17 +42,11 @@ const NESTEROV: u32 = 2u;
 const CLIP_VALUE: u32 = 4u;
 const WRITE_MODEL: u32 = 8u;
 
-@group(0) @binding(0) var<storage, read> grad: array<S>;
-@group(0) @binding(1) var<storage, read_write> param: array<M>;
-@group(0) @binding(2) var<storage, read_write> first_moment: array<M>;
-@group(0) @binding(3) var<storage, read_write> second_moment: array<M>;
-@group(0) @binding(4) var<storage, read_write> model: array<S>;
+// Bindings 0 (grad), 1 (param), 2 (first_moment), 3 (second_moment) and 4 (model) come
+// from the header, as load_<name> and store_<name> in f32, and so does rm, the rounding to
+// the master format.
 @group(0) @binding(5) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
-
-fn rm(x: f32) -> f32 {
-    return f32(M(x));
-}
 
 fn has(flag: u32) -> bool {
     return (params.flags & flag) != 0u;
@@ -60,7 +54,7 @@ fn has(flag: u32) -> bool {
 
 // The gradient unscaled and clipped, as the optimizer sees it.
 fn unscaled_gradient(i: u32) -> f32 {
-    var g = f32(grad[i]);
+    var g = load_grad(i);
     if (params.grad_scale != 1.0) {
         g = rm(g * params.grad_scale);
     }
@@ -74,10 +68,10 @@ fn unscaled_gradient(i: u32) -> f32 {
 }
 
 fn store(i: u32, w_old: f32, w_new: f32) {
-    param[i] = M(w_new);
+    store_param(i, w_new);
     delta[i] = w_new - w_old;
     if (has(WRITE_MODEL)) {
-        model[i] = S(w_new);
+        store_model(i, w_new);
     }
 }
 
@@ -87,7 +81,7 @@ fn sgd(@builtin(global_invocation_id) id: vec3<u32>) {
     if (i >= params.len) {
         return;
     }
-    let w = f32(param[i]);
+    let w = load_param(i);
     var g = unscaled_gradient(i);
     if (params.weight_decay != 0.0) {
         g = rm(g + params.weight_decay * w);
@@ -96,9 +90,9 @@ fn sgd(@builtin(global_invocation_id) id: vec3<u32>) {
         // buf = g on the first step, then buf·momentum + g (dampening 0).
         var buf = g;
         if (!has(FIRST_STEP)) {
-            buf = rm(rm(f32(first_moment[i]) * params.momentum) + g);
+            buf = rm(rm(load_first_moment(i) * params.momentum) + g);
         }
-        first_moment[i] = M(buf);
+        store_first_moment(i, buf);
         if (has(NESTEROV)) {
             g = rm(g + params.momentum * buf);
         } else {
@@ -114,7 +108,7 @@ fn adam(@builtin(global_invocation_id) id: vec3<u32>) {
     if (i >= params.len) {
         return;
     }
-    let w_old = f32(param[i]);
+    let w_old = load_param(i);
     var w = w_old;
     var g = unscaled_gradient(i);
     if (DECOUPLED_WEIGHT_DECAY) {
@@ -126,7 +120,7 @@ fn adam(@builtin(global_invocation_id) id: vec3<u32>) {
         g = rm(g + params.weight_decay * w);
     }
     // exp_avg.lerp_(grad, 1 − β1), with torch.lerp's two formulas.
-    let m_old = f32(first_moment[i]);
+    let m_old = load_first_moment(i);
     let weight = params.one_minus_beta1;
     var m: f32;
     if (abs(weight) < 0.5) {
@@ -135,9 +129,9 @@ fn adam(@builtin(global_invocation_id) id: vec3<u32>) {
         m = rm(g - (g - m_old) * (1.0 - weight));
     }
     // exp_avg_sq.mul_(β2).addcmul_(grad, grad, value = 1 − β2)
-    let v = rm(rm(f32(second_moment[i]) * params.beta2) + params.one_minus_beta2 * g * g);
-    first_moment[i] = M(m);
-    second_moment[i] = M(v);
+    let v = rm(rm(load_second_moment(i) * params.beta2) + params.one_minus_beta2 * g * g);
+    store_first_moment(i, m);
+    store_second_moment(i, v);
     // denom = exp_avg_sq.sqrt() / √(1 − β2^t) + eps; param.addcdiv_(exp_avg, denom, −lr/(1 − β1^t))
     let denom = rm(rm(rm(sqrt(v)) / params.bias_correction2_sqrt) + params.eps);
     store(i, w_old, rm(w + (-params.step_size) * (m / denom)));

@@ -18,7 +18,7 @@
 // segment's, and the combine moves nothing.
 //
 // Template: the header (src/ops/reduce/gpu.rs) defines
-//   F16_INPUT: bool                      the data are f16 (else f32)
+//   F16_INPUT, BF16_INPUT: bool          the data are f16, bf16 (else f32)
 //   THREADS, PER_THREAD                  threads per workgroup, elements per thread
 //   COUNT_SLOTS, SLOT_NAN … SLOT_E5M2_ZERO   the slots of Record.counts
 //   HIST_BINS                            bins of Record.hist (one per biased exponent)
@@ -67,9 +67,12 @@ var<workgroup> wg_a: array<f32, THREADS>;
 var<workgroup> wg_b: array<f32, THREADS>;
 var<workgroup> wg_c: array<f32, THREADS>;
 
+// The bits of value i; a bf16 is the top half of the f32 it widens to, exactly, and is
+// classified as that f32 (the two share the exponent field).
 fn storage_bits(i: u32) -> u32 {
-    if (F16_INPUT) {
-        return (data[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu;
+    if (F16_INPUT || BF16_INPUT) {
+        let half = (data[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu;
+        return select(half, half << 16u, BF16_INPUT);
     }
     return data[i];
 }

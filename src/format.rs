@@ -298,6 +298,12 @@ impl FormatSpec {
         }
     }
 
+    /// The pattern of the largest finite of x's sign, where a saturating cast sends every
+    /// value beyond the range (inf included).
+    const fn saturated(&self, negative: bool) -> u64 {
+        ((negative as u64) << (self.exponent_bits + self.mantissa_bits)) | self.max_finite_bits()
+    }
+
     /// The pattern x is cast to.
     pub const fn encode_f64(&self, x: f64) -> u64 {
         let bits = x.to_bits();
@@ -371,6 +377,67 @@ impl Format {
     pub const fn decode(self, bits: u32) -> f32 {
         // Exact: every value of every format is an f32 (checked for each row above).
         self.spec().decode_f64(bits as u64) as f32
+    }
+
+    /// As [`Format::encode`], but a value beyond the range (inf included) becomes the largest
+    /// finite of its sign, as FP8 quantisation does (CUDA's `__NV_SATFINITE`, which Transformer
+    /// Engine's casts use); NaN stays NaN.
+    pub const fn encode_saturating(self, x: f32) -> u32 {
+        let spec = self.spec();
+        let magnitude = x.abs() as f64;
+        if !x.is_nan() && magnitude >= spec.overflow_midpoint() {
+            let past_midpoint = magnitude > spec.overflow_midpoint();
+            if past_midpoint || spec.overflows_at_midpoint() {
+                return spec.saturated(x.is_sign_negative()) as u32;
+            }
+        }
+        self.encode(x)
+    }
+
+    /// Whether a pattern (in the low `total_bits`) is NaN.
+    pub const fn is_nan_bits(self, bits: u32) -> bool {
+        let spec = self.spec();
+        spec.is_nan_bits(bits as u64 & ((1 << (spec.exponent_bits + spec.mantissa_bits)) - 1))
+    }
+
+    /// Bytes per stored value.
+    pub const fn size_bytes(self) -> u64 {
+        self.spec().total_bits() as u64 / 8
+    }
+
+    /// Values per 32-bit word where the format is stored packed.
+    pub const fn per_word(self) -> u32 {
+        32 / self.spec().total_bits()
+    }
+
+    /// The WGSL type that holds the format natively (f32, f16), or `None` where WGSL has no
+    /// such type and a tensor is stored packed in `u32` words (bf16, FP8).
+    pub const fn native_wgsl(self) -> Option<&'static str> {
+        match self {
+            Format::F32 => Some("f32"),
+            Format::F16 => Some("f16"),
+            Format::Bf16 | Format::E4m3 | Format::E5m2 => None,
+        }
+    }
+
+    /// Unit roundoff u = 2^-p of round to nearest (p significand bits, the hidden one included).
+    pub const fn unit_roundoff(self) -> f64 {
+        self.spec().unit_roundoff()
+    }
+
+    pub const fn min_normal(self) -> f64 {
+        self.spec().min_normal()
+    }
+
+    /// Half the spacing of the subnormals: the largest absolute error of one rounding that
+    /// lands below the normal range, when the device keeps subnormals.
+    pub const fn subnormal_half_spacing(self) -> f64 {
+        self.spec().subnormal_half_spacing()
+    }
+
+    /// x rounded once to the format (an alias of [`Format::round_f64`]).
+    pub const fn round(self, x: f64) -> f64 {
+        self.round_f64(x)
     }
 
     /// The value x takes when cast to the format and back.

@@ -6,71 +6,12 @@ use std::str::FromStr;
 use crate::error::Error;
 use crate::format::{Format, FormatSpec};
 
-/// How a tensor is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    F16,
-}
+/// How a tensor is stored: a row of the format table.
+pub type DType = Format;
 
-impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-        }
-    }
-
-    pub fn size_bytes(self) -> u64 {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-        }
-    }
-
-    pub fn wgsl(self) -> &'static str {
-        self.name()
-    }
-
-    /// Unit roundoff u = 2^-p of round-to-nearest (p = bits of significand, hidden bit included).
-    pub fn unit_roundoff(self) -> f64 {
-        match self {
-            DType::F32 => F32_UNIT_ROUNDOFF,
-            DType::F16 => F16_UNIT_ROUNDOFF,
-        }
-    }
-
-    pub fn min_normal(self) -> f64 {
-        match self {
-            DType::F32 => f32::MIN_POSITIVE as f64,
-            DType::F16 => F16_MIN_NORMAL,
-        }
-    }
-
-    /// Half the spacing of the subnormals: the largest absolute error of one rounding that
-    /// lands below the normal range, when the device keeps subnormals.
-    pub fn subnormal_half_spacing(self) -> f64 {
-        match self {
-            DType::F32 => Format::F32.spec().subnormal_half_spacing(),
-            DType::F16 => F16.subnormal_half_spacing(),
-        }
-    }
-
-    pub fn round(self, x: f64) -> f64 {
-        match self {
-            DType::F32 => x as f32 as f64,
-            DType::F16 => f16_from_f64(x).to_f64(),
-        }
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A precision policy: how tensors are stored and how arithmetic is carried out.
+/// A precision policy: the format tensors are stored in, the format arithmetic is carried out
+/// in, the format the optimizer keeps weights and state in, and, for FP8, the formats matmul
+/// operands are quantised to. docs/formats.md says which PyTorch setting each one is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// f32 storage and f32 arithmetic.
@@ -81,36 +22,91 @@ pub enum Precision {
     /// f16 storage, f32 arithmetic and accumulation, one rounding to f16 when a result is
     /// stored, as tensor cores and autocast do.
     F16Accumulate32,
+    /// `model.bfloat16()`: bf16 storage, every op computed in f32 and rounded to bf16 once
+    /// (matmul accumulates in f32, as every bf16 unit does); weights and optimizer state bf16.
+    Bf16,
+    /// `torch.autocast(dtype=torch.bfloat16)`: as `Bf16` in the passes, with f32 master
+    /// weights and optimizer state.
+    Bf16Accumulate32,
+    /// Transformer Engine's hybrid FP8 recipe: tensors in f32, each matmul operand quantised
+    /// with its own scale, to E4M3 forward and E5M2 for gradients, f32 accumulation.
+    Fp8,
+}
+
+/// The formats the operands of each matmul are quantised to, where a precision quantises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quantised {
+    /// Activations and weights.
+    pub forward: Format,
+    /// Gradients.
+    pub gradient: Format,
 }
 
 impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::F16Accumulate32];
+    pub const ALL: [Precision; 6] = [
+        Precision::F32,
+        Precision::F16,
+        Precision::F16Accumulate32,
+        Precision::Bf16,
+        Precision::Bf16Accumulate32,
+        Precision::Fp8,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::F16Accumulate32 => "f16acc32",
+            Precision::Bf16 => "bf16",
+            Precision::Bf16Accumulate32 => "bf16acc32",
+            Precision::Fp8 => "fp8",
         }
     }
 
+    /// The format activations and gradients are stored in.
     pub fn storage(self) -> DType {
         match self {
-            Precision::F32 => DType::F32,
-            Precision::F16 | Precision::F16Accumulate32 => DType::F16,
+            Precision::F32 | Precision::Fp8 => Format::F32,
+            Precision::F16 | Precision::F16Accumulate32 => Format::F16,
+            Precision::Bf16 | Precision::Bf16Accumulate32 => Format::Bf16,
         }
     }
 
     /// The type in which arithmetic and accumulation happen.
     pub fn arithmetic(self) -> DType {
         match self {
-            Precision::F16 => DType::F16,
-            Precision::F32 | Precision::F16Accumulate32 => DType::F32,
+            Precision::F16 => Format::F16,
+            _ => Format::F32,
+        }
+    }
+
+    /// The format the optimizer keeps weights and its state in: the storage format for
+    /// `model.half()` and `model.bfloat16()`, f32 master weights otherwise.
+    pub fn master(self) -> DType {
+        match self {
+            Precision::F16 | Precision::Bf16 => self.storage(),
+            _ => Format::F32,
+        }
+    }
+
+    /// Whether a result computed in the arithmetic format is rounded once more when stored.
+    pub fn rounds_on_store(self) -> bool {
+        self.storage() != self.arithmetic()
+    }
+
+    /// The formats matmul operands are quantised to, for FP8.
+    pub fn quantised(self) -> Option<Quantised> {
+        match self {
+            Precision::Fp8 => Some(Quantised {
+                forward: Format::E4m3,
+                gradient: Format::E5m2,
+            }),
+            _ => None,
         }
     }
 
     pub fn needs_shader_f16(self) -> bool {
-        self.storage() == DType::F16
+        self.storage() == Format::F16 || self.arithmetic() == Format::F16
     }
 }
 
@@ -120,20 +116,25 @@ impl fmt::Display for Precision {
     }
 }
 
+/// The names `Precision::from_str` takes, for messages.
+const PRECISION_NAMES: &str = "f32, f16, f16acc32, bf16, bf16acc32 or fp8";
+
 impl FromStr for Precision {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "f32" => Ok(Precision::F32),
-            "f16" => Ok(Precision::F16),
-            "f16acc32" | "mixed" => Ok(Precision::F16Accumulate32),
-            _ => Err(Error::Parse {
+        let name = s.trim().to_ascii_lowercase();
+        if name == "mixed" {
+            return Ok(Precision::F16Accumulate32);
+        }
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::Parse {
                 what: "precision",
                 value: s.to_string(),
-                expected: "f32, f16 or f16acc32",
-            }),
-        }
+                expected: PRECISION_NAMES,
+            })
     }
 }
 
@@ -150,7 +151,7 @@ pub fn parse_precision_list(s: &str) -> Result<Vec<Precision>, Error> {
         return Err(Error::Parse {
             what: "precision list",
             value: s.to_string(),
-            expected: "a comma-separated list of f32, f16, f16acc32, each at most once",
+            expected: "a comma-separated list of f32, f16, f16acc32, bf16, bf16acc32, fp8, each at most once",
         });
     }
     Ok(list)
@@ -203,8 +204,9 @@ impl Arith {
     #[inline]
     pub fn r(self, x: f32) -> f32 {
         match self.0 {
-            DType::F32 => x,
-            DType::F16 => half::f16::from_f32(x).to_f32(),
+            Format::F32 => x,
+            Format::F16 => half::f16::from_f32(x).to_f32(),
+            other => other.round_f32(x),
         }
     }
 
@@ -239,7 +241,10 @@ mod tests {
         assert!(Precision::F16Accumulate32.needs_shader_f16());
         assert_eq!(format!("{} {}", DType::F32, DType::F16), "f32 f16");
         let shown: Vec<String> = Precision::ALL.iter().map(|p| p.to_string()).collect();
-        assert_eq!(shown, ["f32", "f16", "f16acc32"]);
+        assert_eq!(
+            shown,
+            ["f32", "f16", "f16acc32", "bf16", "bf16acc32", "fp8"]
+        );
     }
 
     #[test]

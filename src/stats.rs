@@ -102,10 +102,12 @@ pub struct ExponentHistogram {
 
 impl ExponentHistogram {
     pub fn empty(dtype: DType) -> Self {
-        let (min_exponent, bins) = match dtype {
-            DType::F32 => (-126, 254),
-            DType::F16 => (-14, 30),
-        };
+        let spec = dtype.spec();
+        // One bin per biased exponent of a normal value, 1 up to the largest finite's.
+        let (min_exponent, bins) = (
+            spec.min_exponent(),
+            (spec.max_finite_bits() >> spec.mantissa_bits) as usize,
+        );
         ExponentHistogram {
             min_exponent,
             normal: vec![0; bins],
@@ -247,26 +249,25 @@ pub enum NumericClass {
 
 /// Classifies raw storage bits of `dtype` (an f16 uses the low 16 bits).
 pub fn classify_bits(bits: u32, dtype: DType) -> NumericClass {
-    let (exp_bits, mantissa_bits, bias) = match dtype {
-        DType::F32 => (8, 23, 127),
-        DType::F16 => (5, 10, 15),
-    };
-    let sign = bits >> (exp_bits + mantissa_bits) & 1;
-    let exponent = (bits >> mantissa_bits) & ((1 << exp_bits) - 1);
-    let mantissa = bits & ((1 << mantissa_bits) - 1);
-    let all_ones = (1 << exp_bits) - 1;
-    match (exponent, mantissa) {
-        (e, m) if e == all_ones && m != 0 => NumericClass::Nan,
-        (e, _) if e == all_ones => {
-            if sign == 1 {
-                NumericClass::NegInf
-            } else {
-                NumericClass::PosInf
-            }
+    let spec = dtype.spec();
+    let (exp_bits, mantissa_bits) = (spec.exponent_bits, spec.mantissa_bits);
+    let negative = bits >> (exp_bits + mantissa_bits) & 1 == 1;
+    let magnitude = bits & ((1 << (exp_bits + mantissa_bits)) - 1);
+    let exponent = magnitude >> mantissa_bits;
+    if dtype.is_nan_bits(magnitude) {
+        NumericClass::Nan
+    } else if spec.inf_bits() == Some(magnitude as u64) {
+        if negative {
+            NumericClass::NegInf
+        } else {
+            NumericClass::PosInf
         }
-        (0, 0) => NumericClass::Zero,
-        (0, _) => NumericClass::Subnormal,
-        (e, _) => NumericClass::Normal(e as i32 - bias),
+    } else if magnitude == 0 {
+        NumericClass::Zero
+    } else if exponent == 0 {
+        NumericClass::Subnormal
+    } else {
+        NumericClass::Normal(exponent as i32 - spec.bias)
     }
 }
 

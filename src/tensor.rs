@@ -1,9 +1,10 @@
 //! Host-side tensors: the values a backend is given and gives back.
 
-use half::f16;
 use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+use crate::format::Format;
 use crate::precision::DType;
 
 /// A 2-D shape `[rows, cols]`, row-major.
@@ -38,6 +39,118 @@ impl std::fmt::Display for Shape {
 pub enum HostData {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    /// An FP8 format's bit patterns, one byte each.
+    Fp8 {
+        format: Format,
+        bits: Vec<u8>,
+    },
+}
+
+impl HostData {
+    /// f32 values rounded to `dtype` (to nearest even, as `Tensor.to` does); f32 values are
+    /// moved.
+    pub fn from_f32_vec(dtype: DType, values: Vec<f32>) -> HostData {
+        match dtype {
+            Format::F32 => HostData::F32(values),
+            Format::F16 => HostData::F16(f16_from_f32_slice(&values)),
+            Format::Bf16 => HostData::Bf16(values.iter().map(|&x| bf16_from_f32(x)).collect()),
+            format @ (Format::E4m3 | Format::E5m2) => HostData::Fp8 {
+                format,
+                bits: values.iter().map(|&x| format.encode(x) as u8).collect(),
+            },
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => Format::F32,
+            HostData::F16(_) => Format::F16,
+            HostData::Bf16(_) => Format::Bf16,
+            HostData::Fp8 { format, .. } => *format,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::F16(v) => v.len(),
+            HostData::Bf16(v) => v.len(),
+            HostData::Fp8 { bits, .. } => bits.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values widened to f32, exactly.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self {
+            HostData::F32(v) => v.clone(),
+            HostData::F16(v) => v.to_f32_vec(),
+            HostData::Bf16(v) => v.to_f32_vec(),
+            HostData::Fp8 { format, bits } => {
+                bits.iter().map(|&b| format.decode(b as u32)).collect()
+            }
+        }
+    }
+
+    /// The stored bit pattern of value `i`, in the low bits.
+    pub fn bits(&self, i: usize) -> u32 {
+        match self {
+            HostData::F32(v) => v[i].to_bits(),
+            HostData::F16(v) => v[i].to_bits() as u32,
+            HostData::Bf16(v) => v[i].to_bits() as u32,
+            HostData::Fp8 { bits, .. } => bits[i] as u32,
+        }
+    }
+
+    /// The values as stored, little-endian, as a device buffer and a safetensors file hold them.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            HostData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostData::Bf16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostData::Fp8 { bits, .. } => bits.clone(),
+        }
+    }
+
+    /// `len` values of `dtype` from little-endian bytes (at least `len · size` of them).
+    pub fn from_le_bytes(dtype: DType, len: usize, bytes: &[u8]) -> HostData {
+        let words = |size: usize| bytes[..len * size].chunks_exact(size);
+        match dtype {
+            Format::F32 => HostData::F32(
+                words(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+            Format::F16 => {
+                HostData::F16(words(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect())
+            }
+            Format::Bf16 => HostData::Bf16(
+                words(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
+            ),
+            format @ (Format::E4m3 | Format::E5m2) => HostData::Fp8 {
+                format,
+                bits: bytes[..len].to_vec(),
+            },
+        }
+    }
+
+    fn slice(&self, start: usize, end: usize) -> HostData {
+        match self {
+            HostData::F32(v) => HostData::F32(v[start..end].to_vec()),
+            HostData::F16(v) => HostData::F16(v[start..end].to_vec()),
+            HostData::Bf16(v) => HostData::Bf16(v[start..end].to_vec()),
+            HostData::Fp8 { format, bits } => HostData::Fp8 {
+                format: *format,
+                bits: bits[start..end].to_vec(),
+            },
+        }
+    }
 }
 
 /// A 2-D tensor in host memory.
@@ -58,11 +171,7 @@ impl HostTensor {
 
     /// Rounds f32 values to the given storage type (round to nearest even).
     pub fn from_f32_as(dtype: DType, rows: usize, cols: usize, values: &[f32]) -> Result<Self> {
-        let data = match dtype {
-            DType::F32 => HostData::F32(values.to_vec()),
-            DType::F16 => HostData::F16(f16_from_f32_slice(values)),
-        };
-        Self::new(Shape::new(rows, cols), data)
+        Self::from_f32_vec_as(dtype, rows, cols, values.to_vec())
     }
 
     pub fn new(shape: Shape, data: HostData) -> Result<Self> {
@@ -72,10 +181,7 @@ impl HostTensor {
                 detail: format!("shape {shape}"),
             });
         }
-        let len = match &data {
-            HostData::F32(v) => v.len(),
-            HostData::F16(v) => v.len(),
-        };
+        let len = data.len();
         if len != shape.len() {
             return Err(Error::ShapeMismatch {
                 op: "tensor",
@@ -90,10 +196,7 @@ impl HostTensor {
     }
 
     pub fn dtype(&self) -> DType {
-        match self.data {
-            HostData::F32(_) => DType::F32,
-            HostData::F16(_) => DType::F16,
-        }
+        self.data.dtype()
     }
 
     pub fn data(&self) -> &HostData {
@@ -112,11 +215,11 @@ impl HostTensor {
         self.shape.is_empty()
     }
 
-    /// The values as f32: borrowed when stored as f32, widened (exactly) from f16.
+    /// The values as f32: borrowed when stored as f32, widened (exactly) otherwise.
     pub fn f32_values(&self) -> std::borrow::Cow<'_, [f32]> {
         match &self.data {
             HostData::F32(v) => std::borrow::Cow::Borrowed(v),
-            HostData::F16(v) => std::borrow::Cow::Owned(v.to_f32_vec()),
+            other => std::borrow::Cow::Owned(other.to_f32_vec()),
         }
     }
 
@@ -127,25 +230,21 @@ impl HostTensor {
         cols: usize,
         values: Vec<f32>,
     ) -> Result<Self> {
-        let data = match dtype {
-            DType::F32 => HostData::F32(values),
-            DType::F16 => HostData::F16(f16_from_f32_slice(&values)),
-        };
-        Self::new(Shape::new(rows, cols), data)
+        Self::new(
+            Shape::new(rows, cols),
+            HostData::from_f32_vec(dtype, values),
+        )
     }
 
-    /// The values widened to f32 (exact for both storage types).
+    /// The values widened to f32 (exact for every storage type).
     pub fn to_f32_vec(&self) -> Vec<f32> {
-        match &self.data {
-            HostData::F32(v) => v.clone(),
-            HostData::F16(v) => v.to_f32_vec(),
-        }
+        self.data.to_f32_vec()
     }
 
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match &self.data {
             HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            HostData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            other => other.to_f32_vec().into_iter().map(f64::from).collect(),
         }
     }
 
@@ -157,20 +256,15 @@ impl HostTensor {
                 self.len()
             )));
         }
-        let data = match &self.data {
-            HostData::F32(v) => HostData::F32(v[start..end].to_vec()),
-            HostData::F16(v) => HostData::F16(v[start..end].to_vec()),
-        };
-        HostTensor::new(Shape::new(1, end - start), data)
+        HostTensor::new(Shape::new(1, end - start), self.data.slice(start, end))
     }
 
     /// The same values rounded to another storage type.
     pub fn cast(&self, dtype: DType) -> HostTensor {
-        let data = match (dtype, &self.data) {
-            (DType::F32, HostData::F32(v)) => HostData::F32(v.clone()),
-            (DType::F16, HostData::F16(v)) => HostData::F16(v.clone()),
-            (DType::F32, HostData::F16(v)) => HostData::F32(v.to_f32_vec()),
-            (DType::F16, HostData::F32(v)) => HostData::F16(f16_from_f32_slice(v)),
+        let data = if dtype == self.dtype() {
+            self.data.clone()
+        } else {
+            HostData::from_f32_vec(dtype, self.to_f32_vec())
         };
         HostTensor {
             shape: self.shape,
@@ -184,4 +278,9 @@ pub fn f16_from_f32_slice(values: &[f32]) -> Vec<f16> {
     let mut out = vec![f16::ZERO; values.len()];
     out.convert_from_f32_slice(values);
     out
+}
+
+/// Rounds an f32 to bf16 as the format table does (to nearest even; NaN to bf16's NaN).
+pub fn bf16_from_f32(x: f32) -> bf16 {
+    bf16::from_bits(Format::Bf16.encode(x) as u16)
 }

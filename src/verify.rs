@@ -463,7 +463,7 @@ pub fn verify(
             push(op.name().into(), precision, lengths.len(), total);
         }
     }
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in crate::ops::reduce::gpu::REDUCED_ON_DEVICE {
         let mut total = Comparison::default();
         for (i, &len) in STATS_LENGTHS.iter().enumerate() {
             total.merge(compare_stats(gpu, dtype, len, i as u64)?);

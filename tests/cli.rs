@@ -89,8 +89,8 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
     // (4 matmul transposes × 3 variants + 6 activations × forward and derivative + 4
-    // elementwise) × 3 precisions, and the statistics of f32 and f16 data.
-    assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 3 + 2);
+    // elementwise) × 6 precisions, and the statistics of f32, f16 and bf16 data.
+    assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 6 + 3);
     // One row per activation, pass and precision, so a wrong function is named.
     for act in [
         "linear",
@@ -105,7 +105,7 @@ fn verify_quick_passes_and_its_json_has_every_row() {
                 let kernel = r["kernel"].as_str().unwrap();
                 kernel.split([' ', ':']).next() == Some(act) && kernel.ends_with(pass)
             };
-            assert_eq!(rows.iter().filter(named).count(), 3, "{act} {pass}");
+            assert_eq!(rows.iter().filter(named).count(), 6, "{act} {pass}");
         }
     }
     for row in rows {

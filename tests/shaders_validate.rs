@@ -7,9 +7,13 @@ use gradstab::shaders;
 #[test]
 fn every_shader_variant_validates_with_naga() {
     let kernels = shaders::all();
-    // 3 precisions × (4 matmul transposes × 3 variants + 2 activation entries + 4 elementwise
-    // ops) + 2 storage types × (2 reduction entries + 1 probe + 2 roofline entries).
-    assert_eq!(kernels.len(), 3 * (4 * 3 + 2 + 4 + 2 + 3) + 2 * (2 + 1 + 2));
+    // 6 precisions × (4 matmul transposes × 3 variants + 2 activation entries + 4 elementwise
+    // ops + 2 losses + 3 optimizers) + 3 storage types × 2 reduction entries + 2 arithmetic
+    // types × (1 probe + 2 roofline entries).
+    assert_eq!(
+        kernels.len(),
+        6 * (4 * 3 + 2 + 4 + 2 + 3) + 3 * 2 + 2 * (1 + 2)
+    );
     for kernel in kernels {
         let source = kernel.source();
         let name = format!("{} {} {:?}", kernel.file, kernel.entry_point, kernel.header);

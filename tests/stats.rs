@@ -108,7 +108,7 @@ fn whole_tensor_statistics_match_the_reference_for_every_length() {
     let mut rng = common::rng(1);
     // 1, 2, 3, primes, one chunk (8192) and one more, 10^6.
     for len in [1, 2, 3, 7, 101, 8191, 8192, 8209, 65_537, 1_000_000] {
-        for dtype in [DType::F32, DType::F16] {
+        for dtype in [DType::F32, DType::F16, DType::Bf16] {
             let t = common::normal_tensor(&mut rng, dtype, 1, len, 3.0);
             assert_matches(
                 &gpu_stats(&gpu, &t),
@@ -197,8 +197,9 @@ fn large_mean_small_spread_does_not_cancel() {
 /// NaN, ±inf, ±0, subnormals and normals interleaved.
 fn special_values(dtype: DType) -> Vec<f32> {
     let tiny = match dtype {
-        DType::F32 => 1e-40f32,
         DType::F16 => 3e-6,
+        // A subnormal of f32, and of bf16, which shares its exponent range.
+        _ => 1e-40f32,
     };
     let mut v = Vec::new();
     for i in 0..5000 {
@@ -221,7 +222,7 @@ fn special_values_are_counted_exactly_and_kept_out_of_the_moments() {
     let Some(gpu) = common::gpu("stats special values") else {
         return;
     };
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in [DType::F32, DType::F16, DType::Bf16] {
         let v = special_values(dtype);
         let t = HostTensor::from_f32_as(dtype, 1, v.len(), &v).unwrap();
         let exact = reference(&t);

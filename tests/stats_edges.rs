@@ -49,6 +49,8 @@ fn stored_values(t: &HostTensor) -> Vec<(f64, FpCategory)> {
     match t.data() {
         HostData::F32(v) => v.iter().map(|x| (*x as f64, x.classify())).collect(),
         HostData::F16(v) => v.iter().map(|x| (x.to_f64(), x.classify())).collect(),
+        HostData::Bf16(v) => v.iter().map(|x| (x.to_f64(), x.classify())).collect(),
+        other => panic!("no exact record of {} tensors here", other.dtype()),
     }
 }
 
@@ -57,6 +59,8 @@ fn exact_record(t: &HostTensor) -> StatsRecord {
     let (min_exp, max_exp) = match t.dtype() {
         DType::F32 => (f32::MIN_EXP, f32::MAX_EXP),
         DType::F16 => (f16::MIN_EXP, f16::MAX_EXP),
+        DType::Bf16 => (bf16::MIN_EXP, bf16::MAX_EXP),
+        other => panic!("no exact record of {other} tensors here"),
     };
     // Normal exponents run from MIN_EXP − 1 to MAX_EXP − 1 (Rust's MIN_EXP counts from 0.5).
     let mut histogram = ExponentHistogram {
@@ -346,6 +350,25 @@ fn f16_finite_edges() -> Vec<f16> {
     v
 }
 
+fn bf16_finite_edges() -> Vec<bf16> {
+    let bits = bf16::from_bits;
+    let mut v = vec![
+        bf16::MAX,                     // (2 − 2^-7)·2^127
+        bits(bf16::MAX.to_bits() - 1), // the one below
+        bf16::MIN_POSITIVE,            // 2^-126
+        bits(0x007F),                  // the largest subnormal
+        bf16::MIN_POSITIVE_SUBNORMAL,  // 2^-133
+        bits(0x0000),
+        bits(0x8000), // −0
+        bf16::ONE,
+        bf16::from_f32(1e-3),
+        bf16::from_f32(1e3),
+    ];
+    let negated: Vec<bf16> = v.iter().map(|x| -*x).collect();
+    v.extend(negated);
+    v
+}
+
 fn f32_non_finite() -> Vec<f32> {
     vec![
         f32::INFINITY,
@@ -378,6 +401,14 @@ fn tensor(dtype: DType, values: &[f32]) -> HostTensor {
             }
             HostTensor::from_f16(1, n, v).unwrap()
         }
+        DType::Bf16 => {
+            let v: Vec<bf16> = values.iter().map(|x| bf16::from_f32(*x)).collect();
+            for (h, x) in v.iter().zip(values) {
+                assert!(same(h.to_f64(), *x as f64), "{x:e} is not a bf16");
+            }
+            HostTensor::new(gradstab::Shape::new(1, n), HostData::Bf16(v)).unwrap()
+        }
+        other => panic!("no {other} tensors here"),
     }
 }
 
@@ -386,6 +417,7 @@ fn rounded(dtype: DType, x: f32) -> f32 {
     match dtype {
         DType::F32 => x,
         DType::F16 => f16::from_f32(x).to_f32(),
+        other => other.round_f32(x),
     }
 }
 
@@ -397,6 +429,11 @@ fn cases(dtype: DType) -> Vec<(String, HostTensor)> {
             f16_finite_edges().iter().map(|x| x.to_f32()).collect(),
             f16::MAX.to_f32(),
         ),
+        DType::Bf16 => (
+            bf16_finite_edges().iter().map(|x| x.to_f32()).collect(),
+            bf16::MAX.to_f32(),
+        ),
+        other => panic!("no {other} cases"),
     };
     let mut rng = common::rng(41);
     let ordinary: Vec<f32> = common::normal_tensor(&mut rng, dtype, 1, LONG, 3.0).to_f32_vec();
@@ -434,6 +471,8 @@ fn cases(dtype: DType) -> Vec<(String, HostTensor)> {
     smallest[LONG - 2] = match dtype {
         DType::F32 => f32::from_bits(1),
         DType::F16 => f16::MIN_POSITIVE_SUBNORMAL.to_f32(),
+        DType::Bf16 => bf16::MIN_POSITIVE_SUBNORMAL.to_f32(),
+        other => panic!("no {other} cases"),
     };
     add("long zeros, the smallest subnormal last".into(), &smallest);
     let mut inf_last = long.clone();
@@ -467,6 +506,8 @@ fn cases(dtype: DType) -> Vec<(String, HostTensor)> {
     let (huge, tiny) = match dtype {
         DType::F32 => (1e30f32, 1e-25f32),
         DType::F16 => (6e4, f16::MIN_POSITIVE_SUBNORMAL.to_f32()),
+        DType::Bf16 => (1e30f32, 1e-25f32),
+        other => panic!("no {other} cases"),
     };
     let scaled = |unit: f32, f: &dyn Fn(f32) -> f32| -> Vec<f32> {
         ordinary
@@ -498,6 +539,13 @@ fn cases(dtype: DType) -> Vec<(String, HostTensor)> {
                 out.push((format!("bits {:#x} alone", x.to_bits()), t));
             }
         }
+        _ => {
+            for bits in [0x7F80u16, 0xFF80, 0x7FC0, 0xFFC0, 0x7F81] {
+                let data = HostData::Bf16(vec![bf16::from_bits(bits)]);
+                let t = HostTensor::new(gradstab::Shape::new(1, 1), data).unwrap();
+                out.push((format!("bits {bits:#x} alone"), t));
+            }
+        }
     }
     out
 }
@@ -514,7 +562,7 @@ fn statistics_at_the_edges_of_each_format_agree_with_the_exact_record_on_both_ba
         ..GpuOptions::from_env()
     })
     .unwrap();
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in [DType::F32, DType::F16, DType::Bf16] {
         for (what, t) in cases(dtype) {
             let what = format!("{dtype} {what}");
             let exact = exact_record(&t);

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use half::f16;
-
 use super::device::Device;
 use super::pool::{BufferPool, STORAGE_USAGE};
 use crate::error::{Error, Result};
@@ -101,10 +99,7 @@ impl Device {
     /// (the reductions decode raw bits); the f16 kernels check for it themselves.
     pub fn upload_tensor(&self, host: &HostTensor) -> Result<GpuTensor> {
         let tensor = self.alloc(host.shape(), host.dtype(), "tensor")?;
-        let mut bytes: Vec<u8> = match host.data() {
-            HostData::F32(v) => bytemuck::cast_slice(v).to_vec(),
-            HostData::F16(v) => bytemuck::cast_slice(v).to_vec(),
-        };
+        let mut bytes = host.data().to_le_bytes();
         bytes.resize(padded_bytes(host.len(), host.dtype()) as usize, 0);
         // A write takes effect before the next submission's commands: those recorded so far
         // must go first, since one of them may still read this (reused) buffer.
@@ -121,10 +116,7 @@ impl Device {
             padded_bytes(tensor.shape.len(), tensor.dtype),
         )?;
         let len = tensor.shape.len();
-        let data = match tensor.dtype {
-            DType::F32 => HostData::F32(bytemuck::cast_slice::<u8, f32>(&bytes)[..len].to_vec()),
-            DType::F16 => HostData::F16(bytemuck::cast_slice::<u8, f16>(&bytes)[..len].to_vec()),
-        };
+        let data = HostData::from_le_bytes(tensor.dtype, len, &bytes);
         HostTensor::new(tensor.shape, data)
     }
 

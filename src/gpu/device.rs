@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::adapter;
+use super::header::Header;
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
@@ -21,7 +22,7 @@ pub struct DeviceOptions {
 }
 
 /// A compiled pipeline is known by its shader file, its generated header and its entry point.
-pub(crate) type PipelineKey = (&'static str, String, &'static str);
+pub(crate) type PipelineKey = (&'static str, Header, &'static str);
 
 /// A wgpu device, with the pipelines compiled on it so far.
 pub struct Device {

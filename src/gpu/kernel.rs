@@ -11,116 +11,14 @@
 use wgpu::util::DeviceExt;
 
 use super::device::Device;
+pub use super::header::Header;
 use crate::error::{Error, Result};
-use crate::precision::{DType, Precision};
 
-/// Threads per workgroup of the one-dimensional kernels (one thread per element). Every header
-/// defines `WORKGROUP_SIZE` and `folded_index`, which recovers an element's index from a grid
-/// folded into y.
-pub const WORKGROUP_SIZE: u32 = 256;
+pub use super::header::WORKGROUP_SIZE;
 
 /// Distinct uniform blocks kept before the cache starts again (a benchmark's sweep of sizes
 /// makes many; a network's pass a handful).
 const UNIFORMS_KEPT: usize = 4096;
-
-/// The generated part of a kernel's source.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Header {
-    text: String,
-    uses_f16: bool,
-}
-
-impl Default for Header {
-    fn default() -> Self {
-        Header::new()
-    }
-}
-
-impl Header {
-    pub fn new() -> Self {
-        let mut text =
-            String::from("// Generated header (src/gpu/kernel.rs and the op's gpu.rs).\n");
-        text.push_str(&format!(
-            "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
-             // The linear index of an invocation in a grid of `groups_x` workgroups per row.\n\
-             fn folded_index(id: vec3<u32>, groups_x: u32) -> u32 {{\n    \
-             return id.y * (groups_x * WORKGROUP_SIZE) + id.x;\n}}\n"
-        ));
-        Header {
-            text,
-            uses_f16: false,
-        }
-    }
-
-    /// `alias S` (storage) and `alias A` (arithmetic), and `is_nan_bits(x: A)`, a NaN test on
-    /// the raw bits that a compiler assuming finite math cannot fold away.
-    pub fn element_types(mut self, storage: DType, arithmetic: DType) -> Self {
-        if storage == DType::F16 || arithmetic == DType::F16 {
-            self.uses_f16 = true;
-        }
-        self.text.push_str(&format!(
-            "alias S = {};\nalias A = {};\n",
-            storage.wgsl(),
-            arithmetic.wgsl()
-        ));
-        self.text.push_str(match arithmetic {
-            DType::F32 => {
-                "fn is_nan_bits(x: A) -> bool {\n    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;\n}\n"
-            }
-            // Widening f16 to f32 keeps NaN a NaN; naga has no 16-bit bitcast.
-            DType::F16 => {
-                "fn is_nan_bits(x: A) -> bool {\n    return (bitcast<u32>(f32(x)) & 0x7fffffffu) > 0x7f800000u;\n}\n"
-            }
-        });
-        self
-    }
-
-    /// The element types of a precision policy.
-    pub fn precision(self, precision: Precision) -> Self {
-        self.element_types(precision.storage(), precision.arithmetic())
-    }
-
-    /// One more element type, `alias NAME = f32|f16;`.
-    pub fn alias(mut self, name: &str, dtype: DType) -> Self {
-        if dtype == DType::F16 {
-            self.uses_f16 = true;
-        }
-        self.text
-            .push_str(&format!("alias {name} = {};\n", dtype.wgsl()));
-        self
-    }
-
-    pub fn constant_u32(mut self, name: &str, value: u32) -> Self {
-        self.text
-            .push_str(&format!("const {name}: u32 = {value}u;\n"));
-        self
-    }
-
-    pub fn constant_i32(mut self, name: &str, value: i32) -> Self {
-        self.text
-            .push_str(&format!("const {name}: i32 = {value}i;\n"));
-        self
-    }
-
-    pub fn constant_bool(mut self, name: &str, value: bool) -> Self {
-        self.text
-            .push_str(&format!("const {name}: bool = {value};\n"));
-        self
-    }
-
-    /// An abstract-float constant: the shader converts it to `A` at compile time, rounding the
-    /// decimal value once, as the CPU reference rounds the same f64.
-    pub fn constant_float(mut self, name: &str, value: f64) -> Self {
-        assert!(value.is_finite(), "{name} = {value}");
-        // `{:?}` writes the shortest decimal that reads back as the same f64, with a point.
-        self.text.push_str(&format!("const {name} = {value:?};\n"));
-        self
-    }
-
-    pub fn uses_f16(&self) -> bool {
-        self.uses_f16
-    }
-}
 
 /// One compilable kernel: a shader file behind a header, and the entry point to run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -140,7 +38,7 @@ impl KernelSource {
         } else {
             ""
         };
-        format!("{enable}{}\n{}", self.header.text, self.body)
+        format!("{enable}{}\n{}", self.header.text(), self.body)
     }
 
     /// Whether compiling this kernel needs `SHADER_F16`.
@@ -164,7 +62,7 @@ impl Device {
         if kernel.uses_f16() && !self.shader_f16 {
             return Err(self.missing_f16());
         }
-        let key = (kernel.file, kernel.header.text.clone(), kernel.entry_point);
+        let key = (kernel.file, kernel.header.clone(), kernel.entry_point);
         let mut cache = self
             .pipelines
             .lock()

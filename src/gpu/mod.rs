@@ -6,7 +6,9 @@
 mod adapter;
 mod batch;
 mod buffer;
+pub mod codec;
 mod device;
+mod header;
 mod kernel;
 mod pool;
 pub mod probe;
@@ -15,6 +17,7 @@ pub mod roofline;
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
 pub use batch::PASSES_PER_SUBMISSION;
 pub use buffer::GpuTensor;
+pub use codec::Access;
 pub use device::{Device, DeviceOptions, Traffic};
 #[cfg(test)]
 pub(crate) use kernel::assert_mirrors;

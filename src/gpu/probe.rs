@@ -77,6 +77,7 @@ fn inputs(dtype: DType) -> [f64; 11] {
         DType::F32 => (1e-20, 2f64.powi(-140), f32::MAX as f64),
         // 2^-9 · 2^-9 = 2^-18 is subnormal in f16; 2^-20 is a subnormal f16.
         DType::F16 => (2f64.powi(-9), 2f64.powi(-20), f16::MAX.to_f64()),
+        other => unreachable!("the probe measures arithmetic formats, not {other}"),
     };
     // (1 + 2^-12)² = 1 + 2^-11 + 2^-24: the last term is lost by any rounding to f16, and is a
     // tie that rounds away in f32 (23 fraction bits); one rounding of a·b − (1 + 2^-11) keeps
@@ -84,6 +85,7 @@ fn inputs(dtype: DType) -> [f64; 11] {
     let (e, sq_rounded) = match dtype {
         DType::F32 => (2f64.powi(-12), 1.0 + 2f64.powi(-11)),
         DType::F16 => (2f64.powi(-6), 1.0 + 2f64.powi(-5)),
+        other => unreachable!("the probe measures arithmetic formats, not {other}"),
     };
     [
         tiny,
@@ -134,10 +136,7 @@ fn probe_format(gpu: &Device, dtype: DType) -> Result<FormatBehaviour> {
         "probe",
     )?;
     let out = gpu.download_tensor(&output)?.to_f64_vec();
-    let max = match dtype {
-        DType::F32 => f32::MAX as f64,
-        DType::F16 => f16::MAX.to_f64(),
-    };
+    let max = dtype.spec().max_finite();
     Ok(FormatBehaviour {
         format: dtype.name().into(),
         subnormal_results_kept: out[0] != 0.0,

@@ -9,14 +9,22 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use super::FinalWeights;
 use crate::error::{Error, Result};
+use crate::format::Format;
 use crate::tensor::{HostData, HostTensor};
 
 /// The little-endian bytes and dtype of a tensor as safetensors stores it.
 fn bytes_of(t: &HostTensor) -> (Dtype, Vec<u8>) {
-    match t.data() {
-        HostData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        HostData::F16(v) => (Dtype::F16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-    }
+    let dtype = match t.data() {
+        HostData::F32(_) => Dtype::F32,
+        HostData::F16(_) => Dtype::F16,
+        HostData::Bf16(_) => Dtype::BF16,
+        HostData::Fp8 {
+            format: Format::E5m2,
+            ..
+        } => Dtype::F8_E5M2,
+        HostData::Fp8 { .. } => Dtype::F8_E4M3,
+    };
+    (dtype, t.data().to_le_bytes())
 }
 
 /// Writes `weights` to `path`, whole or not at all.

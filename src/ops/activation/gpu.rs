@@ -2,7 +2,7 @@
 
 use super::{Activation, INPUT_CLAMP, TANH_COEFFICIENTS, TANH_POLYNOMIAL_BELOW};
 use crate::error::Result;
-use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::precision::Precision;
 
 #[repr(C)]
@@ -18,8 +18,11 @@ struct Params {
 
 /// The kernel of act (`derivative` false) or act' in one precision.
 pub fn kernel(precision: Precision, derivative: bool) -> KernelSource {
+    let storage = precision.storage();
     let mut header = Header::new()
         .precision(precision)
+        .tensor(0, "input", storage, Access::Read, "A")
+        .tensor(1, "output", storage, Access::ReadWrite, "A")
         .constant_float("INPUT_CLAMP", INPUT_CLAMP)
         .constant_float("TANH_POLYNOMIAL_BELOW", TANH_POLYNOMIAL_BELOW);
     for (name, c) in ["TANH_C3", "TANH_C5", "TANH_C7", "TANH_C9"]

@@ -224,8 +224,8 @@ impl Activation {
         let arith = precision.arithmetic();
         let u = arith.unit_roundoff();
         // The storage rounding of a mixed-precision result, on top of the arithmetic.
-        let u_store = if precision == Precision::F16Accumulate32 {
-            DType::F16.unit_roundoff()
+        let u_store = if precision.rounds_on_store() {
+            precision.storage().unit_roundoff()
         } else {
             0.0
         };
@@ -243,7 +243,7 @@ impl Activation {
         // relative.
         let (c, slope) = match arith {
             DType::F16 => exp_accuracy.f16_ulps,
-            DType::F32 => exp_accuracy.f32_ulps,
+            _ => exp_accuracy.f32_ulps,
         };
         let exp_rel = |t: f64| (c + slope * t) * 2.0 * u;
         let tanh_rel = |a: f64| {

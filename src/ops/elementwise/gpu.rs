@@ -2,7 +2,7 @@
 
 use super::ElementwiseOp;
 use crate::error::Result;
-use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::precision::Precision;
 
 #[repr(C)]
@@ -19,7 +19,11 @@ pub fn kernel(op: ElementwiseOp, precision: Precision) -> KernelSource {
     KernelSource {
         file: "elementwise.wgsl",
         body: include_str!("../../../shaders/elementwise.wgsl"),
-        header: Header::new().precision(precision),
+        header: Header::new()
+            .precision(precision)
+            .tensor(0, "x", precision.storage(), Access::Read, "A")
+            .tensor(1, "y", precision.storage(), Access::Read, "A")
+            .tensor(2, "out", precision.storage(), Access::ReadWrite, "A"),
         entry_point: op.entry_point(),
     }
 }

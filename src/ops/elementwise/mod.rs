@@ -65,8 +65,8 @@ impl ElementwiseOp {
             ElementwiseOp::Hadamard | ElementwiseOp::Scale | ElementwiseOp::Clamp => 0.0,
             ElementwiseOp::Axpy => 2.0 * u * finite_or_zero(product) + u * magnitude,
         };
-        let store = if precision == Precision::F16Accumulate32 {
-            DType::F16.unit_roundoff() * magnitude
+        let store = if precision.rounds_on_store() {
+            precision.storage().unit_roundoff() * magnitude
         } else {
             0.0
         };

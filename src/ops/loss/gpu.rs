@@ -2,7 +2,7 @@
 
 use super::LossKind;
 use crate::error::Result;
-use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
 
@@ -19,7 +19,10 @@ pub fn kernel(kind: LossKind, precision: Precision) -> KernelSource {
     KernelSource {
         file: "loss.wgsl",
         body: include_str!("../../../shaders/loss.wgsl"),
-        header: Header::new().precision(precision),
+        header: Header::new()
+            .precision(precision)
+            .tensor(0, "output", precision.storage(), Access::Read, "A")
+            .tensor(2, "grad", precision.storage(), Access::ReadWrite, "A"),
         entry_point: kind.name(),
     }
 }

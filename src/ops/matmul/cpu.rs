@@ -38,9 +38,14 @@ pub(crate) fn run(
             };
             HostTensor::from_f32(m, n, matmul_f32(av, bv, op, m, k, n))
         }
-        Precision::F16Accumulate32 => {
+        // f32 accumulation, one rounding to the storage format per result; FP8 operands
+        // arrive quantised, and their products are exact in f32.
+        Precision::F16Accumulate32
+        | Precision::Bf16
+        | Precision::Bf16Accumulate32
+        | Precision::Fp8 => {
             let c = matmul_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
-            HostTensor::from_f16(m, n, crate::tensor::f16_from_f32_slice(&c))
+            HostTensor::from_f32_vec_as(precision.storage(), m, n, c)
         }
         Precision::F16 => {
             let (HostData::F16(av), HostData::F16(bv)) = (a.data(), b.data()) else {

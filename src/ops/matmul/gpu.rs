@@ -2,7 +2,7 @@
 
 use super::{MatmulOp, MatmulVariant, THREADS_PER_EDGE};
 use crate::error::Result;
-use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::ops::checks;
 use crate::precision::Precision;
 use crate::tensor::Shape;
@@ -23,6 +23,9 @@ pub fn kernel(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> Ker
         body: include_str!("../../../shaders/matmul.wgsl"),
         header: Header::new()
             .precision(precision)
+            .tensor(0, "lhs", precision.storage(), Access::Read, "A")
+            .tensor(1, "rhs", precision.storage(), Access::Read, "A")
+            .tensor(2, "out", precision.storage(), Access::ReadWrite, "A")
             .constant_bool("TRANSPOSE_A", op.transpose_a)
             .constant_bool("TRANSPOSE_B", op.transpose_b)
             .constant_u32("THREADS_PER_EDGE", THREADS_PER_EDGE)

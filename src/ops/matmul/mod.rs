@@ -136,9 +136,10 @@ pub fn error_bound(
     let acc = precision.arithmetic();
     let accumulation = 2.0 * gamma(k, acc.unit_roundoff()) * sum_abs_products
         + 4.0 * k as f64 * subnormal_error(acc);
-    let store = if precision == Precision::F16Accumulate32 {
-        DType::F16.unit_roundoff() * (finite_or_zero(c1).abs() + finite_or_zero(c2).abs())
-            + 2.0 * subnormal_error(DType::F16)
+    let store = if precision.rounds_on_store() {
+        let storage = precision.storage();
+        storage.unit_roundoff() * (finite_or_zero(c1).abs() + finite_or_zero(c2).abs())
+            + 2.0 * subnormal_error(storage)
     } else {
         0.0
     };

@@ -128,7 +128,7 @@ pub(crate) fn run(
     }
     match master {
         DType::F32 => each_piece!(|x: f32| x),
-        DType::F16 => each_piece!(|x: f32| Arith(DType::F16).r(x)),
+        other => each_piece!(|x: f32| Arith(other).r(x)),
     }
     let (rows, cols) = (shape.rows, shape.cols);
     if let Some(model) = tensors.model {

@@ -2,7 +2,7 @@
 
 use super::{master_dtype, OptimizerKind, Params, StepTensors};
 use crate::error::Result;
-use crate::gpu::{Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
 
@@ -12,7 +12,30 @@ pub fn kernel(kind: OptimizerKind, precision: Precision) -> KernelSource {
         body: include_str!("../../../shaders/optimizer.wgsl"),
         header: Header::new()
             .precision(precision)
-            .alias("M", master_dtype(precision))
+            .tensor(0, "grad", precision.storage(), Access::Read, "f32")
+            .tensor(
+                1,
+                "param",
+                master_dtype(precision),
+                Access::ReadWrite,
+                "f32",
+            )
+            .tensor(
+                2,
+                "first_moment",
+                master_dtype(precision),
+                Access::ReadWrite,
+                "f32",
+            )
+            .tensor(
+                3,
+                "second_moment",
+                master_dtype(precision),
+                Access::ReadWrite,
+                "f32",
+            )
+            .tensor(4, "model", precision.storage(), Access::ReadWrite, "f32")
+            .rounding("rm", master_dtype(precision))
             .constant_bool("DECOUPLED_WEIGHT_DECAY", kind == OptimizerKind::AdamW),
         entry_point: match kind {
             OptimizerKind::Sgd => "sgd",

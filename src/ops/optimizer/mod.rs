@@ -137,18 +137,16 @@ impl OptimizerConfig {
     }
 }
 
-/// Where the master weights and the optimizer state live: f16 in pure f16 (`model.half()`),
-/// f32 otherwise (mixed precision keeps f32 masters beside the f16 model).
+/// Where the master weights and the optimizer state live: in the storage format in pure f16 and
+/// bf16 (`model.half()`, `model.bfloat16()`), f32 otherwise (mixed precision keeps f32
+/// masters beside the narrow model).
 pub fn master_dtype(precision: Precision) -> DType {
-    match precision {
-        Precision::F16 => DType::F16,
-        Precision::F32 | Precision::F16Accumulate32 => DType::F32,
-    }
+    precision.master()
 }
 
-/// Whether the model's weights are a separate f16 copy of f32 masters.
+/// Whether the model's weights are a separate narrow copy of f32 masters.
 pub fn has_model_copy(precision: Precision) -> bool {
-    precision == Precision::F16Accumulate32
+    precision.master() != precision.storage()
 }
 
 /// What one step of one tensor needs besides the tensors.

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::format::Format;
 use crate::precision::DType;
 use crate::stats::{
     classify_bits, l2_norm_of, CastReport, ExponentHistogram, NumericClass, StatsRecord,
@@ -18,7 +19,14 @@ pub fn reference(tensor: &HostTensor) -> StatsRecord {
     match tensor.data() {
         HostData::F32(v) => reduce_slice(v, DType::F32),
         HostData::F16(v) => reduce_slice(v, DType::F16),
+        HostData::Bf16(v) => reduce_slice(v, DType::Bf16),
+        HostData::Fp8 { format, bits } => reduce_slice(&fp8_values(*format, bits), *format),
     }
+}
+
+/// FP8 patterns with their format, so that they can be read as values.
+fn fp8_values(format: Format, bits: &[u8]) -> Vec<Fp8Value> {
+    bits.iter().map(|&bits| Fp8Value { bits, format }).collect()
 }
 
 /// ‖x‖₂ of a whole tensor, as the record's `l2_norm` (inf or NaN as `stats::l2_norm_of` says),
@@ -48,6 +56,8 @@ pub fn l2_norm(tensor: &HostTensor) -> f64 {
     let (squares, nan, inf) = match tensor.data() {
         HostData::F32(v) => parts(v),
         HostData::F16(v) => parts(v),
+        HostData::Bf16(v) => parts(v),
+        HostData::Fp8 { format, bits } => parts(&fp8_values(*format, bits)),
     };
     l2_norm_of(squares.sqrt(), nan, inf)
 }
@@ -63,6 +73,14 @@ pub fn reference_per_row(tensor: &HostTensor) -> Vec<StatsRecord> {
         HostData::F16(v) => v
             .par_chunks(cols)
             .map(|row| reduce_slice(row, DType::F16))
+            .collect(),
+        HostData::Bf16(v) => v
+            .par_chunks(cols)
+            .map(|row| reduce_slice(row, DType::Bf16))
+            .collect(),
+        HostData::Fp8 { format, bits } => fp8_values(*format, bits)
+            .par_chunks(cols)
+            .map(|row| reduce_slice(row, *format))
             .collect(),
     }
 }
@@ -88,6 +106,30 @@ impl Stored for half::f16 {
     }
     fn value(self) -> f64 {
         self.to_f64()
+    }
+}
+
+impl Stored for half::bf16 {
+    fn bits(self) -> u32 {
+        self.to_bits() as u32
+    }
+    fn value(self) -> f64 {
+        self.to_f64()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fp8Value {
+    bits: u8,
+    format: Format,
+}
+
+impl Stored for Fp8Value {
+    fn bits(self) -> u32 {
+        self.bits as u32
+    }
+    fn value(self) -> f64 {
+        self.format.decode(self.bits as u32) as f64
     }
 }
 

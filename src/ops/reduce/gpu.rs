@@ -91,11 +91,15 @@ struct Params {
     groups_x: u32,
 }
 
+/// The formats the kernels read; FP8 tensors (a quantised operand) are reduced on the host.
+pub const REDUCED_ON_DEVICE: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
+
 /// The kernel of one entry point over data stored as `dtype`, read as raw words (no f16
 /// arithmetic, so no `SHADER_F16`), each thread of a pass reading `per_thread` elements.
 pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> KernelSource {
     let mut header = Header::new()
         .constant_bool("F16_INPUT", dtype == DType::F16)
+        .constant_bool("BF16_INPUT", dtype == DType::Bf16)
         .constant_u32("THREADS", THREADS as u32)
         .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
@@ -123,7 +127,7 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
 
 /// Every reduction kernel, for the naga test.
 pub fn kernels() -> Vec<KernelSource> {
-    [DType::F32, DType::F16]
+    REDUCED_ON_DEVICE
         .into_iter()
         .flat_map(|d| ENTRY_POINTS.map(|e| kernel(d, e, PER_THREAD)))
         .collect()
@@ -214,6 +218,12 @@ pub(crate) fn start(
     if per_thread == 0 || per_thread > MAX_PER_THREAD {
         return Err(Error::InvalidArgument(format!(
             "a statistics thread reads 1 to {MAX_PER_THREAD} values, not {per_thread}"
+        )));
+    }
+    if !REDUCED_ON_DEVICE.contains(&x.dtype) {
+        return Err(Error::InvalidArgument(format!(
+            "statistics of {} tensors are computed on the host",
+            x.dtype
         )));
     }
     let chunks = len.div_ceil(per_thread * THREADS);
