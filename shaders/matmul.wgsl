@@ -21,6 +21,11 @@ struct Params {
     k: u32,
     // Workgroups per row of the dispatch grid; grids of more than 65535 tiles fold into y.
     groups_x: u32,
+    // (1/s_a)·(1/s_b) of FP8 operands quantised with scales s_a, s_b (DEQUANTIZE).
+    out_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Bindings 0 (lhs), 1 (rhs) and 2 (out) come from the header: load_lhs, load_rhs, store_out.
@@ -145,7 +150,11 @@ fn main(
         for (var j = 0u; j < REG; j++) {
             let col = col0 + local.x + j * THREADS_PER_EDGE;
             if (row < params.m && col < params.n) {
-                store_out(row * params.n + col, acc[i * REG + j]);
+                var c = acc[i * REG + j];
+                if (DEQUANTIZE) {
+                    c = c * A(params.out_scale);
+                }
+                store_out(row * params.n + col, c);
             }
         }
     }

@@ -66,6 +66,7 @@ pub fn relu_chain_max_abs<B: Backend>(
         precision,
         &params,
         &input,
+        &mut None,
         &mut |_, _, h| {
             pending.push(backend.stats_later(h)?);
             Ok(())

@@ -712,7 +712,12 @@ fn check_backend<B: Backend>(backend: &B, flushes_subnormals: bool, exp: ExpAccu
         if !name.contains(&only) {
             continue;
         }
-        for precision in Precision::ALL {
+        // FP8 quantises every matmul operand, which no rounding bound of this reference
+        // models; tests/fp8.rs checks it against an emulation of its own.
+        for precision in Precision::ALL
+            .into_iter()
+            .filter(|p| p.quantised().is_none())
+        {
             if !backend.supports(precision) {
                 eprintln!(
                     "SKIPPED {name} {precision}: {}",

@@ -4,6 +4,7 @@
 use super::{Backend, BackendInfo};
 use crate::error::Result;
 use crate::ops::activation::{self, Activation};
+use crate::ops::cast::{self, Overflowing};
 use crate::ops::elementwise::{self, ElementwiseOp};
 use crate::ops::loss::{self, LossKind};
 use crate::ops::matmul::{self, MatmulOp};
@@ -90,8 +91,18 @@ impl Backend for Cpu {
         op: MatmulOp,
         dims: (usize, usize, usize),
         precision: Precision,
+        out_scale: f32,
     ) -> Result<HostTensor> {
-        matmul::cpu::run(a, b, op, dims, precision)
+        matmul::cpu::run(a, b, op, dims, precision, out_scale)
+    }
+
+    fn run_cast(
+        &self,
+        x: &HostTensor,
+        target: DType,
+        overflowing: Overflowing,
+    ) -> Result<HostTensor> {
+        cast::cpu::run(x, target, overflowing)
     }
 
     fn run_activation(

@@ -7,6 +7,7 @@ use super::{Backend, BackendInfo};
 use crate::error::{Error, Result};
 use crate::gpu::{Device, DeviceOptions, GpuTensor, ADAPTER_ENV};
 use crate::ops::activation::{self, Activation};
+use crate::ops::cast::{self, Overflowing};
 use crate::ops::elementwise::{self, ElementwiseOp};
 use crate::ops::loss::{self, LossKind};
 use crate::ops::matmul::autotune::{self, Tuning, VariantTiming};
@@ -185,9 +186,19 @@ impl Backend for Gpu {
         op: MatmulOp,
         dims: (usize, usize, usize),
         precision: Precision,
+        out_scale: f32,
     ) -> Result<GpuTensor> {
         let variant = self.matmul_variant(precision)?;
-        matmul::gpu::run(&self.device, a, b, op, dims, precision, variant)
+        matmul::gpu::run(&self.device, a, b, op, dims, precision, variant, out_scale)
+    }
+
+    fn run_cast(
+        &self,
+        x: &GpuTensor,
+        target: DType,
+        overflowing: Overflowing,
+    ) -> Result<GpuTensor> {
+        cast::gpu::run(&self.device, x, target, overflowing)
     }
 
     fn run_activation(

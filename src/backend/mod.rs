@@ -13,6 +13,7 @@ pub mod gpu;
 
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
+use crate::ops::cast::{self, Overflowing};
 use crate::ops::checks;
 use crate::ops::elementwise::ElementwiseOp;
 use crate::ops::loss::{self, LossKind};
@@ -132,6 +133,15 @@ pub trait Backend {
         op: MatmulOp,
         dims: (usize, usize, usize),
         precision: Precision,
+        out_scale: f32,
+    ) -> Result<Self::Tensor>;
+
+    /// `x` cast to a packed format, on a checked target. Call `cast`.
+    fn run_cast(
+        &self,
+        x: &Self::Tensor,
+        target: DType,
+        overflowing: Overflowing,
     ) -> Result<Self::Tensor>;
 
     /// act(x), or act'(x) with `derivative`, on a checked operand. Call `activation` or
@@ -247,14 +257,42 @@ pub trait Backend {
         op: MatmulOp,
         precision: Precision,
     ) -> Result<Self::Tensor> {
+        self.matmul_scaled(a, b, op, precision, 1.0)
+    }
+
+    /// `C = out_scale · (op(A) · op(B))`: the product of FP8 operands quantised with scales
+    /// s_a and s_b, dequantised by out_scale = (1/s_a)·(1/s_b) as its f32 accumulator is
+    /// stored, as an FP8 GEMM's epilogue does.
+    fn matmul_scaled(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: MatmulOp,
+        precision: Precision,
+        out_scale: f32,
+    ) -> Result<Self::Tensor> {
         self.require(precision)?;
+        let (a_dtype, b_dtype) = (self.dtype(a), self.dtype(b));
         let dims = checks::matmul(
-            (self.shape(a), self.dtype(a)),
-            (self.shape(b), self.dtype(b)),
+            (self.shape(a), a_dtype),
+            (self.shape(b), b_dtype),
             op,
             precision,
         )?;
-        self.run_matmul(a, b, op, dims, precision)
+        checks::out_scale(precision, a_dtype, b_dtype, out_scale)?;
+        self.run_matmul(a, b, op, dims, precision, out_scale)
+    }
+
+    /// `x` cast to `target` (bf16 or an FP8 format), value by value: rounded to nearest
+    /// even, beyond the range as `overflowing` says.
+    fn cast(
+        &self,
+        x: &Self::Tensor,
+        target: DType,
+        overflowing: Overflowing,
+    ) -> Result<Self::Tensor> {
+        cast::check_target(target)?;
+        self.run_cast(x, target, overflowing)
     }
 
     /// `act(x)` element by element.

@@ -31,6 +31,13 @@ enum Item {
     Casts(DType),
     /// `fn NAME(x: f32) -> f32`, x rounded to a format and widened back.
     Rounding(String, DType),
+    /// `fn NAME(x: ARG) -> RET`, another name for a generated function.
+    FunctionAlias {
+        name: String,
+        target: String,
+        arg: String,
+        ret: String,
+    },
     U32(String, u32),
     I32(String, i32),
     Bool(String, bool),
@@ -106,6 +113,18 @@ impl Header {
     /// `fn NAME(x: f32) -> f32`: x rounded once to `format` (to nearest even) and widened.
     pub fn rounding(mut self, name: &str, format: DType) -> Self {
         self.items.push(Item::Rounding(name.to_string(), format));
+        self
+    }
+
+    /// `fn NAME(x: ARG) -> RET { return TARGET(x); }`: a shader body calls one name whatever
+    /// the generated function it stands for.
+    pub fn function_alias(mut self, name: &str, target: &str, arg: &str, ret: &str) -> Self {
+        self.items.push(Item::FunctionAlias {
+            name: name.to_string(),
+            target: target.to_string(),
+            arg: arg.to_string(),
+            ret: ret.to_string(),
+        });
         self
     }
 
@@ -213,6 +232,14 @@ impl Header {
                     *index, name, *format, *access, value,
                 )),
                 Item::Casts(_) => {}
+                Item::FunctionAlias {
+                    name,
+                    target,
+                    arg,
+                    ret,
+                } => text.push_str(&format!(
+                    "fn {name}(x: {arg}) -> {ret} {{\n    return {target}(x);\n}}\n"
+                )),
                 Item::Rounding(name, format) => {
                     let rounded = match format.native_wgsl() {
                         Some("f32") => "x".to_string(),

@@ -2,6 +2,7 @@
 //! residual connections, loss and clipping, and the weights, biases and inputs a seed draws
 //! for it. Same seed, same numbers, on every backend.
 
+use super::fp8::Fp8Scaling;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -89,6 +90,8 @@ pub struct NetworkConfig {
     pub linear_bias: bool,
     pub loss: Loss,
     pub clip: Option<Clip>,
+    /// How FP8 chooses each operand's scale (used by the `fp8` precision only).
+    pub fp8_scaling: Fp8Scaling,
     pub seed: u64,
     /// Weights up to this many bytes stay on the device between forward and backward; beyond
     /// it each layer's are drawn again from (seed, layer) when backward needs them. Both give
@@ -126,6 +129,7 @@ pub struct NetworkJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<Loss>,
     clip: Option<Clip>,
+    fp8_scaling: Fp8Scaling,
     seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     weights_file: Option<&'a str>,
@@ -160,6 +164,7 @@ impl NetworkConfig {
             },
             loss,
             clip: self.clip,
+            fp8_scaling: self.fp8_scaling,
             seed: self.seed,
             weights_file: weights.map(|g| g.source.as_str()),
             data_file: data.map(|g| g.source.as_str()),
@@ -184,6 +189,7 @@ impl NetworkConfig {
             linear_bias: false,
             loss: Loss::Probe,
             clip: None,
+            fp8_scaling: Fp8Scaling::default(),
             seed: 0,
             keep_weights_bytes: KEEP_WEIGHTS_BYTES,
             max_memory_bytes: None,

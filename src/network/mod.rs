@@ -4,12 +4,14 @@
 //! what a run found; `run` here composes the steps and records each layer.
 
 pub mod config;
+pub mod fp8;
 pub mod given;
 pub mod memory;
 pub mod record;
 pub mod steps;
 
 pub use config::{Clip, Loss, NetworkConfig, KEEP_WEIGHTS_BYTES};
+pub use fp8::{Fp8Record, Fp8Scaling, Fp8State};
 pub use given::{load_data, load_parameters, GivenData, GivenParameters};
 pub use record::{Crossed, LayerRecord, RunRecord, Summary, TheoryPoint};
 pub use steps::{LossStart, Parameters};
@@ -19,6 +21,7 @@ use crate::error::Result;
 use crate::precision::Precision;
 use crate::tensor::HostTensor;
 use crate::theory;
+use fp8::Fp8Pass;
 
 /// The tensors a run needs before the timer starts: the input, where backward starts, and the
 /// weights and biases.
@@ -96,7 +99,7 @@ pub trait PassObserver<T> {
 }
 
 /// What clipping by norm found.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ClipOutcome {
     /// ‖(dW^1, …, dW^d)‖ before clipping by norm.
     pub grad_norm_before_clip: Option<f64>,
@@ -113,17 +116,27 @@ pub fn pass<B: Backend>(
     precision: Precision,
     prepared: &Prepared<B::Tensor>,
     observer: &mut dyn PassObserver<B::Tensor>,
-) -> Result<ClipOutcome> {
+) -> Result<(ClipOutcome, Vec<Fp8Record>)> {
     let Prepared {
         input,
         start,
         params,
     } = prepared;
+    // One pass is the first step of any FP8 scaling rule: delayed scaling's scales are 1.
+    let mut state = Fp8State::new(config.fp8_scaling, config.depth);
+    let mut fp8 = precision
+        .quantised()
+        .map(|_| Fp8Pass::new(&mut state, precision));
     observer.input(input)?;
-    let (forward_pass, output) =
-        steps::forward(backend, config, precision, params, input, &mut |t, z, h| {
-            observer.forward(t, z, h)
-        })?;
+    let (forward_pass, output) = steps::forward(
+        backend,
+        config,
+        precision,
+        params,
+        input,
+        &mut fp8,
+        &mut |t, z, h| observer.forward(t, z, h),
+    )?;
     let grad_output = steps::loss_gradient(backend, precision, &output, start)?;
     drop(output);
     observer.grad_activation(config.depth, &grad_output)?;
@@ -144,6 +157,7 @@ pub fn pass<B: Backend>(
         input,
         forward_pass,
         grad_output,
+        &mut fp8,
         &mut |t, grads, g_prev| {
             let dw = grads.weight;
             let dw = match config.clip {
@@ -159,8 +173,12 @@ pub fn pass<B: Backend>(
         },
     )?;
 
+    let fp8_records = match fp8 {
+        Some(q) => q.finish(backend)?,
+        None => Vec::new(),
+    };
     let Some(max_norm) = max_norm else {
-        return Ok(ClipOutcome::default());
+        return Ok((ClipOutcome::default(), fp8_records));
     };
     // The joint norm needs every layer's: one read after backward, not one per layer.
     let norm = backend
@@ -178,10 +196,11 @@ pub fn pass<B: Backend>(
             observer.clipped_grad_weight(t, dw)?;
         }
     }
-    Ok(ClipOutcome {
+    let clip = ClipOutcome {
         grad_norm_before_clip: Some(norm),
         clip_coefficient: Some(coefficient),
-    })
+    };
+    Ok((clip, fp8_records))
 }
 
 /// Runs `config` forward and backward in `precision`, recording every layer. `progress` is
@@ -210,7 +229,7 @@ pub fn run_prepared<B: Backend>(
         progress,
         depth: config.depth,
     };
-    let clip = pass(backend, config, precision, prepared, &mut recorder)?;
+    let (clip, fp8) = pass(backend, config, precision, prepared, &mut recorder)?;
     // Every record of the pass comes back at once: on a GPU, one read.
     let (slots, pending): (Vec<Slot>, Vec<B::PendingStats>) = recorder.pending.into_iter().unzip();
     let mut layers = empty_records(config);
@@ -231,6 +250,7 @@ pub fn run_prepared<B: Backend>(
         layers,
         grad_norm_before_clip: clip.grad_norm_before_clip,
         clip_coefficient: clip.clip_coefficient,
+        fp8,
     })
 }
 
@@ -349,7 +369,7 @@ pub fn trace<B: Backend>(
             clip: ClipOutcome::default(),
         },
     };
-    downloader.trace.clip = pass(backend, config, precision, &prepared, &mut downloader)?;
+    downloader.trace.clip = pass(backend, config, precision, &prepared, &mut downloader)?.0;
     Ok(downloader.trace)
 }
 

@@ -1,6 +1,7 @@
 //! What a run records: the statistics of every layer beside the theory, and where each
 //! precision first ran into trouble.
 
+use super::fp8::Fp8Record;
 use crate::stats::StatsRecord;
 
 /// The theory beside one layer's measurements.
@@ -89,6 +90,9 @@ pub struct RunRecord {
     pub grad_norm_before_clip: Option<f64>,
     /// The factor clipping by norm applied (1 when the norm was within the limit).
     pub clip_coefficient: Option<f64>,
+    /// In FP8, what quantising each layer's matmul operands did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fp8: Vec<Fp8Record>,
 }
 
 /// The forward tensors of a layer, and the backward ones.

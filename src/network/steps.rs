@@ -13,8 +13,9 @@
 //! weights are drawn again from (seed, layer) when backward needs them.
 
 use super::config::NetworkConfig;
+use super::fp8::{out_scale, Fp8Pass, Role};
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::matmul::MatmulOp;
 use crate::precision::Precision;
 use crate::tensor::HostTensor;
@@ -147,14 +148,17 @@ pub struct ForwardPass<T> {
 
 /// Runs every layer forward from `input`, calling `observe(t, Z^t, H^t)` after layer t.
 /// Returns what backward needs and the output H^d.
+/// In FP8 (`fp8` given), each matmul's operands are quantised first (`fp8.rs`).
 pub fn forward<B: Backend>(
     backend: &B,
     config: &NetworkConfig,
     precision: Precision,
     params: &Parameters<B::Tensor>,
     input: &B::Tensor,
+    fp8: &mut Option<Fp8Pass<'_, B::PendingStats>>,
     observe: &mut ForwardObserver<'_, B::Tensor>,
 ) -> Result<(ForwardPass<B::Tensor>, B::Tensor)> {
+    check_fp8(precision, fp8)?;
     let d = config.depth;
     let act = config.activation;
     let mut zs: Vec<Option<B::Tensor>> = (0..=d).map(|_| None).collect();
@@ -163,7 +167,14 @@ pub fn forward<B: Backend>(
     for t in 1..=d {
         let h_prev = h.as_ref().unwrap_or(input);
         let w = params.weight(backend, config, t, precision)?;
-        let mut z = backend.matmul(h_prev, w.get(), MatmulOp::new(false, true), precision)?;
+        let mut z = matmul(
+            backend,
+            fp8,
+            (h_prev, Role::Input),
+            (w.get(), Role::Weight),
+            (t, MatmulOp::new(false, true)),
+            precision,
+        )?;
         if let (Some(b), Some(ones)) = (&params.biases[t], &params.ones) {
             let broadcast = backend.matmul(ones, b, MatmulOp::default(), precision)?;
             z = backend.axpy(1.0, &broadcast, &z, precision)?;
@@ -193,6 +204,37 @@ pub fn forward<B: Backend>(
     }
     let output = h.expect("depth ≥ 1");
     Ok((ForwardPass { zs, kept_h }, output))
+}
+
+/// A pass quantises its operands exactly when its precision does: FP8 without its scales would
+/// silently compute in f32.
+fn check_fp8<P>(precision: Precision, fp8: &Option<Fp8Pass<'_, P>>) -> Result<()> {
+    if precision.quantised().is_some() != fp8.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "a pass in {precision} {} FP8 scales",
+            if fp8.is_some() { "takes no" } else { "needs" }
+        )));
+    }
+    Ok(())
+}
+
+/// op(A)·op(B) for layer t, its operands quantised first where `fp8` is given.
+fn matmul<B: Backend>(
+    backend: &B,
+    fp8: &mut Option<Fp8Pass<'_, B::PendingStats>>,
+    (a, a_role): (&B::Tensor, Role),
+    (b, b_role): (&B::Tensor, Role),
+    (t, op): (usize, MatmulOp),
+    precision: Precision,
+) -> Result<B::Tensor> {
+    match fp8 {
+        Some(q) => {
+            let (a, s_a) = q.quantise(backend, a, t, a_role)?;
+            let (b, s_b) = q.quantise(backend, b, t, b_role)?;
+            backend.matmul_scaled(&a, &b, op, precision, out_scale(s_a, s_b))
+        }
+        None => backend.matmul(a, b, op, precision),
+    }
 }
 
 /// Whether layer t is the linear head: the last layer of a network without an output
@@ -238,8 +280,10 @@ pub fn backward<B: Backend>(
     input: &B::Tensor,
     pass: ForwardPass<B::Tensor>,
     grad_output: B::Tensor,
+    fp8: &mut Option<Fp8Pass<'_, B::PendingStats>>,
     observe: &mut BackwardObserver<'_, B::Tensor>,
 ) -> Result<B::Tensor> {
+    check_fp8(precision, fp8)?;
     let act = config.activation;
     let ForwardPass { mut zs, mut kept_h } = pass;
     let mut g = grad_output;
@@ -261,9 +305,24 @@ pub fn backward<B: Backend>(
             h_prev_owned = backend.activation(act, zs[t - 1].as_ref().expect("kept"), precision)?;
             &h_prev_owned
         };
-        let dw = backend.matmul(&dz, h_prev, MatmulOp::new(true, false), precision)?;
         let w = params.weight(backend, config, t, precision)?;
-        let mut g_prev = backend.matmul(&dz, w.get(), MatmulOp::default(), precision)?;
+        let (dw, mut g_prev) = match fp8 {
+            // dZ is quantised once, and serves both products.
+            Some(q) => {
+                let (dz_q, s_g) = q.quantise(backend, &dz, t, Role::Gradient)?;
+                let (h_q, s_h) = q.quantise(backend, h_prev, t, Role::Input)?;
+                let (w_q, s_w) = q.quantise(backend, w.get(), t, Role::Weight)?;
+                let op = MatmulOp::new(true, false);
+                let dw = backend.matmul_scaled(&dz_q, &h_q, op, precision, out_scale(s_g, s_h))?;
+                let op = MatmulOp::default();
+                let g = backend.matmul_scaled(&dz_q, &w_q, op, precision, out_scale(s_g, s_w))?;
+                (dw, g)
+            }
+            None => (
+                backend.matmul(&dz, h_prev, MatmulOp::new(true, false), precision)?,
+                backend.matmul(&dz, w.get(), MatmulOp::default(), precision)?,
+            ),
+        };
         if config.residual && !is_linear_head(config, t) {
             g_prev = backend.axpy(1.0, &g, &g_prev, precision)?;
         }

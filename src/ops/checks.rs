@@ -33,14 +33,38 @@ pub fn same_shape(op: &'static str, x: Shape, y: Shape) -> Result<()> {
     Ok(())
 }
 
-/// The operands of `op(A)·op(B)` conform and are stored as `precision` requires; returns
-/// `(m, k, n)`.
+/// The operands of `op(A)·op(B)` conform and are stored as `precision` requires (in FP8, both
+/// in the storage format or both quantised to its FP8 formats); returns `(m, k, n)`.
 pub fn matmul(
     (a, a_dtype): (Shape, DType),
     (b, b_dtype): (Shape, DType),
     op: MatmulOp,
     precision: Precision,
 ) -> Result<(usize, usize, usize)> {
-    dtypes("matmul", precision, &[a_dtype, b_dtype])?;
+    if !quantised_operands(precision, a_dtype, b_dtype) {
+        dtypes("matmul", precision, &[a_dtype, b_dtype])?;
+    }
     op.dims(a, b)
+}
+
+/// Whether both operands are quantised to the FP8 formats of `precision`.
+pub fn quantised_operands(precision: Precision, a: DType, b: DType) -> bool {
+    precision
+        .quantised()
+        .is_some_and(|q| [a, b].iter().all(|d| *d == q.forward || *d == q.gradient))
+}
+
+/// A dequantising factor is finite and positive, and only FP8 operands take one other than 1.
+pub fn out_scale(precision: Precision, a: DType, b: DType, out_scale: f32) -> Result<()> {
+    if !(out_scale.is_finite() && out_scale > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "a matmul's output scale is finite and positive, not {out_scale}"
+        )));
+    }
+    if out_scale != 1.0 && !quantised_operands(precision, a, b) {
+        return Err(Error::InvalidArgument(format!(
+            "only a matmul of FP8 operands rescales its output (got {a} and {b} in {precision})"
+        )));
+    }
+    Ok(())
 }

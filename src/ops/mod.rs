@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod bounds;
+pub mod cast;
 pub mod checks;
 pub mod elementwise;
 pub mod loss;

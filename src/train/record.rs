@@ -1,6 +1,7 @@
 //! What a training run found, step by step and layer by layer, and its summary.
 
 use crate::backend::BackendInfo;
+use crate::network::fp8::Fp8Record;
 use crate::stats::StatsRecord;
 
 /// One layer at one step.
@@ -18,6 +19,10 @@ pub struct LayerStep {
     pub grad_zero_fraction: f64,
     pub grad_subnormal_fraction: f64,
     pub grad_non_finite_fraction: f64,
+    /// The fraction of the layer's weights this step left exactly as they were (1 on a
+    /// skipped step): in pure bf16 or f16, updates below half a unit in the last place of the
+    /// weight are lost.
+    pub unchanged_fraction: f64,
 }
 
 /// The full statistics records of one layer, kept every `--record-every` steps.
@@ -44,6 +49,9 @@ pub struct StepRecord {
     pub layers: Vec<LayerStep>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Vec<LayerSnapshot>>,
+    /// In FP8, what quantising each layer's matmul operands did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fp8: Vec<Fp8Record>,
 }
 
 /// A run in one line.

@@ -10,6 +10,7 @@ use super::record::{LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary
 use super::scaler::Scaler;
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::network::fp8::{Fp8Pass, Fp8State};
 use crate::network::steps::{self, LayerGradients, Parameters};
 use crate::network::Clip;
 use crate::ops::loss::LossKind;
@@ -105,6 +106,8 @@ pub struct Trainer<'a, B: Backend> {
     optimizer_steps: u64,
     records: Vec<StepRecord>,
     diverged_at: Option<usize>,
+    /// In FP8, every operand's scale and amax history across steps.
+    fp8: Option<Fp8State>,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
@@ -181,6 +184,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
             optimizer_steps: 0,
             records: Vec::new(),
             diverged_at: None,
+            fp8: config
+                .precision
+                .quantised()
+                .map(|_| Fp8State::new(net.fp8_scaling, d)),
         })
     }
 
@@ -225,13 +232,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let scaler = &mut self.scaler;
         // Forward, the loss, backward: every record started, none waited for.
         let mut forward_pending = Vec::new();
-        let (pass, output) = steps::forward(backend, net, p, &*params, x, &mut |_, z, h| {
-            if snapshot_now {
-                forward_pending.push(backend.stats_later(z)?);
-                forward_pending.push(backend.stats_later(h)?);
-            }
-            Ok(())
-        })?;
+        let mut fp8 = self.fp8.as_mut().map(|state| Fp8Pass::new(state, p));
+        let (pass, output) =
+            steps::forward(backend, net, p, &*params, x, &mut fp8, &mut |_, z, h| {
+                if snapshot_now {
+                    forward_pending.push(backend.stats_later(z)?);
+                    forward_pending.push(backend.stats_later(h)?);
+                }
+                Ok(())
+            })?;
         let output_shape = backend.shape(&output);
         let coefficient = kind.gradient_coefficient(output_shape, scaler.scale() as f64);
         let (grad_output, row_loss) = backend.loss(kind, &output, y, coefficient, p)?;
@@ -252,6 +261,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             x,
             pass,
             grad_output,
+            &mut fp8,
             &mut |t, g, g_prev| {
                 weight_grad_pending.push(backend.stats_later(&g.weight)?);
                 if let Some(b) = &g.bias {
@@ -265,6 +275,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             },
         )?;
         let (n_forward, n_grad_h) = (forward_pending.len(), grad_h_pending.len());
+        // The operands' records, which also move delayed scaling on to the next step.
+        let fp8_records = match fp8 {
+            Some(q) => q.finish(backend)?,
+            None => Vec::new(),
+        };
         let n_bias = bias_grad_pending.len();
         let mut all = vec![loss_pending];
         all.extend(weight_grad_pending); // layers d, d − 1, …, 1
@@ -297,7 +312,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 })
                 .collect()
         });
-        let layer_steps = |norms: &[f64], ratios: &[f64]| -> Vec<LayerStep> {
+        let layer_steps = |norms: &[f64], ratios: &[f64], unchanged: &[f64]| -> Vec<LayerStep> {
             (1..=d)
                 .map(|t| {
                     let g = &weight_grads[t - 1];
@@ -310,6 +325,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                         grad_zero_fraction: g.zero as f64 / n,
                         grad_subnormal_fraction: g.subnormal as f64 / n,
                         grad_non_finite_fraction: (g.count - g.finite()) as f64 / n,
+                        unchanged_fraction: unchanged[t - 1],
                     }
                 })
                 .collect()
@@ -330,8 +346,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 loss,
                 loss_scale,
                 skipped: true,
-                layers: layer_steps(&self.weight_norms, &vec![0.0; d]),
+                layers: layer_steps(&self.weight_norms, &vec![0.0; d], &vec![1.0; d]),
                 snapshot,
+                fp8: fp8_records,
             });
         }
 
@@ -370,19 +387,26 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 step_one(backend, config, &scalars, db, slot, model)?;
             }
         }
-        // ‖ΔW^t‖ and the new ‖W^t‖ of every layer, in one wait.
-        let mut tensors: Vec<&B::Tensor> = deltas.iter().collect();
+        // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
+        // in one wait.
+        let mut pending = Vec::with_capacity(2 * d);
+        for delta in &deltas {
+            pending.push(backend.stats_later(delta)?);
+        }
         for t in 1..=d {
-            tensors.push(match &self.weight_slots[t - 1].master {
+            pending.push(backend.stats_later(match &self.weight_slots[t - 1].master {
                 Some(m) => m,
                 None => params.kept_weight(t).expect("training keeps its weights"),
-            });
+            })?);
         }
-        let norms = backend.norms(&tensors)?;
+        let records = backend.collect_stats(pending)?;
         let mut ratios = vec![0.0; d];
+        let mut unchanged = vec![0.0; d];
         for t in 1..=d {
-            ratios[t - 1] = norms[t - 1] / self.weight_norms[t - 1];
-            self.weight_norms[t - 1] = norms[d + t - 1];
+            let delta = &records[t - 1];
+            ratios[t - 1] = delta.l2_norm / self.weight_norms[t - 1];
+            unchanged[t - 1] = delta.zero as f64 / delta.count.max(1) as f64;
+            self.weight_norms[t - 1] = records[d + t - 1].l2_norm;
         }
         scaler.update(found_inf);
         Ok(StepRecord {
@@ -390,8 +414,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             loss,
             loss_scale,
             skipped: false,
-            layers: layer_steps(&self.weight_norms, &ratios),
+            layers: layer_steps(&self.weight_norms, &ratios, &unchanged),
             snapshot,
+            fp8: fp8_records,
         })
     }
 

@@ -30,6 +30,7 @@ pub(crate) fn run(
     op: MatmulOp,
     (m, k, n): (usize, usize, usize),
     precision: Precision,
+    out_scale: f32,
 ) -> Result<HostTensor> {
     match precision {
         Precision::F32 => {
@@ -44,7 +45,10 @@ pub(crate) fn run(
         | Precision::Bf16
         | Precision::Bf16Accumulate32
         | Precision::Fp8 => {
-            let c = matmul_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
+            let mut c = matmul_f32(&a.f32_values(), &b.f32_values(), op, m, k, n);
+            if out_scale != 1.0 {
+                c.iter_mut().for_each(|x| *x *= out_scale);
+            }
             HostTensor::from_f32_vec_as(precision.storage(), m, n, c)
         }
         Precision::F16 => {

@@ -4,7 +4,7 @@ use super::{MatmulOp, MatmulVariant, THREADS_PER_EDGE};
 use crate::error::Result;
 use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
 use crate::ops::checks;
-use crate::precision::Precision;
+use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
 
 #[repr(C)]
@@ -14,18 +14,36 @@ struct Params {
     n: u32,
     k: u32,
     groups_x: u32,
+    out_scale: f32,
+    _pad: [u32; 3],
 }
 
-/// The kernel of one precision, transpose pair and variant.
+/// The kernel of one precision, transpose pair and variant, on operands in the storage format.
 pub fn kernel(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> KernelSource {
+    let storage = precision.storage();
+    kernel_of(precision, (storage, storage), op, variant)
+}
+
+/// The kernel of one precision, operand formats (FP8 ones dequantise their product by the
+/// uniform `out_scale`), transpose pair and variant.
+pub fn kernel_of(
+    precision: Precision,
+    (lhs, rhs): (DType, DType),
+    op: MatmulOp,
+    variant: MatmulVariant,
+) -> KernelSource {
     KernelSource {
         file: "matmul.wgsl",
         body: include_str!("../../../shaders/matmul.wgsl"),
         header: Header::new()
             .precision(precision)
-            .tensor(0, "lhs", precision.storage(), Access::Read, "A")
-            .tensor(1, "rhs", precision.storage(), Access::Read, "A")
+            .tensor(0, "lhs", lhs, Access::Read, "A")
+            .tensor(1, "rhs", rhs, Access::Read, "A")
             .tensor(2, "out", precision.storage(), Access::ReadWrite, "A")
+            .constant_bool(
+                "DEQUANTIZE",
+                checks::quantised_operands(precision, lhs, rhs),
+            )
             .constant_bool("TRANSPOSE_A", op.transpose_a)
             .constant_bool("TRANSPOSE_B", op.transpose_b)
             .constant_u32("THREADS_PER_EDGE", THREADS_PER_EDGE)
@@ -39,9 +57,17 @@ pub fn kernel(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> Ker
 pub fn kernels() -> Vec<KernelSource> {
     let mut all = Vec::new();
     for precision in Precision::ALL {
-        for op in MatmulOp::ALL {
-            for variant in MatmulVariant::ALL {
-                all.push(kernel(precision, op, variant));
+        let mut operands = vec![(precision.storage(), precision.storage())];
+        if let Some(q) = precision.quantised() {
+            // Forward: activations by weights; backward: gradients by weights and by
+            // activations.
+            operands.extend([(q.forward, q.forward), (q.gradient, q.forward)]);
+        }
+        for &formats in &operands {
+            for op in MatmulOp::ALL {
+                for variant in MatmulVariant::ALL {
+                    all.push(kernel_of(precision, formats, op, variant));
+                }
             }
         }
     }
@@ -64,7 +90,7 @@ pub fn matmul_with(
         op,
         precision,
     )?;
-    run(gpu, a, b, op, dims, precision, variant)
+    run(gpu, a, b, op, dims, precision, variant, 1.0)
 }
 
 /// The dispatch itself, on operands already checked to be `m × k` by `k × n`.
@@ -76,8 +102,10 @@ pub(crate) fn run(
     (m, k, n): (usize, usize, usize),
     precision: Precision,
     variant: MatmulVariant,
+    out_scale: f32,
 ) -> Result<GpuTensor> {
-    let pipeline = gpu.pipeline(&kernel(precision, op, variant))?;
+    let kernel = kernel_of(precision, (a.dtype(), b.dtype()), op, variant);
+    let pipeline = gpu.pipeline(&kernel)?;
     let tile = variant.tile();
     let tiles = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
     let (groups_x, groups_y) = gpu.grid(tiles, "matmul")?;
@@ -87,6 +115,8 @@ pub(crate) fn run(
         n: n as u32,
         k: k as u32,
         groups_x,
+        out_scale,
+        _pad: [0; 3],
     });
     gpu.dispatch(
         &pipeline,
@@ -122,6 +152,7 @@ mod tests {
                 ("n", offset_of!(Params, n)),
                 ("k", offset_of!(Params, k)),
                 ("groups_x", offset_of!(Params, groups_x)),
+                ("out_scale", offset_of!(Params, out_scale)),
             ],
             size_of::<Params>(),
         );
