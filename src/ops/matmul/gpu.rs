@@ -94,6 +94,7 @@ pub fn matmul_with(
 }
 
 /// The dispatch itself, on operands already checked to be `m × k` by `k × n`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     gpu: &Device,
     a: &GpuTensor,
