@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::init::{FanMode, Gain, Init, InputInit};
+use crate::network::fp8::{Fp8Record, Role};
 use crate::network::{Crossed, Loss, NetworkConfig, RunRecord};
 use crate::ops::activation::Activation;
 use crate::precision::Precision;
@@ -171,6 +172,40 @@ pub struct VariantRun {
     pub record: RunRecord,
 }
 
+/// Where FP8 quantisation first saturated or flushed an operand: forward operands from the
+/// bottom, gradients from the top, as the passes meet them.
+fn fp8_onsets(records: &[Fp8Record]) -> Vec<String> {
+    let mut parts = Vec::new();
+    for role in Role::ALL {
+        let mut of_role: Vec<&Fp8Record> = records.iter().filter(|r| r.role == role).collect();
+        if role == Role::Gradient {
+            of_role.reverse();
+        }
+        for (what, count) in [
+            (
+                "saturates",
+                (|r: &Fp8Record| r.saturated) as fn(&Fp8Record) -> u64,
+            ),
+            ("flushes to zero", |r: &Fp8Record| r.flushed),
+        ] {
+            if let Some(r) = of_role.iter().find(|r| count(r) > 0) {
+                let crossed = Crossed {
+                    count: count(r),
+                    of: r.count,
+                };
+                parts.push(format!(
+                    "{} {} {what} first at layer {} ({crossed}, scale {:e})",
+                    r.format,
+                    role.name(),
+                    r.layer,
+                    r.scale
+                ));
+            }
+        }
+    }
+    parts
+}
+
 fn onset(name: &str, layer: Option<usize>, crossed: Option<Crossed>) -> Option<String> {
     layer.map(|t| match crossed {
         Some(c) => format!("{name} at layer {t} ({c})"),
@@ -182,24 +217,25 @@ fn onset(name: &str, layer: Option<usize>, crossed: Option<Crossed>) -> Option<S
 /// gradient, and how much gradient reached the bottom.
 pub fn conclusion(run: &VariantRun) -> String {
     let s = &run.record.summary;
+    let f = run.record.storage;
     let mut parts: Vec<String> = [
         onset(
-            "forward overflows",
+            &format!("forward overflows {f}"),
             s.first_nonfinite_forward,
             s.first_nonfinite_forward_values,
         ),
         onset(
-            "forward turns subnormal",
+            &format!("forward turns subnormal in {f}"),
             s.first_subnormal,
             s.first_subnormal_values,
         ),
         onset(
-            "gradient first non-finite",
+            &format!("gradient first non-finite in {f}"),
             s.first_nonfinite_backward,
             s.first_nonfinite_backward_values,
         ),
         onset(
-            "gradient first subnormal",
+            &format!("gradient first subnormal in {f}"),
             s.first_subnormal_backward,
             s.first_subnormal_backward_values,
         ),
@@ -208,6 +244,7 @@ pub fn conclusion(run: &VariantRun) -> String {
     .into_iter()
     .flatten()
     .collect();
+    parts.extend(fp8_onsets(&run.record.fp8));
     if parts.is_empty() {
         parts.push(format!("finite through all {} layers", run.config.depth));
     }

@@ -3,8 +3,9 @@
 
 use clap::ValueEnum;
 
+use gradstab::network::Fp8Scaling;
 use gradstab::ops::matmul::MatmulVariant;
-use gradstab::{Gpu, GpuOptions};
+use gradstab::{Gpu, GpuOptions, Precision};
 
 /// Parses a flag's value with the library's `FromStr`, whose error names the accepted forms.
 pub(crate) fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(
@@ -119,4 +120,63 @@ pub(crate) fn write_output(
         }
     }
     Ok(())
+}
+
+/// The FP8 scaling flags of `run` and `train`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct Fp8Args {
+    /// How --precision fp8 scales each matmul operand before its cast: delayed (Transformer
+    /// Engine's default: from the amax of past steps), current (from the tensor's own amax)
+    /// or none.
+    #[arg(long, value_name = "none|delayed|current")]
+    pub(crate) fp8_scaling: Option<String>,
+    /// Steps of amax history delayed scaling takes the maximum over (default 1024).
+    #[arg(long, value_parser = parse_history, allow_hyphen_values = true)]
+    pub(crate) fp8_history: Option<usize>,
+    /// Delayed scaling's margin: each scale is divided by 2^margin (default 0).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) fp8_margin: Option<i32>,
+}
+
+impl Fp8Args {
+    pub(crate) fn given(&self) -> bool {
+        self.fp8_scaling.is_some() || self.fp8_history.is_some() || self.fp8_margin.is_some()
+    }
+
+    /// The rule these flags ask for (`None` when none was given), checked against the
+    /// precisions of the run: a flag that nothing would read is refused, not ignored.
+    pub(crate) fn scaling(&self, precisions: &[Precision]) -> anyhow::Result<Option<Fp8Scaling>> {
+        if !self.given() {
+            return Ok(None);
+        }
+        if !precisions.iter().any(|p| p.quantised().is_some()) {
+            anyhow::bail!("the --fp8-* flags apply to --precision fp8 only");
+        }
+        let default = Fp8Scaling::default();
+        let name = self.fp8_scaling.as_deref().unwrap_or(default.name());
+        if name.trim().to_ascii_lowercase() != "delayed"
+            && (self.fp8_history.is_some() || self.fp8_margin.is_some())
+        {
+            anyhow::bail!("--fp8-history and --fp8-margin apply to --fp8-scaling delayed only");
+        }
+        let (history, margin) = match default {
+            Fp8Scaling::Delayed { history, margin } => (history, margin),
+            _ => unreachable!("Transformer Engine's default is delayed scaling"),
+        };
+        Ok(Some(Fp8Scaling::parse(
+            name,
+            self.fp8_history.unwrap_or(history),
+            self.fp8_margin.unwrap_or(margin),
+        )?))
+    }
+}
+
+/// A number of steps, at least 1.
+fn parse_history(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of steps, at least 1, not '{s}'"
+        )),
+    }
 }

@@ -8,7 +8,7 @@ use gradstab::network::{run, Clip, Loss, NetworkConfig};
 use gradstab::report::run::RunReport;
 use gradstab::{Activation, Backend, Cpu, Precision};
 
-use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, StatsFormat};
+use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, Fp8Args, StatsFormat};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -48,9 +48,11 @@ pub(crate) struct RunArgs {
     /// Clamp the weight gradients to ±this (clip_grad_value_).
     #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     clip_value: Option<f64>,
-    /// Comma list of f32, f16, f16acc32.
+    /// Comma list of f32, f16, f16acc32, bf16, bf16acc32, fp8 (docs/formats.md).
     #[arg(long, value_parser = parse_precisions)]
     precision: Option<PrecisionList>,
+    #[command(flatten)]
+    fp8: Fp8Args,
     /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
@@ -203,7 +205,14 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
             precisions: vec![Precision::F32],
         },
     };
+    if let Some(PrecisionList(p)) = &args.precision {
+        experiment.precisions = p.clone();
+    }
+    let fp8_scaling = args.fp8.scaling(&experiment.precisions)?;
     for (_, config) in &mut experiment.variants {
+        if let Some(scaling) = fp8_scaling {
+            config.fp8_scaling = scaling;
+        }
         if let Some(depth) = args.depth {
             config.depth = depth;
             let width = config.widths[0];
@@ -259,9 +268,6 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
             *config = config.clone().with_given_data(data);
         }
         config.validate()?;
-    }
-    if let Some(PrecisionList(p)) = &args.precision {
-        experiment.precisions = p.clone();
     }
     Ok(experiment)
 }

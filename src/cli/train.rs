@@ -12,7 +12,7 @@ use gradstab::train::presets::{self, TrainPreset};
 use gradstab::train::{self, DynamicScaling, LossScale, Task, TrainConfig, TrainReport};
 use gradstab::{Activation, Backend, Cpu, Precision};
 
-use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, StatsFormat};
+use super::args::{gpu_or_cpu_notice, parse_with, AdapterArg, BackendChoice, Fp8Args, StatsFormat};
 use super::run::{
     parse_count, parse_depth, parse_positive, parse_precisions, parse_seed, parse_whole,
     parse_widths, MemorySize, PrecisionList, Widths,
@@ -118,9 +118,12 @@ pub(crate) struct TrainArgs {
     /// Adam's eps (default 1e-8).
     #[arg(long, allow_hyphen_values = true)]
     eps: Option<f64>,
-    /// f32, f16 (model.half()) or f16acc32 (mixed precision), or a comma list.
+    /// f32, f16 (model.half()), f16acc32 (mixed precision), bf16 (model.bfloat16()),
+    /// bf16acc32 (bf16 autocast) or fp8 (Transformer Engine's recipe), or a comma list.
     #[arg(long, value_parser = parse_precisions)]
     precision: Option<PrecisionList>,
+    #[command(flatten)]
+    fp8: Fp8Args,
     /// none (default), static:S, or dynamic (torch.amp.GradScaler).
     #[arg(long, value_parser = parse_with::<LossScale>, allow_hyphen_values = true)]
     loss_scale: Option<LossScale>,
@@ -227,6 +230,10 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
             ("--shuffle", args.shuffle),
             ("--teacher-depth", args.teacher_depth.is_some()),
             ("--teacher-width", args.teacher_width.is_some()),
+            (
+                "--fp8-scaling, --fp8-history and --fp8-margin",
+                args.fp8.given(),
+            ),
         ];
         if let Some((flag, _)) = model_flags.iter().find(|(_, set)| *set) {
             anyhow::bail!(
@@ -395,6 +402,9 @@ pub(crate) fn runs_of(args: &TrainArgs) -> anyhow::Result<TrainPreset> {
             "--save-weights writes one model: give one --lr and one --precision, not {} runs",
             rates.len() * precisions.len()
         );
+    }
+    if let Some(scaling) = args.fp8.scaling(&precisions)? {
+        network.fp8_scaling = scaling;
     }
     let mut runs = Vec::new();
     for &precision in &precisions {

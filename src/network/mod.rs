@@ -246,6 +246,7 @@ pub fn run_prepared<B: Backend>(
     }
     Ok(RunRecord {
         precision: precision.name().to_string(),
+        storage: precision.storage(),
         summary: record::summarise(&layers),
         layers,
         grad_norm_before_clip: clip.grad_norm_before_clip,

@@ -2,6 +2,7 @@
 //! precision first ran into trouble.
 
 use super::fp8::Fp8Record;
+use crate::format::Format;
 use crate::stats::StatsRecord;
 
 /// The theory beside one layer's measurements.
@@ -84,6 +85,8 @@ pub struct Summary {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunRecord {
     pub precision: String,
+    /// The format the run's tensors are stored in, which its onsets are crossings of.
+    pub storage: Format,
     pub layers: Vec<LayerRecord>,
     pub summary: Summary,
     /// ‖(dW^1, …, dW^d)‖ before clipping by norm.

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::backend::BackendInfo;
 use crate::experiment::VariantRun;
+use crate::network::fp8::Role;
 use crate::network::NetworkConfig;
 use crate::stats::StatsRecord;
 
@@ -44,23 +45,24 @@ fn events(report: &RunReport, layer: usize) -> String {
     for run in &report.runs {
         let s = &run.record.summary;
         let who = format!("{} {}", run.variant, run.record.precision);
+        let f = run.record.storage;
         for (onset, crossed, what) in [
             (
                 s.first_nonfinite_forward,
                 s.first_nonfinite_forward_values,
-                "inf/NaN forward",
+                format!("inf/NaN forward in {f}"),
             ),
             (
                 s.first_subnormal,
                 s.first_subnormal_values,
-                "subnormal forward",
+                format!("subnormal forward in {f}"),
             ),
             (
                 s.first_nonfinite_backward,
                 s.first_nonfinite_backward_values,
-                "inf/NaN gradient",
+                format!("inf/NaN gradient in {f}"),
             ),
-            (s.first_all_zero_grad, None, "gradient all 0"),
+            (s.first_all_zero_grad, None, "gradient all 0".to_string()),
         ] {
             if onset == Some(layer) {
                 match crossed {
@@ -132,9 +134,74 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
         writeln!(out, "{row} | {}", events(report, t))?;
     }
     for run in &report.runs {
+        fp8_table(out, run)?;
+    }
+    for run in &report.runs {
         writeln!(out, "{}", crate::experiment::conclusion(run))?;
     }
     Ok(())
+}
+
+/// What FP8 quantisation did to each layer's matmul operands: the scale, and the share of
+/// values that saturated at the format's largest finite or flushed to zero.
+fn fp8_table(out: &mut impl Write, run: &VariantRun) -> std::io::Result<()> {
+    if run.record.fp8.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} {}: FP8 operands, {} scaling (scale, saturated, flushed to zero)",
+        run.variant,
+        run.record.precision,
+        run.config.fp8_scaling.name()
+    )?;
+    let mut header = format!("{:>5}", "layer");
+    for role in Role::ALL {
+        let format = run
+            .record
+            .fp8
+            .iter()
+            .find(|r| r.role == role)
+            .map(|r| r.format.name())
+            .unwrap_or("-");
+        header += &format!(" | {:<28}", format!("{} ({format})", role.name()));
+    }
+    writeln!(out, "{header}")?;
+    for t in 1..=run.config.depth {
+        let mut row = format!("{t:>5}");
+        for role in Role::ALL {
+            let cell = match run
+                .record
+                .fp8
+                .iter()
+                .find(|r| r.layer == t && r.role == role)
+            {
+                Some(r) => format!(
+                    "{:>8.2e} {:>8} {:>8}",
+                    r.scale,
+                    percent(r.saturated, r.count),
+                    percent(r.flushed, r.count)
+                ),
+                None => "-".into(),
+            };
+            row += &format!(" | {cell:<28}");
+        }
+        writeln!(out, "{row}")?;
+    }
+    Ok(())
+}
+
+/// A share as a percentage that shows a single value out of millions as more than 0.
+fn percent(count: u64, of: u64) -> String {
+    if count == 0 {
+        return "0%".into();
+    }
+    let p = 100.0 * count as f64 / of.max(1) as f64;
+    if p < 0.01 {
+        "<0.01%".into()
+    } else {
+        format!("{p:.2}%")
+    }
 }
 
 /// CSV: one row per (variant, precision, layer, quantity) with every field of the record and
