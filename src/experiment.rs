@@ -8,6 +8,7 @@ use crate::network::fp8::{Fp8Record, Role};
 use crate::network::{Crossed, Loss, NetworkConfig, RunRecord};
 use crate::ops::activation::Activation;
 use crate::precision::Precision;
+use crate::train::Claim;
 
 #[derive(Clone, Debug)]
 pub struct Experiment {
@@ -16,6 +17,8 @@ pub struct Experiment {
     /// (label, configuration); most presets have one.
     pub variants: Vec<(String, NetworkConfig)>,
     pub precisions: Vec<Precision>,
+    /// What the runs must show, checked part by part and printed as holds/FAILS.
+    pub claims: Option<fn(&[VariantRun]) -> Vec<Claim>>,
 }
 
 fn config(
@@ -58,6 +61,7 @@ pub fn presets() -> Vec<Experiment> {
             summary: "1.5^k and 0.8^k for k = 1..100 with rounding after each step: f16 overflows at k = 28, turns subnormal at k = 44",
             variants: vec![("×1.5".into(), powers(1.5)), ("×0.8".into(), powers(0.8))],
             precisions: vec![F32, F16],
+            claims: None,
         },
         Experiment {
             name: "matrix-product",
@@ -71,30 +75,35 @@ pub fn presets() -> Vec<Experiment> {
                 },
             )],
             precisions: vec![F32, F16],
+            claims: None,
         },
         Experiment {
             name: "relu-explode",
             summary: "a deep ReLU MLP with N(0, 1) weights: activations and gradients explode, f16 long before f32",
             variants: vec![("relu N(0,1)".into(), config(40, 256, 64, Activation::Relu, STANDARD_NORMAL))],
             precisions: vec![F32, F16],
+            claims: None,
         },
         Experiment {
             name: "sigmoid-vanish",
             summary: "a deep sigmoid MLP with Xavier weights: σ' ≤ 1/4 starves the bottom layers, to exact zeros in f16",
             variants: vec![("sigmoid".into(), config(50, 256, 64, Activation::Sigmoid, XAVIER))],
             precisions: vec![F32, F16],
+            claims: None,
         },
         Experiment {
             name: "xavier-tanh",
             summary: "Xavier (gain 1) with tanh over 100 layers: both passes follow mean-field theory, a slow decay (E[tanh'²] < 1 while q > 0), not a collapse",
             variants: vec![("tanh xavier".into(), config(100, 256, 64, Activation::Tanh, XAVIER))],
             precisions: vec![F32],
+            claims: None,
         },
         Experiment {
             name: "he-relu",
             summary: "He (Kaiming, fan_in) with ReLU over 100 layers: forward and backward second moments stay flat, up to the finite-width random walk",
             variants: vec![("relu he".into(), config(100, 256, 64, Activation::Relu, HE))],
             precisions: vec![F32],
+            claims: None,
         },
         Experiment {
             name: "scaled-sigmoid",
@@ -104,6 +113,7 @@ pub fn presets() -> Vec<Experiment> {
                 ("scaled_sigmoid".into(), config(50, 256, 64, Activation::ScaledSigmoid, XAVIER)),
             ],
             precisions: vec![F32, F16],
+            claims: None,
         },
         Experiment {
             name: "precision-compare",
@@ -116,6 +126,14 @@ pub fn presets() -> Vec<Experiment> {
                 },
             )],
             precisions: vec![F32, F16, F16Accumulate32],
+            claims: None,
+        },
+        Experiment {
+            name: "bf16-range",
+            summary: "the relu-explode net in f32, f16 and bf16: bf16 has f32's exponent range, so it overflows with f32, far later than f16; what it costs is precision (u = 2^-8), not range",
+            variants: vec![("relu N(0,1)".into(), config(40, 256, 64, Activation::Relu, STANDARD_NORMAL))],
+            precisions: vec![F32, F16, Bf16],
+            claims: Some(bf16_range_claims),
         },
     ]
 }
@@ -161,6 +179,84 @@ pub fn preset(name: &str) -> Result<Experiment> {
                 names.join(", ")
             ))
         })
+}
+
+fn claim(claim: impl Into<String>, holds: bool, measured: impl Into<String>) -> Claim {
+    Claim {
+        claim: claim.into(),
+        holds,
+        measured: measured.into(),
+    }
+}
+
+/// The layer a run first overflowed at, from its summary, in words.
+fn overflow_layer(run: Option<&VariantRun>) -> (Option<usize>, String) {
+    match run.and_then(|r| r.record.summary.first_nonfinite_forward) {
+        Some(t) => (Some(t), format!("layer {t}")),
+        None => (None, "no layer".into()),
+    }
+}
+
+/// bf16-range: where each format overflows, and how far bf16's second moments stray from f32's
+/// before then.
+fn bf16_range_claims(runs: &[VariantRun]) -> Vec<Claim> {
+    let find = |p: Precision| runs.iter().find(|r| r.record.precision == p.name());
+    let (f32_run, f16_run, bf16_run) = (
+        find(Precision::F32),
+        find(Precision::F16),
+        find(Precision::Bf16),
+    );
+    let (at_f32, f32_words) = overflow_layer(f32_run);
+    let (at_f16, f16_words) = overflow_layer(f16_run);
+    let (at_bf16, bf16_words) = overflow_layer(bf16_run);
+    let mut claims = vec![
+        claim(
+            "f16 overflows within the first 5 layers (E[z²] grows ×128 a layer; f16 ends at 65504)",
+            at_f16.is_some_and(|t| t <= 5),
+            format!("f16 overflows at {f16_words}"),
+        ),
+        claim(
+            "bf16 overflows within one layer of f32 (both end near 3.4e38)",
+            matches!((at_bf16, at_f32), (Some(b), Some(f)) if b.abs_diff(f) <= 1),
+            format!("bf16 at {bf16_words}, f32 at {f32_words}"),
+        ),
+        claim(
+            "bf16 runs at least 25 layers further than f16 before overflowing",
+            matches!((at_bf16, at_f16), (Some(b), Some(h)) if b >= h + 25),
+            format!("bf16 at {bf16_words}, f16 at {f16_words}"),
+        ),
+    ];
+    // Before either overflows, each layer's E[z²] in bf16 against f32's: every stored value
+    // is rounded with u = 2^-8, so the two differ by about u, far more than f32's 2^-24 and
+    // far less than the layer-to-layer growth.
+    let u = Precision::Bf16.storage().unit_roundoff();
+    let last = at_bf16
+        .into_iter()
+        .chain(at_f32)
+        .min()
+        .map_or(0, |t| t.saturating_sub(1));
+    let deviation = match (f32_run, bf16_run) {
+        (Some(f), Some(b)) => (1..=last)
+            .filter_map(|t| {
+                let (zf, zb) = (f.record.layers.get(t)?, b.record.layers.get(t)?);
+                let (mf, mb) = (
+                    zf.pre_activation.as_ref()?.second_moment(),
+                    zb.pre_activation.as_ref()?.second_moment(),
+                );
+                Some((mb / mf - 1.0).abs())
+            })
+            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d)))),
+        _ => None,
+    };
+    claims.push(claim(
+        "before the overflow, bf16's E[z²] departs from f32's by more than u/16 and less than 4u (u = 2^-8): its cost is precision",
+        deviation.is_some_and(|d| d > u / 16.0 && d < 4.0 * u),
+        match deviation {
+            Some(d) => format!("largest relative difference {d:.2e} over layers 1–{last} (u = {u:.2e})"),
+            None => "no layer where both are finite".into(),
+        },
+    ));
+    claims
 }
 
 /// One configuration run in one precision.

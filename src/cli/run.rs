@@ -203,6 +203,7 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
             summary: "",
             variants: vec![("net".into(), NetworkConfig::new(20, 256, 64))],
             precisions: vec![Precision::F32],
+            claims: None,
         },
     };
     if let Some(PrecisionList(p)) = &args.precision {
@@ -347,6 +348,10 @@ pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Res
         preset: args.preset.clone(),
         config: experiment.variants[0].1.clone(),
         device,
+        claims: experiment
+            .claims
+            .map(|check| check(&runs))
+            .unwrap_or_default(),
         runs,
     };
     let render = |out: &mut dyn std::io::Write| -> std::io::Result<()> {

@@ -11,7 +11,8 @@ use plotters::prelude::*;
 
 use super::run::RunReport;
 use crate::error::{Error, Result};
-use crate::network::LayerRecord;
+use crate::format::Format;
+use crate::network::{LayerRecord, RunRecord};
 use crate::precision::{F16_MAX, F16_MIN_NORMAL};
 
 pub(super) const COLOURS: [RGBColor; 6] = [
@@ -33,6 +34,9 @@ pub(super) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// What a panel plots from each layer.
 type Pick = fn(&LayerRecord) -> MeasuredAndTheory;
 
+/// Where a run's line ends because its tensors stopped being finite.
+type Onset = fn(&RunRecord) -> Option<usize>;
+
 /// Writes the plot of `report` to `path`, whole or not at all.
 pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
     let mut text = String::new();
@@ -51,24 +55,42 @@ fn render(report: &RunReport, path: &Path, text: &mut String) -> Result<()> {
         .map(|r| r.config.depth)
         .max()
         .unwrap_or(1) as f64;
-    let quantities: [(&str, Pick); 2] = [
-        ("forward: log10 E[z²] (pre-activation)", |l| {
-            (
-                all_finite_second_moment(&l.pre_activation),
-                l.theory.pre_activation_second_moment,
-            )
-        }),
-        ("backward: log10 E[(∂l/∂h)²]", |l| {
-            (
-                all_finite_second_moment(&l.grad_activation),
-                Some(l.theory.grad_second_moment),
-            )
-        }),
+    let quantities: [(&str, Pick, Onset); 2] = [
+        (
+            "forward: log10 E[z²] (pre-activation)",
+            |l| {
+                (
+                    all_finite_second_moment(&l.pre_activation),
+                    l.theory.pre_activation_second_moment,
+                )
+            },
+            |r| r.summary.first_nonfinite_forward,
+        ),
+        (
+            "backward: log10 E[(∂l/∂h)²]",
+            |l| {
+                (
+                    all_finite_second_moment(&l.grad_activation),
+                    Some(l.theory.grad_second_moment),
+                )
+            },
+            |r| r.summary.first_nonfinite_backward,
+        ),
     ];
-    for (panel, (title, pick)) in panels.iter().zip(quantities) {
+    let formats = storage_formats(report);
+    for (panel, (title, pick, onset)) in panels.iter().zip(quantities) {
         let points = series(report, pick);
-        draw_panel(panel, title, points, depth, report.runs.len())
-            .map_err(|e| plot_error(path, e))?;
+        let ends = overflow_markers(report, &points, onset);
+        draw_panel(
+            panel,
+            title,
+            points,
+            ends,
+            &formats,
+            depth,
+            report.runs.len(),
+        )
+        .map_err(|e| plot_error(path, e))?;
     }
     root.present().map_err(|e| plot_error(path, e))
 }
@@ -101,11 +123,71 @@ fn series(report: &RunReport, pick: Pick) -> Vec<Series> {
     points
 }
 
-/// One panel: axes, the f16 band, every series and the legend in the emptiest corner.
+/// The storage formats of the runs other than f16 (whose band is drawn), each once.
+fn storage_formats(report: &RunReport) -> Vec<Format> {
+    let mut formats = Vec::new();
+    for run in &report.runs {
+        let f = run.record.storage;
+        if f != Format::F16 && !formats.contains(&f) {
+            formats.push(f);
+        }
+    }
+    formats
+}
+
+/// A cross where a run's line ends, at its last finite layer, with what happened next.
+struct Marker {
+    at: (f64, f64),
+    label: String,
+    colour_index: usize,
+}
+
+/// One marker per run whose tensors stopped being finite in this panel.
+fn overflow_markers(report: &RunReport, points: &[Series], onset: Onset) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    for (i, run) in report.runs.iter().enumerate() {
+        let Some(t) = onset(&run.record) else {
+            continue;
+        };
+        let label = format!("{} {}", run.variant, run.record.precision);
+        let line = points.iter().find(|p| p.0 == label && !p.2);
+        let Some(&last) = line.and_then(|p| p.1.last()) else {
+            continue;
+        };
+        let format = run.record.storage.name();
+        // Runs that end at the same layer, within a tenth of a decade, share one cross and
+        // one label.
+        let same = |m: &&mut Marker| m.at.0 == last.0 && (m.at.1 - last.1).abs() < 0.1;
+        match markers.iter_mut().find(same) {
+            Some(m) => m.label = m.label.replace(" inf at", &format!(", {format} inf at")),
+            None => markers.push(Marker {
+                at: last,
+                label: format!("{format} inf at layer {t}"),
+                colour_index: i,
+            }),
+        }
+    }
+    markers
+}
+
+/// Text at `(x, y)` that stays inside a chart `width` wide: left of x in its right part.
+fn text_x(x: f64, label: &str, width: f64) -> f64 {
+    if x > 0.6 * width {
+        // About 0.014 of the width per character at this size.
+        x - width * (0.02 + 0.0135 * label.chars().count() as f64)
+    } else {
+        x + width * 0.015
+    }
+}
+
+/// One panel: axes, the f16 band and the overflow lines of the other formats, every series,
+/// where each line ends, and the legend in the emptiest corner.
 fn draw_panel(
     panel: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     title: &str,
     points: Vec<Series>,
+    ends: Vec<Marker>,
+    formats: &[Format],
     depth: f64,
     runs: usize,
 ) -> std::result::Result<(), String> {
@@ -148,6 +230,38 @@ fn draw_panel(
                 )
             });
     }
+    // E[x²] = max²: where the root mean square reaches a format's largest finite, so that
+    // the largest values have long overflowed.
+    let mut lines: Vec<(f64, Vec<&str>)> = Vec::new();
+    for &format in formats {
+        let y = 2.0 * format.spec().max_finite().log10();
+        // f32 and bf16 end within 0.2% of each other: one line for both.
+        match lines.iter_mut().find(|(at, _)| (at - y).abs() < 0.05) {
+            Some((_, names)) => names.push(format.name()),
+            None => lines.push((y, vec![format.name()])),
+        }
+    }
+    for (y, names) in lines {
+        let label = format!("rms = the largest finite {}", names.join(" and "));
+        if y > lo && y < hi {
+            let grey = RGBColor(120, 120, 120);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, y), (depth, y)],
+                    3,
+                    3,
+                    grey.stroke_width(1),
+                ))
+                .map_err(text)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (text_x(depth, &label, depth), y + (hi - lo) * 0.035),
+                    ("sans-serif", 11).into_font().color(&grey),
+                )))
+                .map_err(text)?;
+        }
+    }
     let corner = emptiest_corner(&points, (0.0, depth), (lo, hi));
     for (label, series, dashed, colour_index) in points {
         let colour = COLOURS[colour_index % COLOURS.len()];
@@ -168,6 +282,19 @@ fn draw_panel(
             .map_err(text)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    for m in ends {
+        let colour = COLOURS[m.colour_index % COLOURS.len()];
+        chart
+            .draw_series(std::iter::once(Cross::new(m.at, 7, colour.stroke_width(3))))
+            .map_err(text)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                m.label.clone(),
+                (text_x(m.at.0, &m.label, depth), m.at.1 - (hi - lo) * 0.02),
+                ("sans-serif", 12).into_font().color(&colour),
+            )))
+            .map_err(text)?;
     }
     draw_legend(&mut chart, corner)
 }

@@ -7,6 +7,7 @@ use crate::experiment::VariantRun;
 use crate::network::fp8::Role;
 use crate::network::NetworkConfig;
 use crate::stats::StatsRecord;
+use crate::train::Claim;
 
 /// Everything one `gradstab run` produced; its JSON is the documented output format.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -17,6 +18,9 @@ pub struct RunReport {
     pub config: NetworkConfig,
     pub device: BackendInfo,
     pub runs: Vec<VariantRun>,
+    /// A preset's claims, checked against these runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
 }
 
 fn sci(v: Option<f64>) -> String {
@@ -138,6 +142,10 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
     }
     for run in &report.runs {
         writeln!(out, "{}", crate::experiment::conclusion(run))?;
+    }
+    for c in &report.claims {
+        let verdict = if c.holds { "holds: " } else { "FAILS: " };
+        writeln!(out, "{verdict} {}: {}", c.claim, c.measured)?;
     }
     Ok(())
 }
