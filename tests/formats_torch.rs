@@ -6,7 +6,9 @@
 //! underflow regions, and how PyTorch decodes every bf16, f16 and FP8 pattern.
 //! `tools/torch_cast_tables.py` wrote it; its `meta` member names the torch version.
 //!
-//! Every number, infinity and signed zero must match PyTorch's bits exactly. A NaN input
+//! Every number, infinity and signed zero must match PyTorch's bits exactly, E4M3's
+//! saturation included (PyTorch 2.15 casts every |x| > 464 and ±inf to ±448, 0x7E/0xFE, since
+//! pytorch/pytorch#178817; `src/format.rs` says `Overflow::Saturate`). A NaN input
 //! must give a NaN, of the same sign except in bf16, but its pattern is not compared: PyTorch's
 //! own NaN pattern depends on the code path, not on the value. Its vectorised CPU cast to
 //! bf16 (AVX2/AVX-512, any contiguous tensor, even of one element) writes 0xFFFF for every
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-use gradstab::format::{Format, Overflow};
+use gradstab::format::Format;
 
 /// The arrays of the table, by member name, as raw little-endian npy payloads.
 struct Table {
@@ -88,23 +90,6 @@ fn f16_widened(i: u32) -> f32 {
     Format::F16.decode(i)
 }
 
-/// The one known disagreement, accepted while `src/format.rs` keeps E4M3's `Overflow::Nan`
-/// and nothing else: PyTorch saturates f32 → float8_e4m3fn. Since pytorch/pytorch#178817
-/// (commit 9deaf8d, April 2026, "Properly saturate E4M3 on finite-overflow on CPU/C++
-/// conversion code") `fp8e4m3fn_from_fp32_value` gives ±448 (0x7E) for every |x| > 464, ±inf
-/// included, where earlier versions, and gradstab, give NaN (0x7F); NaN stays NaN. Each
-/// such case is counted and printed; once format.rs follows PyTorch, the exception stops
-/// applying by itself and every E4M3 cast is compared bit for bit.
-fn known_e4m3_saturation(format: Format, x: f32, want: u32, got: u32) -> bool {
-    let sign = if x.is_sign_negative() { 0x80 } else { 0 };
-    format == Format::E4m3
-        && format.spec().overflow == Overflow::Nan
-        && !x.is_nan()
-        && x.abs() > 464.0
-        && want == sign | 0x7e
-        && got == sign | 0x7f
-}
-
 /// One disagreement with PyTorch, for the report.
 struct Mismatch {
     case: String,
@@ -121,7 +106,6 @@ fn compare_casts(
     inputs: &[u32],
     torch: &[u32],
     out: &mut Vec<Mismatch>,
-    known: &mut usize,
 ) -> usize {
     assert_eq!(
         inputs.len(),
@@ -135,9 +119,6 @@ fn compare_casts(
         let agrees = if x.is_nan() {
             let sign_agrees = format == Format::Bf16 || got & sign_bit == want & sign_bit;
             is_nan_pattern(format, got) && is_nan_pattern(format, want) && sign_agrees
-        } else if known_e4m3_saturation(format, x, want, got) {
-            *known += 1;
-            true
         } else {
             got == want
         };
@@ -238,7 +219,6 @@ fn every_cast_in_the_torch_table_matches_pytorch_bit_for_bit() {
         .to_string();
     let mut mismatches = Vec::new();
     let mut checked = 0;
-    let mut known = 0;
 
     // (a) every f16 pattern as an f32; (b) every bf16 pattern as an f32.
     let every_f16: Vec<u32> = (0..1 << 16).map(|i| f16_widened(i).to_bits()).collect();
@@ -264,7 +244,7 @@ fn every_cast_in_the_torch_table_matches_pytorch_bit_for_bit() {
         for &format in targets {
             let name = format!("{prefix}_{format}");
             let want = outputs(&table, &name, format);
-            checked += compare_casts(&name, format, inputs, &want, &mut mismatches, &mut known);
+            checked += compare_casts(&name, format, inputs, &want, &mut mismatches);
         }
     }
 
@@ -273,7 +253,7 @@ fn every_cast_in_the_torch_table_matches_pytorch_bit_for_bit() {
     for format in [Format::Bf16, Format::F16, Format::E4m3, Format::E5m2] {
         let name = format!("c_{format}");
         let want = outputs(&table, &name, format);
-        checked += compare_casts(&name, format, &c_inputs, &want, &mut mismatches, &mut known);
+        checked += compare_casts(&name, format, &c_inputs, &want, &mut mismatches);
     }
 
     // (d) every pattern decoded.
@@ -283,13 +263,7 @@ fn every_cast_in_the_torch_table_matches_pytorch_bit_for_bit() {
     }
 
     fail_on(&mismatches, checked, &torch);
-    if known > 0 {
-        eprintln!(
-            "KNOWN DISAGREEMENT: {known} casts of |x| > 464 to E4M3 give NaN (0x7F) in gradstab \
-             where PyTorch {torch} saturates to ±448 (0x7E); see known_e4m3_saturation"
-        );
-    }
-    eprintln!("{checked} casts and decodes agree with PyTorch {torch}, but for those {known}");
+    eprintln!("{checked} casts and decodes agree with PyTorch {torch}");
 }
 
 /// The table is the one the script writes: complete, and holding the cases that matter, so
