@@ -15,7 +15,7 @@ pub enum Format {
     F32,
     F16,
     Bf16,
-    /// OCP FP8 E4M3FN: no infinity, one NaN per sign, range ±448.
+    /// OCP FP8 E4M3FN: no infinity, one NaN per sign, range ±448; a cast saturates.
     E4m3,
     /// OCP FP8 E5M2: IEEE-style infinities and NaNs, range ±57344.
     E5m2,
@@ -37,8 +37,12 @@ pub enum NanEncoding {
 pub enum Overflow {
     /// ±inf, as IEEE 754 round-to-nearest does.
     Infinity,
-    /// NaN, as PyTorch's cast to `float8_e4m3fn` does (the format has no inf).
+    /// NaN of the value's sign, ±inf included, as PyTorch's cast to `float8_e4m3fn` did
+    /// before 2.15 (the format has no inf). No row uses it now.
     Nan,
+    /// The largest finite of the value's sign, ±inf included, as PyTorch 2.15's cast to
+    /// `float8_e4m3fn` does (pytorch/pytorch#178817). NaN stays NaN.
+    Saturate,
 }
 
 /// The bit layout of a format: sign, then `exponent_bits`, then `mantissa_bits` (the stored
@@ -85,7 +89,7 @@ const SPECS: [FormatSpec; 5] = [
         mantissa_bits: 3,
         bias: 7,
         nan: NanEncoding::AllOnes,
-        overflow: Overflow::Nan,
+        overflow: Overflow::Saturate,
     },
     FormatSpec {
         name: "e5m2",
@@ -116,7 +120,7 @@ const _: () = {
         assert!(s.total_bits() <= 32 && s.mantissa_bits >= 1 && s.exponent_bits >= 2);
         assert!(s.mantissa_bits <= 23 && s.min_exponent() - s.mantissa_bits as i32 >= -149);
         assert!(s.max_exponent() <= 127);
-        assert!(s.has_inf() || matches!(s.overflow, Overflow::Nan));
+        assert!(s.has_inf() || !matches!(s.overflow, Overflow::Infinity));
         i += 1;
     }
 };
@@ -292,16 +296,28 @@ impl FormatSpec {
         if magnitude <= self.max_finite_bits() {
             return sign | magnitude;
         }
+        sign | self.overflow_bits()
+    }
+
+    /// The sign-free pattern a cast gives where the rounding lies beyond the largest finite,
+    /// by [`Self::overflow`]: inf, NaN, or the largest finite.
+    pub const fn overflow_bits(&self) -> u64 {
         match (self.overflow, self.inf_bits()) {
-            (Overflow::Infinity, Some(inf)) => sign | inf,
-            _ => sign | self.nan_bits(),
+            (Overflow::Infinity, Some(inf)) => inf,
+            (Overflow::Saturate, _) => self.max_finite_bits(),
+            // Overflow::Nan, or Infinity without an inf, which the rows may not have.
+            _ => self.nan_bits(),
         }
     }
 
-    /// The pattern of the largest finite of x's sign, where a saturating cast sends every
-    /// value beyond the range (inf included).
-    const fn saturated(&self, negative: bool) -> u64 {
-        ((negative as u64) << (self.exponent_bits + self.mantissa_bits)) | self.max_finite_bits()
+    /// The sign-free pattern ±inf is cast to: inf itself where the format has one and does
+    /// not saturate, otherwise what an overflow gives (the largest finite, or NaN where the
+    /// format has no inf).
+    pub const fn inf_cast_bits(&self) -> u64 {
+        match (self.overflow, self.inf_bits()) {
+            (Overflow::Saturate, _) | (_, None) => self.overflow_bits(),
+            (_, Some(inf)) => inf,
+        }
     }
 
     /// The pattern x is cast to.
@@ -314,10 +330,7 @@ impl FormatSpec {
             return sign | self.nan_bits();
         }
         if magnitude == F64_LAYOUT.exponent_field_max() << 52 {
-            return match self.inf_bits() {
-                Some(inf) => sign | inf,
-                None => sign | self.nan_bits(),
-            };
+            return sign | self.inf_cast_bits();
         }
         let (significand, exponent) = F64_LAYOUT.significand_and_exponent(magnitude);
         self.round_to_bits(negative, significand, exponent)
@@ -381,17 +394,14 @@ impl Format {
 
     /// As [`Format::encode`], but a value beyond the range (inf included) becomes the largest
     /// finite of its sign, as FP8 quantisation does (CUDA's `__NV_SATFINITE`, which Transformer
-    /// Engine's casts use); NaN stays NaN.
+    /// Engine's casts use); NaN stays NaN. The format's row with [`Overflow::Saturate`], so
+    /// for a row that already saturates (E4M3) it is [`Format::encode`] itself.
     pub const fn encode_saturating(self, x: f32) -> u32 {
-        let spec = self.spec();
-        let magnitude = x.abs() as f64;
-        if !x.is_nan() && magnitude >= spec.overflow_midpoint() {
-            let past_midpoint = magnitude > spec.overflow_midpoint();
-            if past_midpoint || spec.overflows_at_midpoint() {
-                return spec.saturated(x.is_sign_negative()) as u32;
-            }
-        }
-        self.encode(x)
+        let saturating = FormatSpec {
+            overflow: Overflow::Saturate,
+            ..*self.spec()
+        };
+        saturating.encode_f64(x as f64) as u32
     }
 
     /// Whether a pattern (in the low `total_bits`) is NaN.
@@ -540,6 +550,57 @@ mod tests {
         // f32's midpoint, 2^128 − 2^103, lies beyond f32 itself.
         let f32_midpoint = 2f64.powi(128) - 2f64.powi(103);
         assert_eq!(Format::F32.spec().overflow_midpoint(), f32_midpoint);
+    }
+
+    #[test]
+    fn overflow_and_inf_cast_as_the_row_says_and_saturating_casts_clamp() {
+        // (format, +overflow pattern, +inf cast to, the first f32 that overflows)
+        let known = [
+            (Format::F32, 0x7f80_0000, 0x7f80_0000, None),
+            (Format::F16, 0x7c00, 0x7c00, Some(65520.0)),
+            (
+                Format::Bf16,
+                0x7f80,
+                0x7f80,
+                Some(f32::from_bits(0x7f7f_8000)),
+            ),
+            // PyTorch 2.15: 464 ties down to 448, everything above it saturates.
+            (Format::E4m3, 0x7e, 0x7e, Some(464f32.next_up())),
+            (Format::E5m2, 0x7c, 0x7c, Some(61440.0)),
+        ];
+        for (format, overflow, inf, first) in known {
+            let s = format.spec();
+            let sign = 1 << (s.total_bits() - 1);
+            let max = s.max_finite_bits() as u32;
+            assert_eq!(s.overflow_bits() as u32, overflow, "{format}");
+            assert_eq!(s.inf_cast_bits() as u32, inf, "{format}");
+            assert_eq!(format.encode(f32::INFINITY), inf, "{format}");
+            assert_eq!(format.encode(f32::NEG_INFINITY), sign | inf, "{format}");
+            assert_eq!(format.encode_saturating(f32::INFINITY), max, "{format}");
+            let neg_inf = format.encode_saturating(f32::NEG_INFINITY);
+            assert_eq!(neg_inf, sign | max, "{format}");
+            for x in [f32::NAN, -f32::NAN] {
+                let nan = s.nan_bits() as u32 | if x.is_sign_negative() { sign } else { 0 };
+                assert_eq!(format.encode(x), nan, "{format}");
+                assert_eq!(format.encode_saturating(x), nan, "{format}");
+            }
+            let Some(first) = first else { continue };
+            for x in [first, first.next_up(), first * 2.0, f32::MAX] {
+                assert_eq!(format.encode(x), overflow, "{format}: {x:e}");
+                assert_eq!(format.encode(-x), sign | overflow, "{format}: {x:e}");
+                assert_eq!(format.encode_saturating(x), max, "{format}: {x:e}");
+                assert_eq!(format.encode_saturating(-x), sign | max, "{format}: {x:e}");
+            }
+            let below = first.next_down();
+            assert_eq!(format.encode(below), max, "{format}: {below:e}");
+            assert_eq!(format.encode_saturating(below), max, "{format}: {below:e}");
+        }
+        // A row that saturates is its own saturating cast, everywhere.
+        let e4m3 = Format::E4m3;
+        for bits in (0..=u32::MAX).step_by(251) {
+            let x = f32::from_bits(bits);
+            assert_eq!(e4m3.encode_saturating(x), e4m3.encode(x), "{x:e}");
+        }
     }
 
     #[test]

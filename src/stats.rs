@@ -11,7 +11,8 @@ use crate::precision::DType;
 /// Counts of the finite, non-zero values that a cast to a narrower format would change in kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CastCounts {
-    /// Would round beyond the format's range: to ±inf, or to NaN in E4M3FN, which has no inf.
+    /// Would round beyond the format's range: to ±inf, or, in E4M3FN, which has no inf, to
+    /// the ±448 it saturates to (every |x| > 464, as PyTorch 2.15's cast does).
     pub overflow: u64,
     /// Would round to a non-zero subnormal.
     pub subnormal: u64,
@@ -283,8 +284,9 @@ pub struct CastThresholds {
 
 /// The thresholds of a cast to `format`, from its row of the format table: overflow from the
 /// midpoint above the largest finite (or just above it, where the tie goes down to an even
-/// largest finite, as in E4M3FN); zero up to half the smallest subnormal (a tie to the even
-/// 0); subnormal below the midpoint under the smallest normal.
+/// largest finite, as in E4M3FN), whatever the row's overflow gives (±inf, or ±448 where
+/// E4M3FN saturates); zero up to half the smallest subnormal (a tie to the even 0);
+/// subnormal below the midpoint under the smallest normal.
 pub const fn cast_thresholds(format: Format) -> CastThresholds {
     let spec = format.spec();
     let midpoint = (spec.overflow_midpoint() as f32).to_bits();
@@ -327,9 +329,9 @@ mod tests {
         // The values these were written as before the table existed.
         assert_eq!(bits(F16_CAST), [0x477F_F000, 0x3300_0000, 0x387F_E000]);
         assert_eq!(bits(BF16_CAST), [0x7F7F_8000, 0x0000_8000, 0x007F_8000]);
-        // E4M3FN: 464 ties down to the even 448, so overflow starts just above it; zero up to
-        // 2^-10; subnormal below (15/16)·2^-6. E5M2: 61440 ties up, past 57344; zero up to
-        // 2^-17; subnormal below (7/8)·2^-14.
+        // E4M3FN: 464 ties down to the even 448, so overflow (saturation to ±448) starts just
+        // above it; zero up to 2^-10; subnormal below (15/16)·2^-6. E5M2: 61440 ties up, past
+        // 57344; zero up to 2^-17; subnormal below (7/8)·2^-14.
         let above_464 = f32::from_bits(464f32.to_bits() + 1);
         let e4m3 = [above_464, 2f32.powi(-10), 15.0 / 16.0 * 2f32.powi(-6)];
         assert_eq!(bits(cast_thresholds(Format::E4m3)), e4m3.map(f32::to_bits));

@@ -4,10 +4,12 @@
 //!
 //! `float8` (0.7) is trusted only for what it gets right. Its `from_f32`/`from_f64` saturate
 //! to ±448 / ±57344 (its `SatFinite` mode, although its docs say ±inf), where PyTorch's
-//! `.to(torch.float8_e4m3fn)` gives NaN and `.to(torch.float8_e5m2)` gives ±inf
-//! (c10/util/Float8_e4m3fn.h, Float8_e5m2.h); and its `is_nan`/`is_infinite` misclassify
-//! (E4M3's 448 counts as infinite, E5M2's 57344 as infinite). So the references below apply
-//! PyTorch's overflow rule themselves and classify NaN by the decoded f32.
+//! `.to(torch.float8_e5m2)` gives ±inf (c10/util/Float8_e5m2.h); PyTorch 2.15's
+//! `.to(torch.float8_e4m3fn)` saturates too (pytorch/pytorch#178817, where earlier versions
+//! gave NaN), but the reference does not lean on `float8` for it; and its
+//! `is_nan`/`is_infinite` misclassify (E4M3's 448 counts as infinite, E5M2's 57344 as
+//! infinite). So the references below apply PyTorch's overflow rule themselves and classify
+//! NaN by the decoded f32.
 
 mod common;
 
@@ -275,7 +277,8 @@ fn f64_ties_between_f32_neighbours_round_once() {
 
 #[test]
 fn pytorch_fp8_overflow_and_nan_rules() {
-    // c10/util/Float8_e4m3fn.h: fp8e4m3fn_from_fp32_value.
+    // torch/headeronly/util/Float8_e4m3fn.h: fp8e4m3fn_from_fp32_value, which saturates
+    // since PyTorch 2.15 (pytorch/pytorch#178817; earlier versions gave NaN beyond 464).
     let e4m3 = Format::E4m3;
     assert_eq!(e4m3.encode(448.0), 0x7e);
     assert_eq!(
@@ -285,14 +288,32 @@ fn pytorch_fp8_overflow_and_nan_rules() {
     );
     assert_eq!(
         e4m3.encode(464f32.next_up()),
-        0x7f,
-        "rounds to S.1111.111: NaN"
+        0x7e,
+        "would round to S.1111.111 (NaN), saturates to 448"
     );
-    assert_eq!(e4m3.encode(480.0), 0x7f);
-    assert_eq!(e4m3.encode(-1e9), 0xff);
-    assert_eq!(e4m3.encode(f32::INFINITY), 0x7f, "no inf in E4M3FN");
-    assert_eq!(e4m3.encode(f32::NEG_INFINITY), 0xff);
-    assert!(e4m3.round_f32(1e9).is_nan());
+    assert_eq!(e4m3.encode(480.0), 0x7e);
+    assert_eq!(e4m3.encode(-1e9), 0xfe);
+    assert_eq!(e4m3.encode(f32::MAX), 0x7e);
+    assert_eq!(e4m3.encode(f32::INFINITY), 0x7e, "no inf in E4M3FN: 448");
+    assert_eq!(e4m3.encode(f32::NEG_INFINITY), 0xfe);
+    assert_eq!(e4m3.encode_f64(f64::INFINITY), 0x7e);
+    assert_eq!(e4m3.encode_f64(-1e300), 0xfe);
+    assert_eq!(e4m3.round_f32(1e9), 448.0);
+    assert_eq!(e4m3.round_f64(-1e9), -448.0);
+    assert_eq!(e4m3.encode(f32::NAN), 0x7f, "NaN stays NaN");
+    assert_eq!(e4m3.encode(-f32::NAN), 0xff);
+    assert!(e4m3.round_f32(f32::NAN).is_nan());
+    // For E4M3 the saturating cast of FP8 quantisation is now the plain cast.
+    for x in [
+        464.0,
+        464f32.next_up(),
+        480.0,
+        -1e9,
+        f32::INFINITY,
+        f32::NAN,
+    ] {
+        assert_eq!(e4m3.encode_saturating(x), e4m3.encode(x), "{x:e}");
+    }
     // c10/util/Float8_e5m2.h: fp8e5m2_from_fp32_value.
     let e5m2 = Format::E5m2;
     assert_eq!(e5m2.encode(61440f32.next_down()), 0x7b);

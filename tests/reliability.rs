@@ -376,7 +376,7 @@ fn statistics_without_finite_values_say_so_instead_of_nan() {
     let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    // The tensor's row and notes (the legend below them explains e4m3's NaN pattern).
+    // The tensor's row and notes (the legend below them, which may name NaN, is left out).
     let rows: String = table
         .lines()
         .filter(|l| !l.starts_with("mean, std"))

@@ -318,8 +318,8 @@ fn cast_report_matches_half_value_by_value_around_every_threshold() {
     );
     assert!(got.cast.f16.overflow > 0 && got.cast.f16.subnormal > 0 && got.cast.f16.zero > 0);
     assert!(got.cast.bf16.overflow > 0 && got.cast.bf16.subnormal > 0 && got.cast.bf16.zero > 0);
-    // FP8, against PyTorch's casts (float8 within range, PyTorch's overflow rule beyond), on
-    // both backends.
+    // FP8, against PyTorch's casts (float8 within range, PyTorch's overflow rule beyond: ±inf
+    // in E5M2, saturation to ±448 in E4M3, read through x/2), on both backends.
     let cpu = gradstab::Cpu.stats_of_host(&t).unwrap();
     for (i, (name, counts, on_cpu)) in [
         ("e4m3", got.cast.e4m3, cpu.cast.e4m3),

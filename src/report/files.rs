@@ -142,7 +142,7 @@ pub fn stats_table(
     }
     writeln!(
         out,
-        "mean, std and abs_max are over the finite values. over% = share of values that would round beyond the format's range (to ±inf; to NaN in e4m3, which has no inf); undr% = share that would become subnormal or 0 (non-zero values only)."
+        "mean, std and abs_max are over the finite values. over% = share of values that would round beyond the format's range (to ±inf; in e4m3, which has no inf, |x| > 464 saturates to ±448); undr% = share that would become subnormal or 0 (non-zero values only)."
     )?;
     Ok(())
 }

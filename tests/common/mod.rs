@@ -141,13 +141,16 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// PyTorch's `float8_e4m3fn` cast: |x| ≥ 480 is NaN outright, and (464, 480) rounds to the
-/// pattern S.1111.111, also NaN; 464 itself is a tie that goes to the even 448. Within
-/// range, round to nearest even, which `float8` does.
+/// PyTorch's `float8_e4m3fn` cast (2.15, pytorch/pytorch#178817): it saturates, so every
+/// |x| > 464, ±inf included, is ±448 (S.1111.110); 464 itself is a tie that goes to the even
+/// 448; NaN stays NaN (S.1111.111). Within range, round to nearest even, which `float8` does.
 pub fn pytorch_e4m3(x: f64) -> u32 {
     let sign = if x.is_sign_negative() { 0x80 } else { 0 };
-    if x.is_nan() || x.abs() > 464.0 {
+    if x.is_nan() {
         return sign | 0x7f;
+    }
+    if x.abs() > 464.0 {
+        return sign | 0x7e;
     }
     float8::F8E4M3::from_f64(x).to_bits() as u32
 }
@@ -167,11 +170,17 @@ pub fn pytorch_e5m2(x: f64) -> u32 {
 
 /// What PyTorch's casts to E4M3FN and E5M2 do to a finite, non-zero x, read from the bits
 /// they give (not from gradstab's thresholds): (overflow, subnormal, zero) for each.
+///
+/// E4M3 saturates, so an overflow gives the same pattern as 448 itself; it is read instead
+/// from the cast of x/2, one binade lower, where the rounding that overflows (to 480) is a
+/// finite pattern: x overflows exactly when x/2 rounds beyond 224 (S.1110.110). Halving is
+/// exact and commutes with rounding there, and an x/2 that overflows too saturates beyond 224.
 pub fn fp8_cast_kinds(x: f64) -> [(bool, bool, bool); 2] {
     let e4m3 = pytorch_e4m3(x) & 0x7f;
+    let e4m3_overflow = (pytorch_e4m3(x / 2.0) & 0x7f) > 0x76;
     let e5m2 = pytorch_e5m2(x) & 0x7f;
     [
-        (e4m3 == 0x7f, e4m3 >> 3 == 0 && e4m3 != 0, e4m3 == 0),
+        (e4m3_overflow, e4m3 >> 3 == 0 && e4m3 != 0, e4m3 == 0),
         (e5m2 >> 2 == 0x1f, e5m2 >> 2 == 0 && e5m2 != 0, e5m2 == 0),
     ]
 }
