@@ -7,6 +7,8 @@ mod adapter;
 mod batch;
 mod buffer;
 pub mod codec;
+#[cfg(test)]
+mod codec_tests;
 mod device;
 mod header;
 mod kernel;
