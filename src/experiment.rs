@@ -18,8 +18,11 @@ pub struct Experiment {
     pub variants: Vec<(String, NetworkConfig)>,
     pub precisions: Vec<Precision>,
     /// What the runs must show, checked part by part and printed as holds/FAILS.
-    pub claims: Option<fn(&[VariantRun]) -> Vec<Claim>>,
+    pub claims: Option<ClaimCheck>,
 }
+
+/// Checks a preset's claims against its runs.
+pub type ClaimCheck = fn(&[VariantRun]) -> Vec<Claim>;
 
 fn config(
     depth: usize,
