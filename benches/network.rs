@@ -4,8 +4,9 @@
 //! measurement this is compared with.
 //!
 //! `cargo bench --bench network` runs depth 100, width 1024, batch 256 on the CPU backend in
-//! f32 and f16acc32; `GRADSTAB_BENCH_NETWORK=depth,width,batch` changes the size, and
-//! `GRADSTAB_BENCH_GPU=1` adds the GPU backend (slow on a software rasteriser).
+//! f32, f16acc32, bf16 and fp8; `GRADSTAB_BENCH_NETWORK=depth,width,batch` changes the size,
+//! `GRADSTAB_BENCH_PRECISIONS=f16,bf16,fp8` the precisions, and `GRADSTAB_BENCH_GPU=1` adds
+//! the GPU backend (slow on a software rasteriser), where f16 runs too.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -20,6 +21,14 @@ fn size() -> (usize, usize, usize) {
             (v.len() == 3).then(|| (v[0], v[1], v[2]))
         })
         .unwrap_or((100, 1024, 256))
+}
+
+/// The precisions to run: `GRADSTAB_BENCH_PRECISIONS`, or `default`.
+fn precisions(default: &[Precision]) -> Vec<Precision> {
+    match std::env::var("GRADSTAB_BENCH_PRECISIONS") {
+        Ok(list) => gradstab::precision::parse_precision_list(&list).unwrap(),
+        Err(_) => default.to_vec(),
+    }
 }
 
 fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, backend: &B, precisions: &[Precision]) {
@@ -46,7 +55,12 @@ fn network(c: &mut Criterion) {
         c,
         "cpu",
         &Cpu,
-        &[Precision::F32, Precision::F16Accumulate32],
+        &precisions(&[
+            Precision::F32,
+            Precision::F16Accumulate32,
+            Precision::Bf16,
+            Precision::Fp8,
+        ]),
     );
     if std::env::var("GRADSTAB_BENCH_GPU").is_ok_and(|v| v == "1") {
         match Gpu::new(&GpuOptions::from_env()) {
@@ -56,7 +70,13 @@ fn network(c: &mut Criterion) {
                     c,
                     &name,
                     &gpu,
-                    &[Precision::F32, Precision::F16Accumulate32, Precision::F16],
+                    &precisions(&[
+                        Precision::F32,
+                        Precision::F16Accumulate32,
+                        Precision::F16,
+                        Precision::Bf16,
+                        Precision::Fp8,
+                    ]),
                 );
             }
             Err(e) => eprintln!("network on the GPU skipped: {e}"),
