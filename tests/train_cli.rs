@@ -415,3 +415,136 @@ fn a_run_too_large_for_memory_is_refused_before_it_allocates() {
     // Refused from the estimate, not after drawing 4·10^12 weights.
     assert!(start.elapsed().as_secs() < 5);
 }
+
+#[test]
+fn fp8_flags_are_honoured_or_refused() {
+    // Flags nothing would read are refused, not ignored.
+    assert_refused(
+        &["train", "--backend", "cpu", "--fp8-scaling", "current"],
+        "apply to --precision fp8 only",
+    );
+    assert_refused(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--precision",
+            "fp8",
+            "--fp8-scaling",
+            "current",
+            "--fp8-history",
+            "4",
+        ],
+        "apply to --fp8-scaling delayed only",
+    );
+    assert_refused(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--precision",
+            "fp8",
+            "--fp8-scaling",
+            "sometimes",
+        ],
+        "none, delayed or current",
+    );
+    assert_refused(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--preset",
+            "remedies",
+            "--fp8-scaling",
+            "none",
+        ],
+        "cannot be used with --preset",
+    );
+    assert_refused(
+        &["run", "--backend", "cpu", "--fp8-margin", "2"],
+        "apply to --precision fp8 only",
+    );
+}
+
+#[test]
+fn fp8_training_records_every_operand_of_every_step_in_json_and_csv() {
+    let dir = scratch("fp8-records");
+    let csv = dir.join("steps.csv");
+    let common = [
+        "train",
+        "--backend",
+        "cpu",
+        "--depth",
+        "3",
+        "--width",
+        "8",
+        "--steps",
+        "3",
+        "--precision",
+        "f32,fp8",
+        "--fp8-scaling",
+        "delayed",
+        "--fp8-history",
+        "2",
+        "--fp8-margin",
+        "1",
+        "--quiet",
+    ];
+    let out = gradstab(&[&common[..], &["--format", "json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert!(
+        runs[0]["steps"][0].get("fp8").is_none(),
+        "f32 quantises nothing"
+    );
+    let fp8 = &runs[1];
+    assert_eq!(fp8["config"]["precision"], "fp8");
+    assert_eq!(fp8["config"]["network"]["fp8_scaling"]["rule"], "delayed");
+    assert_eq!(fp8["config"]["network"]["fp8_scaling"]["history"], 2);
+    assert_eq!(fp8["config"]["network"]["fp8_scaling"]["margin"], 1);
+    for (i, step) in fp8["steps"].as_array().unwrap().iter().enumerate() {
+        let records = step["fp8"].as_array().unwrap();
+        assert_eq!(records.len(), 3 * 3, "three operands of three layers");
+        for r in records {
+            let scale = r["scale"].as_f64().unwrap();
+            if i == 0 {
+                assert_eq!(scale, 1.0, "delayed scaling's first step: {r}");
+            } else {
+                // 448·2^-1 / amax, or 57344·2^-1 / amax, of the earlier steps.
+                assert!(scale != 1.0 && scale.is_finite(), "{r}");
+            }
+            let format = r["format"].as_str().unwrap();
+            let role = r["role"].as_str().unwrap();
+            assert_eq!(format, if role == "gradient" { "e5m2" } else { "e4m3" });
+            for key in ["amax", "saturated", "flushed", "count", "layer"] {
+                assert!(r[key].is_number(), "{key}: {r}");
+            }
+        }
+    }
+    let out = gradstab(&[&common[..], &["--format", "csv", "--out", s(&csv)]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (precision, scale) = (col("precision"), col("fp8_gradient_scale"));
+    let unchanged = col("unchanged_fraction");
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(cells[unchanged].parse::<f64>().is_ok(), "{line}");
+        match cells[precision] {
+            "f32" => assert_eq!(cells[scale], "", "{line}"),
+            _ => assert!(cells[scale].parse::<f64>().unwrap() > 0.0, "{line}"),
+        }
+    }
+}

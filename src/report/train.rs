@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::network::fp8::Role;
 use crate::train::TrainReport;
 
 /// A number in at most 9 characters: plain where readable, scientific otherwise.
@@ -85,9 +86,11 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
 }
 
 /// One row per run, step and layer.
+/// One row per run, step and layer; in FP8 runs, each operand's scale and the shares of its
+/// values that saturated or flushed to zero (empty cells otherwise).
 pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
+    let mut header: Vec<String> = [
         "run",
         "precision",
         "lr",
@@ -102,11 +105,20 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
         "grad_zero_fraction",
         "grad_subnormal_fraction",
         "grad_non_finite_fraction",
-    ])?;
+        "unchanged_fraction",
+    ]
+    .map(String::from)
+    .to_vec();
+    for role in ["input", "weight", "gradient"] {
+        for what in ["scale", "saturated_fraction", "flushed_fraction"] {
+            header.push(format!("fp8_{role}_{what}"));
+        }
+    }
+    w.write_record(&header)?;
     for run in &report.runs {
         for step in &run.steps {
             for l in &step.layers {
-                w.write_record([
+                let mut row = vec![
                     super::columns::text_cell(&run.label),
                     run.config.precision.name().to_string(),
                     run.config.lr.to_string(),
@@ -121,7 +133,24 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
                     l.grad_zero_fraction.to_string(),
                     l.grad_subnormal_fraction.to_string(),
                     l.grad_non_finite_fraction.to_string(),
-                ])?;
+                    l.unchanged_fraction.to_string(),
+                ];
+                for role in Role::ALL {
+                    match step
+                        .fp8
+                        .iter()
+                        .find(|r| r.layer == l.layer && r.role == role)
+                    {
+                        Some(r) => {
+                            let n = r.count.max(1) as f64;
+                            row.push(r.scale.to_string());
+                            row.push((r.saturated as f64 / n).to_string());
+                            row.push((r.flushed as f64 / n).to_string());
+                        }
+                        None => row.extend(["".to_string(), "".to_string(), "".to_string()]),
+                    }
+                }
+                w.write_record(&row)?;
             }
         }
     }
