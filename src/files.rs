@@ -1,6 +1,6 @@
 //! Tensors from files a user brings: NumPy `.npy` (floats f16, f32, f64; integers of 1 to 8
 //! bytes, as labels), `.npz` (every array, as `np.savez` and `np.savez_compressed` write
-//! them) and `.safetensors` (every tensor; f16, bf16, f32, f64 and integers). A malformed,
+//! them) and `.safetensors` (every tensor; f16, bf16, FP8, f32, f64 and integers). A malformed,
 //! truncated, oversized or unsupported file is an error that names the file and the problem.
 //!
 //! Every size a file declares (a header's length, an archive member's size, a shape) is
@@ -13,6 +13,8 @@ use std::path::Path;
 
 use half::{bf16, f16};
 
+use crate::format::Format;
+
 use crate::error::{Error, Result};
 use crate::host_memory::{host_available_bytes, human_bytes};
 use crate::tensor::HostTensor;
@@ -23,6 +25,11 @@ use crate::tensor::HostTensor;
 pub enum FileDType {
     F16,
     Bf16,
+    /// FP8 E4M3FN and E5M2 (safetensors' `F8_E4M3`, `F8_E5M2`), widened to f32 exactly.
+    #[serde(rename = "f8_e4m3")]
+    F8E4m3,
+    #[serde(rename = "f8_e5m2")]
+    F8E5m2,
     F32,
     F64,
     /// Integers (labels), read as f32 where every value is exact (|v| ≤ 2^24).
@@ -41,6 +48,8 @@ impl FileDType {
         match self {
             FileDType::F16 => "f16",
             FileDType::Bf16 => "bf16",
+            FileDType::F8E4m3 => "f8_e4m3",
+            FileDType::F8E5m2 => "f8_e5m2",
             FileDType::F32 => "f32",
             FileDType::F64 => "f64",
             FileDType::I8 => "i8",
@@ -58,14 +67,19 @@ impl FileDType {
     pub fn is_integer(self) -> bool {
         !matches!(
             self,
-            FileDType::F16 | FileDType::Bf16 | FileDType::F32 | FileDType::F64
+            FileDType::F16
+                | FileDType::Bf16
+                | FileDType::F8E4m3
+                | FileDType::F8E5m2
+                | FileDType::F32
+                | FileDType::F64
         )
     }
 
     /// Bytes per element in the file.
     fn bytes(self) -> usize {
         match self {
-            FileDType::I8 | FileDType::U8 => 1,
+            FileDType::I8 | FileDType::U8 | FileDType::F8E4m3 | FileDType::F8E5m2 => 1,
             FileDType::F16 | FileDType::Bf16 | FileDType::I16 | FileDType::U16 => 2,
             FileDType::F32 | FileDType::I32 | FileDType::U32 => 4,
             FileDType::F64 | FileDType::I64 | FileDType::U64 => 8,
@@ -508,7 +522,9 @@ fn npy_values(
         FileDType::U16 => ints(integers_as_f32(&npy.into_vec::<u16>()?)),
         FileDType::U32 => ints(integers_as_f32(&npy.into_vec::<u32>()?)),
         FileDType::U64 => ints(integers_as_f32(&npy.into_vec::<u64>()?)),
-        FileDType::Bf16 => unreachable!("NumPy has no bf16 dtype"),
+        FileDType::Bf16 | FileDType::F8E4m3 | FileDType::F8E5m2 => {
+            unreachable!("NumPy has no bf16 or FP8 dtype")
+        }
     }
 }
 
@@ -605,6 +621,8 @@ fn safetensors_dtype(dtype: safetensors::Dtype) -> Option<FileDType> {
     Some(match dtype {
         D::F16 => FileDType::F16,
         D::BF16 => FileDType::Bf16,
+        D::F8_E4M3 => FileDType::F8E4m3,
+        D::F8_E5M2 => FileDType::F8E5m2,
         D::F32 => FileDType::F32,
         D::F64 => FileDType::F64,
         D::I8 => FileDType::I8,
@@ -631,6 +649,8 @@ fn safetensors_values(dtype: FileDType, data: &[u8]) -> (HostTensorValues, Optio
     match dtype {
         FileDType::F16 => (F16(each(data, f16::from_le_bytes)), None),
         FileDType::Bf16 => (F32(each(data, |b| bf16::from_le_bytes(b).to_f32())), None),
+        FileDType::F8E4m3 => (F32(each(data, |[b]| Format::E4m3.decode(b as u32))), None),
+        FileDType::F8E5m2 => (F32(each(data, |[b]| Format::E5m2.decode(b as u32))), None),
         FileDType::F32 => (F32(each(data, f32::from_le_bytes)), None),
         FileDType::F64 => {
             let (v, note) = narrow_f64(&each(data, f64::from_le_bytes));
@@ -705,7 +725,7 @@ fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Ve
             return Err(file_error(
                 path,
                 format!(
-                    "tensor '{}' has dtype {:?}: gradstab reads f16, bf16, f32, f64 and integer tensors",
+                    "tensor '{}' has dtype {:?}: gradstab reads f16, bf16, FP8 (E4M3, E5M2), f32, f64 and integer tensors",
                     printable(name),
                     view.dtype()
                 ),

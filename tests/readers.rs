@@ -909,3 +909,65 @@ fn empty_matrices_are_refused_by_their_shape_in_every_reader() {
         refused(load_parameters(&path), &needle);
     }
 }
+
+#[test]
+fn fp8_safetensors_tensors_read_as_their_exact_values() {
+    // Every pattern of each FP8 format, as PyTorch's safetensors writes float8 tensors.
+    let dir = temp_dir("fp8");
+    let patterns: Vec<u8> = (0..=255).collect();
+    let data = [patterns.clone(), patterns.clone()].concat();
+    let header = r#"{"e4m3":{"dtype":"F8_E4M3","shape":[16,16],"data_offsets":[0,256]},"e5m2":{"dtype":"F8_E5M2","shape":[256],"data_offsets":[256,512]}}"#;
+    let path = write(&dir, "fp8.safetensors", &safetensors_file(header, &data));
+    let tensors = files::load(&path).unwrap();
+    for (name, dtype, format, nan, inf) in [
+        (
+            "e4m3",
+            FileDType::F8E4m3,
+            gradstab::format::Format::E4m3,
+            2,
+            0,
+        ),
+        (
+            "e5m2",
+            FileDType::F8E5m2,
+            gradstab::format::Format::E5m2,
+            6,
+            2,
+        ),
+    ] {
+        let t = tensor(&tensors, name);
+        assert_eq!(t.dtype, dtype);
+        let got = values(t);
+        assert_eq!(got.len(), 256);
+        for (bits, v) in patterns.iter().zip(&got) {
+            let want = format.decode(*bits as u32);
+            assert!(
+                v.to_bits() == want.to_bits() || (v.is_nan() && want.is_nan()),
+                "{name} {bits:#04x}: {v:e}, want {want:e}"
+            );
+        }
+        assert_eq!(got.iter().filter(|v| v.is_nan()).count(), nan, "{name}");
+        assert_eq!(
+            got.iter().filter(|v| v.is_infinite()).count(),
+            inf,
+            "{name}"
+        );
+    }
+    // The largest finite of each, read through `gradstab stats`.
+    let out = Command::new(env!("CARGO_BIN_EXE_gradstab"))
+        .args(["stats", "--backend", "cpu", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("\"f8_e4m3\"") && text.contains("\"f8_e5m2\""),
+        "{text}"
+    );
+}
