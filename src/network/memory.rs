@@ -80,9 +80,16 @@ impl NetworkConfig {
         // widest layer's working set (a weight and its gradient, and a few activations). It
         // grows with depth · width · batch, plus depth · width² while weights are kept.
         let residual = if self.residual { 2 } else { 1 };
-        let tensors = activations * b * residual
+        let mut tensors = activations * b * residual
             + kept_weights
             + (2 * widest * widest + 8 * batch * widest) * b;
+        if let Some(q) = precision.quantised() {
+            // A matmul's quantised operands (one byte a value: a weight and two activations
+            // in backward), and the scaled f32 copy of the largest one on its way to the cast.
+            let fp8 = q.forward.size_bytes().max(q.gradient.size_bytes()) as u128;
+            tensors += (widest * widest + 2 * batch * widest) * fp8
+                + widest * widest.max(batch) * b;
+        }
         // On the host: each layer's records (four statistics, each with an exponent
         // histogram of up to 256 counts on the heap), and one layer's weights drawn as f32
         // (orthogonal works in f64, twice as much) before they are rounded and uploaded.
@@ -212,6 +219,12 @@ mod tests {
         // f16 halves the tensors; residual connections keep H^{t−1} too.
         let f16 = config.memory_estimate(Precision::F16, false).device_bytes;
         assert_eq!(f16, tensors / 2);
+        // bf16 as f16; fp8 keeps f32 tensors, plus a matmul's quantised operands (a weight and
+        // two activations, one byte each) and the scaled f32 copy of the largest.
+        let bf16 = config.memory_estimate(Precision::Bf16, false).device_bytes;
+        assert_eq!(bf16, tensors / 2);
+        let fp8 = config.memory_estimate(Precision::Fp8, false).device_bytes;
+        assert_eq!(fp8 - tensors, (64 * 64 + 2 * 8 * 64) + 64 * 64 * 4);
         let residual = NetworkConfig {
             residual: true,
             ..config.clone()
