@@ -28,10 +28,15 @@ impl TrainConfig {
         let batch = counted(net.batch);
         let activations: u128 =
             net.widths.iter().map(|&n| batch * counted(n)).sum::<u128>() * s * 3;
-        let device = params * per_param + activations;
+        let widest = counted(net.widths.iter().copied().max().unwrap_or(0));
+        // FP8: a matmul's quantised operands and the scaled copy of the largest (as `run`).
+        let quantised = match self.precision.quantised() {
+            Some(_) => (widest * widest + 2 * batch * widest) + widest * widest.max(batch) * s,
+            None => 0,
+        };
+        let device = params * per_param + activations + quantised;
         let samples = counted(self.data_samples());
         let (inputs, outputs) = (counted(net.widths[0]), counted(net.widths[net.depth]));
-        let widest = counted(net.widths.iter().copied().max().unwrap_or(0));
         let data = samples * (inputs + outputs) * 4 + samples * widest * 16;
         // The teacher evaluates in f64: the inputs, two layers' outputs, one layer's weights.
         let teacher = match self.task {
