@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::gpu::probe::{probe, ProbeReport};
 use crate::ops::activation::Activation;
 use crate::ops::bounds::result_distance;
+use crate::ops::cast::Overflowing;
 use crate::ops::elementwise::ElementwiseOp;
 use crate::ops::matmul::gpu::matmul_with;
 use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
@@ -252,6 +253,86 @@ pub fn spread_tensor(
     HostTensor::from_f32_as(dtype, 1, len, &v)
 }
 
+/// A cast of `len` spread values (±2^±30, with NaN, ±inf and zeros among them) to `target`,
+/// GPU against CPU: the same integer routine on both, so every value must agree exactly.
+pub fn compare_cast(
+    gpu: &Gpu,
+    target: DType,
+    overflowing: Overflowing,
+    len: usize,
+    seed: u64,
+) -> Result<Comparison> {
+    let mut rng = rng(seed);
+    let mut values = spread_tensor(&mut rng, DType::F32, len, 3)?.to_f32_vec();
+    for (i, v) in values.iter_mut().enumerate() {
+        match i % 89 {
+            5 => *v = f32::NAN,
+            17 => *v = f32::INFINITY,
+            31 => *v = f32::NEG_INFINITY,
+            43 => *v = -0.0,
+            _ => {}
+        }
+    }
+    let x = HostTensor::from_f32(1, len, values)?;
+    let expected = Cpu.cast(&x, target, overflowing)?.to_f64_vec();
+    let got = gpu.download(&gpu.cast(&gpu.upload(&x)?, target, overflowing)?)?;
+    let got = got.to_f64_vec();
+    let mut cmp = Comparison::default();
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        cmp.record(*g, *e, 0.0, || format!("cast of value {i} to {target}"));
+    }
+    Ok(cmp)
+}
+
+/// A product of FP8 operands (E4M3 by E4M3, or E5M2 by E4M3), quantised with scales and
+/// dequantised by the matmul, GPU against CPU: the products are exact in f32, so only the
+/// order of the f32 sums and the one scaling multiply differ.
+pub fn compare_fp8_matmul(
+    gpu: &Gpu,
+    flushes_subnormals: bool,
+    lhs: DType,
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    seed: u64,
+) -> Result<Comparison> {
+    let mut rng = rng(seed);
+    let (a_shape, b_shape) = op.operand_shapes(m, k, n);
+    let scales = (64.0f32, 256.0f32);
+    let quantise = |t: HostTensor, format: DType, s: f32| -> Result<HostTensor> {
+        let scaled = Cpu.scale(&t, s, Precision::Fp8)?;
+        Cpu.cast(&scaled, format, Overflowing::Saturate)
+    };
+    let a = normal_tensor(&mut rng, DType::F32, a_shape.rows, a_shape.cols, 1.0)?;
+    let b = normal_tensor(&mut rng, DType::F32, b_shape.rows, b_shape.cols, 1.0)?;
+    let (a, b) = (
+        quantise(a, lhs, scales.0)?,
+        quantise(b, DType::E4m3, scales.1)?,
+    );
+    let out_scale = crate::network::fp8::out_scale(scales.0, scales.1);
+    let expected = Cpu.matmul_scaled(&a, &b, op, Precision::Fp8, out_scale)?;
+    let (ga, gb) = (gpu.upload(&a)?, gpu.upload(&b)?);
+    let got = gpu.download(&gpu.matmul_scaled(&ga, &gb, op, Precision::Fp8, out_scale)?)?;
+    let (expected, got) = (expected.to_f64_vec(), got.to_f64_vec());
+    let (a64, b64) = (a.to_f64_vec(), b.to_f64_vec());
+    let sums = matmul::sum_abs_products(&a64, &b64, op, m, k, n);
+    let mut cmp = Comparison::default();
+    for i in 0..m * n {
+        // The f32 accumulation's bound, scaled, and the multiply's rounding of each side.
+        let bound = matmul::error_bound(
+            Precision::Fp8,
+            k,
+            sums[i] * out_scale as f64,
+            got[i],
+            expected[i],
+            flushes_subnormals,
+        ) + 2.0 * DType::F32.unit_roundoff() * expected[i].abs();
+        cmp.record(got[i], expected[i], bound, || {
+            format!("fp8 matmul {} {m}×{k}×{n} [{i}]", op.name())
+        });
+    }
+    Ok(cmp)
+}
+
 /// One elementwise op on `len` spread values, GPU against CPU.
 pub fn compare_elementwise(
     gpu: &Gpu,
@@ -461,6 +542,31 @@ pub fn verify(
                 )?);
             }
             push(op.name().into(), precision, lengths.len(), total);
+        }
+    }
+    if precisions.contains(&Precision::Fp8) {
+        for target in [DType::Bf16, DType::E4m3, DType::E5m2] {
+            for overflowing in [Overflowing::AsFormat, Overflowing::Saturate] {
+                let mut total = Comparison::default();
+                for (i, &len) in [1usize, 3, 4097].iter().enumerate() {
+                    total.merge(compare_cast(gpu, target, overflowing, len, i as u64)?);
+                }
+                let kernel = match overflowing {
+                    Overflowing::AsFormat => format!("cast to {target}"),
+                    Overflowing::Saturate => format!("cast to {target}, saturating"),
+                };
+                push(kernel, Precision::Fp8, 3, total);
+            }
+        }
+        for lhs in [DType::E4m3, DType::E5m2] {
+            for op in MatmulOp::ALL {
+                let mut total = Comparison::default();
+                for (i, &shape) in MATMUL_SHAPES.iter().enumerate() {
+                    total.merge(compare_fp8_matmul(gpu, flushes, lhs, op, shape, i as u64)?);
+                }
+                let kernel = format!("matmul {} {lhs}×e4m3 scaled", op.name());
+                push(kernel, Precision::Fp8, MATMUL_SHAPES.len(), total);
+            }
         }
     }
     for dtype in crate::ops::reduce::gpu::REDUCED_ON_DEVICE {

@@ -89,8 +89,13 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
     // (4 matmul transposes × 3 variants + 6 activations × forward and derivative + 4
-    // elementwise) × 6 precisions, and the statistics of f32, f16 and bf16 data.
-    assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 6 + 3);
+    // elementwise) × 6 precisions; casts to bf16, e4m3 and e5m2, saturating or not, and the
+    // scaled FP8 matmuls (E4M3 or E5M2 by E4M3, 4 transposes); the statistics of f32, f16 and
+    // bf16 data.
+    assert_eq!(rows.len(), (12 + 6 * 2 + 4) * 6 + 3 * 2 + 2 * 4 + 3);
+    for kernel in ["cast to e4m3, saturating", "matmul TN e5m2×e4m3 scaled"] {
+        assert!(rows.iter().any(|r| r["kernel"] == kernel), "{kernel}");
+    }
     // One row per activation, pass and precision, so a wrong function is named.
     for act in [
         "linear",

@@ -87,8 +87,8 @@ impl NetworkConfig {
             // A matmul's quantised operands (one byte a value: a weight and two activations
             // in backward), and the scaled f32 copy of the largest one on its way to the cast.
             let fp8 = q.forward.size_bytes().max(q.gradient.size_bytes()) as u128;
-            tensors += (widest * widest + 2 * batch * widest) * fp8
-                + widest * widest.max(batch) * b;
+            tensors +=
+                (widest * widest + 2 * batch * widest) * fp8 + widest * widest.max(batch) * b;
         }
         // On the host: each layer's records (four statistics, each with an exponent
         // histogram of up to 256 counts on the heap), and one layer's weights drawn as f32
