@@ -112,10 +112,10 @@ fn inputs() -> Vec<f32> {
     for format in TARGETS {
         xs.extend(boundaries(format));
     }
-    if xs.len() % 2 == 0 {
+    if xs.len().is_multiple_of(2) {
         xs.push(1.0);
     }
-    assert!(xs.len() % 4 != 0);
+    assert!(!xs.len().is_multiple_of(4));
     xs
 }
 
