@@ -154,7 +154,7 @@ impl Fp8Args {
         }
         let default = Fp8Scaling::default();
         let name = self.fp8_scaling.as_deref().unwrap_or(default.name());
-        if name.trim().to_ascii_lowercase() != "delayed"
+        if !name.trim().eq_ignore_ascii_case("delayed")
             && (self.fp8_history.is_some() || self.fp8_margin.is_some())
         {
             anyhow::bail!("--fp8-history and --fp8-margin apply to --fp8-scaling delayed only");
