@@ -34,12 +34,12 @@ fn demo_on_the_cpu_backend_finds_the_f16_overflow_layer() {
     assert!(stdout(&out).contains(DEMO_CONCLUSION), "{}", stdout(&out));
     // The tour's conclusions, as docs/theory.md states them.
     assert!(
-        stdout(&out).contains("×1.5 f16: forward overflows at layer 28"),
+        stdout(&out).contains("×1.5 f16: forward overflows f16 at layer 28"),
         "{}",
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("×0.8 f16: forward turns subnormal at layer 44"),
+        stdout(&out).contains("×0.8 f16: forward turns subnormal in f16 at layer 44"),
         "{}",
         stdout(&out)
     );
