@@ -47,6 +47,8 @@ fn every_preset_claim_holds_on_the_cpu() {
         ("vanishing-train", 3),
         ("loss-scaling", 4),
         ("remedies", 5),
+        ("bf16-stagnation", 2),
+        ("fp8-scaling", 4),
     ];
     for (name, parts) in expected {
         let preset = presets::preset(name).unwrap();
@@ -85,6 +87,19 @@ fn loss_scaling_holds_on_the_gpu() {
 fn remedies_hold_on_the_gpu() {
     // "trains" needs the full 200 steps: on the GPU only the first 20 are run.
     check_on_gpu("remedies", 20, 3, &["trains"]);
+}
+
+#[test]
+fn bf16_stagnation_holds_on_the_gpu() {
+    // Half of the 200 steps: the stall and the tracking show from the first steps on.
+    check_on_gpu("bf16-stagnation", 100, 2, &[]);
+}
+
+#[test]
+fn fp8_scaling_holds_on_the_gpu() {
+    // 40 of the 100 steps: delayed scaling settles by step 3, and the bottom layers'
+    // gradients flush from step 1 on.
+    check_on_gpu("fp8-scaling", 40, 4, &[]);
 }
 
 #[test]

@@ -32,8 +32,9 @@ pub(crate) enum TaskChoice {
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
-    /// lr-sensitivity, vanishing-train, loss-scaling or remedies; --steps, --seed and
-    /// --record-every apply to it, and the model, data and optimizer flags are refused.
+    /// lr-sensitivity, vanishing-train, loss-scaling, remedies, bf16-stagnation or fp8-scaling;
+    /// --steps, --seed and --record-every apply to it, and the model, data and optimizer flags
+    /// are refused.
     #[arg(long)]
     preset: Option<String>,
     /// Layers, 1 to 1,000,000 (default 8).

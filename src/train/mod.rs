@@ -3,7 +3,8 @@
 //! gradient and update at every step. `config.rs` says what a run is, `data.rs` what it
 //! trains on, `scaler.rs` how the loss is scaled, `run.rs` the steps (made of
 //! `network::steps` and the loss and optimizer ops), `record.rs` what a run found,
-//! `memory.rs` what it holds, `presets.rs` the experiments and `weights.rs` the state dict
+//! `memory.rs` what it holds, `presets.rs` the experiments (`format_presets.rs` those on
+//! number formats) and `weights.rs` the state dict
 //! it saves.
 //!
 //! Precision: `f32`; `f16`, PyTorch's `model.half()` (weights, gradients and optimizer
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod data;
+pub mod format_presets;
 pub mod memory;
 pub mod presets;
 pub mod record;

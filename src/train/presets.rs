@@ -2,6 +2,7 @@
 //! claim on both backends. Sizes are small enough for a software GPU: a preset runs in
 //! seconds on lavapipe, and `--steps` makes it longer.
 
+use super::format_presets;
 use super::{Claim, LossScale, Task, TrainConfig, TrainRun};
 use crate::error::{Error, Result};
 use crate::init::Init;
@@ -20,11 +21,13 @@ pub struct TrainPreset {
 /// The learning rates of `lr-sensitivity`.
 pub const LR_GRID: [f64; 7] = [1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1];
 
-pub const NAMES: [&str; 4] = [
+pub const NAMES: [&str; 6] = [
     "lr-sensitivity",
     "vanishing-train",
     "loss-scaling",
     "remedies",
+    format_presets::BF16_STAGNATION,
+    format_presets::FP8_SCALING,
 ];
 
 fn init(s: &str) -> Init {
@@ -163,6 +166,22 @@ pub fn preset(name: &str) -> Result<TrainPreset> {
             Ok(TrainPreset {
                 name: "remedies",
                 conclusion: "in a 16-layer ReLU net N(0, 0.01²) does not learn and N(0, 1) diverges; clipping keeps N(0, 1) finite, and He initialisation and residual connections train",
+                runs,
+            })
+        }
+        format_presets::BF16_STAGNATION => {
+            let (conclusion, runs) = format_presets::bf16_stagnation();
+            Ok(TrainPreset {
+                name: format_presets::BF16_STAGNATION,
+                conclusion,
+                runs,
+            })
+        }
+        format_presets::FP8_SCALING => {
+            let (conclusion, runs) = format_presets::fp8_scaling()?;
+            Ok(TrainPreset {
+                name: format_presets::FP8_SCALING,
+                conclusion,
                 runs,
             })
         }
@@ -382,6 +401,10 @@ pub fn verify(name: &str, runs: &[TrainRun]) -> Vec<Claim> {
                 }
             }
         }
+        format_presets::BF16_STAGNATION => {
+            claims = format_presets::verify_bf16_stagnation(runs);
+        }
+        format_presets::FP8_SCALING => claims = format_presets::verify_fp8_scaling(runs),
         _ => {}
     }
     claims
