@@ -188,6 +188,27 @@ MUTANTS = [
     ("reduce: E5M2's overflow threshold taken as exclusive on the GPU", "shaders/reduce.wgsl",
      "select(0u, 1u, mag >= E5M2_OVERFLOW)", "select(0u, 1u, mag > E5M2_OVERFLOW)",
      ["stats", "stats_edges"]),
+    # Formats as data: the generated casts, packed tensors, FP8 quantisation and its scales.
+    ("codec: the generated casts round ties away from zero", "src/gpu/codec.rs",
+     "rest > half || (rest == half && (kept & 1u) == 1u)", "rest >= half",
+     ["formats_gpu", "reference"]),
+    ("codec: a packed store clears its whole word (a neighbour's value lost)", "src/gpu/codec.rs",
+     "atomicAnd(&{name}[i / {per_word}u], ~({mask}u << shift));",
+     "atomicAnd(&{name}[i / {per_word}u], 0u);", ["formats_gpu", "reference"]),
+    ("header: the bf16 master rounding left out (pure bf16 keeps f32 updates)", "src/gpu/header.rs",
+     'None => format!("decode_{0}(encode_{0}(x))", format.name()),', 'None => "x".to_string(),',
+     ["fp8", "train_agreement"]),
+    ("matmul: FP8 products not dequantised", "shaders/matmul.wgsl",
+     "c = c * A(params.out_scale);", "c = c;", ["fp8", "formats_gpu"]),
+    ("fp8: quantisation follows the format's overflow rule, not saturation", "src/network/fp8.rs",
+     "Ok((backend.cast(y, format, Overflowing::Saturate)?, scale))",
+     "Ok((backend.cast(y, format, Overflowing::AsFormat)?, scale))", ["fp8"]),
+    ("fp8: delayed scaling keeps only the last amax", "src/network/fp8.rs",
+     "while h.len() > history {", "while h.len() > 1 {", ["fp8"]),
+    ("fp8: dW dequantised with the weight's scale instead of the input's", "src/network/steps.rs",
+     "out_scale(s_g, s_h)", "out_scale(s_g, s_w)", ["fp8"]),
+    ("train: unchanged_fraction counts subnormal updates, not zero ones", "src/train/run.rs",
+     "unchanged[t - 1] = delta.zero as f64", "unchanged[t - 1] = delta.subnormal as f64", ["fp8"]),
 ]
 
 
