@@ -767,3 +767,84 @@ on_both_backends!(
     bf16_loses_updates_below_half_a_unit_on_the_cpu,
     bf16_loses_updates_below_half_a_unit_on_the_gpu
 );
+
+/// Extreme scales: (1/s_a)·(1/s_b) may round to 0 or to a subnormal in f32; the matmul takes
+/// them (Transformer Engine's GEMM gives the product times that factor), and refuses only a
+/// NaN or negative factor. A whole fp8 run of a net whose values underflow then completes.
+fn check_extreme_out_scales<B: Backend>(backend: &B) {
+    let a = HostTensor::new(
+        gradstab::Shape::new(2, 2),
+        HostData::Fp8 {
+            format: Format::E4m3,
+            bits: vec![0x38, 0x40, 0xb8, 0x30], // 1, 2, −1, 0.5
+        },
+    )
+    .unwrap();
+    let (a, b) = (backend.upload(&a).unwrap(), backend.upload(&a).unwrap());
+    let op = MatmulOp::default();
+    let subnormal = f32::from_bits(3);
+    for factor in [0.0f32, subnormal] {
+        let c = backend
+            .matmul_scaled(&a, &b, op, Precision::Fp8, factor)
+            .unwrap();
+        // Row 0 of A·A: (1·1 + 2·−1, 1·2 + 2·0.5) = (−1, 3), times the factor in f32 (a device
+        // that flushes subnormals may give 0 for the subnormal factor).
+        let got = backend.download(&c).unwrap().to_f32_vec();
+        let flushed = got[1] == 0.0 && factor != 0.0;
+        assert!(
+            got[1] == 3.0 * factor || flushed,
+            "{}: {got:?} for factor {factor:e}",
+            backend.info().adapter
+        );
+    }
+    for bad in [f32::NAN, -1.0] {
+        let err = backend
+            .matmul_scaled(&a, &b, op, Precision::Fp8, bad)
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 0"), "{err}");
+    }
+    let tiny = NetworkConfig {
+        activation: Activation::Tanh,
+        init: "normal:1e-12".parse().unwrap(),
+        fp8_scaling: Fp8Scaling::Current,
+        ..NetworkConfig::new(5, 8, 4)
+    };
+    let record = network::run(backend, &tiny, Precision::Fp8, &mut |_, _| {}).unwrap();
+    assert_eq!(record.fp8.len(), 3 * 5);
+}
+
+#[test]
+fn extreme_dequantising_factors_are_taken_on_the_cpu() {
+    check_extreme_out_scales(&Cpu);
+}
+
+#[test]
+fn extreme_dequantising_factors_are_taken_on_the_gpu() {
+    let Some(gpu) = common::gpu("fp8 extreme scales") else {
+        return;
+    };
+    check_extreme_out_scales(&gpu);
+}
+
+#[test]
+fn statistics_of_an_fp8_tensor_on_the_gpu_are_the_cpus() {
+    let Some(gpu) = common::gpu("fp8 statistics") else {
+        return;
+    };
+    // Every E5M2 pattern, NaNs and infinities included, in a 16 × 16 tensor.
+    let t = HostTensor::new(
+        gradstab::Shape::new(16, 16),
+        HostData::Fp8 {
+            format: Format::E5m2,
+            bits: (0..=255).collect(),
+        },
+    )
+    .unwrap();
+    let on_cpu = Cpu.stats(&t).unwrap();
+    let on_gpu = gpu.stats(&gpu.upload(&t).unwrap()).unwrap();
+    assert_eq!((on_gpu.nan, on_gpu.pos_inf, on_gpu.neg_inf), (6, 1, 1));
+    assert_eq!(format!("{on_gpu:?}"), format!("{on_cpu:?}"));
+    let rows_cpu = Cpu.row_stats(&t).unwrap();
+    let rows_gpu = gpu.row_stats(&gpu.upload(&t).unwrap()).unwrap();
+    assert_eq!(format!("{rows_gpu:?}"), format!("{rows_cpu:?}"));
+}

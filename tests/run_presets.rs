@@ -84,3 +84,29 @@ fn bf16_range_fails_where_bf16_had_f16s_range_or_f32s_precision() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].contains("its cost is precision"), "{failed:?}");
 }
+
+#[test]
+fn a_preset_whose_runs_flags_change_does_not_check_its_claims() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--backend",
+            "cpu",
+            "--preset",
+            "bf16-range",
+            "--quiet",
+        ];
+        args.extend(extra);
+        args.extend(["--format", "json"]);
+        common::gradstab_cli(&args)
+    };
+    let own = run(&[]);
+    assert!(own.status.success(), "{}", common::stderr_of(&own));
+    let report: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
+    assert_eq!(report["claims"].as_array().map(Vec::len), Some(4));
+    let changed = run(&["--depth", "6"]);
+    assert!(changed.status.success(), "{}", common::stderr_of(&changed));
+    let report: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    assert!(report.get("claims").is_none(), "{report}");
+    assert!(common::stderr_of(&changed).contains("its claims are not checked"));
+}

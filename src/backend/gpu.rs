@@ -14,7 +14,7 @@ use crate::ops::matmul::autotune::{self, Tuning, VariantTiming};
 use crate::ops::matmul::{self, MatmulOp, MatmulVariant};
 use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::ops::reduce;
-use crate::ops::reduce::gpu::{PendingRecords, RecordQueue};
+use crate::ops::reduce::gpu::{PendingRecords, RecordQueue, REDUCED_ON_DEVICE};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
@@ -109,6 +109,14 @@ impl Gpu {
     }
 }
 
+/// A statistics record on its way: computed on the device and read back with the others, or,
+/// for the FP8 formats the reduction kernels do not read, computed on the host at once.
+#[derive(Debug)]
+pub enum PendingStats {
+    Device(PendingRecords),
+    Host(StatsRecord),
+}
+
 impl Backend for Gpu {
     type Tensor = GpuTensor;
 
@@ -160,19 +168,43 @@ impl Backend for Gpu {
         tensor.dtype()
     }
 
-    type PendingStats = PendingRecords;
+    type PendingStats = PendingStats;
 
-    fn stats_later(&self, x: &GpuTensor) -> Result<PendingRecords> {
+    fn stats_later(&self, x: &GpuTensor) -> Result<PendingStats> {
+        if !REDUCED_ON_DEVICE.contains(&x.dtype()) {
+            let host = self.download_tensor(x)?;
+            return Ok(PendingStats::Host(reduce::cpu::reference(&host)));
+        }
         let len = x.shape().len();
         let per_thread = self.reduction_per_thread;
-        reduce::gpu::start(&self.device, &self.records, x, 1, len, per_thread)
+        let pending = reduce::gpu::start(&self.device, &self.records, x, 1, len, per_thread)?;
+        Ok(PendingStats::Device(pending))
     }
 
-    fn collect_stats(&self, pending: Vec<PendingRecords>) -> Result<Vec<StatsRecord>> {
-        reduce::gpu::collect(&self.device, &pending)
+    fn collect_stats(&self, pending: Vec<PendingStats>) -> Result<Vec<StatsRecord>> {
+        // Host records keep their place; the device's come back in one read.
+        let mut on_device = Vec::new();
+        let mut records: Vec<Option<StatsRecord>> = Vec::with_capacity(pending.len());
+        for p in pending {
+            match p {
+                PendingStats::Device(d) => {
+                    on_device.push(d);
+                    records.push(None);
+                }
+                PendingStats::Host(record) => records.push(Some(record)),
+            }
+        }
+        let mut from_device = reduce::gpu::collect(&self.device, &on_device)?.into_iter();
+        Ok(records
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| from_device.next().expect("one record each")))
+            .collect())
     }
 
     fn row_stats(&self, x: &GpuTensor) -> Result<Vec<StatsRecord>> {
+        if !REDUCED_ON_DEVICE.contains(&x.dtype()) {
+            return Ok(reduce::cpu::reference_per_row(&self.download_tensor(x)?));
+        }
         let (rows, cols) = (x.shape().rows, x.shape().cols);
         let per_thread = self.reduction_per_thread;
         let pending = reduce::gpu::start(&self.device, &self.records, x, rows, cols, per_thread)?;

@@ -63,7 +63,7 @@ pub(crate) enum Command {
     /// Statistics of every tensor in a .npy, .npz or .safetensors file, and what a cast to
     /// f16, bf16, e4m3 or e5m2 would do to it.
     Stats {
-        /// A .npy, .npz or .safetensors file (f16, bf16, f32, f64 and integer tensors).
+        /// A .npy, .npz or .safetensors file (f16, bf16, FP8, f32, f64 and integer tensors).
         file: std::path::PathBuf,
         #[command(flatten)]
         adapter: AdapterArg,

@@ -270,6 +270,29 @@ pub(crate) fn experiment_of(args: &RunArgs) -> anyhow::Result<Experiment> {
         }
         config.validate()?;
     }
+    // A preset's claims are about its own runs: with any of them changed, they are not checked.
+    let changed = [
+        args.depth.is_some(),
+        args.width.is_some(),
+        args.batch.is_some(),
+        args.activation.is_some(),
+        args.init.is_some(),
+        args.input.is_some(),
+        args.bias_std.is_some(),
+        args.residual,
+        args.loss.is_some(),
+        args.clip_norm.is_some(),
+        args.clip_value.is_some(),
+        args.precision.is_some(),
+        args.seed.is_some(),
+        args.fp8.given(),
+    ];
+    if experiment.claims.is_some() && changed.contains(&true) {
+        eprintln!(
+            "note: flags change the preset's runs, so its claims are not checked; run it without them to check them"
+        );
+        experiment.claims = None;
+    }
     Ok(experiment)
 }
 

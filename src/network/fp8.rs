@@ -161,8 +161,10 @@ pub fn current_scale(format: Format, amax: f32) -> f32 {
     }
 }
 
-/// `DelayedScaling`'s update: max·2^−margin / amax rounded once in f32, the previous scale for
-/// an amax of 0, inf or NaN, the largest f32 for an infinite quotient.
+/// `DelayedScaling`'s update as its fused CUDA kernel computes it (`scaled_max = max · 2^−margin`,
+/// then `scaled_max / amax`, in f32): the previous scale for an amax of 0, inf or NaN, the
+/// largest f32 for an infinite quotient. (TE's unfused Python path divides by 2^margin after
+/// the quotient; the two differ only where one of them leaves f32's range.)
 pub fn delayed_scale(format: Format, margin: i32, amax: f32, previous: f32) -> f32 {
     if !(amax.is_finite() && amax > 0.0) {
         return previous;

@@ -54,11 +54,13 @@ pub fn quantised_operands(precision: Precision, a: DType, b: DType) -> bool {
         .is_some_and(|q| [a, b].iter().all(|d| *d == q.forward || *d == q.gradient))
 }
 
-/// A dequantising factor is finite and positive, and only FP8 operands take one other than 1.
+/// A dequantising factor is not negative (0 and inf included: (1/s_a)·(1/s_b) of extreme
+/// scales rounds to them, and the product is then what Transformer Engine's GEMM gives), and
+/// only FP8 operands take one other than 1.
 pub fn out_scale(precision: Precision, a: DType, b: DType, out_scale: f32) -> Result<()> {
-    if !(out_scale.is_finite() && out_scale > 0.0) {
+    if out_scale.is_nan() || out_scale.is_sign_negative() {
         return Err(Error::InvalidArgument(format!(
-            "a matmul's output scale is finite and positive, not {out_scale}"
+            "a matmul's output scale is at least 0, not {out_scale}"
         )));
     }
     if out_scale != 1.0 && !quantised_operands(precision, a, b) {

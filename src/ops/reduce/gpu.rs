@@ -91,7 +91,8 @@ struct Params {
     groups_x: u32,
 }
 
-/// The formats the kernels read; FP8 tensors (a quantised operand) are reduced on the host.
+/// The formats the kernels read; the GPU backend reduces FP8 tensors (a quantised operand) on
+/// the host (`backend::gpu::PendingStats::Host`).
 pub const REDUCED_ON_DEVICE: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
 /// The kernel of one entry point over data stored as `dtype`, read as raw words (no f16
