@@ -114,7 +114,7 @@ impl Gpu {
 #[derive(Debug)]
 pub enum PendingStats {
     Device(PendingRecords),
-    Host(StatsRecord),
+    Host(Box<StatsRecord>),
 }
 
 impl Backend for Gpu {
@@ -173,7 +173,7 @@ impl Backend for Gpu {
     fn stats_later(&self, x: &GpuTensor) -> Result<PendingStats> {
         if !REDUCED_ON_DEVICE.contains(&x.dtype()) {
             let host = self.download_tensor(x)?;
-            return Ok(PendingStats::Host(reduce::cpu::reference(&host)));
+            return Ok(PendingStats::Host(Box::new(reduce::cpu::reference(&host))));
         }
         let len = x.shape().len();
         let per_thread = self.reduction_per_thread;
@@ -191,7 +191,7 @@ impl Backend for Gpu {
                     on_device.push(d);
                     records.push(None);
                 }
-                PendingStats::Host(record) => records.push(Some(record)),
+                PendingStats::Host(record) => records.push(Some(*record)),
             }
         }
         let mut from_device = reduce::gpu::collect(&self.device, &on_device)?.into_iter();
