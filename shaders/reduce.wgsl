@@ -20,9 +20,11 @@
 // Template: the header (src/ops/reduce/gpu.rs) defines
 //   F16_INPUT, BF16_INPUT: bool          the data are f16, bf16 (else f32)
 //   THREADS, PER_THREAD                  threads per workgroup, elements per thread
-//   COUNT_SLOTS, SLOT_NAN … SLOT_E5M2_ZERO   the slots of Record.counts
+//   COUNT_SLOTS, SLOT_NAN … SLOT_FINITE   the slots of Record.counts (then three per format
+//                                        of the cast report)
 //   HIST_BINS                            bins of Record.hist (one per biased exponent)
-//   F16_OVERFLOW … E5M2_SUBNORMAL_BELOW  cast thresholds on |x| as f32 bits (src/stats.rs)
+//   count_casts(mag, &counts)            the cast report's counts of one |x| (as f32 bits), one
+//                                        line per format, its thresholds from src/stats.rs
 //   LARGEST_FINITE                       f32::MAX, exactly: where min and max start
 // The data are read as raw u32 words and classified by their bits, never through float
 // comparisons, which a compiler assuming finite math may fold away; f16 values are decoded
@@ -245,19 +247,7 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
             hi = max(hi, d.value);
             amax = max(amax, abs(d.value));
             if (d.kind != SLOT_ZERO) {
-                let mag = bitcast<u32>(abs(d.value));
-                counts[SLOT_F16_OVERFLOW] += select(0u, 1u, mag >= F16_OVERFLOW);
-                counts[SLOT_F16_SUBNORMAL] += select(0u, 1u, mag > F16_ZERO && mag < F16_SUBNORMAL_BELOW);
-                counts[SLOT_F16_ZERO] += select(0u, 1u, mag <= F16_ZERO);
-                counts[SLOT_BF16_OVERFLOW] += select(0u, 1u, mag >= BF16_OVERFLOW);
-                counts[SLOT_BF16_SUBNORMAL] += select(0u, 1u, mag > BF16_ZERO && mag < BF16_SUBNORMAL_BELOW);
-                counts[SLOT_BF16_ZERO] += select(0u, 1u, mag <= BF16_ZERO);
-                counts[SLOT_E4M3_OVERFLOW] += select(0u, 1u, mag >= E4M3_OVERFLOW);
-                counts[SLOT_E4M3_SUBNORMAL] += select(0u, 1u, mag > E4M3_ZERO && mag < E4M3_SUBNORMAL_BELOW);
-                counts[SLOT_E4M3_ZERO] += select(0u, 1u, mag <= E4M3_ZERO);
-                counts[SLOT_E5M2_OVERFLOW] += select(0u, 1u, mag >= E5M2_OVERFLOW);
-                counts[SLOT_E5M2_SUBNORMAL] += select(0u, 1u, mag > E5M2_ZERO && mag < E5M2_SUBNORMAL_BELOW);
-                counts[SLOT_E5M2_ZERO] += select(0u, 1u, mag <= E5M2_ZERO);
+                count_casts(bitcast<u32>(abs(d.value)), &counts);
             }
         }
     }

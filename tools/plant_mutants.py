@@ -185,8 +185,8 @@ MUTANTS = [
     ("stats: E4M3's overflow counted from the tie at 464, which rounds down to 448", "src/stats.rs",
      "        overflow: if spec.overflows_at_midpoint() {", "        overflow: if true {",
      ["stats", "stats_edges"]),
-    ("reduce: E5M2's overflow threshold taken as exclusive on the GPU", "shaders/reduce.wgsl",
-     "select(0u, 1u, mag >= E5M2_OVERFLOW)", "select(0u, 1u, mag > E5M2_OVERFLOW)",
+    ("reduce: the overflow thresholds taken as exclusive on the GPU", "src/ops/reduce/gpu.rs",
+     "select(0u, 1u, mag >= {f}_OVERFLOW)", "select(0u, 1u, mag > {f}_OVERFLOW)",
      ["stats", "stats_edges"]),
     # Formats as data: the generated casts, packed tensors, FP8 quantisation and its scales.
     ("codec: the generated casts round ties away from zero", "src/gpu/codec.rs",

@@ -31,6 +31,8 @@ enum Item {
     Casts(DType),
     /// `fn NAME(x: f32) -> f32`, x rounded to a format and widened back.
     Rounding(String, DType),
+    /// A WGSL function an op family generates from its own Rust tables.
+    Function(String),
     /// `fn NAME(x: ARG) -> RET`, another name for a generated function.
     FunctionAlias {
         name: String,
@@ -125,6 +127,12 @@ impl Header {
             arg: arg.to_string(),
             ret: ret.to_string(),
         });
+        self
+    }
+
+    /// A WGSL function generated from Rust data (after the constants it may use).
+    pub fn function(mut self, text: &str) -> Self {
+        self.items.push(Item::Function(text.to_string()));
         self
     }
 
@@ -232,6 +240,7 @@ impl Header {
                     *index, name, *format, *access, value,
                 )),
                 Item::Casts(_) => {}
+                Item::Function(function) => text.push_str(function),
                 Item::FunctionAlias {
                     name,
                     target,

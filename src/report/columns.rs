@@ -65,7 +65,17 @@ pub fn record_fields(s: &StatsRecord) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::text_cell;
+    use super::{text_cell, RECORD_COLUMNS};
+
+    #[test]
+    fn the_cast_columns_are_the_cast_reports_formats_in_order() {
+        // A format added to the cast report must be added to the CSV header too.
+        let named: Vec<String> = crate::stats::CAST_FORMATS
+            .iter()
+            .flat_map(|f| ["overflow", "subnormal", "zero"].map(|k| format!("{f}_{k}")))
+            .collect();
+        assert_eq!(RECORD_COLUMNS[12..], named);
+    }
 
     #[test]
     fn cells_a_spreadsheet_would_run_are_escaped_and_no_other() {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{PER_THREAD, THREADS};
 use crate::error::{Error, Result};
+use crate::format::Format;
 use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
 use crate::precision::DType;
 use crate::stats::{
@@ -22,27 +23,44 @@ const _: () = assert!(PER_THREAD <= MAX_PER_THREAD);
 /// Records per block of the record queue: a depth-100 pass queues about 400.
 const BLOCK_RECORDS: usize = 512;
 
-/// The slots of `GpuRecord::counts`, which the shader's header names `SLOT_<NAME>`.
-const COUNT_SLOTS: [&str; 18] = [
-    "NAN",
-    "POS_INF",
-    "NEG_INF",
-    "ZERO",
-    "SUBNORMAL",
-    "FINITE",
-    "F16_OVERFLOW",
-    "F16_SUBNORMAL",
-    "F16_ZERO",
-    "BF16_OVERFLOW",
-    "BF16_SUBNORMAL",
-    "BF16_ZERO",
-    "E4M3_OVERFLOW",
-    "E4M3_SUBNORMAL",
-    "E4M3_ZERO",
-    "E5M2_OVERFLOW",
-    "E5M2_SUBNORMAL",
-    "E5M2_ZERO",
-];
+/// The first slots of `GpuRecord::counts`, by numeric class; the shader's header names each
+/// `SLOT_<NAME>`.
+const CLASS_SLOTS: [&str; 6] = ["NAN", "POS_INF", "NEG_INF", "ZERO", "SUBNORMAL", "FINITE"];
+
+/// What the cast report counts per format, in its three slots after the class slots.
+const CAST_KINDS: [&str; 3] = ["OVERFLOW", "SUBNORMAL", "ZERO"];
+
+/// Slots of `GpuRecord::counts`: the classes, then three per format of the cast report.
+const COUNT_SLOTS: usize = CLASS_SLOTS.len() + CAST_KINDS.len() * CAST_FORMATS.len();
+
+/// The name of every slot, in order (`SLOT_<NAME>` in the shader).
+fn slot_names() -> Vec<String> {
+    let mut names: Vec<String> = CLASS_SLOTS.iter().map(|s| s.to_string()).collect();
+    for format in CAST_FORMATS {
+        let f = format.name().to_ascii_uppercase();
+        names.extend(CAST_KINDS.map(|kind| format!("{f}_{kind}")));
+    }
+    names
+}
+
+/// `count_casts(mag, &counts)`: the cast report's counts of one finite non-zero |x| (as f32
+/// bits), one line per kind and format of `CAST_FORMATS`, with the thresholds of
+/// `stats::cast_thresholds` that the header defines.
+fn count_casts_function() -> String {
+    let mut body = String::from(
+        "fn count_casts(mag: u32, counts: ptr<function, array<u32, COUNT_SLOTS>>) {\n",
+    );
+    for format in CAST_FORMATS {
+        let f = format.name().to_ascii_uppercase();
+        body.push_str(&format!(
+            "    (*counts)[SLOT_{f}_OVERFLOW] += select(0u, 1u, mag >= {f}_OVERFLOW);\n\
+             \x20   (*counts)[SLOT_{f}_SUBNORMAL] += select(0u, 1u, mag > {f}_ZERO && mag < {f}_SUBNORMAL_BELOW);\n\
+             \x20   (*counts)[SLOT_{f}_ZERO] += select(0u, 1u, mag <= {f}_ZERO);\n"
+        ));
+    }
+    body.push_str("}\n");
+    body
+}
 
 /// Histogram bins: one per biased exponent of f32 (0..=255); f16 uses the first 32. Each
 /// thread of a workgroup owns one bin.
@@ -53,7 +71,7 @@ const _: () = assert!(HIST_BINS == THREADS);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GpuRecord {
-    pub counts: [u32; COUNT_SLOTS.len()],
+    pub counts: [u32; COUNT_SLOTS],
     pub min: f32,
     pub max: f32,
     pub abs_max: f32,
@@ -67,18 +85,34 @@ pub struct GpuRecord {
 }
 
 /// Padding words that make a record a multiple of 256 bytes, the largest storage-binding
-/// offset alignment WebGPU allows: a tensor's records are then bound where they start.
-const RECORD_PAD: usize = 38;
+/// offset alignment WebGPU allows: a tensor's records are then bound where they start. The
+/// record's other words: the counts, eight scalars and the histogram.
 const RECORD_ALIGNMENT: usize = 256;
+const RECORD_PAD: usize = {
+    let words = COUNT_SLOTS + 8 + HIST_BINS;
+    (RECORD_ALIGNMENT / 4 - words % (RECORD_ALIGNMENT / 4)) % (RECORD_ALIGNMENT / 4)
+};
 const _: () = assert!(std::mem::size_of::<GpuRecord>().is_multiple_of(RECORD_ALIGNMENT));
 
 impl GpuRecord {
+    /// The count of a class slot (`CLASS_SLOTS`).
     fn count(&self, slot: &str) -> u64 {
-        let i = COUNT_SLOTS
+        let i = CLASS_SLOTS
             .iter()
             .position(|s| *s == slot)
-            .expect("a slot of COUNT_SLOTS");
+            .expect("a slot of CLASS_SLOTS");
         self.counts[i] as u64
+    }
+
+    /// The cast report's counts of the `index`th format of `CAST_FORMATS`.
+    fn cast_counts(&self, index: usize) -> CastCounts {
+        let at =
+            |kind: usize| self.counts[CLASS_SLOTS.len() + CAST_KINDS.len() * index + kind] as u64;
+        CastCounts {
+            overflow: at(0),
+            subnormal: at(1),
+            zero: at(2),
+        }
     }
 }
 
@@ -105,10 +139,10 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
         .constant_u32("PER_THREAD", per_thread as u32)
         .constant_u32("HIST_BINS", HIST_BINS as u32)
         .constant_u32("RECORD_PAD", RECORD_PAD as u32)
-        .constant_u32("COUNT_SLOTS", COUNT_SLOTS.len() as u32)
+        .constant_u32("COUNT_SLOTS", COUNT_SLOTS as u32)
         // f32::MAX is exactly an f64, so the shader's constant is exactly f32::MAX.
         .constant_float("LARGEST_FINITE", f32::MAX as f64);
-    for (i, slot) in COUNT_SLOTS.iter().enumerate() {
+    for (i, slot) in slot_names().iter().enumerate() {
         header = header.constant_u32(&format!("SLOT_{slot}"), i as u32);
     }
     for format in CAST_FORMATS {
@@ -118,6 +152,7 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
             .constant_u32(&format!("{format}_ZERO"), t.zero)
             .constant_u32(&format!("{format}_SUBNORMAL_BELOW"), t.subnormal_below);
     }
+    header = header.function(&count_casts_function());
     KernelSource {
         file: "reduce.wgsl",
         body: include_str!("../../../shaders/reduce.wgsl"),
@@ -381,10 +416,9 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
         r.count("NAN"),
         r.count("POS_INF") + r.count("NEG_INF"),
     );
-    let cast = |format: &str| CastCounts {
-        overflow: r.count(&format!("{format}_OVERFLOW")),
-        subnormal: r.count(&format!("{format}_SUBNORMAL")),
-        zero: r.count(&format!("{format}_ZERO")),
+    let cast = |format: Format| {
+        let index = CAST_FORMATS.iter().position(|f| *f == format);
+        r.cast_counts(index.expect("the cast report's formats are CAST_FORMATS"))
     };
     StatsRecord {
         count: len as u64,
@@ -400,7 +434,7 @@ fn stats_record(r: &GpuRecord, dtype: DType, len: usize) -> StatsRecord {
         zero: r.count("ZERO"),
         subnormal: r.count("SUBNORMAL"),
         histogram,
-        cast: CastReport::from_fn(|format| cast(&format.name().to_ascii_uppercase())),
+        cast: CastReport::from_fn(cast),
     }
 }
 
@@ -412,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_nan_from_the_device_stays_nan_and_a_rounding_below_zero_becomes_zero() {
-        let slot = |name: &str| COUNT_SLOTS.iter().position(|s| *s == name).unwrap();
+        let slot = |name: &str| CLASS_SLOTS.iter().position(|s| *s == name).unwrap();
         let mut r: GpuRecord = bytemuck::Zeroable::zeroed();
         r.counts[slot("FINITE")] = 2;
         r.m2 = f32::NAN;
