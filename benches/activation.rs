@@ -46,7 +46,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, backend: &B, precisi
 
 fn activation(c: &mut Criterion) {
     bench_backend(c, "cpu", &Cpu, &Precision::ALL);
-    match Gpu::new(&GpuOptions::from_env()) {
+    match Gpu::new(&GpuOptions::from_env().unwrap()) {
         Ok(gpu) => {
             let precisions: Vec<Precision> = Precision::ALL
                 .into_iter()

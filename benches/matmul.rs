@@ -89,7 +89,7 @@ fn cpu_f16(c: &mut Criterion) {
 }
 
 fn gpu(c: &mut Criterion) {
-    let gpu = match Gpu::new(&GpuOptions::from_env()) {
+    let gpu = match Gpu::new(&GpuOptions::from_env().unwrap()) {
         Ok(gpu) => gpu,
         Err(e) => {
             eprintln!("matmul_gpu skipped: {e}");

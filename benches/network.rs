@@ -63,7 +63,7 @@ fn network(c: &mut Criterion) {
         ]),
     );
     if std::env::var("GRADSTAB_BENCH_GPU").is_ok_and(|v| v == "1") {
-        match Gpu::new(&GpuOptions::from_env()) {
+        match Gpu::new(&GpuOptions::from_env().unwrap()) {
             Ok(gpu) => {
                 let name = format!("gpu {}", gpu.adapter_name());
                 bench_backend(

@@ -23,7 +23,7 @@ fn data(dtype: DType, n: usize) -> gradstab::HostTensor {
 }
 
 fn reduce(c: &mut Criterion) {
-    let gpu = Gpu::new(&GpuOptions::from_env());
+    let gpu = Gpu::new(&GpuOptions::from_env().unwrap());
     let hardware = gpu.as_ref().is_ok_and(|g| g.is_hardware());
     let n = len(hardware);
     let mut group = c.benchmark_group("stats");

@@ -74,7 +74,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, backend: &B) {
 fn train(c: &mut Criterion) {
     bench_backend(c, "cpu", &Cpu);
     if std::env::var("GRADSTAB_BENCH_GPU").is_ok_and(|v| v == "1") {
-        match Gpu::new(&GpuOptions::from_env()) {
+        match Gpu::new(&GpuOptions::from_env().unwrap()) {
             Ok(gpu) => {
                 let name = format!("gpu {}", gpu.adapter_name());
                 bench_backend(c, &name, &gpu);

@@ -25,7 +25,7 @@ fn explode<B: Backend>(backend: &B) -> gradstab::Result<()> {
 }
 
 fn main() -> gradstab::Result<()> {
-    match Gpu::new(&GpuOptions::from_env()) {
+    match Gpu::new(&GpuOptions::from_env()?) {
         Ok(gpu) if gpu.supports(Precision::F16) => explode(&gpu),
         _ => explode(&Cpu),
     }

@@ -21,7 +21,7 @@ fn dot<B: Backend>(backend: &B, precision: Precision) -> gradstab::Result<f32> {
 }
 
 fn main() -> gradstab::Result<()> {
-    let gpu = Gpu::new(&GpuOptions::from_env());
+    let gpu = Gpu::new(&GpuOptions::from_env()?);
     if let Err(e) = &gpu {
         eprintln!("no GPU ({e}); showing the CPU backend only");
     }

@@ -55,7 +55,7 @@ fn train_all<B: Backend>(backend: &B) -> gradstab::Result<()> {
 }
 
 fn main() -> gradstab::Result<()> {
-    match Gpu::new(&GpuOptions::from_env()) {
+    match Gpu::new(&GpuOptions::from_env()?) {
         Ok(gpu) => {
             println!("on {}", gpu.adapter_name());
             train_all(&gpu)

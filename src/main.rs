@@ -116,9 +116,35 @@ fn refused(e: &anyhow::Error) -> ExitCode {
     exit_code(e, true)
 }
 
+/// The library's warnings and errors (the `log` facade), one line each on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let kind = match record.level() {
+                log::Level::Error => "error",
+                _ => "warning",
+            };
+            eprintln!("gradstab: {kind}: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static STDERR_LOG: StderrLog = StderrLog;
+
 fn main() -> ExitCode {
     end_quietly_on_closed_pipe();
     clean_up_on_signal();
+    if log::set_logger(&STDERR_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let cli = parse_cli();
     let result = match cli.command {
         Command::Devices { format } => devices(format),

@@ -9,7 +9,7 @@ use gradstab::{Gpu, GpuOptions, Precision};
 fn gpu_with_cache(path: &std::path::Path) -> Gpu {
     Gpu::new(&GpuOptions {
         autotune_cache: Some(path.to_path_buf()),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap()
 }
@@ -123,7 +123,7 @@ fn a_forced_variant_skips_tuning_and_a_bad_name_is_an_error() {
     let gpu = Gpu::new(&GpuOptions {
         matmul_variant: Some(MatmulVariant::Tile32Shared),
         autotune_cache: Some(path.clone()),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     assert_eq!(
@@ -165,4 +165,27 @@ fn a_cache_that_is_not_a_regular_file_is_neither_read_nor_replaced() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// The library reads the environment only where a caller asks it to (`GpuOptions::from_env`):
+/// a bad `GRADSTAB_MATMUL_VARIANT` is an error there and nowhere else. One test sets the
+/// variable, so it runs the binary rather than change this process's environment.
+#[test]
+fn the_environment_is_read_only_by_from_env() {
+    let Some(gpu) = common::gpu("environment") else {
+        return;
+    };
+    drop(gpu);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradstab"))
+        .args([
+            "run", "--depth", "2", "--width", "4", "--batch", "2", "--quiet",
+        ])
+        .env("GRADSTAB_MATMUL_VARIANT", "bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr_of(&out));
+    assert!(common::stderr_of(&out).contains("bogus"));
+    // Default options name no cache and no variant, whatever the environment says.
+    let defaults = GpuOptions::default();
+    assert!(defaults.autotune_cache.is_none() && defaults.matmul_variant.is_none());
 }

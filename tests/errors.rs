@@ -68,7 +68,7 @@ fn f16_without_shader_f16_names_the_adapter_and_the_way_out() {
     }
     let options = GpuOptions {
         disable_shader_f16: true,
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     };
     let gpu = Gpu::new(&options).unwrap();
     assert!(!gpu.supports(Precision::F16));
@@ -130,7 +130,7 @@ fn a_grid_beyond_its_folded_limit_is_refused() {
     }
     let gpu = Gpu::new(&GpuOptions {
         max_workgroups_per_dimension: Some(2),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     // 4 · 256 + 1 elements need 5 workgroups; a 2 × 2 grid holds 4.

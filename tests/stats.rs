@@ -130,7 +130,7 @@ fn per_row_statistics_match_with_folded_grids() {
     // tests/folding.rs covers that limit itself.
     let gpu = Gpu::new(&GpuOptions {
         max_workgroups_per_dimension: Some(20),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     let mut rng = common::rng(2);
@@ -355,7 +355,7 @@ fn f16_data_reduce_without_shader_f16() {
     }
     let gpu = Gpu::new(&GpuOptions {
         disable_shader_f16: true,
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     let v = special_values(DType::F16);
@@ -428,7 +428,7 @@ fn many_partials_per_thread_combine_exactly_enough() {
     let per_thread = 1;
     let gpu = Gpu::new(&GpuOptions {
         reduction_per_thread: Some(per_thread),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     let mut rng = common::rng(17);

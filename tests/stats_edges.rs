@@ -559,7 +559,7 @@ fn statistics_at_the_edges_of_each_format_agree_with_the_exact_record_on_both_ba
     // the combine of several partial records.
     let one_per_thread = Gpu::new(&GpuOptions {
         reduction_per_thread: Some(1),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     })
     .unwrap();
     for dtype in [DType::F32, DType::F16, DType::Bf16] {

@@ -32,7 +32,8 @@ pub struct GpuOptions {
     pub max_workgroups_per_dimension: Option<u32>,
     /// Use this matmul variant instead of the autotuned one (also `GRADSTAB_MATMUL_VARIANT`).
     pub matmul_variant: Option<MatmulVariant>,
-    /// Where to keep the autotune cache; `None` takes `autotune::default_cache_path()`.
+    /// Where to keep the autotune cache; `None` tunes in memory only (`from_env` names the
+    /// machine's cache).
     pub autotune_cache: Option<PathBuf>,
     /// Elements each thread of a statistics pass reads (default `reduce::PER_THREAD`); a small
     /// value lets small tensors exercise the combine of many partial records.
@@ -40,14 +41,19 @@ pub struct GpuOptions {
 }
 
 impl GpuOptions {
-    /// The options `GRADSTAB_ADAPTER` asks for.
-    pub fn from_env() -> Self {
-        GpuOptions {
+    /// The options the environment asks for: the adapter of `GRADSTAB_ADAPTER`, the matmul
+    /// variant of `GRADSTAB_MATMUL_VARIANT` and the autotune cache under `GRADSTAB_CACHE_DIR`
+    /// (or `$XDG_CACHE_HOME/gradstab`, `~/.cache/gradstab`). The library reads the environment
+    /// nowhere else: `GpuOptions::default()` depends on nothing but its caller.
+    pub fn from_env() -> Result<Self> {
+        Ok(GpuOptions {
             adapter: std::env::var(ADAPTER_ENV)
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
+            matmul_variant: autotune::variant_from_env()?,
+            autotune_cache: autotune::cache_path_from_env(),
             ..GpuOptions::default()
-        }
+        })
     }
 }
 

@@ -47,13 +47,16 @@ pub(crate) struct AdapterArg {
 }
 
 impl AdapterArg {
-    pub(crate) fn options(&self) -> GpuOptions {
-        let mut options = GpuOptions::from_env();
+    /// The environment's options (`GpuOptions::from_env`), with the flags over them.
+    pub(crate) fn options(&self) -> gradstab::Result<GpuOptions> {
+        let mut options = GpuOptions::from_env()?;
         if let Some(a) = &self.adapter {
             options.adapter = Some(a.clone());
         }
-        options.matmul_variant = self.matmul_variant;
-        options
+        if let Some(v) = self.matmul_variant {
+            options.matmul_variant = Some(v);
+        }
+        Ok(options)
     }
 }
 
@@ -83,7 +86,7 @@ pub(crate) fn gpu_or_cpu_notice(
     if backend == Some(BackendChoice::Cpu) {
         return Ok(None);
     }
-    match Gpu::new(&adapter.options()) {
+    match Gpu::new(&adapter.options()?) {
         Ok(gpu) => Ok(Some(gpu)),
         Err(e @ gradstab::Error::NoAdapter { .. }) if !asked_for_gpu(adapter, backend) => {
             eprintln!("gradstab: {e}; running on the CPU backend instead.");

@@ -19,7 +19,7 @@ pub(crate) fn run_bench(
     // A benchmark measures the device asked for: no fallback from one backend to the other.
     let report = match backend.unwrap_or(BackendChoice::Gpu) {
         BackendChoice::Gpu => {
-            gradstab::bench::bench(&Gpu::new(&adapter.options())?, quick, progress)?
+            gradstab::bench::bench(&Gpu::new(&adapter.options()?)?, quick, progress)?
         }
         BackendChoice::Cpu => gradstab::bench::bench_cpu(quick, progress)?,
     };

@@ -55,7 +55,7 @@ pub(crate) fn truncate(s: &str, n: usize) -> String {
 }
 
 pub(crate) fn run_probe(adapter: &AdapterArg, format: Format) -> anyhow::Result<ExitCode> {
-    let gpu = Gpu::new(&adapter.options())?;
+    let gpu = Gpu::new(&adapter.options()?)?;
     let report = probe(&gpu)?;
     if let Format::Json = format {
         json(&report)?;

@@ -12,7 +12,7 @@ pub(crate) fn run_verify(
     quick: bool,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    let gpu = Gpu::new(&adapter.options())?;
+    let gpu = Gpu::new(&adapter.options()?)?;
     let table = matches!(format, Format::Table);
     if table {
         out!(

@@ -127,7 +127,7 @@ impl Device {
         // Every operation runs inside an error scope; anything that still escapes is reported
         // rather than aborting the process, which is wgpu's default.
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
-            eprintln!("gradstab: uncaptured GPU error: {e}");
+            log::error!("uncaptured GPU error: {e}");
         }));
         let grid_limit = options
             .max_workgroups_per_dimension

@@ -17,7 +17,7 @@ pub fn gpu(test: &str) -> Option<Gpu> {
     // on an adapter that lacks it: every f16 check must then skip, loudly, not fail.
     let options = GpuOptions {
         disable_shader_f16: std::env::var(WITHOUT_F16_ENV).is_ok_and(|v| v == "1"),
-        ..GpuOptions::from_env()
+        ..GpuOptions::from_env().unwrap()
     };
     match Gpu::new(&options) {
         Ok(gpu) => Some(gpu),

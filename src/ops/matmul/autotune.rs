@@ -30,8 +30,9 @@ struct CacheFile {
     adapters: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// The cache file of this machine, if a directory for it can be named.
-pub fn default_cache_path() -> Option<PathBuf> {
+/// The cache file the environment names: `GRADSTAB_CACHE_DIR`, else `$XDG_CACHE_HOME/gradstab`,
+/// else `~/.cache/gradstab`. Read only by `GpuOptions::from_env`, which a caller chooses.
+pub fn cache_path_from_env() -> Option<PathBuf> {
     let dir = std::env::var_os(CACHE_DIR_ENV)
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gradstab")))
@@ -39,6 +40,15 @@ pub fn default_cache_path() -> Option<PathBuf> {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("gradstab"))
         })?;
     Some(dir.join("autotune.json"))
+}
+
+/// The variant `GRADSTAB_MATMUL_VARIANT` names, if it is set. Read only by
+/// `GpuOptions::from_env`.
+pub fn variant_from_env() -> Result<Option<MatmulVariant>> {
+    match std::env::var(VARIANT_ENV) {
+        Ok(name) if !name.trim().is_empty() => Ok(Some(name.parse::<MatmulVariant>()?)),
+        _ => Ok(None),
+    }
 }
 
 /// Reads the cache: `Ok(None)` when there is none, `Err(why)` when it cannot be trusted.
@@ -89,25 +99,18 @@ fn cache_key(gpu: &Device) -> String {
 }
 
 impl Tuning {
-    /// `forced`, else `GRADSTAB_MATMUL_VARIANT`, else tuning with the cache at `cache_path`
-    /// (`None`: `default_cache_path()`).
+    /// `forced`, else tuning, with the cache at `cache_path` (`None`: tuned in memory only).
     pub fn new(forced: Option<MatmulVariant>, cache_path: Option<PathBuf>) -> Result<Tuning> {
-        let forced = match forced {
-            Some(v) => Some(v),
-            None => match std::env::var(VARIANT_ENV) {
-                Ok(name) if !name.trim().is_empty() => Some(name.parse::<MatmulVariant>()?),
-                _ => None,
-            },
-        };
         Ok(Tuning {
             forced,
-            cache_path: cache_path.or_else(default_cache_path),
+            cache_path,
             ..Tuning::default()
         })
     }
 
+    /// A warning through the `log` facade (the command line prints it), kept for reports too.
     fn warn(&self, message: String) {
-        eprintln!("gradstab: warning: {message}");
+        log::warn!("{message}");
         self.warnings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
