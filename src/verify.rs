@@ -103,8 +103,8 @@ pub fn normal_tensor(
     HostTensor::from_f32_as(dtype, rows, cols, &values)
 }
 
-fn rng(seed: u64) -> rand::rngs::StdRng {
-    rand::rngs::StdRng::seed_from_u64(seed)
+fn rng(seed: u64) -> crate::init::Stream {
+    crate::init::Stream::seed_from_u64(seed)
 }
 
 /// `op(A)·op(B)` of N(0, 1) operands of an `m × k` by `k × n` product, GPU (with `variant`)
