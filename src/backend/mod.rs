@@ -8,6 +8,7 @@
 //! never sees operands of the wrong shape, dtype or precision. The trait also answers what a
 //! backend can do (`supports`, `max_tensor_len`), so callers never probe for it.
 
+pub mod batch;
 pub mod cpu;
 pub mod gpu;
 

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use crate::backend::batch::{StatsBatch, StatsHandle};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::Format;
@@ -211,7 +212,10 @@ impl Fp8State {
 pub struct Fp8Pass<'s, P> {
     state: &'s mut Fp8State,
     precision: Precision,
-    pending: Vec<(usize, Role, f32, P, Option<P>)>,
+    batch: StatsBatch<P>,
+    /// Per quantisation: the layer, role and scale, and the handles of the records of x and
+    /// (where the scale is not 1) of x·s.
+    pending: Vec<(usize, Role, f32, StatsHandle, Option<StatsHandle>)>,
 }
 
 impl<'s, P> Fp8Pass<'s, P> {
@@ -222,6 +226,7 @@ impl<'s, P> Fp8Pass<'s, P> {
         Fp8Pass {
             state,
             precision,
+            batch: StatsBatch::default(),
             pending: Vec::new(),
         }
     }
@@ -264,9 +269,9 @@ impl<'s, P> Fp8Pass<'s, P> {
         };
         let y = scaled.as_ref().unwrap_or(x);
         if record {
-            let of_x = backend.stats_later(x)?;
+            let of_x = self.batch.start(backend, x)?;
             let of_y = match &scaled {
-                Some(y) => Some(backend.stats_later(y)?),
+                Some(y) => Some(self.batch.start(backend, y)?),
                 None => None,
             };
             self.pending.push((t, role, scale, of_x, of_y));
@@ -279,23 +284,11 @@ impl<'s, P> Fp8Pass<'s, P> {
     where
         B: Backend<PendingStats = P>,
     {
-        let mut keys = Vec::new();
-        let mut pending = Vec::new();
-        for (t, role, scale, of_x, of_y) in self.pending {
-            let two = of_y.is_some();
-            pending.push(of_x);
-            pending.extend(of_y);
-            keys.push((t, role, scale, two));
-        }
-        let mut stats = backend.collect_stats(pending)?.into_iter();
+        let found = self.batch.collect(backend)?;
         let mut records = Vec::new();
-        for (t, role, scale, two) in keys {
-            let of_x = stats.next().expect("one record per pending record");
-            let of_y = if two {
-                stats.next().expect("one record per pending record")
-            } else {
-                of_x.clone()
-            };
+        for (t, role, scale, x, scaled) in self.pending {
+            // With scale 1, x·s is x.
+            let (of_x, of_y) = (found.get(x), found.get(scaled.unwrap_or(x)));
             let format = role.format(self.precision).expect("checked when quantised");
             let cast = of_y.cast.of(format);
             records.push(Fp8Record {
@@ -303,7 +296,7 @@ impl<'s, P> Fp8Pass<'s, P> {
                 role,
                 format,
                 scale,
-                amax: amax_of(&of_x),
+                amax: amax_of(of_x),
                 saturated: cast.overflow + of_y.pos_inf + of_y.neg_inf,
                 flushed: cast.zero,
                 count: of_x.count,

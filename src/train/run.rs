@@ -8,6 +8,7 @@ use super::config::TrainConfig;
 use super::data::{self, Batches};
 use super::record::{LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
 use super::scaler::Scaler;
+use crate::backend::batch::{StatsBatch, StatsHandle};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::network::fp8::{Fp8Pass, Fp8State};
@@ -230,14 +231,19 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let (x, y) = self.fixed_batch.as_ref().expect("just uploaded");
         let params = &mut self.params;
         let scaler = &mut self.scaler;
-        // Forward, the loss, backward: every record started, none waited for.
-        let mut forward_pending = Vec::new();
+        // Forward, the loss, backward: every record started, none waited for; each found
+        // again by its handle, per layer.
+        let mut batch = StatsBatch::default();
+        // Z^t, H^t and ∂l/∂H^t of a snapshot step, at index t.
+        let mut z_records = vec![None; d + 1];
+        let mut h_records = vec![None; d + 1];
+        let mut grad_h_records = vec![None; d + 1];
         let mut fp8 = self.fp8.as_mut().map(|state| Fp8Pass::new(state, p));
         let (pass, output) =
-            steps::forward(backend, net, p, &*params, x, &mut fp8, &mut |_, z, h| {
+            steps::forward(backend, net, p, &*params, x, &mut fp8, &mut |t, z, h| {
                 if snapshot_now {
-                    forward_pending.push(backend.stats_later(z)?);
-                    forward_pending.push(backend.stats_later(h)?);
+                    z_records[t] = Some(batch.start(backend, z)?);
+                    h_records[t] = Some(batch.start(backend, h)?);
                 }
                 Ok(())
             })?;
@@ -245,14 +251,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let coefficient = kind.gradient_coefficient(output_shape, scaler.scale() as f64);
         let (grad_output, row_loss) = backend.loss(kind, &output, y, coefficient, p)?;
         drop(output);
-        let loss_pending = backend.stats_later(&row_loss)?;
-        let mut grad_h_pending = Vec::new();
+        let loss_handle = batch.start(backend, &row_loss)?;
         if snapshot_now {
-            grad_h_pending.push(backend.stats_later(&grad_output)?);
+            grad_h_records[d] = Some(batch.start(backend, &grad_output)?);
         }
         let mut grads: Vec<Option<LayerGradients<B::Tensor>>> = (0..=d).map(|_| None).collect();
-        let mut weight_grad_pending = Vec::with_capacity(d);
-        let mut bias_grad_pending = Vec::new();
+        let mut weight_grad_records = vec![None; d + 1];
+        let mut bias_grad_records = vec![None; d + 1];
         steps::backward(
             backend,
             net,
@@ -263,36 +268,34 @@ impl<'a, B: Backend> Trainer<'a, B> {
             grad_output,
             &mut fp8,
             &mut |t, g, g_prev| {
-                weight_grad_pending.push(backend.stats_later(&g.weight)?);
+                weight_grad_records[t] = Some(batch.start(backend, &g.weight)?);
                 if let Some(b) = &g.bias {
-                    bias_grad_pending.push(backend.stats_later(b)?);
+                    bias_grad_records[t] = Some(batch.start(backend, b)?);
                 }
                 if snapshot_now && t > 1 {
-                    grad_h_pending.push(backend.stats_later(g_prev)?);
+                    grad_h_records[t - 1] = Some(batch.start(backend, g_prev)?);
                 }
                 grads[t] = Some(g);
                 Ok(())
             },
         )?;
-        let (n_forward, n_grad_h) = (forward_pending.len(), grad_h_pending.len());
         // The operands' records, which also move delayed scaling on to the next step.
         let fp8_records = match fp8 {
             Some(q) => q.finish(backend)?,
             None => Vec::new(),
         };
-        let n_bias = bias_grad_pending.len();
-        let mut all = vec![loss_pending];
-        all.extend(weight_grad_pending); // layers d, d − 1, …, 1
-        all.extend(bias_grad_pending);
-        all.extend(forward_pending);
-        all.extend(grad_h_pending);
-        let mut found = backend.collect_stats(all)?.into_iter();
-        let loss_record = found.next().expect("the loss record");
-        let mut weight_grads: Vec<StatsRecord> = found.by_ref().take(d).collect();
-        weight_grads.reverse(); // layer 1 first
-        let bias_grads: Vec<StatsRecord> = found.by_ref().take(n_bias).collect();
-        let forward_records: Vec<StatsRecord> = found.by_ref().take(n_forward).collect();
-        let grad_h_records: Vec<StatsRecord> = found.by_ref().take(n_grad_h).collect();
+        let found = batch.collect(backend)?;
+        let record = |handle: &Option<StatsHandle>| -> StatsRecord {
+            found.get(handle.expect("started for every layer")).clone()
+        };
+        let loss_record = found.get(loss_handle).clone();
+        // Index t − 1 for layer t.
+        let weight_grads: Vec<StatsRecord> = weight_grad_records[1..].iter().map(record).collect();
+        let bias_grads: Vec<StatsRecord> = bias_grad_records[1..]
+            .iter()
+            .flatten()
+            .map(|h| found.get(*h).clone())
+            .collect();
 
         let loss = mean_loss(kind, &loss_record, output_shape);
         let inv_scale = scaler.inv_scale() as f64;
@@ -304,10 +307,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             (1..=d)
                 .map(|t| LayerSnapshot {
                     layer: t,
-                    pre_activation: forward_records[2 * (t - 1)].clone(),
-                    activation: forward_records[2 * (t - 1) + 1].clone(),
-                    // grad_h_records holds ∂l/∂H^d first, then ∂l/∂H^{d−1}, …, ∂l/∂H^1.
-                    grad_activation: grad_h_records[d - t].clone(),
+                    pre_activation: record(&z_records[t]),
+                    activation: record(&h_records[t]),
+                    grad_activation: record(&grad_h_records[t]),
                     grad_weight: weight_grads[t - 1].clone(),
                 })
                 .collect()
@@ -389,24 +391,23 @@ impl<'a, B: Backend> Trainer<'a, B> {
         }
         // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
         // in one wait.
-        let mut pending = Vec::with_capacity(2 * d);
-        for delta in &deltas {
-            pending.push(backend.stats_later(delta)?);
-        }
-        for t in 1..=d {
-            pending.push(backend.stats_later(match &self.weight_slots[t - 1].master {
+        let mut batch = StatsBatch::default();
+        let mut handles = Vec::with_capacity(d);
+        for (t, delta) in (1..=d).zip(&deltas) {
+            let weight = match &self.weight_slots[t - 1].master {
                 Some(m) => m,
                 None => params.kept_weight(t).expect("training keeps its weights"),
-            })?);
+            };
+            handles.push((batch.start(backend, delta)?, batch.start(backend, weight)?));
         }
-        let records = backend.collect_stats(pending)?;
+        let found = batch.collect(backend)?;
         let mut ratios = vec![0.0; d];
         let mut unchanged = vec![0.0; d];
-        for t in 1..=d {
-            let delta = &records[t - 1];
+        for (t, (delta, weight)) in (1..=d).zip(handles) {
+            let delta = found.get(delta);
             ratios[t - 1] = delta.l2_norm / self.weight_norms[t - 1];
             unchanged[t - 1] = delta.zero as f64 / delta.count.max(1) as f64;
-            self.weight_norms[t - 1] = records[d + t - 1].l2_norm;
+            self.weight_norms[t - 1] = found.get(weight).l2_norm;
         }
         scaler.update(found_inf);
         Ok(StepRecord {
