@@ -183,6 +183,25 @@ on_both_backends!(
     fp8_matmul_against_f64_and_the_cpu_on_the_gpu
 );
 
+/// The same products in each of the three matmul variants, not only the one the autotuner
+/// picks here: each reads its packed FP8 operands through its own loads (staged in
+/// workgroup memory, or straight from storage).
+#[test]
+fn fp8_matmul_in_every_variant_on_the_gpu() {
+    if common::gpu("fp8 matmul variants").is_none() {
+        return;
+    }
+    for variant in gradstab::ops::matmul::MatmulVariant::ALL {
+        let gpu = gradstab::Gpu::new(&gradstab::GpuOptions {
+            matmul_variant: Some(variant),
+            ..gradstab::GpuOptions::from_env().unwrap()
+        })
+        .unwrap();
+        assert_eq!(gpu.matmul_variant(P).unwrap(), variant);
+        check_matmul_scaled(&gpu);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Whole passes
 
