@@ -5,6 +5,16 @@ use thiserror::Error;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// An I/O failure on `path`, its `std::io::Error` kept as the source.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("no GPU adapter found{detail}; install a Vulkan driver (for a software GPU on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`)")]
@@ -74,6 +84,15 @@ pub enum Error {
 
     #[error("{path}: {problem}")]
     File { path: String, problem: String },
+
+    /// The system could not read or inspect a file; the `std::io::Error` stays the source, so
+    /// a caller can tell its kind (not found, permission denied…).
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("{0}")]
     InvalidArgument(String),

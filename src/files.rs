@@ -199,7 +199,7 @@ impl Budget {
 /// Only a regular file is opened: a FIFO would block and a device such as /dev/zero never
 /// ends. A file larger than a third of the memory available now is refused before it is read.
 pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
-    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         let kind = if meta.is_dir() {
             "a directory"
@@ -214,7 +214,7 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(meta.len()).read_to_end(&mut bytes))
-        .map_err(|e| file_error(path, e))?;
+        .map_err(|e| Error::io(path, e))?;
     if bytes.is_empty() {
         return Err(file_error(path, "the file is empty"));
     }

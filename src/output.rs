@@ -74,9 +74,9 @@ pub fn resolve(path: &Path) -> Result<Destination> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Destination::File(current))
             }
-            Err(e) => return Err(file_error(path, e)),
+            Err(e) => return Err(Error::io(path, e)),
             Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(&current).map_err(|e| file_error(path, e))?;
+                let target = std::fs::read_link(&current).map_err(|e| Error::io(path, e))?;
                 current = directory_of(&current).join(target);
             }
             Ok(m) if m.is_dir() => {
