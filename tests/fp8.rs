@@ -30,23 +30,6 @@ use rand_distr::{Distribution, Normal};
 
 const P: Precision = Precision::Fp8;
 
-/// A check on the CPU, and the same check as a second test on the GPU.
-macro_rules! on_both_backends {
-    ($check:ident, $cpu:ident, $gpu:ident) => {
-        #[test]
-        fn $cpu() {
-            $check(&Cpu::new());
-        }
-
-        #[test]
-        fn $gpu() {
-            if let Some(gpu) = common::gpu(stringify!($gpu)) {
-                $check(&gpu);
-            }
-        }
-    };
-}
-
 /// The value of x quantised with scale s: x·s rounded in f32, cast saturating, decoded.
 fn quantised(format: Format, x: f32, s: f32) -> f64 {
     format.decode(format.encode_saturating(x * s)) as f64

@@ -28,23 +28,6 @@ use gradstab::train::{
 };
 use gradstab::{Activation, Backend, Cpu, DType, HostTensor, Precision};
 
-/// A check on the CPU, and the same check as a second test on the GPU.
-macro_rules! on_both_backends {
-    ($check:ident, $cpu:ident, $gpu:ident) => {
-        #[test]
-        fn $cpu() {
-            $check(&Cpu::new());
-        }
-
-        #[test]
-        fn $gpu() {
-            if let Some(gpu) = common::gpu(stringify!($gpu)) {
-                $check(&gpu);
-            }
-        }
-    };
-}
-
 /// Whether `backend` runs `precision`; where not, a SKIPPED line says so.
 fn runs<B: Backend>(backend: &B, precision: Precision, test: &str) -> bool {
     let ok = backend.supports(precision);

@@ -189,3 +189,23 @@ pub fn fp8_cast_kinds(x: f64) -> [(bool, bool, bool); 2] {
 pub fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A check on the CPU, and the same check as a second test on the GPU (skipped, with a notice,
+/// only where there is no adapter and `GRADSTAB_REQUIRE_GPU` is unset). A file that uses it
+/// imports `Cpu` and declares `mod common`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($check:ident, $cpu:ident, $gpu:ident) => {
+        #[test]
+        fn $cpu() {
+            $check(&Cpu::new());
+        }
+
+        #[test]
+        fn $gpu() {
+            if let Some(gpu) = common::gpu(stringify!($gpu)) {
+                $check(&gpu);
+            }
+        }
+    };
+}
