@@ -23,6 +23,16 @@ pub(crate) fn suffix(format: Format) -> String {
     format.name().to_ascii_lowercase()
 }
 
+/// The name of the generated encoder of `format`: `encode_<f>`, or `encode_<f>_saturating`.
+pub fn encoder(format: Format, saturating: bool) -> String {
+    let f = suffix(format);
+    if saturating {
+        format!("encode_{f}_saturating")
+    } else {
+        format!("encode_{f}")
+    }
+}
+
 /// `decode_<f>(bits) -> f32` (exact), `encode_<f>(x: f32) -> u32` (round to nearest even,
 /// overflow and inf as the table says: `FormatSpec::overflow_bits`) and `encode_<f>_saturating(x: f32) -> u32` (overflow and inf to
 /// the largest finite), for a format WGSL lacks. The same integer steps as
@@ -113,8 +123,8 @@ fn decode_{f}(bits: u32) -> f32 {{
         mantissa_mask = (1u32 << m) - 1,
         rebias = 127 - spec.bias,
         mshift = 23 - m,
-        encode_plain = encode(&format!("encode_{f}"), overflow_result),
-        encode_saturating = encode(&format!("encode_{f}_saturating"), max_finite),
+        encode_plain = encode(&encoder(format, false), overflow_result),
+        encode_saturating = encode(&encoder(format, true), max_finite),
     )
 }
 
@@ -185,9 +195,10 @@ fn load_{name}(i: u32) -> {value} {{
 "
     );
     if access == Access::ReadWrite {
+        let encode = encoder(format, false);
         text.push_str(&format!(
             "fn store_{name}(i: u32, v: {value}) {{
-    store_{name}_bits(i, encode_{f}(f32(v)));
+    store_{name}_bits(i, {encode}(f32(v)));
 }}
 fn store_{name}_bits(i: u32, bits: u32) {{
     let shift = (i % {per_word}u) * {bits}u;

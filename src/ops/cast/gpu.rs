@@ -3,7 +3,7 @@
 use super::Overflowing;
 use crate::error::Result;
 use crate::format::Format;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{codec, Access, Device, GpuTensor, Header, KernelSource};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,10 +15,7 @@ struct Params {
 
 /// The kernel that casts `input` values to `target` (a packed format).
 pub fn kernel(input: Format, target: Format, overflowing: Overflowing) -> KernelSource {
-    let encoder = match overflowing {
-        Overflowing::AsFormat => format!("encode_{}", target.name()),
-        Overflowing::Saturate => format!("encode_{}_saturating", target.name()),
-    };
+    let encoder = codec::encoder(target, overflowing == Overflowing::Saturate);
     KernelSource {
         file: "cast.wgsl",
         body: include_str!("../../../shaders/cast.wgsl"),
