@@ -42,4 +42,4 @@ pub use ops::activation::Activation;
 pub use ops::elementwise::ElementwiseOp;
 pub use ops::matmul::MatmulOp;
 pub use precision::{DType, Precision};
-pub use tensor::{HostData, HostTensor, Shape};
+pub use tensor::{HostData, HostTensor, HostView, Shape};

@@ -140,16 +140,102 @@ impl HostData {
         }
     }
 
-    fn slice(&self, start: usize, end: usize) -> HostData {
+    /// The values, borrowed.
+    pub fn view(&self) -> HostView<'_> {
         match self {
-            HostData::F32(v) => HostData::F32(v[start..end].to_vec()),
-            HostData::F16(v) => HostData::F16(v[start..end].to_vec()),
-            HostData::Bf16(v) => HostData::Bf16(v[start..end].to_vec()),
-            HostData::Fp8 { format, bits } => HostData::Fp8 {
+            HostData::F32(v) => HostView::F32(v),
+            HostData::F16(v) => HostView::F16(v),
+            HostData::Bf16(v) => HostView::Bf16(v),
+            HostData::Fp8 { format, bits } => HostView::Fp8 {
                 format: *format,
-                bits: bits[start..end].to_vec(),
+                bits,
             },
         }
+    }
+}
+
+/// Values a caller holds (a NumPy array, a PyTorch tensor's memory), borrowed in their storage
+/// type, so that their statistics are reduced without a copy on the host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HostView<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+    /// An FP8 format's bit patterns, one byte each.
+    Fp8 {
+        format: Format,
+        bits: &'a [u8],
+    },
+}
+
+impl<'a> HostView<'a> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostView::F32(_) => Format::F32,
+            HostView::F16(_) => Format::F16,
+            HostView::Bf16(_) => Format::Bf16,
+            HostView::Fp8 { format, .. } => *format,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HostView::F32(v) => v.len(),
+            HostView::F16(v) => v.len(),
+            HostView::Bf16(v) => v.len(),
+            HostView::Fp8 { bits, .. } => bits.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values `start..end`, still borrowed.
+    pub fn slice(&self, start: usize, end: usize) -> HostView<'a> {
+        match *self {
+            HostView::F32(v) => HostView::F32(&v[start..end]),
+            HostView::F16(v) => HostView::F16(&v[start..end]),
+            HostView::Bf16(v) => HostView::Bf16(&v[start..end]),
+            HostView::Fp8 { format, bits } => HostView::Fp8 {
+                format,
+                bits: &bits[start..end],
+            },
+        }
+    }
+
+    /// The values as stored, as a device buffer holds them: little-endian, which on a
+    /// little-endian host is the memory itself (borrowed).
+    pub fn le_bytes(&self) -> std::borrow::Cow<'a, [u8]> {
+        use std::borrow::Cow;
+        if cfg!(target_endian = "little") {
+            return Cow::Borrowed(match *self {
+                HostView::F32(v) => bytemuck::cast_slice(v),
+                HostView::F16(v) => bytemuck::cast_slice(v),
+                HostView::Bf16(v) => bytemuck::cast_slice(v),
+                HostView::Fp8 { bits, .. } => bits,
+            });
+        }
+        Cow::Owned(match *self {
+            HostView::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostView::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostView::Bf16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            HostView::Fp8 { bits, .. } => bits.to_vec(),
+        })
+    }
+
+    /// The values copied into an owned 1 × len tensor.
+    pub fn to_tensor(&self) -> Result<HostTensor> {
+        let data = match *self {
+            HostView::F32(v) => HostData::F32(v.to_vec()),
+            HostView::F16(v) => HostData::F16(v.to_vec()),
+            HostView::Bf16(v) => HostData::Bf16(v.to_vec()),
+            HostView::Fp8 { format, bits } => HostData::Fp8 {
+                format,
+                bits: bits.to_vec(),
+            },
+        };
+        HostTensor::new(Shape::new(1, self.len()), data)
     }
 }
 
@@ -256,7 +342,7 @@ impl HostTensor {
                 self.len()
             )));
         }
-        HostTensor::new(Shape::new(1, end - start), self.data.slice(start, end))
+        self.data.view().slice(start, end).to_tensor()
     }
 
     /// The same values rounded to another storage type.

@@ -384,7 +384,7 @@ fn records_of_pieces_merge_into_the_record_of_the_whole() {
         }
         let t = HostTensor::from_f32(1, v.len(), v).unwrap();
         let whole = reference(&t);
-        let merged = gradstab::Cpu.stats_in_pieces(&t, 777).unwrap();
+        let merged = gradstab::Cpu.stats_in_pieces(t.data().view(), 777).unwrap();
         assert_eq!(merged.histogram, whole.histogram);
         assert_eq!(
             (merged.nan, merged.neg_inf, merged.count),
@@ -411,7 +411,7 @@ fn records_of_pieces_merge_into_the_record_of_the_whole() {
             }
         }
         if let Some(gpu) = common::gpu("stats in pieces") {
-            let on_gpu = gpu.stats_in_pieces(&t, 4_099).unwrap();
+            let on_gpu = gpu.stats_in_pieces(t.data().view(), 4_099).unwrap();
             assert_matches(&on_gpu, &whole, 4_099, "gpu pieces");
         }
     }
@@ -557,4 +557,44 @@ fn records_started_together_come_back_in_order_in_one_read() {
     }
     // The 600 uploads reuse the first round's buffers; the statistics create nothing.
     assert_eq!(gpu.traffic().buffers_created, created);
+}
+
+#[test]
+fn borrowed_values_of_every_length_reach_the_gpu_whole() {
+    // A device write takes whole 4-byte words: f16, bf16 and FP8 views whose bytes end inside
+    // a word are written from the caller's memory up to the last whole word, and the rest is
+    // padded. A lost or misplaced tail would read the last values as zeros (or garbage), which
+    // the class counts and the extrema show; every value is non-zero, and the last is the
+    // largest in magnitude, so that a lost tail changes abs_max too.
+    let Some(gpu) = common::gpu("stats of borrowed values") else {
+        return;
+    };
+    for len in [1usize, 2, 3, 5, 6, 7, 9, 4_099] {
+        let values: Vec<f32> = (0..len)
+            .map(|i| {
+                if i + 1 == len {
+                    -64.0
+                } else {
+                    0.5 + (i % 7) as f32
+                }
+            })
+            .collect();
+        for dtype in [
+            DType::F32,
+            DType::F16,
+            DType::Bf16,
+            DType::E4m3,
+            DType::E5m2,
+        ] {
+            let tensor = HostTensor::from_f32_as(dtype, 1, len, &values).unwrap();
+            let exact = reference(&tensor);
+            assert_eq!(exact.zero, 0);
+            let what = format!("{dtype}, {len} values");
+            let on_cpu = gradstab::Cpu.stats_of_view(tensor.data().view()).unwrap();
+            assert_eq!(on_cpu, exact, "{what}: the CPU reads the view itself");
+            let on_gpu = gpu.stats_of_view(tensor.data().view()).unwrap();
+            assert_matches(&on_gpu, &exact, len, &what);
+            assert_eq!(on_gpu.abs_max, 64.0, "{what}: the last value arrived");
+        }
+    }
 }

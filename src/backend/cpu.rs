@@ -12,7 +12,7 @@ use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::ops::reduce;
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
-use crate::tensor::{HostTensor, Shape};
+use crate::tensor::{HostTensor, HostView, Shape};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
@@ -55,6 +55,15 @@ impl Backend for Cpu {
 
     fn download(&self, tensor: &HostTensor) -> Result<HostTensor> {
         Ok(tensor.clone())
+    }
+
+    fn upload_view(&self, view: HostView<'_>) -> Result<HostTensor> {
+        view.to_tensor()
+    }
+
+    /// Reduced where the values lie: the CPU backend's tensors are host memory already.
+    fn stats_of_piece(&self, piece: HostView<'_>) -> Result<StatsRecord> {
+        Ok(reduce::cpu::reference_of_view(piece))
     }
 
     fn shape(&self, tensor: &HostTensor) -> Shape {

@@ -17,7 +17,7 @@ use crate::ops::reduce;
 use crate::ops::reduce::gpu::{PendingRecords, RecordQueue, REDUCED_ON_DEVICE};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
-use crate::tensor::{HostTensor, Shape};
+use crate::tensor::{HostTensor, HostView, Shape};
 
 /// How to choose and open a device.
 #[derive(Clone, Debug, Default)]
@@ -164,6 +164,10 @@ impl Backend for Gpu {
 
     fn download(&self, tensor: &GpuTensor) -> Result<HostTensor> {
         self.download_tensor(tensor)
+    }
+
+    fn upload_view(&self, view: HostView<'_>) -> Result<GpuTensor> {
+        self.upload_view_tensor(view)
     }
 
     fn shape(&self, tensor: &GpuTensor) -> Shape {

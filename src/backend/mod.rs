@@ -22,7 +22,7 @@ use crate::ops::matmul::MatmulOp;
 use crate::ops::optimizer::{self, OptimizerKind, StepTensors};
 use crate::precision::{DType, Precision};
 use crate::stats::StatsRecord;
-use crate::tensor::{HostTensor, Shape};
+use crate::tensor::{HostTensor, HostView, Shape};
 
 /// Facts about a backend, for reports.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -380,24 +380,41 @@ pub trait Backend {
     /// The record of a host tensor of any size: reduced on this backend in pieces of at most
     /// `max_tensor_len` values, merged on the host.
     fn stats_of_host(&self, host: &HostTensor) -> Result<StatsRecord> {
-        self.stats_in_pieces(host, self.max_tensor_len(host.dtype()))
+        self.stats_of_view(host.data().view())
     }
 
-    /// `stats_of_host` with pieces of at most `max_len` values.
-    fn stats_in_pieces(&self, host: &HostTensor, max_len: usize) -> Result<StatsRecord> {
-        let len = host.len();
-        if len <= max_len {
-            return self.stats(&self.upload(host)?);
+    /// [`stats_of_host`](Backend::stats_of_host) of values the caller holds, read where they
+    /// lie: no copy on the host (a GPU copies each piece once, into its own memory).
+    fn stats_of_view(&self, view: HostView<'_>) -> Result<StatsRecord> {
+        self.stats_in_pieces(view, self.max_tensor_len(view.dtype()))
+    }
+
+    /// `stats_of_view` with pieces of at most `max_len` values.
+    fn stats_in_pieces(&self, view: HostView<'_>, max_len: usize) -> Result<StatsRecord> {
+        let len = view.len();
+        if len == 0 {
+            return Err(Error::ZeroDimension {
+                op: "stats",
+                detail: "no values".into(),
+            });
         }
         let mut merged: Option<StatsRecord> = None;
         for start in (0..len).step_by(max_len.max(1)) {
-            let piece = host.slice(start, (start + max_len).min(len))?;
-            let record = self.stats(&self.upload(&piece)?)?;
+            let record = self.stats_of_piece(view.slice(start, (start + max_len).min(len)))?;
             merged = Some(match merged {
                 None => record,
                 Some(m) => m.merge(&record),
             });
         }
-        Ok(merged.expect("len > max_len ≥ 1, so at least one piece"))
+        Ok(merged.expect("len ≥ 1, so at least one piece"))
     }
+
+    /// The record of one piece that fits one tensor: uploaded and reduced where this
+    /// backend's tensors live.
+    fn stats_of_piece(&self, piece: HostView<'_>) -> Result<StatsRecord> {
+        self.stats(&self.upload_view(piece)?)
+    }
+
+    /// Borrowed values as a 1 × len tensor of this backend.
+    fn upload_view(&self, view: HostView<'_>) -> Result<Self::Tensor>;
 }

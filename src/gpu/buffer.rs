@@ -8,7 +8,7 @@ use super::device::Device;
 use super::pool::{BufferPool, STORAGE_USAGE};
 use crate::error::{Error, Result};
 use crate::precision::DType;
-use crate::tensor::{HostData, HostTensor, Shape};
+use crate::tensor::{HostData, HostTensor, HostView, Shape};
 
 /// A 2-D tensor stored on the GPU as f32 or f16.
 #[derive(Debug)]
@@ -98,14 +98,35 @@ impl Device {
     /// Uploads values as they are stored. f16 data need no `SHADER_F16` to be held or reduced
     /// (the reductions decode raw bits); the f16 kernels check for it themselves.
     pub fn upload_tensor(&self, host: &HostTensor) -> Result<GpuTensor> {
-        let tensor = self.alloc(host.shape(), host.dtype(), "tensor")?;
-        let mut bytes = host.data().to_le_bytes();
-        bytes.resize(padded_bytes(host.len(), host.dtype()) as usize, 0);
+        self.upload_values(host.shape(), host.data().view())
+    }
+
+    /// Borrowed values as a 1 × len tensor.
+    pub fn upload_view_tensor(&self, view: HostView<'_>) -> Result<GpuTensor> {
+        self.upload_values(Shape::new(1, view.len()), view)
+    }
+
+    /// `values` (as many as `shape` holds) into a new tensor, straight from the caller's
+    /// memory: only a last partial word is copied, to pad it to the 4 bytes a write takes.
+    fn upload_values(&self, shape: Shape, values: HostView<'_>) -> Result<GpuTensor> {
+        let tensor = self.alloc(shape, values.dtype(), "tensor")?;
+        let bytes = values.le_bytes();
+        let whole = bytes.len() / 4 * 4;
+        let mut tail = bytes[whole..].to_vec();
+        tail.resize(
+            padded_bytes(values.len(), values.dtype()) as usize - whole,
+            0,
+        );
         // A write takes effect before the next submission's commands: those recorded so far
         // must go first, since one of them may still read this (reused) buffer.
         self.flush()?;
         self.checked("upload", || {
-            self.queue.write_buffer(&tensor.buffer, 0, &bytes);
+            if whole > 0 {
+                self.queue.write_buffer(&tensor.buffer, 0, &bytes[..whole]);
+            }
+            if !tail.is_empty() {
+                self.queue.write_buffer(&tensor.buffer, whole as u64, &tail);
+            }
         })?;
         Ok(tensor)
     }

@@ -7,7 +7,7 @@ use crate::precision::DType;
 use crate::stats::{
     classify_bits, l2_norm_of, CastReport, ExponentHistogram, NumericClass, StatsRecord,
 };
-use crate::tensor::{HostData, HostTensor};
+use crate::tensor::{HostData, HostTensor, HostView};
 
 /// Values per piece of the parallel reductions.
 const PIECE: usize = 1 << 16;
@@ -16,11 +16,16 @@ const PIECE: usize = 1 << 16;
 /// values, merged by Chan's formula in f64 (each merge adds a few f64 roundings, far below any
 /// f32 bound it is compared with).
 pub fn reference(tensor: &HostTensor) -> StatsRecord {
-    match tensor.data() {
-        HostData::F32(v) => reduce_slice(v, DType::F32),
-        HostData::F16(v) => reduce_slice(v, DType::F16),
-        HostData::Bf16(v) => reduce_slice(v, DType::Bf16),
-        HostData::Fp8 { format, bits } => reduce_slice(&fp8_values(*format, bits), *format),
+    reference_of_view(tensor.data().view())
+}
+
+/// [`reference`] of borrowed values, read where they lie.
+pub fn reference_of_view(view: HostView<'_>) -> StatsRecord {
+    match view {
+        HostView::F32(v) => reduce_slice(v, DType::F32),
+        HostView::F16(v) => reduce_slice(v, DType::F16),
+        HostView::Bf16(v) => reduce_slice(v, DType::Bf16),
+        HostView::Fp8 { format, bits } => reduce_slice(&fp8_values(format, bits), format),
     }
 }
 
