@@ -455,8 +455,9 @@ fn row_major<T: Copy>(values: &[T], shape: &[usize]) -> Vec<T> {
     out
 }
 
-/// f64 → f32, noting values whose kind the narrowing changed.
-fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
+/// f64 → f32, noting values whose kind the narrowing changed (the statistics of f64 values are
+/// those of the f32 values a GPU can hold).
+pub fn narrow_f64(values: &[f64]) -> (Vec<f32>, Option<String>) {
     let narrowed: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let overflowed = values
         .iter()

@@ -466,11 +466,7 @@ fn extreme_net(scaling: Fp8Scaling) -> NetworkConfig {
         let b: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
         biases.push(Some(HostTensor::from_f32(1, n_out, b).unwrap()));
     }
-    let given = GivenParameters {
-        source: "extreme_net".into(),
-        weights,
-        biases,
-    };
+    let given = GivenParameters::sequential("extreme_net", weights, biases);
     NetworkConfig {
         fp8_scaling: scaling,
         input: InputInit::Normal { std: 1.0 },
@@ -687,11 +683,7 @@ fn check_unchanged_fraction<B: Backend>(backend: &B) {
             HostTensor::from_f32(1, n_out, vec![0.0; n_out]).unwrap(),
         ));
     }
-    let given = GivenParameters {
-        source: "unchanged".into(),
-        weights: weights.clone(),
-        biases,
-    };
+    let given = GivenParameters::sequential("unchanged", weights.clone(), biases);
     let config = |precision| TrainConfig {
         network: NetworkConfig {
             activation: Activation::Tanh,

@@ -1284,3 +1284,54 @@ on_both_backends!(
     loss_scale_follows_grad_scaler_on_the_cpu,
     loss_scale_follows_grad_scaler_on_the_gpu
 );
+
+#[test]
+fn save_weights_keeps_the_names_the_weights_came_with() {
+    // A state dict saved from a model that holds its Sequential as `net` (and whose last
+    // layer has no bias) must load back into that model: the trained weights are written
+    // under the names they were read with, not renumbered as a bare Sequential's.
+    let dir = scratch("names");
+    let (given, out) = (dir.join("given.safetensors"), dir.join("out.safetensors"));
+    let mut rng = common::rng(5);
+    let shapes: [(&str, Vec<usize>); 3] = [
+        ("net.0.weight", vec![4, 3]),
+        ("net.0.bias", vec![4]),
+        ("net.2.weight", vec![2, 4]),
+    ];
+    let data: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(_, shape)| {
+            (0..shape.iter().product::<usize>())
+                .flat_map(|_| rand::Rng::random_range(&mut rng, -0.5f32..0.5).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let views: Vec<_> = shapes
+        .iter()
+        .zip(&data)
+        .map(|((name, shape), bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.to_string(), view)
+        })
+        .collect();
+    std::fs::write(&given, safetensors::serialize(views, None).unwrap()).unwrap();
+    succeeded(&gradstab(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--weights",
+        s(&given),
+        "--samples",
+        "8",
+        "--steps",
+        "1",
+        "--save-weights",
+        s(&out),
+    ]));
+    let names: Vec<String> = read_safetensors(&out).into_iter().map(|t| t.0).collect();
+    assert_eq!(names, ["net.0.bias", "net.0.weight", "net.2.weight"]);
+    std::fs::remove_dir_all(dir).ok();
+}

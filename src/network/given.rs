@@ -21,9 +21,42 @@ pub struct GivenParameters {
     pub source: String,
     pub weights: Vec<HostTensor>,
     pub biases: Vec<Option<HostTensor>>,
+    /// Each layer's parameter names in the file ('0.weight', 'model.2.bias', …), which a
+    /// save of the trained model writes again.
+    pub names: Vec<LayerNames>,
+}
+
+/// The state-dict names of one layer's weight and bias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerNames {
+    pub weight: String,
+    pub bias: Option<String>,
 }
 
 impl GivenParameters {
+    /// Parameters under an `nn.Sequential`'s own names: Linear layers at 0, 2, 4, … with
+    /// an activation between them.
+    pub fn sequential(
+        source: impl Into<String>,
+        weights: Vec<HostTensor>,
+        biases: Vec<Option<HostTensor>>,
+    ) -> Self {
+        let names = biases
+            .iter()
+            .enumerate()
+            .map(|(i, b)| LayerNames {
+                weight: format!("{}.weight", 2 * i),
+                bias: b.as_ref().map(|_| format!("{}.bias", 2 * i)),
+            })
+            .collect();
+        GivenParameters {
+            source: source.into(),
+            weights,
+            biases,
+            names,
+        }
+    }
+
     /// n_0, n_1, …, n_d.
     pub fn widths(&self) -> Vec<usize> {
         let mut widths = vec![self.weights[0].shape().cols];
@@ -144,6 +177,7 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
     }
     let mut weights = Vec::new();
     let mut biases = Vec::new();
+    let mut names = Vec::new();
     for (index, (weight, bias)) in &layers {
         let Some(weight) = weight else {
             return Err(problem(
@@ -178,6 +212,10 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
             }
         }
         weights.push(matrix(path, weight, rows, cols)?);
+        names.push(LayerNames {
+            weight: weight.name.clone(),
+            bias: bias.map(|b| b.name.clone()),
+        });
         biases.push(match bias {
             None => None,
             Some(b) => {
@@ -201,6 +239,7 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
         source: path.display().to_string(),
         weights,
         biases,
+        names,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::backend::batch::{StatsBatch, StatsHandle};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::network::fp8::{Fp8Pass, Fp8State};
+use crate::network::given::LayerNames;
 use crate::network::steps::{self, LayerGradients, Parameters};
 use crate::network::Clip;
 use crate::ops::loss::LossKind;
@@ -64,6 +65,9 @@ impl<T> Slot<T> {
 pub struct FinalWeights {
     pub weights: Vec<HostTensor>,
     pub biases: Vec<Option<HostTensor>>,
+    /// The names the weights came with (`--weights`), which a save keeps; `None`: an
+    /// `nn.Sequential`'s own, '0.weight', '2.weight', …
+    pub names: Option<Vec<LayerNames>>,
 }
 
 /// A run's record, and its final weights where asked for.
@@ -449,6 +453,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
             Some(FinalWeights {
                 weights: w,
                 biases: b,
+                names: self
+                    .config
+                    .network
+                    .given_parameters
+                    .as_ref()
+                    .map(|given| given.names.clone()),
             })
         } else {
             None

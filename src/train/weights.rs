@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use super::FinalWeights;
 use crate::error::{Error, Result};
 use crate::format::Format;
+use crate::network::given::LayerNames;
 use crate::tensor::{HostData, HostTensor};
 
 /// The little-endian bytes and dtype of a tensor as safetensors stores it.
@@ -27,22 +28,47 @@ fn bytes_of(t: &HostTensor) -> (Dtype, Vec<u8>) {
     (dtype, t.data().to_le_bytes())
 }
 
-/// Writes `weights` to `path`, whole or not at all.
+/// Writes `weights` to `path`, whole or not at all, under the names they came with or, without
+/// any, an `nn.Sequential`'s.
 pub fn save(weights: &FinalWeights, path: &Path) -> Result<()> {
+    save_named(weights, weights.names.as_deref(), path)
+}
+
+/// [`save`] under `names` (one per layer, a bias name where the layer has a bias), such as
+/// the names of the PyTorch model the weights came from.
+pub fn save_named(weights: &FinalWeights, names: Option<&[LayerNames]>, path: &Path) -> Result<()> {
+    if let Some(names) = names {
+        let fits = names.len() == weights.weights.len()
+            && names
+                .iter()
+                .zip(&weights.biases)
+                .all(|(n, b)| n.bias.is_some() == b.is_some());
+        if !fits {
+            return Err(Error::InvalidArgument(format!(
+                "{} layer names for {} layers: one weight name per layer, and a bias name where the layer has a bias",
+                names.len(),
+                weights.weights.len()
+            )));
+        }
+    }
     let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, w) in weights.weights.iter().enumerate() {
         // nn.Sequential numbers its modules: Linear at 0, the activation at 1, Linear at 2, …
         let index = 2 * i;
+        let (weight_name, bias_name) = match names {
+            Some(names) => (names[i].weight.clone(), names[i].bias.clone()),
+            None => (format!("{index}.weight"), Some(format!("{index}.bias"))),
+        };
         let (dtype, bytes) = bytes_of(w);
         entries.push((
-            format!("{index}.weight"),
+            weight_name,
             dtype,
             vec![w.shape().rows, w.shape().cols],
             bytes,
         ));
-        if let Some(b) = &weights.biases[i] {
+        if let (Some(b), Some(name)) = (&weights.biases[i], bias_name) {
             let (dtype, bytes) = bytes_of(b);
-            entries.push((format!("{index}.bias"), dtype, vec![b.len()], bytes));
+            entries.push((name, dtype, vec![b.len()], bytes));
         }
     }
     let views = entries
