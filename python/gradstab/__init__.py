@@ -1,0 +1,226 @@
+"""gradstab: the numerical (in)stability of deep networks, measured on real GPU hardware.
+
+The same library as the ``gradstab`` command line, from Python:
+
+- :func:`run` runs a deep MLP forward and backward and records every layer, beside the theory;
+- :func:`train` trains one and records every step;
+- :func:`stats` gives the statistics of an array, a tensor or a file, and what a cast to f16,
+  bf16, e4m3 or e5m2 would do to it;
+- :mod:`gradstab.torch` inspects any PyTorch model (:func:`gradstab.torch.inspect`) and runs a
+  ``Sequential`` of ``Linear`` layers directly (:func:`gradstab.torch.from_sequential`).
+
+Every function takes ``backend`` ("gpu", "cpu" or None for the GPU with the CPU as fallback)
+and ``adapter``; options have the command line's names (``--bias-std`` is ``bias_std``) and
+forms. Errors are :class:`GradstabError` subclasses that are also ``ValueError``,
+``OSError``, ``MemoryError`` or ``RuntimeError``, with the library's messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+from . import _native
+from ._errors import (
+    DeviceError,
+    FileError,
+    FileNotFound,
+    GradstabError,
+    InvalidArgument,
+    PermissionDenied,
+    WontFit,
+)
+from ._results import RunResult, StatsResult, TrainResult
+
+__version__: str = _native.__version__
+Device = _native.Device
+
+_devices: Dict[tuple, Any] = {}
+
+
+def device(
+    backend: Optional[str] = None,
+    adapter: Optional[str] = None,
+    matmul_variant: Optional[str] = None,
+) -> "Device":
+    """The backend to run on, opened once and kept: ``backend`` is "gpu", "cpu" or None (the
+    GPU, or the CPU with a logged notice when there is no adapter and no GPU was asked for);
+    ``adapter`` a number or part of a name from :func:`devices`. A :class:`Device` passed as
+    ``backend`` is used as it is."""
+    if isinstance(backend, _native.Device):
+        if adapter is not None or matmul_variant is not None:
+            raise InvalidArgument("adapter and matmul_variant choose a device; this one is open")
+        return backend
+    key = (
+        backend,
+        adapter,
+        matmul_variant,
+        os.environ.get("GRADSTAB_ADAPTER"),
+        os.environ.get("GRADSTAB_MATMUL_VARIANT"),
+    )
+    if key not in _devices:
+        _devices[key] = _native.Device(backend, adapter, matmul_variant)
+    return _devices[key]
+
+
+def devices() -> List[Dict[str, Any]]:
+    """Every GPU adapter: name, backend, type, driver, f16 support and limits (as
+    ``gradstab devices --format json``); the first is the default."""
+    return json.loads(_native.devices())
+
+
+def presets() -> List[Dict[str, str]]:
+    """The presets of :func:`run` and :func:`train` (the lecture's experiments)."""
+    return [
+        {"command": command, "name": name, "summary": summary}
+        for command, name, summary in _native.presets()
+    ]
+
+
+def run(
+    preset: Optional[str] = None,
+    *,
+    backend: Union[None, str, "Device"] = None,
+    adapter: Optional[str] = None,
+    matmul_variant: Optional[str] = None,
+    **options: Any,
+) -> RunResult:
+    """Runs a deep MLP forward and backward and records every layer, as ``gradstab run``.
+
+    ``options`` are the command line's: ``depth``, ``width`` (an int or a list, input first),
+    ``batch``, ``activation``, ``init``, ``input``, ``bias_std``, ``residual``, ``loss``,
+    ``clip_norm``, ``clip_value``, ``precision`` (a name or a list: f32, f16, f16acc32, bf16,
+    bf16acc32, fp8), ``fp8_scaling``, ``fp8_history``, ``fp8_margin``, ``seed``, ``weights``
+    (a safetensors state dict of an ``nn.Sequential``), ``data`` and ``max_memory``.
+    A preset's other options override it.
+    """
+    dev = device(backend, adapter, matmul_variant)
+    return RunResult(_native.run(dev, preset=preset, **options))
+
+
+def train(
+    preset: Optional[str] = None,
+    *,
+    backend: Union[None, str, "Device"] = None,
+    adapter: Optional[str] = None,
+    matmul_variant: Optional[str] = None,
+    **options: Any,
+) -> TrainResult:
+    """Trains a deep MLP and records every step, as ``gradstab train``.
+
+    ``options`` are the command line's: the model (``depth``, ``width``, ``activation``,
+    ``init``, ``bias``, ``residual``, ``output_activation``, ``weights``), the data (``task``,
+    ``teacher_depth``, ``teacher_width``, ``samples``, ``data``, ``batch``, ``shuffle``), the
+    optimizer (``optimizer``, ``lr`` (a number or a list), ``momentum``, ``nesterov``,
+    ``weight_decay``, ``betas``, ``eps``), the precision (``precision``, ``fp8_*``,
+    ``loss_scale``, ``init_scale``, ``growth_factor``, ``backoff_factor``,
+    ``growth_interval``), ``clip_norm``, ``clip_value``, ``steps``, ``record_every``, ``seed``
+    and ``max_memory``; ``keep_weights=True`` keeps the trained model for
+    :meth:`TrainResult.save_weights`. A preset takes only ``steps``, ``seed`` and
+    ``record_every``.
+    """
+    dev = device(backend, adapter, matmul_variant)
+    return TrainResult(_native.train(dev, preset=preset, **options))
+
+
+# What each array dtype is read as, and the gradstab format of its bits.
+_NUMPY_FORMATS = {"float32": "f32", "float16": "f16", "float64": "f64"}
+_TORCH_FORMATS = {
+    "torch.float32": ("f32", None),
+    "torch.float16": ("f16", None),
+    "torch.float64": ("f64", None),
+    "torch.bfloat16": ("bf16", "int16"),
+    "torch.float8_e4m3fn": ("e4m3", "uint8"),
+    "torch.float8_e5m2": ("e5m2", "uint8"),
+}
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "dtype")
+
+
+def _as_array(x: Any):
+    """(a C-contiguous NumPy array sharing ``x``'s memory where it can, the format its values
+    are read as, the dtype to report)."""
+    import numpy as np
+
+    if _is_torch_tensor(x):
+        import torch
+
+        dtype = str(x.dtype)
+        if dtype not in _TORCH_FORMATS:
+            if x.is_floating_point() or x.is_complex():
+                raise InvalidArgument(
+                    f"a tensor of {dtype}: gradstab reads float32, float16, float64, bfloat16, "
+                    "float8_e4m3fn and float8_e5m2"
+                )
+            # Integers and booleans are read as float64, then as the f32 a GPU holds.
+            return _as_array(x.detach().to("cpu", torch.float64))
+        fmt, bits = _TORCH_FORMATS[dtype]
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if bits is not None:
+            t = t.view(getattr(torch, bits))
+        return t.numpy(), fmt, dtype.replace("torch.", "")
+    a = np.asarray(x)
+    name = str(a.dtype)
+    if name not in _NUMPY_FORMATS:
+        if a.dtype.kind in "biu":
+            a = a.astype(np.float64)
+            return np.ascontiguousarray(a), "f64", name
+        raise InvalidArgument(
+            f"an array of {name}: gradstab reads float16, float32 and float64 arrays "
+            "(and PyTorch's bfloat16 and float8 tensors)"
+        )
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return np.ascontiguousarray(a), _NUMPY_FORMATS[name], name
+
+
+def stats(
+    x: Any,
+    *,
+    name: str = "",
+    backend: Union[None, str, "Device"] = None,
+    adapter: Optional[str] = None,
+) -> StatsResult:
+    """Statistics of ``x`` on the chosen backend, and what a cast to f16, bf16, e4m3 and e5m2
+    would do to it (overflow, flush to zero, subnormal).
+
+    ``x`` is a NumPy array or a PyTorch tensor of any float dtype (bfloat16 and float8
+    included; a contiguous CPU tensor or array is read in place, without a copy), a mapping
+    of names to them (a ``state_dict``), or the path of a .npy, .npz or .safetensors file.
+    """
+    dev = device(backend, adapter)
+    if isinstance(x, (str, os.PathLike)):
+        return StatsResult(_native.stats_of_file(dev, os.fspath(x)))
+    named = x.items() if isinstance(x, Mapping) else [(name, x)]
+    # Each array is kept alive in this list while the library reads its memory.
+    arrays = [(*_as_array(v), str(k)) for k, v in named]
+    return StatsResult(
+        _native.stats_of_arrays(dev, [(a, fmt, key, dtype) for a, fmt, dtype, key in arrays])
+    )
+
+
+__all__ = [
+    "Device",
+    "DeviceError",
+    "FileError",
+    "FileNotFound",
+    "GradstabError",
+    "InvalidArgument",
+    "PermissionDenied",
+    "RunResult",
+    "StatsResult",
+    "TrainResult",
+    "WontFit",
+    "device",
+    "devices",
+    "presets",
+    "run",
+    "stats",
+    "train",
+]

@@ -1,0 +1,152 @@
+"""Result objects: the library's reports, as dicts (the command line's JSON) and DataFrames."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Dict, List
+
+
+def _pandas():
+    """pandas, imported only when a DataFrame is asked for (it is optional)."""
+    try:
+        import pandas
+    except ImportError as e:  # pragma: no cover - exercised without pandas installed
+        raise ImportError(
+            "this method returns a pandas DataFrame: pip install pandas"
+        ) from e
+    return pandas
+
+
+def _frame(csv_text: str):
+    # keep_default_na=False: a text cell such as "nan" or "" stays what the CSV says, while
+    # numeric columns still read "nan"/"inf" as floats.
+    return _pandas().read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=["nan", "NaN"])
+
+
+class _Report:
+    def __init__(self, native: Any):
+        self._native = native
+        self._dict: Dict[str, Any] | None = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as the command line's ``--format json`` writes it."""
+        if self._dict is None:
+            self._dict = json.loads(self._native.json())
+        return self._dict
+
+    def to_json(self) -> str:
+        """The command line's ``--format json``, as text."""
+        return self._native.json()
+
+    def to_csv(self) -> str:
+        """The command line's ``--format csv``, as text."""
+        return self._native.csv()
+
+    def table(self) -> str:
+        """The command line's terminal table."""
+        return self._native.table()
+
+    def __str__(self) -> str:
+        return self.table()
+
+    @property
+    def device(self) -> Dict[str, Any]:
+        """The adapter, backend and driver that ran it."""
+        return self.to_dict()["device"]
+
+
+class RunResult(_Report):
+    """What ``gradstab.run`` measured: every layer of every run, beside the theory."""
+
+    def layers(self):
+        """One row per (variant, precision, layer, quantity): the command line's CSV."""
+        return _frame(self.to_csv())
+
+    @property
+    def claims(self) -> List[Dict[str, Any]]:
+        """A preset's claims, each with whether it held (empty without a preset)."""
+        return self.to_dict().get("claims", [])
+
+    def plot(self, path) -> None:
+        """Draws log10 variance against depth to an SVG file (``--plot``)."""
+        self._native.plot(path)
+
+    def __repr__(self) -> str:
+        runs = self.to_dict()["runs"]
+        return f"<gradstab.RunResult: {len(runs)} run(s) on {self.device['adapter']}>"
+
+
+class TrainResult(_Report):
+    """What ``gradstab.train`` recorded: the loss of every step, every layer's statistics."""
+
+    def steps(self):
+        """One row per (run, step): the loss, the loss scale and whether the step was skipped."""
+        rows = []
+        for run in self.to_dict()["runs"]:
+            config = run["config"]
+            for step in run["steps"]:
+                rows.append(
+                    {
+                        "run": run["label"],
+                        "precision": config["precision"],
+                        "lr": config["lr"],
+                        "step": step["step"],
+                        "loss": _number(step["loss"]),
+                        "loss_scale": step["loss_scale"],
+                        "skipped": step["skipped"],
+                    }
+                )
+        return _pandas().DataFrame(rows)
+
+    def layers(self):
+        """One row per (run, recorded step, layer): the command line's CSV."""
+        return _frame(self.to_csv())
+
+    @property
+    def claims(self) -> List[Dict[str, Any]]:
+        """A preset's claims, each with whether it held (empty without a preset)."""
+        return self.to_dict().get("claims", [])
+
+    def plot(self, path) -> None:
+        """Draws the loss curves of every run to an SVG file (``--plot``)."""
+        self._native.plot(path)
+
+    def heatmap(self, path) -> None:
+        """Draws log10 ‖ΔW‖/‖W‖ per layer and step to an SVG file (``--heatmap``)."""
+        self._native.heatmap(path)
+
+    def save_weights(self, path) -> None:
+        """Writes the trained model as a safetensors state dict that ``load_state_dict`` takes
+        (needs ``keep_weights=True``; refused for a run that diverged)."""
+        self._native.save_weights(path)
+
+    def __repr__(self) -> str:
+        runs = self.to_dict()["runs"]
+        return f"<gradstab.TrainResult: {len(runs)} run(s) on {self.device['adapter']}>"
+
+
+class StatsResult(_Report):
+    """The statistics of tensors, and what a cast to f16, bf16, e4m3 or e5m2 would do to them."""
+
+    def tensors(self):
+        """One row per tensor: the command line's CSV."""
+        return _frame(self.to_csv())
+
+    def table(self, histogram: bool = False) -> str:
+        """The command line's terminal table (with ``histogram``, the exponent histograms)."""
+        return self._native.table(histogram)
+
+    @property
+    def stats(self) -> Dict[str, Any] | None:
+        """The record of the first (for an array, the only) tensor: count, mean, variance,
+        extrema, class counts, exponent histogram and cast report; None for no values."""
+        return self.to_dict()["tensors"][0]["stats"]
+
+    def __repr__(self) -> str:
+        return f"<gradstab.StatsResult: {len(self.to_dict()['tensors'])} tensor(s)>"
+
+
+def _number(value):
+    """JSON's null for a loss that is inf or NaN, as NaN."""
+    return float("nan") if value is None else value

@@ -1,0 +1,199 @@
+//! `gradstab.train`: train a deep MLP and record every step.
+
+use pyo3::prelude::*;
+
+use gradstab::api::{TaskKind, TrainOptions, TrainOutcome};
+use gradstab::train::LossScale;
+
+use crate::convert::{bytes, count, items, number, parsed, precisions, whole, widths};
+use crate::device::Device;
+use crate::errors::{guarded, invalid};
+
+/// A finished `train`: the report `gradstab train` writes, and the last run's weights.
+#[pyclass(module = "gradstab", frozen)]
+pub struct TrainReport {
+    outcome: TrainOutcome,
+}
+
+#[pymethods]
+impl TrainReport {
+    /// `gradstab train --format json`.
+    fn json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.outcome.report)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// `gradstab train --format csv`: one row per (run, recorded step, layer).
+    fn csv(&self) -> PyResult<String> {
+        let mut out = Vec::new();
+        gradstab::report::train::csv(&mut out, &self.outcome.report)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// `gradstab train`'s terminal table.
+    fn table(&self) -> PyResult<String> {
+        let mut out = Vec::new();
+        gradstab::report::train::table(&mut &mut out, &self.outcome.report)?;
+        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// `--plot`: the loss curves of every run, as an SVG file.
+    fn plot(&self, path: std::path::PathBuf) -> PyResult<()> {
+        guarded(|| gradstab::report::train_plot::loss_curves(&self.outcome.report, &path))
+    }
+
+    /// `--heatmap`: log10 ‖ΔW‖/‖W‖ per layer and step, as an SVG file.
+    fn heatmap(&self, path: std::path::PathBuf) -> PyResult<()> {
+        guarded(|| gradstab::report::train_plot::update_heat_map(&self.outcome.report, &path))
+    }
+
+    /// `--save-weights`: the trained model as a state dict (safetensors) that
+    /// `model.load_state_dict` takes; refused for a diverged run.
+    fn save_weights(&self, path: std::path::PathBuf) -> PyResult<()> {
+        guarded(|| self.outcome.save_weights(&path))
+    }
+}
+
+/// Runs `gradstab train` with these options on `device`; the names and forms are the command
+/// line's (`lr` takes a number or a list, `precision` a name or a list, `betas` a pair).
+#[pyfunction]
+#[pyo3(signature = (device, *, preset=None, depth=None, width=None, activation=None,
+    init=None, bias=false, residual=false, output_activation=None, seed=None, weights=None,
+    keep_weights=false, task=None, teacher_depth=None, teacher_width=None, samples=None,
+    data=None, batch=None, shuffle=false, steps=None, record_every=None, optimizer=None,
+    lr=None, momentum=None, nesterov=false, weight_decay=None, betas=None, eps=None,
+    precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None, loss_scale=None,
+    init_scale=None, growth_factor=None, backoff_factor=None, growth_interval=None,
+    clip_norm=None, clip_value=None, max_memory=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    py: Python<'_>,
+    device: &Device,
+    preset: Option<String>,
+    depth: Option<&Bound<'_, PyAny>>,
+    width: Option<&Bound<'_, PyAny>>,
+    activation: Option<&str>,
+    init: Option<&str>,
+    bias: bool,
+    residual: bool,
+    output_activation: Option<bool>,
+    seed: Option<&Bound<'_, PyAny>>,
+    weights: Option<std::path::PathBuf>,
+    keep_weights: bool,
+    task: Option<&str>,
+    teacher_depth: Option<&Bound<'_, PyAny>>,
+    teacher_width: Option<&Bound<'_, PyAny>>,
+    samples: Option<&Bound<'_, PyAny>>,
+    data: Option<std::path::PathBuf>,
+    batch: Option<&Bound<'_, PyAny>>,
+    shuffle: bool,
+    steps: Option<&Bound<'_, PyAny>>,
+    record_every: Option<&Bound<'_, PyAny>>,
+    optimizer: Option<&str>,
+    lr: Option<&Bound<'_, PyAny>>,
+    momentum: Option<&Bound<'_, PyAny>>,
+    nesterov: bool,
+    weight_decay: Option<&Bound<'_, PyAny>>,
+    betas: Option<&Bound<'_, PyAny>>,
+    eps: Option<&Bound<'_, PyAny>>,
+    precision: Option<&Bound<'_, PyAny>>,
+    fp8_scaling: Option<String>,
+    fp8_history: Option<&Bound<'_, PyAny>>,
+    fp8_margin: Option<i32>,
+    loss_scale: Option<&Bound<'_, PyAny>>,
+    init_scale: Option<&Bound<'_, PyAny>>,
+    growth_factor: Option<&Bound<'_, PyAny>>,
+    backoff_factor: Option<&Bound<'_, PyAny>>,
+    growth_interval: Option<&Bound<'_, PyAny>>,
+    clip_norm: Option<&Bound<'_, PyAny>>,
+    clip_value: Option<&Bound<'_, PyAny>>,
+    max_memory: Option<&Bound<'_, PyAny>>,
+) -> PyResult<TrainReport> {
+    let lr = lr
+        .map(|v| {
+            items(v)
+                .iter()
+                .map(|r| Ok(number("lr", Some(r))?.expect("given")))
+                .collect::<PyResult<Vec<f64>>>()
+        })
+        .transpose()?;
+    let betas = betas
+        .map(|b| {
+            let pair = items(b);
+            match pair.as_slice() {
+                [b1, b2] => Ok((
+                    number("betas", Some(b1))?.expect("given"),
+                    number("betas", Some(b2))?.expect("given"),
+                )),
+                _ => Err(invalid(format!("betas: expected a pair (β1, β2), got {b}"))),
+            }
+        })
+        .transpose()?;
+    // A loss scale is a name ("none", "dynamic", "static:1024") or a number (a static scale).
+    let loss_scale: Option<LossScale> = match loss_scale {
+        None => None,
+        Some(v) => match v.extract::<String>() {
+            Ok(text) => parsed(Some(&text))?,
+            Err(_) => {
+                let s = number("loss_scale", Some(v))?.expect("given");
+                parsed(Some(&format!("static:{s}")))?
+            }
+        },
+    };
+    let options = TrainOptions {
+        preset: preset.clone(),
+        depth: count("depth", depth, 1)?,
+        widths: widths(width)?,
+        activation: parsed(activation)?,
+        init: parsed(init)?,
+        bias,
+        residual,
+        output_activation,
+        seed: whole("seed", seed, 0)?,
+        weights,
+        save_weights: None,
+        task: parsed::<TaskKind>(task)?,
+        teacher_depth: count("teacher_depth", teacher_depth, 1)?,
+        teacher_width: count("teacher_width", teacher_width, 1)?,
+        samples: count("samples", samples, 1)?,
+        data,
+        batch: count("batch", batch, 1)?,
+        shuffle,
+        steps: count("steps", steps, 1)?,
+        record_every: count("record_every", record_every, 0)?,
+        optimizer: parsed(optimizer)?,
+        lr,
+        momentum: number("momentum", momentum)?,
+        nesterov,
+        weight_decay: number("weight_decay", weight_decay)?,
+        betas,
+        eps: number("eps", eps)?,
+        precisions: precisions(precision)?,
+        fp8_scaling,
+        fp8_history: count("fp8_history", fp8_history, 1)?,
+        fp8_margin,
+        loss_scale,
+        init_scale: number("init_scale", init_scale)?,
+        growth_factor: number("growth_factor", growth_factor)?,
+        backoff_factor: number("backoff_factor", backoff_factor)?,
+        growth_interval: whole("growth_interval", growth_interval, 1)?,
+        clip_norm: number("clip_norm", clip_norm)?,
+        clip_value: number("clip_value", clip_value)?,
+        max_memory: bytes("max_memory", max_memory)?,
+    };
+    let backend = &device.inner;
+    let outcome = py.detach(|| {
+        guarded(|| {
+            let runs = options.runs()?;
+            if keep_weights && runs.runs.len() > 1 {
+                return Err(gradstab::Error::InvalidArgument(format!(
+                    "keep_weights keeps one model: give one lr and one precision, not {} runs",
+                    runs.runs.len()
+                )));
+            }
+            gradstab::api::train_runs(backend, &runs, preset, keep_weights, &mut |_| {})
+        })
+    })?;
+    Ok(TrainReport { outcome })
+}
