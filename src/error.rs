@@ -20,6 +20,16 @@ pub enum Error {
     #[error("no GPU adapter found{detail}; install a Vulkan driver (for a software GPU on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`)")]
     NoAdapter { detail: String },
 
+    /// A GPU was asked for (by name, variant or backend) and there is none: the caller is
+    /// told how to run on the CPU instead, in words that fit the command line and Python.
+    #[error(
+        "{cause}; the cpu backend (`--backend cpu`, or backend=\"cpu\") runs on the CPU instead"
+    )]
+    GpuRequested {
+        #[source]
+        cause: Box<Error>,
+    },
+
     #[error("no adapter matches '{requested}'; available: {available}")]
     AdapterNotFound {
         requested: String,

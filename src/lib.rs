@@ -9,6 +9,7 @@
 //! `cli` → `experiment`, `report` → `network` → `backend` → `ops` → `gpu`, with `theory`,
 //! `init`, `stats`, `tensor`, `precision`, `format` and `error` underneath.
 
+pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod checked;

@@ -10,7 +10,7 @@ use clap::Parser;
 use cli::bench::run_bench;
 use cli::demo::demo;
 use cli::devices::{devices, run_probe};
-use cli::run::{check_destinations, experiment_of, run_network};
+use cli::run::run_network;
 use cli::stats::stats;
 use cli::verify::run_verify;
 use cli::{Cli, Command};
@@ -168,12 +168,20 @@ fn main() -> ExitCode {
             format,
         } => run_bench(&adapter, backend, quick, format),
         Command::Presets => list_presets(),
-        Command::Run(args) => match check_destinations(&args).and_then(|()| experiment_of(&args)) {
-            Err(e) => return refused(&e),
-            Ok(experiment) => run_network(&args, experiment),
-        },
+        Command::Run(args) => {
+            match args
+                .check_destinations()
+                .and_then(|()| Ok(args.options().experiment()?))
+            {
+                Err(e) => return refused(&e),
+                Ok(experiment) => run_network(&args, experiment),
+            }
+        }
         Command::Train(args) => {
-            match cli::train::check_destinations(&args).and_then(|()| cli::train::runs_of(&args)) {
+            match args
+                .check_destinations()
+                .and_then(|()| Ok(args.options().runs()?))
+            {
                 Err(e) => return refused(&e),
                 Ok(runs) => cli::train::train_command(&args, runs),
             }

@@ -358,8 +358,12 @@ fn malformed_weights_and_data_are_one_line_errors() {
         "cpu",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
+    // clap's conflict: a usage error, naming both flags.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        !out.status.success() && err.contains("--depth cannot be used with --weights"),
+        err.contains(
+            "the argument '--weights <FILE.safetensors>' cannot be used with '--depth <DEPTH>'"
+        ),
         "{err}"
     );
 }

@@ -236,7 +236,8 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
     // including the WGPU_BACKEND that narrowed the search.
     let out = gradstab(&run(&["--backend", "gpu"]), &[no_adapter_env()]);
     assert_refused(&out, 1, "no GPU adapter found (WGPU_BACKEND is");
-    assert!(stderr(&out).contains("`--backend cpu` runs on the CPU instead"));
+    assert!(stderr(&out)
+        .contains("the cpu backend (`--backend cpu`, or backend=\"cpu\") runs on the CPU instead"));
     // Nothing asked for: the fallback, with its notice, and the run goes ahead.
     let out = gradstab(&run(&[]), &[no_adapter_env()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -525,13 +526,19 @@ fn usage_errors_name_the_flag_and_what_it_accepts() {
             &["stats", "--format", "xml", "x.npy"],
             "[possible values: table, json, csv]",
         ),
-        (&["run", "--backend", "tpu"], "[possible values: gpu, cpu]"),
+        (
+            &["run", "--backend", "tpu"],
+            "[possible values: auto, gpu, cpu]",
+        ),
         (
             &["bench", "--backend", "tpu"],
-            "[possible values: gpu, cpu]",
+            "[possible values: auto, gpu, cpu]",
         ),
         (&["run", "--width", "-3"], "'--width <WIDTH>'"),
-        (&["run", "--batch", "-3"], "expected a whole number ≥ 1"),
+        (
+            &["run", "--batch", "-3"],
+            "invalid value '-3' for '--batch <BATCH>'",
+        ),
         (&["run", "--seed", "-1"], "'--seed <SEED>'"),
         (&["demo", "--seed", "x"], "'--seed <SEED>'"),
         (

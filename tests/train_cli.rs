@@ -362,7 +362,7 @@ fn requests_it_cannot_honour_are_refused() {
     let cases: [(&[&str], &str); 9] = [
         (
             &["--eps", "1e-6"],
-            "--betas and --eps are Adam's and AdamW's",
+            "betas and eps are Adam's and AdamW's; sgd has momentum",
         ),
         (
             &["--precision", "f16", "--loss-scale", "dynamic"],
@@ -372,17 +372,20 @@ fn requests_it_cannot_honour_are_refused() {
         (&["--preset", "nope"], "no training preset 'nope'"),
         (
             &["--preset", "remedies", "--depth", "3"],
-            "--depth cannot be used with --preset",
+            "the argument '--preset <PRESET>' cannot be used with '--depth <DEPTH>'",
         ),
         (&["--lr", "-1"], "'--lr <LR>': expected finite numbers ≥ 0"),
         (
             &["--optimizer", "adam", "--momentum", "0.9"],
             "--momentum and --nesterov are SGD's",
         ),
-        (&["--growth-interval", "5"], "add --loss-scale dynamic"),
+        (
+            &["--growth-interval", "5"],
+            "growth_interval sets dynamic loss scaling; set loss_scale to dynamic",
+        ),
         (
             &["--lr", "0.1,0.2", "--save-weights", "/tmp/x.safetensors"],
-            "--save-weights writes one model",
+            "save_weights writes one model",
         ),
     ];
     for (extra, expected) in cases {
@@ -421,7 +424,7 @@ fn fp8_flags_are_honoured_or_refused() {
     // Flags nothing would read are refused, not ignored.
     assert_refused(
         &["train", "--backend", "cpu", "--fp8-scaling", "current"],
-        "apply to --precision fp8 only",
+        "fp8_scaling, fp8_history and fp8_margin apply to precision fp8 only",
     );
     assert_refused(
         &[
@@ -435,7 +438,7 @@ fn fp8_flags_are_honoured_or_refused() {
             "--fp8-history",
             "4",
         ],
-        "apply to --fp8-scaling delayed only",
+        "fp8_history and fp8_margin apply to fp8_scaling delayed only",
     );
     assert_refused(
         &[
@@ -459,11 +462,11 @@ fn fp8_flags_are_honoured_or_refused() {
             "--fp8-scaling",
             "none",
         ],
-        "cannot be used with --preset",
+        "the argument '--preset <PRESET>' cannot be used with '--fp8-scaling <none|delayed|current>'",
     );
     assert_refused(
         &["run", "--backend", "cpu", "--fp8-margin", "2"],
-        "apply to --precision fp8 only",
+        "fp8_scaling, fp8_history and fp8_margin apply to precision fp8 only",
     );
 }
 

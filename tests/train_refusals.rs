@@ -110,23 +110,20 @@ fn negative_and_zero_counts_reach_the_range_check_of_their_own_flag() {
     let cases: [(&[&str], &str); 9] = [
         (
             &["--steps", "-1"],
-            "'--steps <STEPS>': expected a whole number ≥ 1",
+            "invalid value '-1' for '--steps <STEPS>'",
         ),
-        (
-            &["--steps", "0"],
-            "'--steps <STEPS>': expected a whole number ≥ 1",
-        ),
+        (&["--steps", "0"], "'--steps <STEPS>': 0 is not in 1.."),
         (
             &["--samples", "0"],
-            "'--samples <SAMPLES>': expected a whole number ≥ 1",
+            "'--samples <SAMPLES>': 0 is not in 1..",
         ),
         (
             &["--teacher-width", "0"],
-            "'--teacher-width <TEACHER_WIDTH>': expected a whole number ≥ 1",
+            "'--teacher-width <TEACHER_WIDTH>': 0 is not in 1..",
         ),
         (
             &["--record-every", "-1"],
-            "'--record-every <K>': expected a whole number ≥ 0",
+            "invalid value '-1' for '--record-every <K>'",
         ),
         (
             &["--betas", "-1,0.5"],
@@ -142,7 +139,7 @@ fn negative_and_zero_counts_reach_the_range_check_of_their_own_flag() {
         ),
         (
             &["--growth-interval", "-3"],
-            "'--growth-interval <GROWTH_INTERVAL>': expected a whole number ≥ 1",
+            "invalid value '-3' for '--growth-interval <GROWTH_INTERVAL>'",
         ),
     ];
     for (extra, needle) in cases {
@@ -170,10 +167,14 @@ fn every_flag_a_preset_fixes_is_refused_with_it() {
     ];
     for extra in fixed {
         let args: Vec<&str> = [&CPU[..], &["--preset", "remedies"], extra].concat();
+        // clap's conflict, which names the flag with its value, if it takes one.
         assert_refused(
             &args,
             2,
-            &format!("{} cannot be used with --preset", extra[0]),
+            &format!(
+                "the argument '--preset <PRESET>' cannot be used with '{}",
+                extra[0]
+            ),
         );
     }
 }
@@ -298,7 +299,7 @@ fn a_diverged_model_is_not_saved_and_the_exit_says_so() {
     let e = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(
-        e.contains("--save-weights") && e.contains("diverged"),
+        e.contains("w.safetensors: the weights were not written") && e.contains("diverged"),
         "{e}"
     );
     assert!(!weights.exists(), "NaN weights were written");

@@ -1,11 +1,15 @@
-//! What every command shares: output formats, the backend and adapter choice, and the GPU
-//! or the CPU fallback with its one-line notice.
+//! What every command shares: output formats, the backend and adapter choice, the device they
+//! open, the progress bar, and the parsers of values more than one command takes.
 
+use clap::builder::{
+    PossibleValuesParser, RangedI64ValueParser, RangedU64ValueParser, TypedValueParser,
+};
 use clap::ValueEnum;
 
-use gradstab::network::Fp8Scaling;
+use gradstab::api::checks::MAX_DEPTH;
+use gradstab::api::{BackendChoice, Device, Progress};
 use gradstab::ops::matmul::MatmulVariant;
-use gradstab::{Gpu, GpuOptions, Precision};
+use gradstab::{GpuOptions, Precision};
 
 /// Parses a flag's value with the library's `FromStr`, whose error names the accepted forms.
 pub(crate) fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(
@@ -27,10 +31,22 @@ pub(crate) enum StatsFormat {
     Csv,
 }
 
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-pub(crate) enum BackendChoice {
-    Gpu,
-    Cpu,
+/// `--backend`: the library's names, listed by clap when a value is not one of them.
+pub(crate) fn backend_parser() -> impl TypedValueParser<Value = BackendChoice> {
+    PossibleValuesParser::new(BackendChoice::NAMES)
+        .try_map(|name| name.parse::<BackendChoice>().map_err(|e| e.to_string()))
+}
+
+/// A whole number ≥ 1 (a batch, a count of samples or steps), up to the largest `usize`:
+/// a huge count is the memory estimate's to refuse, with what to make smaller.
+pub(crate) fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// A number of layers, 1 to the library's `MAX_DEPTH`; read as i64, so that clap's refusal
+/// of -3 names the range rather than the minus sign.
+pub(crate) fn depth_range() -> RangedI64ValueParser<usize> {
+    RangedI64ValueParser::new().range(1..=MAX_DEPTH as i64)
 }
 
 #[derive(clap::Args)]
@@ -58,45 +74,55 @@ impl AdapterArg {
         }
         Ok(options)
     }
+
+    /// Whether an adapter or a matmul variant was named, by flag or environment variable:
+    /// such a request is honoured or refused, never replaced by the CPU.
+    fn names_a_gpu(&self) -> bool {
+        let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+        self.adapter.is_some()
+            || self.matmul_variant.is_some()
+            || set(gradstab::gpu::ADAPTER_ENV)
+            || set(gradstab::ops::matmul::autotune::VARIANT_ENV)
+    }
+
+    /// The device `backend` asks for (default: the GPU, or the CPU with a notice).
+    pub(crate) fn open(&self, backend: Option<BackendChoice>) -> anyhow::Result<Device> {
+        Ok(Device::open(
+            backend.unwrap_or_default(),
+            &self.options()?,
+            self.names_a_gpu(),
+        )?)
+    }
+}
+
+/// A progress bar on stderr (hidden when `quiet`) and the callback that moves it.
+pub(crate) struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    pub(crate) fn new(quiet: bool) -> Bar {
+        Bar(if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        })
+    }
+
+    pub(crate) fn show(&self, p: Progress) {
+        self.0.set_length(p.total as u64);
+        if self.0.message() != p.label {
+            self.0.set_message(p.label.to_string());
+        }
+        self.0.set_position(p.done as u64);
+    }
+
+    pub(crate) fn finish(self) {
+        self.0.finish_and_clear();
+    }
 }
 
 pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
-}
-
-/// Whether the user asked for a GPU in any way: `--backend gpu`, an adapter or a matmul variant
-/// by flag or environment variable. Such a request is honoured or refused, never replaced.
-fn asked_for_gpu(adapter: &AdapterArg, backend: Option<BackendChoice>) -> bool {
-    let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
-    backend == Some(BackendChoice::Gpu)
-        || adapter.adapter.is_some()
-        || adapter.matmul_variant.is_some()
-        || set(gradstab::gpu::ADAPTER_ENV)
-        || set(gradstab::ops::matmul::autotune::VARIANT_ENV)
-}
-
-/// The GPU unless the CPU was asked for. Only when nothing was asked for and no adapter
-/// exists does the command fall back to the CPU backend, with a one-line notice; an adapter,
-/// variant or backend the user named that cannot be had is an error.
-pub(crate) fn gpu_or_cpu_notice(
-    adapter: &AdapterArg,
-    backend: Option<BackendChoice>,
-) -> anyhow::Result<Option<Gpu>> {
-    if backend == Some(BackendChoice::Cpu) {
-        return Ok(None);
-    }
-    match Gpu::new(&adapter.options()?) {
-        Ok(gpu) => Ok(Some(gpu)),
-        Err(e @ gradstab::Error::NoAdapter { .. }) if !asked_for_gpu(adapter, backend) => {
-            eprintln!("gradstab: {e}; running on the CPU backend instead.");
-            Ok(None)
-        }
-        Err(e @ gradstab::Error::NoAdapter { .. }) => Err(anyhow::anyhow!(
-            "{e}; `--backend cpu` runs on the CPU instead"
-        )),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The paths of the flags that were given, with their flags.
@@ -125,7 +151,8 @@ pub(crate) fn write_output(
     Ok(())
 }
 
-/// The FP8 scaling flags of `run` and `train`.
+/// The FP8 scaling flags of `run` and `train`; the library checks them against the
+/// precisions and fills in Transformer Engine's defaults.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub(crate) struct Fp8Args {
     /// How --precision fp8 scales each matmul operand before its cast: delayed (Transformer
@@ -134,52 +161,57 @@ pub(crate) struct Fp8Args {
     #[arg(long, value_name = "none|delayed|current")]
     pub(crate) fp8_scaling: Option<String>,
     /// Steps of amax history delayed scaling takes the maximum over (default 1024).
-    #[arg(long, value_parser = parse_history, allow_hyphen_values = true)]
+    #[arg(long, value_parser = at_least_one(), allow_negative_numbers = true)]
     pub(crate) fp8_history: Option<usize>,
     /// Delayed scaling's margin: each scale is divided by 2^margin (default 0).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_negative_numbers = true)]
     pub(crate) fp8_margin: Option<i32>,
 }
 
-impl Fp8Args {
-    pub(crate) fn given(&self) -> bool {
-        self.fp8_scaling.is_some() || self.fp8_history.is_some() || self.fp8_margin.is_some()
-    }
+/// A byte count such as 8G.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MemorySize(pub(crate) u64);
 
-    /// The rule these flags ask for (`None` when none was given), checked against the
-    /// precisions of the run: a flag that nothing would read is refused, not ignored.
-    pub(crate) fn scaling(&self, precisions: &[Precision]) -> anyhow::Result<Option<Fp8Scaling>> {
-        if !self.given() {
-            return Ok(None);
-        }
-        if !precisions.iter().any(|p| p.quantised().is_some()) {
-            anyhow::bail!("the --fp8-* flags apply to --precision fp8 only");
-        }
-        let default = Fp8Scaling::default();
-        let name = self.fp8_scaling.as_deref().unwrap_or(default.name());
-        if !name.trim().eq_ignore_ascii_case("delayed")
-            && (self.fp8_history.is_some() || self.fp8_margin.is_some())
-        {
-            anyhow::bail!("--fp8-history and --fp8-margin apply to --fp8-scaling delayed only");
-        }
-        let (history, margin) = match default {
-            Fp8Scaling::Delayed { history, margin } => (history, margin),
-            _ => unreachable!("Transformer Engine's default is delayed scaling"),
-        };
-        Ok(Some(Fp8Scaling::parse(
-            name,
-            self.fp8_history.unwrap_or(history),
-            self.fp8_margin.unwrap_or(margin),
-        )?))
+impl std::str::FromStr for MemorySize {
+    type Err = gradstab::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        gradstab::host_memory::parse_bytes(s).map(MemorySize)
     }
 }
 
-/// A number of steps, at least 1.
-fn parse_history(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "expected a whole number of steps, at least 1, not '{s}'"
-        )),
+/// Biases are drawn as f32: a larger standard deviation would only draw infinities.
+pub(crate) fn parse_bias_std(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=f32::MAX as f64).contains(&v) => Ok(v),
+        _ => Err("expected a number from 0 to 3.4e38 (biases are drawn as f32)".into()),
+    }
+}
+
+/// A comma-separated list parsed as one value (clap would read a `Vec` as repeated values).
+#[derive(Clone, Debug)]
+pub(crate) struct Widths(pub(crate) Vec<usize>);
+
+#[derive(Clone, Debug)]
+pub(crate) struct PrecisionList(pub(crate) Vec<Precision>);
+
+/// Lists take hyphen values: clap reads -1,2 as a flag, not a number.
+pub(crate) fn parse_widths(s: &str) -> Result<Widths, String> {
+    let widths: Result<Vec<usize>, _> = s.split(',').map(|w| w.trim().parse::<usize>()).collect();
+    match widths {
+        Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(Widths(w)),
+        _ => Err("expected whole numbers ≥ 1 separated by commas".into()),
+    }
+}
+
+pub(crate) fn parse_precisions(s: &str) -> Result<PrecisionList, String> {
+    gradstab::precision::parse_precision_list(s)
+        .map(PrecisionList)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err("expected a finite number > 0".into()),
     }
 }

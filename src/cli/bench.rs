@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
+use gradstab::api::BackendChoice;
 use gradstab::bench::BenchReport;
 use gradstab::Gpu;
 
-use super::args::{json, AdapterArg, BackendChoice, Format};
+use super::args::{json, AdapterArg, Format};
 
 pub(crate) fn run_bench(
     adapter: &AdapterArg,
@@ -18,10 +19,10 @@ pub(crate) fn run_bench(
     let progress = |what: &str| bar.set_message(what.to_string());
     // A benchmark measures the device asked for: no fallback from one backend to the other.
     let report = match backend.unwrap_or(BackendChoice::Gpu) {
-        BackendChoice::Gpu => {
+        BackendChoice::Cpu => gradstab::bench::bench_cpu(quick, progress)?,
+        BackendChoice::Gpu | BackendChoice::Auto => {
             gradstab::bench::bench(&Gpu::new(&adapter.options()?)?, quick, progress)?
         }
-        BackendChoice::Cpu => gradstab::bench::bench_cpu(quick, progress)?,
     };
     bar.finish_and_clear();
     match format {

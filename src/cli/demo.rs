@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
+use gradstab::api::progress::ignore;
+use gradstab::api::run::run_variants;
+use gradstab::api::BackendChoice;
 use gradstab::demo::{first_overflow_layer, relu_chain_max_abs, ChainConfig};
 use gradstab::{Backend, Cpu, Precision};
 
-use super::args::{gpu_or_cpu_notice, AdapterArg, BackendChoice};
-use super::run::run_all;
+use super::args::AdapterArg;
 
 pub(crate) fn demo(
     adapter: &AdapterArg,
@@ -17,9 +19,11 @@ pub(crate) fn demo(
         seed,
         ..ChainConfig::default()
     };
-    let gpu = gpu_or_cpu_notice(adapter, backend)?;
+    let device = adapter.open(backend)?;
+    // Each part runs on the GPU where it supports every precision, else on the CPU.
+    let gpu = device.gpu();
     let run = |precision: Precision| -> anyhow::Result<(Vec<f64>, String)> {
-        match &gpu {
+        match gpu {
             Some(gpu) if gpu.supports(precision) => Ok((
                 relu_chain_max_abs(gpu, &config, precision)?,
                 gpu.info().adapter,
@@ -80,11 +84,11 @@ pub(crate) fn demo(
     out!("\nA tour of the lecture (gradstab presets lists them; gradstab run --preset NAME shows every layer):")?;
     for experiment in gradstab::experiment::demo_tour() {
         out!("{}: {}", experiment.name, experiment.summary)?;
-        let runs = match &gpu {
+        let runs = match gpu {
             Some(gpu) if experiment.precisions.iter().all(|&p| gpu.supports(p)) => {
-                run_all(gpu, &experiment, true)?
+                run_variants(gpu, &experiment, &mut ignore)?
             }
-            _ => run_all(&Cpu, &experiment, true)?,
+            _ => run_variants(&Cpu, &experiment, &mut ignore)?,
         };
         for run in &runs {
             out!("    {}", gradstab::experiment::conclusion(run))?;

@@ -22,7 +22,9 @@ pub(crate) mod verify;
 
 use clap::{Parser, Subcommand};
 
-use args::{AdapterArg, BackendChoice, Format, StatsFormat};
+use gradstab::api::BackendChoice;
+
+use args::{backend_parser, AdapterArg, Format, StatsFormat};
 use run::RunArgs;
 
 #[derive(Parser)]
@@ -67,8 +69,8 @@ pub(crate) enum Command {
         file: std::path::PathBuf,
         #[command(flatten)]
         adapter: AdapterArg,
-        /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
-        #[arg(long, value_enum)]
+        /// gpu or cpu; default (auto): the GPU, or the CPU with a notice when there is no adapter.
+        #[arg(long, value_parser = backend_parser())]
         backend: Option<BackendChoice>,
         #[arg(long, value_enum, default_value = "table")]
         format: StatsFormat,
@@ -82,7 +84,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         adapter: AdapterArg,
         /// gpu (default) or cpu: the CPU backend's kernels in every precision.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = backend_parser())]
         backend: Option<BackendChoice>,
         /// Tiny sizes: seconds even on a software GPU (for CI and smoke tests).
         #[arg(long)]
@@ -101,10 +103,10 @@ pub(crate) enum Command {
     Demo {
         #[command(flatten)]
         adapter: AdapterArg,
-        /// gpu or cpu; default: the GPU, or the CPU with a notice when there is no adapter.
-        #[arg(long, value_enum)]
+        /// gpu or cpu; default (auto): the GPU, or the CPU with a notice when there is no adapter.
+        #[arg(long, value_parser = backend_parser())]
         backend: Option<BackendChoice>,
-        #[arg(long, default_value_t = 0, value_parser = run::parse_seed, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         seed: u64,
     },
 }

@@ -2,28 +2,9 @@
 
 use std::process::ExitCode;
 
-use gradstab::files::FileTensor;
-use gradstab::report::TensorReport;
-use gradstab::{Backend, Cpu};
+use gradstab::api::{file_stats, BackendChoice};
 
-use super::args::{gpu_or_cpu_notice, json, AdapterArg, BackendChoice, StatsFormat};
-
-/// Each tensor's record, reduced in pieces that fit the backend.
-pub(crate) fn file_stats<B: Backend>(
-    backend: &B,
-    tensors: &[FileTensor],
-) -> anyhow::Result<Vec<TensorReport>> {
-    tensors
-        .iter()
-        .map(|t| {
-            let stats = match &t.values {
-                Some(values) => Some(backend.stats_of_host(values)?),
-                None => None,
-            };
-            Ok(TensorReport::new(t, stats))
-        })
-        .collect()
-}
+use super::args::{json, AdapterArg, StatsFormat};
 
 pub(crate) fn stats(
     file: &std::path::Path,
@@ -33,11 +14,9 @@ pub(crate) fn stats(
     histogram: bool,
 ) -> anyhow::Result<ExitCode> {
     let tensors = gradstab::files::load(file)?;
-    let gpu = gpu_or_cpu_notice(adapter, backend)?;
-    let (reports, info) = match &gpu {
-        Some(gpu) => (file_stats(gpu, &tensors)?, gpu.info()),
-        None => (file_stats(&Cpu, &tensors)?, Cpu.info()),
-    };
+    let device = adapter.open(backend)?;
+    let reports = file_stats(&device, &tensors)?;
+    let info = device.info();
     let mut out = std::io::stdout().lock();
     match format {
         StatsFormat::Table => {
