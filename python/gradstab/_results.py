@@ -19,9 +19,8 @@ def _pandas():
 
 
 def _frame(csv_text: str):
-    # keep_default_na=False: a text cell such as "nan" or "" stays what the CSV says, while
-    # numeric columns still read "nan"/"inf" as floats.
-    return _pandas().read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=["nan", "NaN"])
+    # An empty cell (a quantity without a theory) is NaN; "inf" and "nan" read as floats.
+    return _pandas().read_csv(io.StringIO(csv_text))
 
 
 class _Report:

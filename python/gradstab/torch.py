@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -176,23 +177,31 @@ def inspect(
                 for mname, module in modules
                 for pname, p in module.named_parameters(recurse=False)
             ]
-            grads = _forward_backward(model, inputs, target, loss_fn, parameters)
+            with warnings.catch_warnings():
+                # PyTorch notes that the first module's hook fires on its output's gradient
+                # when no input requires grad: that gradient is the one inspect reports.
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                grads = _forward_backward(model, inputs, target, loss_fn, parameters)
         finally:
             for h in handles:
                 h.remove()
 
+    # Module by module, in the model's order: its output and output gradient, then each of
+    # its parameters and that parameter's gradient.
+    grads_of = {(m, n): (p, g) for (m, n, p), g in zip(parameters, grads)}
     tensors: List[Tuple[str, str, str, torch.Tensor]] = []
-    for name, _ in modules:
+    for name, module in modules:
         seen = captured[name]
         if seen.outputs:
             tensors.append((name, "output", "output", _joined(seen.outputs)))
         if seen.grads:
             tensors.append((name, "grad_output", "grad_output", _joined(seen.grads)))
-    for (mname, pname, p), grad in zip(parameters, grads):
-        kind = _kind(pname)
-        tensors.append((mname, kind, pname, p.detach()))
-        if grad is not None:
-            tensors.append((mname, f"grad_{kind}", pname, grad))
+        for pname, _ in module.named_parameters(recurse=False):
+            p, grad = grads_of[(name, pname)]
+            kind = _kind(pname)
+            tensors.append((name, kind, pname, p.detach()))
+            if grad is not None:
+                tensors.append((name, f"grad_{kind}", pname, grad))
     frame = _frame(tensors, formats, device)
     frame.attrs["verdicts"] = _verdicts(frame, formats, underflow_risk)
     if verbose:
@@ -280,13 +289,13 @@ def _verdicts(frame, formats, underflow_risk) -> Dict[str, str]:
             reasons = []
             if worst_over is not None and worst_over[f"{f}_overflow"] > 0:
                 what = "saturates" if f == "e4m3" else "overflows"
-                reasons.append(f"{worst_over['tensor']} {what} ({_pct(worst_over[f'{f}_overflow'])})")
+                reasons.append(f"{_label(worst_over)} {what} ({_pct(worst_over[f'{f}_overflow'])})")
             if worst_under is not None and worst_under[f"{f}_underflow"] >= underflow_risk:
                 reasons.append(
-                    f"{worst_under['tensor']} flushes to zero ({_pct(worst_under[f'{f}_underflow'])})"
+                    f"{_label(worst_under)} flushes to zero ({_pct(worst_under[f'{f}_underflow'])})"
                 )
             if reasons:
-                risks.append(f"{module or type(frame).__name__} ({', '.join(reasons)})")
+                risks.append(f"{module or '(the model)'}: {', '.join(reasons)}")
         if risks:
             verdicts[f] = f"{f}: {len(risks)} of {len(modules)} modules at risk: " + "; ".join(risks)
         else:
@@ -295,6 +304,14 @@ def _verdicts(frame, formats, underflow_risk) -> Dict[str, str]:
                 f"{_pct(underflow_risk)} or more of its values to zero)"
             )
     return verdicts
+
+
+def _label(row) -> str:
+    """A row's tensor as a verdict names it: 'grad_output', 'grad_bias', 'in_proj_bias'."""
+    kind, name = row["kind"], row["tensor"]
+    if name in ("output", "grad_output", "weight", "bias"):
+        return kind
+    return name if not kind.startswith("grad_") else f"grad of {name}"
 
 
 def _pct(fraction: float) -> str:
@@ -404,7 +421,6 @@ class Sequential:
                 weights=self._write(d),
                 activation=self.activation,
                 output_activation=self.output_activation,
-                bias=False,
                 **options,
             )
         return SequentialTrainResult(result, self.names)

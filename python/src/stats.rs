@@ -1,6 +1,6 @@
 //! `gradstab.stats`: the statistics of an array the caller holds, or of a file's tensors.
 
-use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
 
 use gradstab::format::Format;
@@ -8,7 +8,7 @@ use gradstab::report::TensorReport;
 use gradstab::{BackendInfo, HostView};
 
 use crate::device::Device;
-use crate::errors::{guarded, invalid, to_py};
+use crate::errors::{guarded, invalid};
 
 /// Statistics of tensors, with the device that reduced them.
 #[pyclass(module = "gradstab", frozen)]
@@ -55,8 +55,8 @@ impl StatsReport {
 enum Values<'py> {
     F32(PyReadonlyArrayDyn<'py, f32>),
     F16(PyReadonlyArrayDyn<'py, half::f16>),
-    Bits16(Format, PyReadonlyArrayDyn<'py, u16>),
-    Bits16Signed(Format, PyReadonlyArrayDyn<'py, i16>),
+    Bf16Bits(PyReadonlyArrayDyn<'py, u16>),
+    Bf16BitsSigned(PyReadonlyArrayDyn<'py, i16>),
     Bits8(Format, PyReadonlyArrayDyn<'py, u8>),
     F64(PyReadonlyArrayDyn<'py, f64>),
 }
@@ -70,22 +70,24 @@ fn values<'py>(array: &Bound<'py, PyAny>, format: &str) -> PyResult<Values<'py>>
                 .map_or_else(|_| array.get_type().to_string(), |d| d.to_string())
         ))
     };
-    let format_of = |name: &str| -> PyResult<Format> { name.parse().map_err(to_py) };
     Ok(match format {
         "f32" => Values::F32(array.extract().map_err(|_| wrong("float32"))?),
         "f16" => Values::F16(array.extract().map_err(|_| wrong("float16"))?),
         "f64" => Values::F64(array.extract().map_err(|_| wrong("float64"))?),
         "bf16" => match array.extract() {
-            Ok(bits) => Values::Bits16(Format::Bf16, bits),
-            Err(_) => Values::Bits16Signed(
-                Format::Bf16,
+            Ok(bits) => Values::Bf16Bits(bits),
+            Err(_) => Values::Bf16BitsSigned(
                 array
                     .extract()
                     .map_err(|_| wrong("uint16 or int16 bf16 bits"))?,
             ),
         },
         "e4m3" | "e5m2" => Values::Bits8(
-            format_of(format)?,
+            if format == "e4m3" {
+                Format::E4m3
+            } else {
+                Format::E5m2
+            },
             array.extract().map_err(|_| wrong("uint8 FP8 bits"))?,
         ),
         other => {
@@ -122,8 +124,8 @@ pub fn stats_of_arrays(
         let view = match &values {
             Values::F32(a) => HostView::F32(slice(a)?),
             Values::F16(a) => HostView::F16(slice(a)?),
-            Values::Bits16(_, a) => HostView::Bf16(bytemuck::cast_slice(slice(a)?)),
-            Values::Bits16Signed(_, a) => HostView::Bf16(bytemuck::cast_slice(slice(a)?)),
+            Values::Bf16Bits(a) => HostView::Bf16(bytemuck::cast_slice(slice(a)?)),
+            Values::Bf16BitsSigned(a) => HostView::Bf16(bytemuck::cast_slice(slice(a)?)),
             Values::Bits8(format, a) => HostView::Fp8 {
                 format: *format,
                 bits: slice(a)?,

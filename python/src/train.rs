@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 use gradstab::api::{TaskKind, TrainOptions, TrainOutcome};
+use gradstab::network::given::LayerNames;
 use gradstab::train::LossScale;
 
 use crate::convert::{bytes, count, items, number, parsed, precisions, whole, widths};
@@ -49,9 +50,20 @@ impl TrainReport {
     }
 
     /// `--save-weights`: the trained model as a state dict (safetensors) that
-    /// `model.load_state_dict` takes; refused for a diverged run.
-    fn save_weights(&self, path: std::path::PathBuf) -> PyResult<()> {
-        guarded(|| self.outcome.save_weights(&path))
+    /// `model.load_state_dict` takes, under `names` (a (weight, bias or None) pair per layer)
+    /// or the names the weights were loaded with; refused for a diverged run.
+    #[pyo3(signature = (path, names=None))]
+    fn save_weights(
+        &self,
+        path: std::path::PathBuf,
+        names: Option<Vec<(String, Option<String>)>>,
+    ) -> PyResult<()> {
+        let names: Option<Vec<LayerNames>> = names.map(|n| {
+            n.into_iter()
+                .map(|(weight, bias)| LayerNames { weight, bias })
+                .collect()
+        });
+        guarded(|| self.outcome.save_weights_named(&path, names.as_deref()))
     }
 }
 

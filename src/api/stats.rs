@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::files::FileTensor;
 use crate::report::files::TensorReport;
 use crate::stats::StatsRecord;
-use crate::tensor::HostTensor;
+use crate::tensor::{HostTensor, HostView};
 
 use super::device::{on_device, Device};
 
@@ -27,4 +27,10 @@ pub fn file_stats(device: &Device, tensors: &[FileTensor]) -> Result<Vec<TensorR
 /// The statistics of one tensor in memory, reduced on `device`.
 pub fn tensor_stats(device: &Device, tensor: &HostTensor) -> Result<StatsRecord> {
     on_device!(device, b => b.stats_of_host(tensor))
+}
+
+/// The statistics of values the caller holds (a NumPy array's memory), reduced on `device`
+/// without a copy on the host.
+pub fn view_stats(device: &Device, view: HostView<'_>) -> Result<StatsRecord> {
+    on_device!(device, b => b.stats_of_view(view))
 }

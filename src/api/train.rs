@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::init::Init;
+use crate::network::given::LayerNames;
 use crate::network::{self, Clip, NetworkConfig};
 use crate::ops::activation::Activation;
 use crate::ops::optimizer::{OptimizerConfig, OptimizerKind};
@@ -483,6 +484,12 @@ impl TrainOutcome {
     /// model is not written: its weights are inf or NaN, and a file of them would only carry
     /// the failure on to whoever loads it.
     pub fn save_weights(&self, path: &Path) -> Result<()> {
+        self.save_weights_named(path, None)
+    }
+
+    /// [`save_weights`](Self::save_weights) under `names` (one per layer), such as those of
+    /// the PyTorch model the weights came from; `None`: the names they were loaded with.
+    pub fn save_weights_named(&self, path: &Path, names: Option<&[LayerNames]>) -> Result<()> {
         let Some(weights) = &self.weights else {
             return Err(Error::InvalidArgument(
                 "no trained weights to save: train_runs was asked not to keep them".into(),
@@ -495,7 +502,10 @@ impl TrainOutcome {
                     "the weights were not written: the run diverged (loss inf or NaN) at step {step}"
                 ),
             }),
-            None => weights::save(weights, path),
+            None => match names {
+                Some(names) => weights::save_named(weights, Some(names), path),
+                None => weights::save(weights, path),
+            },
         }
     }
 }
