@@ -6,7 +6,7 @@
 //! which validates every GPU result. docs/design.md describes the layout; dependencies run one
 //! way, from the command line down to the wgpu runtime:
 //!
-//! `cli` → `experiment`, `report` → `network` → `backend` → `ops` → `gpu`, with `theory`,
+//! `cli` → `api` → `experiment`, `report` → `network` → `backend` → `ops` → `gpu`, with `theory`,
 //! `init`, `stats`, `tensor`, `precision`, `format` and `error` underneath.
 
 pub mod api;
