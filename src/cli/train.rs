@@ -465,6 +465,7 @@ fn classes_of(labels: &[u32], source: &str) -> anyhow::Result<usize> {
                 classes - 1,
                 present.max(1) - 1
             ),
+            source: None,
         }
         .into());
     }
