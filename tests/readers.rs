@@ -960,17 +960,3 @@ fn fp8_safetensors_tensors_read_as_their_exact_values() {
         "{text}"
     );
 }
-
-#[test]
-fn a_file_the_system_cannot_read_keeps_its_io_error_as_the_source() {
-    use std::error::Error as _;
-    let missing = temp_dir("io-source").join("missing.safetensors");
-    let err = files::load(&missing).unwrap_err();
-    let source = err
-        .source()
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .unwrap_or_else(|| panic!("no io::Error source in {err:?}"));
-    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
-    // The message is the one it always was: the path, then the system's words.
-    assert!(err.to_string().starts_with(&missing.display().to_string()));
-}
