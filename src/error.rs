@@ -5,12 +5,32 @@ use thiserror::Error;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The error underneath one of ours (from wgpu, the system, or a file format's crate), kept
+/// so that a caller can walk `std::error::Error::source()` to it and downcast it. Its text is
+/// also in our message, which is what the command line prints.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
     /// An I/O failure on `path`, its `std::io::Error` kept as the source.
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.display().to_string(),
             source,
+        }
+    }
+
+    /// A problem with the file at `path` that another error value caused (a malformed
+    /// archive, a write that failed): `problem` is the message, which quotes that error;
+    /// `source` keeps the error itself.
+    pub fn file_caused_by(
+        path: &std::path::Path,
+        problem: impl std::fmt::Display,
+        source: impl Into<Source>,
+    ) -> Error {
+        Error::File {
+            path: path.display().to_string(),
+            problem: problem.to_string(),
+            source: Some(source.into()),
         }
     }
 }
@@ -43,8 +63,13 @@ pub enum Error {
         hint: &'static str,
     },
 
-    #[error("adapter '{adapter}' refused a device: {reason}")]
-    DeviceRequest { adapter: String, reason: String },
+    /// wgpu's `RequestDeviceError` is the source.
+    #[error("adapter '{adapter}' refused a device: {source}")]
+    DeviceRequest {
+        adapter: String,
+        #[source]
+        source: Source,
+    },
 
     #[error("{op}: shapes do not fit: {detail}")]
     ShapeMismatch { op: &'static str, detail: String },
@@ -78,11 +103,14 @@ pub enum Error {
         adapter: String,
     },
 
-    #[error("GPU error on '{adapter}' during {during}: {message}")]
+    /// The source is what wgpu reported: an error caught by an error scope (`wgpu::Error`), a
+    /// failed wait (`wgpu::PollError`) or a failed read-back (`wgpu::BufferAsyncError`, …).
+    #[error("GPU error on '{adapter}' during {during}: {source}")]
     Gpu {
         adapter: String,
         during: String,
-        message: String,
+        #[source]
+        source: Source,
     },
 
     #[error("invalid {what} '{value}': expected {expected}")]
@@ -92,8 +120,16 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A file gradstab cannot use: malformed, of the wrong shape, or not writable. Where
+    /// another error value caused it (a zip, npy or safetensors error, an I/O error while
+    /// writing), that value is the source; a problem gradstab found itself has none.
     #[error("{path}: {problem}")]
-    File { path: String, problem: String },
+    File {
+        path: String,
+        problem: String,
+        #[source]
+        source: Option<Source>,
+    },
 
     /// The system could not read or inspect a file; the `std::io::Error` stays the source, so
     /// a caller can tell its kind (not found, permission denied…).

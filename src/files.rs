@@ -143,6 +143,7 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: problem.to_string(),
+        source: None,
     }
 }
 
@@ -259,16 +260,21 @@ struct Member {
 /// data), and members declaring more bytes than their compressed data can hold or than the
 /// memory budget allows. Each member is read through a reader bounded by its declared size.
 fn load_npz(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTensor>> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| file_error(path, format!("not a valid .npz (zip) archive: {e}")))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        Error::file_caused_by(path, format!("not a valid .npz (zip) archive: {e}"), e)
+    })?;
     let central_directory = archive.central_directory_start();
     refuse_duplicate_names(path, bytes, central_directory, archive.len())?;
     let mut members = Vec::new();
     let mut arrays = Vec::new();
     for i in 0..archive.len() {
-        let member = archive
-            .by_index_raw(i)
-            .map_err(|e| file_error(path, format!("unreadable member {i} of the archive: {e}")))?;
+        let member = archive.by_index_raw(i).map_err(|e| {
+            Error::file_caused_by(
+                path,
+                format!("unreadable member {i} of the archive: {e}"),
+                e,
+            )
+        })?;
         let name = member.name().to_string();
         let end = member.data_start().saturating_add(member.compressed_size());
         if end > central_directory {
@@ -315,15 +321,17 @@ fn load_npz(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTe
     }
     let mut out = Vec::new();
     for (i, name, declared) in arrays {
-        let member = archive
-            .by_index(i)
-            .map_err(|e| file_error(path, format!("member {name} is unreadable: {e}")))?;
+        let member = archive.by_index(i).map_err(|e| {
+            Error::file_caused_by(path, format!("member {name} is unreadable: {e}"), e)
+        })?;
         let mut data = Vec::new();
         // One byte more than declared, to tell a member that holds more.
         member
             .take(declared.saturating_add(1))
             .read_to_end(&mut data)
-            .map_err(|e| file_error(path, format!("member {name} is unreadable: {e}")))?;
+            .map_err(|e| {
+                Error::file_caused_by(path, format!("member {name} is unreadable: {e}"), e)
+            })?;
         if data.len() as u64 != declared {
             let more = if data.len() as u64 > declared {
                 "more"
@@ -398,7 +406,7 @@ fn as_tensor(path: &Path, values: HostTensorValues) -> Result<Option<HostTensor>
         HostTensorValues::F32(v) => HostTensor::from_f32(1, len, v),
     }
     .map(Some)
-    .map_err(|e| file_error(path, e))
+    .map_err(|e| Error::file_caused_by(path, e.to_string(), e))
 }
 
 enum HostTensorValues {
@@ -542,7 +550,7 @@ fn load_npy(path: &Path, name: String, bytes: &[u8], budget: &mut Budget) -> Res
         ));
     }
     let npy = npyz::NpyFile::new(bytes)
-        .map_err(|e| file_error(path, format!("not a valid .npy header: {e}")))?;
+        .map_err(|e| Error::file_caused_by(path, format!("not a valid .npy header: {e}"), e))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let type_str = match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
@@ -601,7 +609,7 @@ fn load_npy(path: &Path, name: String, bytes: &[u8], budget: &mut Budget) -> Res
     budget.add_values(path, expected_len, dtype)?;
     let fortran = npy.order() == npyz::Order::Fortran;
     let (values, note) = npy_values(npy, dtype)
-        .map_err(|e| file_error(path, format!("the data are unreadable ({e})")))?;
+        .map_err(|e| Error::file_caused_by(path, format!("the data are unreadable ({e})"), e))?;
     let values = if fortran && shape.len() > 1 {
         values.row_major(&shape)
     } else {
@@ -704,8 +712,9 @@ fn repeated_key(json: &[u8]) -> Option<String> {
 /// Every tensor of a safetensors file. The crate bounds the header's length by the file and
 /// checks that the tensors' data offsets tile the data exactly, with no overlap or gap.
 fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTensor>> {
-    let file = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| file_error(path, format!("not a valid safetensors file: {e}")))?;
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::file_caused_by(path, format!("not a valid safetensors file: {e}"), e)
+    })?;
     // The crate has checked the header's length against the file.
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     if let Some(name) = repeated_key(&bytes[8..8 + header_len]) {

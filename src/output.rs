@@ -25,6 +25,7 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: problem.to_string(),
+        source: None,
     }
 }
 
@@ -132,9 +133,10 @@ pub fn check_destination(path: &Path) -> Result<()> {
             ))
         }
         Err(e) => {
-            return Err(file_error(
+            return Err(Error::file_caused_by(
                 path,
                 format!("its directory {}: {e}", dir.display()),
+                e,
             ))
         }
     }
@@ -205,7 +207,8 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let not_written = |e: std::io::Error| file_error(path, format!("not written ({e})"));
+    let not_written =
+        |e: std::io::Error| Error::file_caused_by(path, format!("not written ({e})"), e);
     let target = match resolve(path)? {
         Destination::Stdout => {
             let mut out = std::io::stdout().lock();
@@ -237,14 +240,16 @@ pub fn write_atomically(
         file.sync_all()
     })();
     if let Err(e) = written {
-        return Err(file_error(
+        return Err(Error::file_caused_by(
             path,
             format!("not written ({e}); the file is unchanged"),
+            e,
         ));
     }
     tmp.file = None;
-    std::fs::rename(&tmp.path, &target)
-        .map_err(|e| file_error(path, format!("not written ({e}); the file is unchanged")))?;
+    std::fs::rename(&tmp.path, &target).map_err(|e| {
+        Error::file_caused_by(path, format!("not written ({e}); the file is unchanged"), e)
+    })?;
     tmp.renamed = true;
     Ok(())
 }
@@ -337,7 +342,11 @@ impl TempFile {
                 }
                 Err(e) => {
                     if e.kind() != std::io::ErrorKind::AlreadyExists {
-                        return Err(file_error(destination, format!("cannot be written ({e})")));
+                        return Err(Error::file_caused_by(
+                            destination,
+                            format!("cannot be written ({e})"),
+                            e,
+                        ));
                     }
                 }
             }

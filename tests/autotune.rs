@@ -176,13 +176,11 @@ fn the_environment_is_read_only_by_from_env() {
         return;
     };
     drop(gpu);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args([
-            "run", "--depth", "2", "--width", "4", "--batch", "2", "--quiet",
-        ])
-        .env("GRADSTAB_MATMUL_VARIANT", "bogus")
-        .output()
-        .unwrap();
+    let out = common::cli([
+        "run", "--depth", "2", "--width", "4", "--batch", "2", "--quiet",
+    ])
+    .env("GRADSTAB_MATMUL_VARIANT", "bogus")
+    .output();
     assert_eq!(out.status.code(), Some(2), "{}", common::stderr_of(&out));
     assert!(common::stderr_of(&out).contains("bogus"));
     // Default options name no cache and no variant, whatever the environment says.

@@ -2,16 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn gradstab(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gradstab"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
+use common::gradstab_cli as gradstab;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -29,7 +22,7 @@ const DEMO_CONCLUSION: &str = "f16 first overflows at layer 4; f32 stays finite 
 
 #[test]
 fn demo_on_the_cpu_backend_finds_the_f16_overflow_layer() {
-    let out = gradstab(&["demo", "--backend", "cpu"], &[]);
+    let out = gradstab(&["demo", "--backend", "cpu"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(DEMO_CONCLUSION), "{}", stdout(&out));
     // The tour's conclusions, as docs/theory.md states them.
@@ -50,7 +43,7 @@ fn demo_on_the_gpu_agrees_with_the_cpu() {
     if common::gpu("cli demo gpu").is_none() {
         return;
     }
-    let out = gradstab(&["demo"], &[]);
+    let out = gradstab(&["demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("CPU backend"), "{}", stderr(&out));
     // A device that saturates f16 overflow (WGSL allows it) adds a note after the layer.
@@ -67,7 +60,7 @@ fn demo_without_any_adapter_falls_back_to_the_cpu_with_a_notice() {
     } else {
         "metal"
     };
-    let out = gradstab(&["demo"], &[("WGPU_BACKEND", backend)]);
+    let out = common::cli(["demo"]).env("WGPU_BACKEND", backend).output();
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     let notice: Vec<&str> = err.lines().filter(|l| l.starts_with("gradstab:")).collect();
@@ -84,7 +77,7 @@ fn verify_quick_passes_and_its_json_has_every_row() {
     if common::gpu("cli verify").is_none() {
         return;
     }
-    let out = gradstab(&["verify", "--quick", "--format", "json"], &[]);
+    let out = gradstab(&["verify", "--quick", "--format", "json"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     let rows = report["rows"].as_array().unwrap();
@@ -126,7 +119,7 @@ fn probe_and_devices_print_json() {
     if common::gpu("cli probe").is_none() {
         return;
     }
-    let out = gradstab(&["probe", "--format", "json"], &[]);
+    let out = gradstab(&["probe", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let probe: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     for field in [
@@ -137,7 +130,7 @@ fn probe_and_devices_print_json() {
     ] {
         assert!(!probe["f32"][field].is_null(), "probe lacks {field}");
     }
-    let out = gradstab(&["devices", "--format", "json"], &[]);
+    let out = gradstab(&["devices", "--format", "json"]);
     assert!(out.status.success());
     let devices: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let first = &devices.as_array().unwrap()[0];
@@ -155,13 +148,13 @@ fn probe_and_devices_print_json() {
 
 #[test]
 fn bad_flags_exit_2_and_runtime_errors_exit_1_with_one_line() {
-    let out = gradstab(&["demo", "--backend", "tpu"], &[]);
+    let out = gradstab(&["demo", "--backend", "tpu"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = gradstab(&["verify", "--format", "yaml"], &[]);
+    let out = gradstab(&["verify", "--format", "yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = gradstab(&["no-such-command"], &[]);
+    let out = gradstab(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = gradstab(&["probe", "--adapter", "no-such-adapter-xyz"], &[]);
+    let out = gradstab(&["probe", "--adapter", "no-such-adapter-xyz"]);
     assert_eq!(out.status.code(), Some(1));
     let errors: Vec<String> = stderr(&out)
         .lines()
@@ -181,7 +174,7 @@ fn bench_quick_json_has_the_roofline_and_every_kernel() {
     if common::gpu("cli bench").is_none() {
         return;
     }
-    let out = gradstab(&["bench", "--quick", "--format", "json"], &[]);
+    let out = gradstab(&["bench", "--quick", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     for field in ["adapter", "backend", "device_type", "driver"] {
@@ -215,10 +208,7 @@ fn bench_quick_json_has_the_roofline_and_every_kernel() {
 
 #[test]
 fn bench_on_the_cpu_backend_measures_every_kernel_in_every_precision() {
-    let out = gradstab(
-        &["bench", "--backend", "cpu", "--quick", "--format", "json"],
-        &[],
-    );
+    let out = gradstab(&["bench", "--backend", "cpu", "--quick", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     assert_eq!(report["backend"], "cpu");
@@ -250,7 +240,7 @@ fn bench_on_the_cpu_backend_measures_every_kernel_in_every_precision() {
         assert!(k["percent_of_peak"].is_null(), "{k}");
     }
     // The table prints the same rows.
-    let out = gradstab(&["bench", "--backend", "cpu", "--quick"], &[]);
+    let out = gradstab(&["bench", "--backend", "cpu", "--quick"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("matmul NN") && stdout(&out).contains("f16acc32"));
 }
@@ -264,7 +254,7 @@ fn a_gpu_run_reports_how_often_it_talked_to_the_device() {
         let args = [
             "run", "--depth", depth, "--width", "16", "--batch", "4", "--quiet", "--format", "json",
         ];
-        let out = gradstab(&args, &[]);
+        let out = gradstab(&args);
         assert!(out.status.success(), "{}", stderr(&out));
         let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         report["device"]["traffic"].clone()
@@ -287,19 +277,16 @@ fn a_gpu_run_reports_how_often_it_talked_to_the_device() {
     );
     assert!(get(&deep, "buffers_reused") > get(&shallow, "buffers_reused"));
     // The CPU backend has no device to talk to.
-    let out = gradstab(
-        &[
-            "run",
-            "--backend",
-            "cpu",
-            "--depth",
-            "2",
-            "--quiet",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
+    let out = gradstab(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--depth",
+        "2",
+        "--quiet",
+        "--format",
+        "json",
+    ]);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(report["device"].get("traffic").is_none());
 }

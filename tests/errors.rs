@@ -1,6 +1,10 @@
-//! Bad input gives a clear `Err`, never a panic.
+//! Bad input gives a clear `Err`, never a panic; and an `Err` that another error caused (the
+//! system's, a file format crate's) keeps that error as its source, so a caller can walk
+//! `std::error::Error::source()` down to it and downcast it.
 
 mod common;
+
+use std::error::Error as _;
 
 use gradstab::{
     Activation, Backend, Cpu, DType, Error, Gpu, GpuOptions, HostTensor, MatmulOp, Precision, Shape,
@@ -153,4 +157,141 @@ fn a_grid_beyond_its_folded_limit_is_refused() {
         .download(&gpu.scale(&x, 2.0, Precision::F32).unwrap())
         .unwrap();
     assert!(y.to_f32_vec().iter().all(|&v| v == 2.0));
+}
+
+/// The first error of type `T` among the sources of `err`, walked one `source()` at a time
+/// (`err` itself excluded: the point is what lies underneath it).
+fn cause<T: std::error::Error + 'static>(err: &Error) -> Option<&T> {
+    let mut next = err.source();
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+fn scratch_file(test: &str, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = common::scratch_dir("errors", test).join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A safetensors file as the format lays it out: the header's length (u64, little-endian),
+/// the JSON header, the data.
+fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+#[test]
+fn a_missing_file_keeps_its_io_error_as_the_source() {
+    let missing = common::scratch_dir("errors", "missing").join("missing.safetensors");
+    let err = gradstab::files::load(&missing).unwrap_err();
+    let io = cause::<std::io::Error>(&err)
+        .unwrap_or_else(|| panic!("no io::Error among the sources of {err:?}"));
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    // The message is the one it always was: the path, then the system's words.
+    assert_eq!(err.to_string(), format!("{}: {io}", missing.display()));
+}
+
+#[test]
+fn a_write_that_fails_keeps_its_io_error_as_the_source() {
+    let path = scratch_file("write", "report.json", b"the old report");
+    let err = gradstab::output::write_atomically(&path, |_| {
+        Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+    })
+    .unwrap_err();
+    let io = cause::<std::io::Error>(&err)
+        .unwrap_or_else(|| panic!("no io::Error among the sources of {err:?}"));
+    assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not written ({io}); the file is unchanged",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"the old report");
+}
+
+#[test]
+fn a_truncated_safetensors_file_keeps_the_crate_error_as_the_source() {
+    // Two f32 values declared, one given: the data stop short of the header's offsets.
+    let header = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let path = scratch_file(
+        "truncated",
+        "w.safetensors",
+        &safetensors_bytes(header, &1f32.to_le_bytes()),
+    );
+    let err = gradstab::files::load(&path).unwrap_err();
+    let format = cause::<safetensors::SafeTensorError>(&err)
+        .unwrap_or_else(|| panic!("no SafeTensorError among the sources of {err:?}"));
+    assert!(
+        matches!(
+            format,
+            safetensors::SafeTensorError::MetadataIncompleteBuffer
+        ),
+        "{format:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{}: not a valid safetensors file: {format}", path.display())
+    );
+}
+
+#[test]
+fn a_safetensors_header_that_is_not_json_keeps_serde_jsons_error_two_sources_down() {
+    let path = scratch_file(
+        "json",
+        "w.safetensors",
+        &safetensors_bytes("{not json}", &[]),
+    );
+    let err = gradstab::files::load(&path).unwrap_err();
+    // gradstab's error → the safetensors crate's → serde_json's, each the source of the last.
+    let format = err
+        .source()
+        .and_then(|e| e.downcast_ref::<safetensors::SafeTensorError>())
+        .unwrap_or_else(|| panic!("the source of {err:?} is not a SafeTensorError"));
+    assert!(
+        matches!(
+            format,
+            safetensors::SafeTensorError::InvalidHeaderDeserialization(_)
+        ),
+        "{format:?}"
+    );
+    let json = cause::<serde_json::Error>(&err)
+        .unwrap_or_else(|| panic!("no serde_json::Error among the sources of {err:?}"));
+    assert!(json.is_syntax(), "{json}");
+}
+
+#[test]
+fn an_npz_that_is_not_a_zip_archive_keeps_the_zip_error_as_the_source() {
+    let path = scratch_file("zip", "data.npz", b"not a zip archive at all");
+    let err = gradstab::files::load(&path).unwrap_err();
+    let zip = cause::<zip::result::ZipError>(&err)
+        .unwrap_or_else(|| panic!("no ZipError among the sources of {err:?}"));
+    assert!(
+        matches!(zip, zip::result::ZipError::InvalidArchive(_)),
+        "{zip:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{}: not a valid .npz (zip) archive: {zip}", path.display())
+    );
+}
+
+/// A problem gradstab finds itself has no source to offer: none is made up.
+#[test]
+fn a_problem_found_by_gradstab_itself_has_no_source() {
+    let path = scratch_file("empty", "w.safetensors", b"");
+    let err = gradstab::files::load(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: the file is empty", path.display())
+    );
+    assert!(err.source().is_none(), "{err:?}");
 }

@@ -6,10 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use gradstab::network::{load_data, load_parameters, trace, Loss, NetworkConfig};
 use gradstab::{Activation, Backend, Cpu, Precision};
+
+use common::gradstab_cli as gradstab;
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gradstab-given-{test}-{}", std::process::id()));
@@ -212,13 +213,6 @@ fn a_state_dict_and_data_give_the_gradients_of_an_independent_f64_pass() {
             }
         }
     }
-}
-
-fn gradstab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
 }
 
 /// `gradstab ARGS`, which must succeed, and its JSON output.

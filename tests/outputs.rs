@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use common::{file_names as names, gradstab_cli as gradstab, s, stderr_of};
 
@@ -228,15 +228,12 @@ fn an_unwritable_directory_is_refused_before_the_run() {
 fn trained_weights_and_plots_survive_a_reader_that_goes_away() {
     let dir = scratch("pipe");
     let (weights, plot) = (dir.join("w.safetensors"), dir.join("loss.svg"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(SMALL_TRAIN)
+    let mut child = common::cli(SMALL_TRAIN)
         .args(["--format", "csv"])
         .args(["--save-weights", s(&weights), "--plot", s(&plot)])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     drop(child.stdout.take()); // `| head -0`: the reader is gone before the first line
     let out = child.wait_with_output().unwrap();
     assert!(!stderr_of(&out).contains("panicked"), "{}", stderr_of(&out));
@@ -256,28 +253,25 @@ fn a_signal_ends_a_run_without_leaving_a_temporary_file() {
     let dir = scratch("signal");
     let out_path = dir.join("report.json");
     std::fs::write(&out_path, "the old report").unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--depth",
-            "3",
-            "--width",
-            "64",
-            "--samples",
-            "64",
-            "--steps",
-            "1000000",
-            "--quiet",
-            "--format",
-            "json",
-        ])
-        .args(["--out", s(&out_path)])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::cli([
+        "train",
+        "--backend",
+        "cpu",
+        "--depth",
+        "3",
+        "--width",
+        "64",
+        "--samples",
+        "64",
+        "--steps",
+        "1000000",
+        "--quiet",
+        "--format",
+        "json",
+    ])
+    .args(["--out", s(&out_path)])
+    .stderr(Stdio::piped())
+    .spawn();
     std::thread::sleep(std::time::Duration::from_millis(800));
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -328,12 +322,7 @@ fn printing_commands_report_a_full_device_instead_of_panicking() {
         &["devices"],
         &["demo", "--backend", "cpu"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(full.try_clone().unwrap())
-            .output()
-            .unwrap();
+        let out = common::cli(args).stdout(full.try_clone().unwrap()).output();
         let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{args:?}: {e}");

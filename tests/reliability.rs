@@ -7,14 +7,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn gradstab(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gradstab"));
-    cmd.args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
+use common::gradstab_cli as gradstab;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -42,7 +35,7 @@ fn values_the_parser_accepts_but_no_run_can_hold_are_refused_without_a_panic() {
         (&["run", "--bias-std", "1e308"], 2, "drawn as f32"),
     ];
     for (args, code, needle) in cases {
-        let out = gradstab(args, &[]);
+        let out = gradstab(args);
         assert_refused(&out, *code, needle);
     }
 }
@@ -87,7 +80,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
     ];
     for args in cases {
         let start = Instant::now();
-        let out = gradstab(args, &[]);
+        let out = gradstab(args);
         assert_refused(&out, 1, "this run needs about");
         assert!(
             start.elapsed() < Duration::from_secs(5),
@@ -95,7 +88,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
             start.elapsed()
         );
     }
-    let out = gradstab(cases[2], &[]);
+    let out = gradstab(cases[2]);
     assert!(
         stderr(&out).contains("1.0 MiB budget of --max-memory"),
         "{}",
@@ -116,7 +109,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
             "--batch",
             "65536",
         ];
-        let out = gradstab(&args, &[]);
+        let out = gradstab(&args);
         assert_refused(&out, 1, "that one buffer of this backend can hold");
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -125,23 +118,20 @@ fn a_run_that_cannot_fit_is_refused_before_it_allocates() {
         );
     }
     // Within the budget, the same run goes ahead.
-    let out = gradstab(
-        &[
-            "run",
-            "--backend",
-            "cpu",
-            "--depth",
-            "3",
-            "--width",
-            "16",
-            "--batch",
-            "4",
-            "--max-memory",
-            "64M",
-            "--quiet",
-        ],
-        &[],
-    );
+    let out = gradstab(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--batch",
+        "4",
+        "--max-memory",
+        "64M",
+        "--quiet",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -167,13 +157,10 @@ fn a_closed_pipe_ends_every_printing_command_quietly() {
         &["stats", "--backend", "cpu", "--format", "csv", &npy],
     ];
     for args in commands {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-            .args(*args)
-            .stdin(Stdio::null())
+        let mut child = common::cli(*args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .spawn();
         drop(child.stdout.take()); // the reader is gone before the first line
         let out = child.wait_with_output().unwrap();
         let err = stderr(&out);
@@ -211,7 +198,7 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
     }
     let run = |extra: &[&'static str]| with(&small, extra);
     // Named and missing: an error that lists what exists, by flag or environment.
-    let out = gradstab(&run(&["--adapter", "nonsense-adapter"]), &[]);
+    let out = gradstab(&run(&["--adapter", "nonsense-adapter"]));
     let (code, err) = (out.status.code(), stderr(&out));
     if common::gpu("explicit adapter").is_some() {
         assert_refused(
@@ -219,27 +206,33 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
             1,
             "no adapter matches 'nonsense-adapter'; available: 0: ",
         );
-        let out = gradstab(&["demo"], &[("GRADSTAB_ADAPTER", "nonsense-adapter")]);
+        let out = common::cli(["demo"])
+            .env("GRADSTAB_ADAPTER", "nonsense-adapter")
+            .output();
         assert_refused(&out, 1, "no adapter matches 'nonsense-adapter'");
-        let out = gradstab(&["stats", "--adapter", "99", "Cargo.toml"], &[]);
+        let out = gradstab(&["stats", "--adapter", "99", "Cargo.toml"]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         // Two adapters of one name on two backends: each is reachable by its number.
-        let out = gradstab(&["probe", "--adapter", "0"], &[]);
+        let out = gradstab(&["probe", "--adapter", "0"]);
         assert!(out.status.success(), "{}", stderr(&out));
     } else {
         assert_eq!(code, Some(1), "{err}");
     }
     // A value that cannot be read is a usage error (2), by flag or environment alike.
-    let out = gradstab(&run(&[]), &[("GRADSTAB_MATMUL_VARIANT", "bogus")]);
+    let out = common::cli(&run(&[]))
+        .env("GRADSTAB_MATMUL_VARIANT", "bogus")
+        .output();
     assert_refused(&out, 2, "tile64-shared, tile32-shared or tile64-direct");
     // No adapter at all: --backend gpu asked for one, so it is an error that says why,
     // including the WGPU_BACKEND that narrowed the search.
-    let out = gradstab(&run(&["--backend", "gpu"]), &[no_adapter_env()]);
+    let out = common::cli(&run(&["--backend", "gpu"]))
+        .envs(&[no_adapter_env()])
+        .output();
     assert_refused(&out, 1, "no GPU adapter found (WGPU_BACKEND is");
     assert!(stderr(&out)
         .contains("the cpu backend (`--backend cpu`, or backend=\"cpu\") runs on the CPU instead"));
     // Nothing asked for: the fallback, with its notice, and the run goes ahead.
-    let out = gradstab(&run(&[]), &[no_adapter_env()]);
+    let out = common::cli(&run(&[])).envs(&[no_adapter_env()]).output();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("running on the CPU backend instead"));
 }
@@ -247,10 +240,7 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
 /// `gradstab stats` of `path` on the CPU backend in `format`.
 fn stats_on_cpu(path: &std::path::Path, format: &str) -> Output {
     let path = path.to_str().unwrap();
-    gradstab(
-        &["stats", "--backend", "cpu", "--format", format, path],
-        &[],
-    )
+    gradstab(&["stats", "--backend", "cpu", "--format", format, path])
 }
 
 fn temp_dir(test: &str) -> std::path::PathBuf {
@@ -329,7 +319,7 @@ fn crafted_files_are_refused_with_what_is_wrong_never_read_without_bound() {
     ];
     for (path, needle) in &cases {
         let start = Instant::now();
-        let out = gradstab(&["stats", "--backend", "cpu", path], &[]);
+        let out = gradstab(&["stats", "--backend", "cpu", path]);
         assert_refused(&out, 1, needle);
         assert!(
             !stderr(&out).contains("Record("),
@@ -344,12 +334,10 @@ fn crafted_files_are_refused_with_what_is_wrong_never_read_without_bound() {
         let fifo = dir.join("fifo.npy");
         let made = Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|s| s.success()) {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_gradstab"))
-                .args(["stats", "--backend", "cpu", fifo.to_str().unwrap()])
+            let mut child = common::cli(["stats", "--backend", "cpu", fifo.to_str().unwrap()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+                .spawn();
             let start = Instant::now();
             while child.try_wait().unwrap().is_none() {
                 if start.elapsed() > Duration::from_secs(20) {
@@ -374,7 +362,7 @@ fn statistics_without_finite_values_say_so_instead_of_nan() {
         common::npy_bytes("<f4", &[3], &f32_bytes(&[inf, -inf, inf])),
     )
     .unwrap();
-    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()], &[]);
+    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     // The tensor's row and notes (the legend below them, which may name NaN, is left out).
@@ -407,7 +395,7 @@ fn names_with_control_characters_are_printed_escaped() {
         safetensors::serialize(vec![(name.to_string(), view)], None).unwrap(),
     )
     .unwrap();
-    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()], &[]);
+    let out = gradstab(&["stats", "--backend", "cpu", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -450,7 +438,7 @@ const SMALL_CPU_RUN: [&str; 9] = [
 
 /// `SMALL_CPU_RUN` without a progress bar, with `extra` flags.
 fn small_cpu_run(extra: &[&str]) -> Output {
-    gradstab(&[&SMALL_CPU_RUN[..], &["--quiet"], extra].concat(), &[])
+    gradstab(&[&SMALL_CPU_RUN[..], &["--quiet"], extra].concat())
 }
 
 #[test]
@@ -547,10 +535,10 @@ fn usage_errors_name_the_flag_and_what_it_accepts() {
         ),
     ];
     for (args, needle) in cases {
-        assert_refused(&gradstab(args, &[]), 2, needle);
+        assert_refused(&gradstab(args), 2, needle);
     }
     // probe takes no --backend, so with no adapter it must not suggest one.
-    let out = gradstab(&["probe"], &[no_adapter_env()]);
+    let out = common::cli(["probe"]).envs(&[no_adapter_env()]).output();
     assert_refused(&out, 1, "no GPU adapter found");
     assert!(!stderr(&out).contains("--backend cpu"), "{}", stderr(&out));
 }

@@ -3,14 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-fn gradstab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use common::gradstab_cli as gradstab;
 
 #[test]
 fn every_flag_rejects_its_bad_values_with_exit_code_2_and_one_line() {

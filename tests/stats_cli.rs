@@ -3,16 +3,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use half::{bf16, f16};
 
-fn gradstab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use common::gradstab_cli as gradstab;
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gradstab-{test}-{}", std::process::id()));

@@ -2,20 +2,16 @@
 //! continue training where they stopped, training on a user's data file, and one-line
 //! errors with exit code 2 for requests it cannot honour.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use gradstab::network::{load_parameters, NetworkConfig};
 use gradstab::ops::optimizer::{OptimizerConfig, OptimizerKind};
 use gradstab::train::{run_training, weights, LossScale, Task, TrainConfig};
 use gradstab::{Cpu, Precision};
 
-fn gradstab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use common::gradstab_cli as gradstab;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gradstab-train-{}-{name}", std::process::id()));

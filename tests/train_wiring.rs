@@ -15,7 +15,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use gradstab::network::{load_parameters, NetworkConfig};
 use gradstab::ops::loss::LossKind;
@@ -27,6 +26,8 @@ use gradstab::train::{
     TrainData, TrainOutcome,
 };
 use gradstab::{Activation, Backend, Cpu, DType, HostTensor, Precision};
+
+use common::gradstab_cli as gradstab;
 
 /// Whether `backend` runs `precision`; where not, a SKIPPED line says so.
 fn runs<B: Backend>(backend: &B, precision: Precision, test: &str) -> bool {
@@ -829,13 +830,6 @@ on_both_backends!(
     mixed_precision_saves_every_f32_master_on_the_cpu,
     mixed_precision_saves_every_f32_master_on_the_gpu
 );
-
-fn gradstab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
 
 fn succeeded(out: &std::process::Output) {
     assert!(

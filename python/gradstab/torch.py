@@ -77,6 +77,9 @@ def _model_left_as_it_was(model: nn.Module, devices: List[int]):
     the buffers (BatchNorm's running statistics), in-place flags set aside for the hooks,
     and the random number generators (dropout draws from them)."""
     modes = {m: m.training for m in model.modules()}
+    # register_full_backward_hook marks the module for good (removing the hook leaves the mark,
+    # and a marked module refuses a later register_backward_hook): put the mark back too.
+    full_hook_marks = {m: m._is_full_backward_hook for m in model.modules()}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     inplace = [m for m in model.modules() if getattr(m, "inplace", False) is True]
     try:
@@ -90,6 +93,8 @@ def _model_left_as_it_was(model: nn.Module, devices: List[int]):
             m.inplace = True
         for m, training in modes.items():
             m.training = training
+        for m, mark in full_hook_marks.items():
+            m._is_full_backward_hook = mark
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)

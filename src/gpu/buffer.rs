@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::device::Device;
 use super::pool::{BufferPool, STORAGE_USAGE};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Source};
 use crate::precision::DType;
 use crate::tensor::{HostData, HostTensor, HostView, Shape};
 
@@ -184,22 +184,22 @@ impl Device {
             .map_async(wgpu::MapMode::Read, move |result| {
                 let _ = sender.send(result);
             });
-        let gpu_error = |message: String| Error::Gpu {
+        let gpu_error = |source: Source| Error::Gpu {
             adapter: self.adapter_name(),
             during: "read-back".into(),
-            message,
+            source,
         };
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_error(e.to_string()))?;
+            .map_err(|e| gpu_error(e.into()))?;
         receiver
             .recv()
-            .map_err(|e| gpu_error(e.to_string()))?
-            .map_err(|e| gpu_error(e.to_string()))?;
+            .map_err(|e| gpu_error(e.into()))?
+            .map_err(|e| gpu_error(e.into()))?;
         let bytes = staging
             .slice(..size)
             .get_mapped_range()
-            .map_err(|e| gpu_error(e.to_string()))?
+            .map_err(|e| gpu_error(e.into()))?
             .to_vec();
         staging.unmap();
         *kept = Some(staging);

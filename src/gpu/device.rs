@@ -122,7 +122,7 @@ impl Device {
         }))
         .map_err(|e| Error::DeviceRequest {
             adapter: info.name.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         // Every operation runs inside an error scope; anything that still escapes is reported
         // rather than aborting the process, which is wgpu's default.
@@ -158,7 +158,7 @@ impl Device {
             .map_err(|e| Error::Gpu {
                 adapter: self.adapter_name(),
                 during: "synchronize".into(),
-                message: e.to_string(),
+                source: e.into(),
             })
     }
 
@@ -244,7 +244,7 @@ impl Device {
             Some(e) => Err(Error::Gpu {
                 adapter: self.adapter_name(),
                 during: during.to_string(),
-                message: e.to_string(),
+                source: e.into(),
             }),
         }
     }

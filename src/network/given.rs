@@ -81,6 +81,7 @@ pub(crate) fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: what.to_string(),
+        source: None,
     }
 }
 

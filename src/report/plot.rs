@@ -28,6 +28,7 @@ pub(super) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.display().to_string(),
         problem: format!("cannot draw the plot: {e}"),
+        source: None,
     }
 }
 

@@ -99,6 +99,7 @@ impl TrainData {
                         problem: format!(
                             "every label is {first}: cross-entropy needs at least two classes"
                         ),
+                        source: None,
                     });
                 }
                 if outputs < 2 {

@@ -79,9 +79,8 @@ pub fn save_named(weights: &FinalWeights, names: Option<&[LayerNames]>, path: &P
                 .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::tensor::serialize(views, None).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        problem: format!("cannot serialize the weights: {e}"),
+    let serialized = safetensors::tensor::serialize(views, None).map_err(|e| {
+        Error::file_caused_by(path, format!("cannot serialize the weights: {e}"), e)
     })?;
     crate::output::write_atomically(path, |out| out.write_all(&serialized))
 }

@@ -1,9 +1,13 @@
-//! Shared test helpers: the GPU (mandatory in CI), seeded random tensors and comparisons.
+//! Shared test helpers: the GPU (mandatory in CI), the binary (`binary.rs`), seeded random
+//! tensors and comparisons.
 #![allow(dead_code)]
 
 use gradstab::gpu::probe::{probe, ProbeReport};
 use gradstab::{Backend, DType, Gpu, GpuOptions, HostTensor, MatmulOp, Precision};
 use rand::{Rng, SeedableRng};
+
+mod binary;
+pub use binary::cli;
 
 /// Set to 1 (as `.ci/run` does) to make a missing adapter a test failure instead of a skip.
 pub const REQUIRE_GPU_ENV: &str = "GRADSTAB_REQUIRE_GPU";
@@ -109,13 +113,10 @@ pub fn npy_bytes_in_order(descr: &str, shape: &[usize], fortran: bool, data: &[u
     bytes
 }
 
-/// The `gradstab` binary run with `args`, no standard input, its output captured.
+/// The `gradstab` binary run with `args` and nothing else, its output captured: the short
+/// form of `cli(args).output()`.
 pub fn gradstab_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gradstab"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("the binary runs")
+    cli(args).output()
 }
 
 /// What a command printed on stderr.
