@@ -18,6 +18,7 @@ import math
 import re
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -145,9 +146,11 @@ def reference_rows(model, inputs, target):
     names = [n for n in MODULES if n in outs]
     mods = dict(m.named_modules())
     params = [(n, pn, p) for n in MODULES for pn, p in mods[n].named_parameters(recurse=False)]
-    grads = torch.autograd.grad(
-        loss, [outs[n] for n in names] + [p for _, _, p in params], allow_unused=True
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        grads = torch.autograd.grad(
+            loss, [outs[n] for n in names] + [p for _, _, p in params], allow_unused=True
+        )
     out_grads = dict(zip(names, grads[: len(names)]))
     param_grads = {(n, pn): g for (n, pn, _), g in zip(params, grads[len(names) :])}
     rows = []
