@@ -394,3 +394,28 @@ def test_verdict_underflow_risk(batch):
     assert "0: bias flushes to zero (50%)" in df.attrs["verdicts"]["f16"]
     df = gt.inspect(model, x, formats=("f16",), backend="cpu", underflow_risk=0.9, verbose=False)
     assert "no module at risk" in df.attrs["verdicts"]["f16"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_values(backend):
+    """A weight holding +inf, -inf and NaN: inf counts both signs, the moments and abs_max
+    are over the finite values only, and no cast counts a non-finite value."""
+    model = nn.Sequential(nn.Linear(4, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor(
+            [[math.inf, -math.inf, math.nan, 1e5], [0.5, -2.0, 1e-9, 0.0], [3.0, 4.0, -1.0, 2.0]]
+        ))
+    df = gt.inspect(model, torch.ones(2, 4), backend=backend, verbose=False)
+    row = df[(df["module"] == "0") & (df["kind"] == "weight")].iloc[0]
+    ref = ref_stats(model[0].weight)
+    assert (row["inf"], row["nan"], row["zero"], row["count"]) == (2, 1, 1, 12)
+    assert row["abs_max"] == ref["abs_max"] == 1e5
+    mean_tol, var_tol = moment_tolerance(ref, backend)
+    assert abs(row["mean"] - ref["mean"]) <= mean_tol
+    assert abs(row["variance"] - ref["variance"]) <= var_tol
+    for f in FORMATS:
+        over, under, sub = ref["cast"][f]
+        assert (row[f"{f}_overflow"], row[f"{f}_underflow"], row[f"{f}_subnormal"]) == (
+            over / 12, under / 12, sub / 12
+        ), f
+    assert row["f16_overflow"] == 1 / 12 and row["f16_underflow"] == 1 / 12
