@@ -468,6 +468,7 @@ fn classes_of(labels: &[u32], source: &Path) -> Result<usize> {
                 classes - 1,
                 present.max(1) - 1
             ),
+            source: None,
         });
     }
     Ok(classes)
@@ -501,6 +502,7 @@ impl TrainOutcome {
                 problem: format!(
                     "the weights were not written: the run diverged (loss inf or NaN) at step {step}"
                 ),
+                source: None,
             }),
             None => match names {
                 Some(names) => weights::save_named(weights, Some(names), path),
