@@ -219,20 +219,20 @@ fn an_adapter_variant_or_backend_asked_for_is_honoured_or_refused_never_replaced
         assert_eq!(code, Some(1), "{err}");
     }
     // A value that cannot be read is a usage error (2), by flag or environment alike.
-    let out = common::cli(&run(&[]))
+    let out = common::cli(run(&[]))
         .env("GRADSTAB_MATMUL_VARIANT", "bogus")
         .output();
     assert_refused(&out, 2, "tile64-shared, tile32-shared or tile64-direct");
     // No adapter at all: --backend gpu asked for one, so it is an error that says why,
     // including the WGPU_BACKEND that narrowed the search.
-    let out = common::cli(&run(&["--backend", "gpu"]))
+    let out = common::cli(run(&["--backend", "gpu"]))
         .envs(&[no_adapter_env()])
         .output();
     assert_refused(&out, 1, "no GPU adapter found (WGPU_BACKEND is");
     assert!(stderr(&out)
         .contains("the cpu backend (`--backend cpu`, or backend=\"cpu\") runs on the CPU instead"));
     // Nothing asked for: the fallback, with its notice, and the run goes ahead.
-    let out = common::cli(&run(&[])).envs(&[no_adapter_env()]).output();
+    let out = common::cli(run(&[])).envs(&[no_adapter_env()]).output();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("running on the CPU backend instead"));
 }

@@ -19,7 +19,7 @@ pub fn reference(tensor: &HostTensor) -> StatsRecord {
     reference_of_view(tensor.data().view())
 }
 
-/// [`reference`] of borrowed values, read where they lie.
+/// [`reference()`] of borrowed values, read where they lie.
 pub fn reference_of_view(view: HostView<'_>) -> StatsRecord {
     match view {
         HostView::F32(v) => reduce_slice(v, DType::F32),
