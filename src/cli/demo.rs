@@ -13,11 +13,12 @@ use super::args::AdapterArg;
 pub(crate) fn demo(
     adapter: &AdapterArg,
     backend: Option<BackendChoice>,
-    seed: u64,
+    seed: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let default = ChainConfig::default();
     let config = ChainConfig {
-        seed,
-        ..ChainConfig::default()
+        seed: seed.unwrap_or(default.seed),
+        ..default
     };
     let device = adapter.open(backend)?;
     // Each part runs on the GPU where it supports every precision, else on the CPU.
@@ -37,10 +38,11 @@ pub(crate) fn demo(
     let (f32_max, f32_on) = run(Precision::F32)?;
     let (f16_max, f16_on) = run(Precision::F16)?;
     out!(
-        "A {}-layer ReLU MLP, width {}, batch {}, weights N(0, 1), input N(0, 1), seed {seed}",
+        "A {}-layer ReLU MLP, width {}, batch {}, weights N(0, 1), input N(0, 1), seed {}",
         config.depth,
         config.width,
-        config.batch
+        config.batch,
+        config.seed
     )?;
     if f32_on == f16_on {
         out!("on {f32_on}")?;

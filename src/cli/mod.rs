@@ -106,7 +106,8 @@ pub(crate) enum Command {
         /// gpu or cpu; default (auto): the GPU, or the CPU with a notice when there is no adapter.
         #[arg(long, value_parser = backend_parser())]
         backend: Option<BackendChoice>,
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        seed: u64,
+        /// The seed of the weights and the input (default 0).
+        #[arg(long, allow_negative_numbers = true)]
+        seed: Option<u64>,
     },
 }
