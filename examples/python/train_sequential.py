@@ -28,8 +28,7 @@ def main():
     )
     net = gradstab.torch.from_sequential(model)
     result = net.train(
-        precision=["f32", "bf16", "fp8"], steps=150, samples=256, optimizer="adam", lr=0.003,
-        keep_weights=False,
+        precision=["f32", "bf16", "fp8"], steps=150, samples=256, optimizer="adam", lr=0.003
     )
     steps = result.steps()
     final = steps.groupby("precision").loss.last()

@@ -420,7 +420,9 @@ class Sequential:
         """:func:`gradstab.train` from this model's weights, activation and head;
         :meth:`SequentialTrainResult.save_weights` writes the model's own parameter names."""
         self._refuse(options, "train")
-        options.setdefault("keep_weights", True)
+        # The trained model is kept for save_weights when there is one model to keep: one
+        # learning rate and one precision.
+        options.setdefault("keep_weights", _runs(options) == 1)
         with tempfile.TemporaryDirectory() as d:
             result = gradstab.train(
                 weights=self._write(d),
@@ -451,6 +453,21 @@ class SequentialTrainResult(gradstab.TrainResult):
         parameter names, so ``model.load_state_dict(safetensors.torch.load_file(path))``
         takes it; refused for a run that diverged."""
         self._native.save_weights(path, self._names)
+
+
+def _runs(options: Dict[str, Any]) -> int:
+    """How many runs `train` makes of these options: one per learning rate and precision."""
+
+    def count(value: Any) -> int:
+        if value is None:
+            return 1
+        if isinstance(value, str):
+            return len(value.split(","))
+        if isinstance(value, (list, tuple)):
+            return len(value)
+        return 1
+
+    return count(options.get("lr")) * count(options.get("precision"))
 
 
 def from_sequential(model: nn.Module) -> Sequential:

@@ -67,6 +67,24 @@ impl TrainReport {
     }
 }
 
+/// Learning rates: a number, a sequence of numbers, or the command line's "0.01,0.1".
+fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    if let Ok(text) = value.extract::<String>() {
+        return text
+            .split(',')
+            .map(|r| {
+                r.trim()
+                    .parse::<f64>()
+                    .map_err(|_| invalid(format!("lr: expected numbers, got '{text}'")))
+            })
+            .collect();
+    }
+    items(value)
+        .iter()
+        .map(|r| Ok(number("lr", Some(r))?.expect("given")))
+        .collect()
+}
+
 /// Runs `gradstab train` with these options on `device`; the names and forms are the command
 /// line's (`lr` takes a number or a list, `precision` a name or a list, `betas` a pair).
 #[pyfunction]
@@ -122,14 +140,7 @@ pub fn train(
     clip_value: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<TrainReport> {
-    let lr = lr
-        .map(|v| {
-            items(v)
-                .iter()
-                .map(|r| Ok(number("lr", Some(r))?.expect("given")))
-                .collect::<PyResult<Vec<f64>>>()
-        })
-        .transpose()?;
+    let lr = lr.map(rates).transpose()?;
     let betas = betas
         .map(|b| {
             let pair = items(b);

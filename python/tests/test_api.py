@@ -288,6 +288,16 @@ def test_from_sequential_save_weights(tmp_path, named):
     assert any(not torch.equal(before[k], saved[k]) for k in saved)
 
 
+@pytest.mark.parametrize("runs", [{"precision": ["f32", "bf16"]}, {"lr": "0.01,0.1"}])
+def test_from_sequential_trains_several_runs(runs):
+    # Several runs are one call: the trained model is kept only where there is one to keep,
+    # so the comparison of precisions or rates is not refused for want of save_weights.
+    r = gt.from_sequential(tanh_net()).train(steps=2, samples=8, backend="cpu", **runs)
+    assert len(r.to_dict()["runs"]) == 2
+    with pytest.raises(gradstab.InvalidArgument, match="no trained weights"):
+        r.save_weights("/tmp/never-written.safetensors")
+
+
 @pytest.mark.parametrize(
     "model, match",
     [
