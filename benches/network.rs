@@ -44,7 +44,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, backend: &B, precisi
         let prepared = prepare(backend, &config, precision).unwrap();
         let id = BenchmarkId::new(precision.name(), format!("{depth}x{width}x{batch}"));
         group.bench_with_input(id, &precision, |b, &p| {
-            b.iter(|| run_prepared(backend, &config, p, &prepared, &mut |_, _| {}).unwrap())
+            b.iter(|| run_prepared(backend, &config, p, &prepared, &mut |_, _| Ok(())).unwrap())
         });
     }
     group.finish();

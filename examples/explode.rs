@@ -15,7 +15,7 @@ fn explode<B: Backend>(backend: &B) -> gradstab::Result<()> {
         ..NetworkConfig::new(40, 128, 16)
     };
     for precision in [Precision::F32, Precision::F16] {
-        let record = run(backend, &config, precision, &mut |_, _| {})?;
+        let record = run(backend, &config, precision, &mut |_, _| Ok(()))?;
         match record.summary.first_nonfinite_forward {
             Some(t) => println!("{precision}: activations overflow at layer {t}"),
             None => println!("{precision}: finite through all {} layers", config.depth),

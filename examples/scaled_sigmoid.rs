@@ -16,7 +16,7 @@ fn main() -> gradstab::Result<()> {
             },
             ..NetworkConfig::new(50, 128, 16)
         };
-        let record = run(&Cpu, &config, Precision::F32, &mut |_, _| {})?;
+        let record = run(&Cpu, &config, Precision::F32, &mut |_, _| Ok(()))?;
         println!(
             "{:<15} E[g²] bottom/top after 50 layers: {:.2e}",
             activation.name(),

@@ -17,7 +17,7 @@ fn main() -> gradstab::Result<()> {
         ..NetworkConfig::new(40, 128, 16)
     };
     for precision in [Precision::F32, Precision::F16] {
-        let record = run(&Cpu, &config, precision, &mut |_, _| {})?;
+        let record = run(&Cpu, &config, precision, &mut |_, _| Ok(()))?;
         let s = &record.summary;
         print!(
             "{precision}: E[g²] at the bottom / at the top = {:.2e}",

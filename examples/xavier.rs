@@ -36,7 +36,7 @@ fn main() -> gradstab::Result<()> {
             init,
             ..NetworkConfig::new(100, 256, 32)
         };
-        let record = run(&Cpu, &config, Precision::F32, &mut |_, _| {})?;
+        let record = run(&Cpu, &config, Precision::F32, &mut |_, _| Ok(()))?;
         let g = |t: usize| {
             record.layers[t]
                 .grad_activation

@@ -143,6 +143,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The caller stopped the call (a progress callback returned this: a Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+
     /// A run that cannot fit in memory, refused before it allocates.
     #[error("{0}")]
     WontFit(String),

@@ -829,7 +829,8 @@ fn run_experiment_reports_every_run_and_its_progress() {
     .unwrap();
     let mut seen: Vec<(usize, usize, String)> = Vec::new();
     let report = run_experiment(&Device::cpu(), &experiment, None, &mut |p: Progress| {
-        seen.push((p.done, p.total, p.label.to_string()))
+        seen.push((p.done, p.total, p.label.to_string()));
+        Ok(())
     })
     .unwrap();
     assert_eq!(report.runs.len(), 2);
@@ -863,7 +864,7 @@ fn a_diverged_model_is_not_saved_and_a_finite_one_is() {
     let dir = std::env::temp_dir().join(format!("gradstab-api-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runs = diverging().runs().unwrap();
-    let outcome = train_runs(&Device::cpu(), &runs, None, true, &mut |_| {}).unwrap();
+    let outcome = train_runs(&Device::cpu(), &runs, None, true, &mut |_| Ok(())).unwrap();
     let step = outcome.report.runs[0]
         .summary
         .diverged_at
@@ -891,7 +892,7 @@ fn a_diverged_model_is_not_saved_and_a_finite_one_is() {
         &calm.runs().unwrap(),
         None,
         true,
-        &mut |_| {},
+        &mut |_| Ok(()),
     )
     .unwrap();
     assert!(outcome.report.runs[0].summary.diverged_at.is_none());
@@ -899,4 +900,54 @@ fn a_diverged_model_is_not_saved_and_a_finite_one_is() {
     outcome.save_weights(&path).unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() > 0);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_progress_callback_that_returns_an_error_stops_the_call_there() {
+    // How a caller stops a long call (Python's Ctrl-C): the callback's error ends it at the
+    // next step or layer, and nothing runs after the refusal.
+    let runs = TrainOptions {
+        depth: Some(2),
+        widths: Some(vec![4]),
+        samples: Some(8),
+        steps: Some(50),
+        ..TrainOptions::default()
+    }
+    .runs()
+    .unwrap();
+    let mut reported = Vec::new();
+    let stopped = train_runs(&Device::cpu(), &runs, None, false, &mut |p| {
+        reported.push(p.done);
+        if p.done >= 3 {
+            Err(gradstab::Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(stopped, Err(gradstab::Error::Interrupted)));
+    assert_eq!(
+        reported,
+        [1, 2, 3],
+        "one report per step, none after the stop"
+    );
+
+    let experiment = RunOptions {
+        depth: Some(6),
+        widths: Some(vec![4]),
+        batch: Some(2),
+        ..RunOptions::default()
+    }
+    .experiment()
+    .unwrap();
+    let mut layers = Vec::new();
+    let stopped = run_experiment(&Device::cpu(), &experiment, None, &mut |p| {
+        layers.push(p.done);
+        if p.done >= 2 {
+            Err(gradstab::Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(stopped, Err(gradstab::Error::Interrupted)));
+    assert_eq!(layers, [1, 2], "one report per layer, none after the stop");
 }

@@ -499,7 +499,7 @@ fn check_passes<B: Backend>(backend: &B) {
     }
     // `run` returns the same records as the pass.
     let config = extreme_net(Fp8Scaling::Current);
-    let run = network::run(backend, &config, P, &mut |_, _| {}).unwrap();
+    let run = network::run(backend, &config, P, &mut |_, _| Ok(())).unwrap();
     assert_eq!(run.fp8.len(), 9);
     assert!(run.fp8.iter().all(|r| r.scale != 1.0));
 }
@@ -711,8 +711,10 @@ fn check_unchanged_fraction<B: Backend>(backend: &B) {
             );
             return;
         }
-        let outcome =
-            run_training(backend, &config(precision), "unchanged", true, &mut |_| {}).unwrap();
+        let outcome = run_training(backend, &config(precision), "unchanged", true, &mut |_| {
+            Ok(())
+        })
+        .unwrap();
         let step = &outcome.run.steps[0];
         assert!(!step.skipped);
         let after = outcome.weights.unwrap().weights;
@@ -803,7 +805,7 @@ fn check_extreme_out_scales<B: Backend>(backend: &B) {
         fp8_scaling: Fp8Scaling::Current,
         ..NetworkConfig::new(5, 8, 4)
     };
-    let record = network::run(backend, &tiny, Precision::Fp8, &mut |_, _| {}).unwrap();
+    let record = network::run(backend, &tiny, Precision::Fp8, &mut |_, _| Ok(())).unwrap();
     assert_eq!(record.fp8.len(), 3 * 5);
 }
 

@@ -9,8 +9,8 @@ use gradstab::network::{run, Clip, Crossed, NetworkConfig, RunRecord};
 use gradstab::theory::predict;
 use gradstab::{Activation, Backend, Cpu, DType, Precision};
 
-fn quiet() -> impl FnMut(usize, usize) {
-    |_, _| {}
+fn quiet() -> impl FnMut(usize, usize) -> gradstab::Result<()> {
+    |_, _| Ok(())
 }
 
 fn run_cpu(config: &NetworkConfig, precision: Precision) -> RunRecord {

@@ -149,35 +149,39 @@ def _as_array(x: Any):
         import torch
 
         dtype = str(x.dtype)
-        if dtype not in _TORCH_FORMATS:
-            if x.is_floating_point() or x.is_complex():
-                raise InvalidArgument(
-                    f"a tensor of {dtype}: gradstab reads float32, float16, float64, bfloat16, "
-                    "float8_e4m3fn and float8_e5m2"
-                )
-            # Integers and booleans are read as float64, then as the f32 a GPU holds.
-            return _as_array(x.detach().to("cpu", torch.float64))
-        fmt, bits = _TORCH_FORMATS[dtype]
         t = x.detach()
         if t.device.type != "cpu":
             t = t.cpu()
-        t = t.contiguous()
-        if bits is not None:
-            t = t.view(getattr(torch, bits))
-        return t.numpy(), fmt, dtype.replace("torch.", "")
+        # A lazily negated or conjugated view has no plain memory to read.
+        t = t.resolve_neg().resolve_conj()
+        if dtype in _TORCH_FORMATS:
+            fmt, bits = _TORCH_FORMATS[dtype]
+            t = t.contiguous()
+            if bits is not None:
+                t = t.view(getattr(torch, bits))
+            return t.numpy(), fmt, dtype.replace("torch.", "")
+        if t.is_complex():
+            raise InvalidArgument(f"a tensor of {dtype}: gradstab reads real numbers")
+        # Other floats (the fnuz FP8 variants, e8m0) widen to f32 exactly; integers and
+        # booleans are read as float64, then as the f32 a GPU holds.
+        wide = torch.float32 if t.is_floating_point() else torch.float64
+        array, fmt, _ = _as_array(t.to(wide))
+        return array, fmt, dtype.replace("torch.", "")
     a = np.asarray(x)
-    name = str(a.dtype)
+    name = a.dtype.name
+    if a.dtype.kind in "biu":
+        return np.ascontiguousarray(a, dtype=np.float64).reshape(a.shape), "f64", name
     if name not in _NUMPY_FORMATS:
-        if a.dtype.kind in "biu":
-            a = a.astype(np.float64)
-            return np.ascontiguousarray(a), "f64", name
         raise InvalidArgument(
-            f"an array of {name}: gradstab reads float16, float32 and float64 arrays "
-            "(and PyTorch's bfloat16 and float8 tensors)"
+            f"an array of {name}: gradstab reads float16, float32 and float64 arrays, integer "
+            "arrays, and PyTorch's tensors of every real dtype"
         )
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
-    return np.ascontiguousarray(a), _NUMPY_FORMATS[name], name
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        # Read in place where the layout allows; a strided or misaligned array is copied.
+        a = a.copy(order="C")
+    return a, _NUMPY_FORMATS[name], name
 
 
 def stats(

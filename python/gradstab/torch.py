@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -73,31 +72,27 @@ def _joined(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _model_left_as_it_was(model: nn.Module, devices: List[int]):
-    """Restores what a forward and backward pass may change: each module's training flag,
-    the buffers (BatchNorm's running statistics), in-place flags set aside for the hooks,
-    and the random number generators (dropout draws from them)."""
+    """Restores what a forward pass may change: each module's training flag, its buffers
+    (BatchNorm's running statistics), as the same tensor objects with the same values even
+    where the forward rebinds one, and the random number generators (dropout draws from
+    them)."""
     modes = {m: m.training for m in model.modules()}
-    # register_full_backward_hook marks the module for good (removing the hook leaves the mark,
-    # and a marked module refuses a later register_backward_hook): put the mark back too.
-    full_hook_marks = {m: m._is_full_backward_hook for m in model.modules()}
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    inplace = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    buffers = [
+        (m, name, b, None if b is None else b.detach().clone())
+        for m in model.modules()
+        for name, b in m._buffers.items()
+    ]
     try:
         with torch.random.fork_rng(devices=devices):
-            # A full backward hook cannot see through a module that overwrites its input.
-            for m in inplace:
-                m.inplace = False
             yield
     finally:
-        for m in inplace:
-            m.inplace = True
         for m, training in modes.items():
             m.training = training
-        for m, mark in full_hook_marks.items():
-            m._is_full_backward_hook = mark
         with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
+            for m, name, b, saved in buffers:
+                m._buffers[name] = b
+                if b is not None:
+                    b.copy_(saved)
 
 
 def inspect(
@@ -165,16 +160,17 @@ def inspect(
 
                 def forward_hook(_module, _args, output, seen=seen):
                     out = _first_tensor(output)
-                    if out is not None:
-                        seen.outputs.append(out.detach())
-
-                def backward_hook(_module, _grad_input, grad_output, seen=seen):
-                    grad = _first_tensor(grad_output)
-                    if grad is not None:
-                        seen.grads.append(grad.detach())
+                    if out is None:
+                        return
+                    # A copy: the parent's forward may still edit the tensor in place.
+                    seen.outputs.append(out.detach().clone())
+                    # The gradient of this very tensor, as it was when the module returned it
+                    # (a hook on a tensor sees its gradient before any later in-place edit,
+                    # such as a residual block's `out += identity`).
+                    if out.requires_grad:
+                        out.register_hook(lambda grad, seen=seen: seen.grads.append(grad.detach().clone()))
 
                 handles.append(module.register_forward_hook(forward_hook))
-                handles.append(module.register_full_backward_hook(backward_hook))
             if training is not None:
                 model.train(training)
             parameters = [
@@ -182,11 +178,7 @@ def inspect(
                 for mname, module in modules
                 for pname, p in module.named_parameters(recurse=False)
             ]
-            with warnings.catch_warnings():
-                # PyTorch notes that the first module's hook fires on its output's gradient
-                # when no input requires grad: that gradient is the one inspect reports.
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                grads = _forward_backward(model, inputs, target, loss_fn, parameters)
+            grads = _forward_backward(model, inputs, target, loss_fn, parameters)
         finally:
             for h in handles:
                 h.remove()
@@ -217,7 +209,22 @@ def inspect(
 
 def _forward_backward(model, inputs, target, loss_fn, parameters):
     """The model's forward pass and the gradients of the loss with respect to each parameter
-    (None for one that does not take part), leaving ``.grad`` alone."""
+    (None for one that does not take part), leaving ``.grad`` alone. A model with no
+    parameter that requires grad (frozen, or without parameters) is differentiated with
+    respect to its floating-point inputs instead, so that its modules' output gradients are
+    still measured."""
+    if torch.is_inference_mode_enabled():
+        raise InvalidArgument(
+            "inspect needs autograd for the backward pass: call it outside torch.inference_mode()"
+        )
+    wanted = [p for _, _, p in parameters if p.requires_grad]
+    if not wanted:
+        inputs, wanted = _differentiable(inputs)
+        if not wanted:
+            raise InvalidArgument(
+                "nothing to differentiate: no parameter requires grad and no input is a "
+                "floating-point tensor"
+            )
     with torch.enable_grad():
         if isinstance(inputs, dict):
             output = model(**inputs)
@@ -234,13 +241,29 @@ def _forward_backward(model, inputs, target, loss_fn, parameters):
             loss = out.sum()
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise InvalidArgument("the loss must be a tensor of one value (a scalar)")
-        wanted = [p for _, _, p in parameters if p.requires_grad]
-        if not wanted or not loss.requires_grad:
-            raise InvalidArgument(
-                "no parameter of the model requires grad, so there is no backward pass to inspect"
-            )
+        if not loss.requires_grad:
+            raise InvalidArgument("the loss does not depend on anything that requires grad")
         got = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
     return [next(got) if p.requires_grad else None for _, _, p in parameters]
+
+
+def _differentiable(inputs):
+    """The inputs with each floating-point tensor replaced by a copy that requires grad (the
+    caller's tensors are left alone), and those copies."""
+    made: List[torch.Tensor] = []
+
+    def leaf(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            copy = value.detach().requires_grad_(True)
+            made.append(copy)
+            return copy
+        return value
+
+    if isinstance(inputs, dict):
+        return {k: leaf(v) for k, v in inputs.items()}, made
+    if isinstance(inputs, tuple):
+        return tuple(leaf(v) for v in inputs), made
+    return leaf(inputs), made
 
 
 def _frame(tensors, formats, device):

@@ -14,7 +14,8 @@ pub fn parsed<T: FromStr<Err = gradstab::Error>>(value: Option<&str>) -> PyResul
     value.map(|s| s.parse().map_err(to_py)).transpose()
 }
 
-/// A whole number ≥ `min` (a Python `int`; a float, bool or string is refused).
+/// A whole number ≥ `min` (an `int` or anything with `__index__`, such as a NumPy integer; a
+/// float, bool or string is refused).
 pub fn whole(name: &str, value: Option<&Bound<'_, PyAny>>, min: u64) -> PyResult<Option<u64>> {
     let Some(value) = value else { return Ok(None) };
     let bad = || {
@@ -22,12 +23,12 @@ pub fn whole(name: &str, value: Option<&Bound<'_, PyAny>>, min: u64) -> PyResult
             "{name}: expected a whole number ≥ {min}, got {value}"
         ))
     };
-    if value.is_instance_of::<pyo3::types::PyBool>()
-        || !value.is_instance_of::<pyo3::types::PyInt>()
-    {
+    if value.is_instance_of::<pyo3::types::PyBool>() {
         return Err(bad());
     }
-    match value.extract::<u64>() {
+    // Anything with `__index__` is a whole number: an int, a NumPy integer, a 0-d tensor.
+    let index = value.call_method0("__index__").map_err(|_| bad())?;
+    match index.extract::<u64>() {
         Ok(v) if v >= min => Ok(Some(v)),
         _ => Err(bad()),
     }

@@ -5,6 +5,7 @@
 mod convert;
 mod device;
 mod errors;
+mod progress;
 mod run;
 mod stats;
 mod train;

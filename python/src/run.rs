@@ -8,6 +8,7 @@ use gradstab::network::Loss;
 use crate::convert::{bytes, count, number, parsed, precisions, whole, widths};
 use crate::device::Device;
 use crate::errors::{guarded, to_py};
+use crate::progress::Watch;
 
 /// A finished `run`: the report `gradstab run` writes.
 #[pyclass(module = "gradstab", frozen)]
@@ -50,7 +51,7 @@ impl RunReport {
 #[pyo3(signature = (device, *, preset=None, depth=None, width=None, batch=None,
     activation=None, init=None, input=None, bias_std=None, residual=false, loss=None,
     clip_norm=None, clip_value=None, precision=None, fp8_scaling=None, fp8_history=None,
-    fp8_margin=None, seed=None, weights=None, data=None, max_memory=None))]
+    fp8_margin=None, seed=None, weights=None, data=None, max_memory=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     py: Python<'_>,
@@ -75,6 +76,7 @@ pub fn run(
     weights: Option<std::path::PathBuf>,
     data: Option<std::path::PathBuf>,
     max_memory: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<RunReport> {
     let options = RunOptions {
         preset: preset.clone(),
@@ -99,12 +101,14 @@ pub fn run(
         max_memory: bytes("max_memory", max_memory)?,
     };
     let backend = &device.inner;
-    let report = py.detach(|| {
+    let mut watch = Watch::new(progress);
+    let result = py.detach(|| {
         guarded(|| {
             let experiment = options.experiment()?;
-            gradstab::api::run_experiment(backend, &experiment, preset, &mut |_| {})
+            gradstab::api::run_experiment(backend, &experiment, preset, &mut |p| watch.tick(p))
         })
-    })?;
+    });
+    let report = watch.finish(result)?;
     Ok(RunReport { report })
 }
 

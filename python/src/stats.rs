@@ -101,8 +101,11 @@ fn values<'py>(array: &Bound<'py, PyAny>, format: &str) -> PyResult<Values<'py>>
 /// Borrows a contiguous array's memory; a strided one is refused (the Python layer makes it
 /// contiguous first, which copies only then).
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| invalid("the array is not C-contiguous (np.ascontiguousarray makes it so)"))
+    a.as_slice().map_err(|_| {
+        invalid(
+            "the array is not C-contiguous and aligned (gradstab.stats copies such an array first)",
+        )
+    })
 }
 
 /// The statistics of arrays, each given as (array, format, name, dtype to show), as one report

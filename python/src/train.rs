@@ -9,6 +9,7 @@ use gradstab::train::LossScale;
 use crate::convert::{bytes, count, items, number, parsed, precisions, whole, widths};
 use crate::device::Device;
 use crate::errors::{guarded, invalid};
+use crate::progress::Watch;
 
 /// A finished `train`: the report `gradstab train` writes, and the last run's weights.
 #[pyclass(module = "gradstab", frozen)]
@@ -95,7 +96,7 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     lr=None, momentum=None, nesterov=false, weight_decay=None, betas=None, eps=None,
     precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None, loss_scale=None,
     init_scale=None, growth_factor=None, backoff_factor=None, growth_interval=None,
-    clip_norm=None, clip_value=None, max_memory=None))]
+    clip_norm=None, clip_value=None, max_memory=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -139,6 +140,7 @@ pub fn train(
     clip_norm: Option<&Bound<'_, PyAny>>,
     clip_value: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<TrainReport> {
     let lr = lr.map(rates).transpose()?;
     let betas = betas
@@ -206,7 +208,8 @@ pub fn train(
         max_memory: bytes("max_memory", max_memory)?,
     };
     let backend = &device.inner;
-    let outcome = py.detach(|| {
+    let mut watch = Watch::new(progress);
+    let result = py.detach(|| {
         guarded(|| {
             let runs = options.runs()?;
             if keep_weights && runs.runs.len() > 1 {
@@ -215,8 +218,9 @@ pub fn train(
                     runs.runs.len()
                 )));
             }
-            gradstab::api::train_runs(backend, &runs, preset, keep_weights, &mut |_| {})
+            gradstab::api::train_runs(backend, &runs, preset, keep_weights, &mut |p| watch.tick(p))
         })
-    })?;
+    });
+    let outcome = watch.finish(result)?;
     Ok(TrainReport { outcome })
 }

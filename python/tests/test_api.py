@@ -358,3 +358,55 @@ def test_train_only_errors():
         gradstab.train(lr=-1, backend="cpu")
     with pytest.raises(gradstab.InvalidArgument, match="depth cannot be used with preset"):
         gradstab.train("fp8-scaling", depth=2, backend="cpu")
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fn, kwargs, total", [
+    (gradstab.train, dict(depth=2, width=4, samples=8, steps=40), 40),
+    (gradstab.run, dict(depth=5, width=4, batch=2), 10),
+], ids=["train", "run"])
+def test_progress_is_reported_and_an_exception_in_it_stops_the_call(fn, kwargs, total):
+    # A progress callback hears every step as (done, total, label); an exception it raises
+    # (as Ctrl-C's KeyboardInterrupt does) ends the call at once and reaches the caller
+    # unchanged, and the device goes on working.
+    heard = []
+
+    def listen(done, total_, label):
+        heard.append((done, total_, label))
+
+    full = fn(backend="cpu", progress=listen, **kwargs)
+    assert [d for d, _, _ in heard][-1] == total
+    assert all(t == total for _, t, _ in heard) and all(isinstance(l, str) for _, _, l in heard)
+
+    def stop_at_3(done, total_, label):
+        heard.append(done)
+        if done >= 3:
+            raise Stop()
+
+    heard.clear()
+    with pytest.raises(Stop):
+        fn(backend="cpu", progress=stop_at_3, **kwargs)
+    assert heard == [1, 2, 3], "nothing runs after the exception"
+    again = fn(backend="cpu", **kwargs)
+    assert again.to_dict()["runs"] == full.to_dict()["runs"]
+
+
+def test_numpy_integers_and_odd_arrays():
+    r = gradstab.run(depth=np.int64(2), width=np.int32(4), batch=2, backend="cpu")
+    assert r.to_dict()["config"]["depth"] == 2 and r.to_dict()["config"]["widths"] == [4, 4, 4]
+    # A 0-d array keeps its shape; a big-endian one is read by value; an int tensor keeps
+    # its dtype's name.
+    assert gradstab.stats(np.float32(3.5), backend="cpu").to_dict()["tensors"][0]["shape"] == []
+    big = np.array([1.5, -2.0, 0.0], dtype=">f4")
+    s = gradstab.stats(big, backend="cpu").stats
+    assert (s["min"], s["max"], s["zero"]) == (-2.0, 1.5, 1)
+    t = gradstab.stats(torch.arange(4), backend="cpu").to_dict()["tensors"][0]
+    assert t["dtype"] == "int64" and t["stats"]["max"] == 3.0
+    # A lazily negated view (the imaginary part of a conjugate) has no plain memory to read.
+    neg = torch.tensor([1 + 1j, 2 - 2j]).conj().imag
+    assert neg.is_neg()
+    s = gradstab.stats(neg, backend="cpu").stats
+    assert (s["min"], s["max"]) == (-1.0, 2.0)

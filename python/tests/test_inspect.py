@@ -129,15 +129,8 @@ def reference_rows(model, inputs, target):
         for name, mod in m.named_modules()
         if name in MODULES
     ]
-    # A full backward hook (inspect's, and so ours, a no-op) makes each input its own tensor,
-    # so MultiheadAttention no longer sees `query is key is value` and projects q, k and v
-    # separately: the same values up to rounding, which would move counts by an ULP. The
-    # no-op hooks give the bit-identical computation inspect measures.
-    hooks += [
-        mod.register_full_backward_hook(lambda *_: None)
-        for name, mod in m.named_modules()
-        if name in MODULES
-    ]
+    # inspect hooks no module's inputs (its forward hooks only watch outputs), so
+    # MultiheadAttention still sees `query is key is value` and takes the same path here.
     torch.manual_seed(SEED)
     out = m(*inputs)
     loss = F.cross_entropy(out, target)
@@ -419,3 +412,78 @@ def test_non_finite_values(backend):
             over / 12, under / 12, sub / 12
         ), f
     assert row["f16_overflow"] == 1 / 12 and row["f16_underflow"] == 1 / 12
+
+
+class Residual(nn.Module):
+    """torchvision's BasicBlock in small: a module's output edited in place by its parent."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.bn(self.fc(x))
+        out += x
+        return self.relu(out)
+
+
+def test_a_module_output_edited_in_place_is_measured_as_returned():
+    # bn's output is edited twice after bn returns it (`out += x`, then an in-place ReLU):
+    # its row must hold the values bn returned and the gradient with respect to those.
+    torch.manual_seed(3)
+    model, x = Residual(), torch.randn(5, 4)
+    df = gt.inspect(model, x, backend="cpu", verbose=False)
+    ref = copy.deepcopy(model)
+    seen = {}
+
+    def hook(_m, _a, out):
+        seen["out"] = out.detach().clone()
+        out.register_hook(lambda g: seen.__setitem__("grad", g.detach().clone()))
+
+    ref.bn.register_forward_hook(hook)
+    ref(x.clone()).sum().backward()
+    rows = df[df.module == "bn"].set_index("kind")
+    for kind, t in (("output", seen["out"]), ("grad_output", seen["grad"])):
+        r = ref_stats(t)
+        assert rows.loc[kind, "abs_max"] == r["abs_max"], kind
+        assert rows.loc[kind, "zero"] == r["zero"], kind
+        assert abs(rows.loc[kind, "mean"] - r["mean"]) <= 1e-12 * max(1.0, r["abs_max"]), kind
+
+
+def test_a_frozen_model_is_differentiated_with_respect_to_its_inputs():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+    model.requires_grad_(False)
+    x = torch.randn(4, 3)
+    df = gt.inspect(model, x, backend="cpu", verbose=False)
+    assert not x.requires_grad, "the caller's input is left alone"
+    assert set(df[df.module == "0"].kind) == {"output", "grad_output", "weight", "bias"}
+    # d(sum y)/dh for the last Linear is a row of its weight sums for every sample.
+    grad = df[(df.module == "1") & (df.kind == "grad_output")].iloc[0]
+    expected = model[2].weight.sum(0).repeat(4, 1)
+    assert grad["abs_max"] == expected.abs().max().item()
+
+
+def test_a_rebound_buffer_is_restored():
+    class Counter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+            self.register_buffer("calls", torch.zeros(()))
+
+        def forward(self, x):
+            self.calls = self.calls + 1  # a new tensor, not an in-place edit
+            return self.fc(x)
+
+    model = Counter()
+    before = model.calls
+    gt.inspect(model, torch.randn(1, 2), backend="cpu", verbose=False)
+    assert model.calls is before and model.calls.item() == 0
+
+
+def test_inference_mode_is_refused_with_a_reason():
+    with torch.inference_mode():
+        with pytest.raises(gradstab.InvalidArgument, match="inference_mode"):
+            gt.inspect(nn.Linear(2, 2), torch.randn(1, 2), backend="cpu", verbose=False)

@@ -1,4 +1,8 @@
-//! What a long-running call (`run_experiment`, `train_runs`) tells its caller as it goes.
+//! What a long-running call (`run_experiment`, `train_runs`) tells its caller as it goes, and
+//! how the caller stops it: a progress callback that returns an error (`Error::Interrupted`
+//! for a Ctrl-C) ends the call with that error at the next layer or step.
+
+use crate::error::Result;
 
 /// Progress through a whole call: `done` of `total` units (layers for a run, optimizer steps
 /// for training), the current one labelled `label` (a variant and precision, or a training
@@ -10,5 +14,7 @@ pub struct Progress<'a> {
     pub label: &'a str,
 }
 
-/// A progress callback that ignores every report.
-pub fn ignore(_: Progress) {}
+/// A progress callback that ignores every report and never stops the call.
+pub fn ignore(_: Progress) -> Result<()> {
+    Ok(())
+}

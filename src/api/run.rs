@@ -253,7 +253,7 @@ impl RunOptions {
 pub fn run_variants<B: Backend>(
     backend: &B,
     experiment: &Experiment,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<Vec<VariantRun>> {
     let total: usize = experiment
         .variants
@@ -291,7 +291,7 @@ pub fn run_experiment(
     device: &Device,
     experiment: &Experiment,
     preset: Option<String>,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<RunReport> {
     let config = match experiment.variants.first() {
         Some((_, config)) => config.clone(),

@@ -518,7 +518,7 @@ pub fn train_all<B: Backend>(
     backend: &B,
     runs: &TrainPreset,
     keep_weights: bool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<(Vec<TrainRun>, Option<FinalWeights>)> {
     for (_, config) in &runs.runs {
         config::check(backend, config)?;
@@ -549,7 +549,7 @@ pub fn train_runs(
     runs: &TrainPreset,
     preset: Option<String>,
     keep_weights: bool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<TrainOutcome> {
     let (done, weights) =
         on_device!(device, backend => train_all(backend, runs, keep_weights, progress)?);

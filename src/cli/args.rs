@@ -107,12 +107,13 @@ impl Bar {
         })
     }
 
-    pub(crate) fn show(&self, p: Progress) {
+    pub(crate) fn show(&self, p: Progress) -> gradstab::Result<()> {
         self.0.set_length(p.total as u64);
         if self.0.message() != p.label {
             self.0.set_message(p.label.to_string());
         }
         self.0.set_position(p.done as u64);
+        Ok(())
     }
 
     pub(crate) fn finish(self) {

@@ -209,7 +209,7 @@ pub fn run<B: Backend>(
     backend: &B,
     config: &NetworkConfig,
     precision: Precision,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<RunRecord> {
     let prepared = prepare(backend, config, precision)?;
     run_prepared(backend, config, precision, &prepared, progress)
@@ -221,7 +221,7 @@ pub fn run_prepared<B: Backend>(
     config: &NetworkConfig,
     precision: Precision,
     prepared: &Prepared<B::Tensor>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<RunRecord> {
     let mut recorder = Recorder {
         backend,
@@ -275,7 +275,7 @@ struct Slot {
 struct Recorder<'a, B: Backend> {
     backend: &'a B,
     pending: Vec<(Slot, B::PendingStats)>,
-    progress: &'a mut dyn FnMut(usize, usize),
+    progress: &'a mut dyn FnMut(usize, usize) -> Result<()>,
     depth: usize,
 }
 
@@ -295,7 +295,7 @@ impl<B: Backend> PassObserver<B::Tensor> for Recorder<'_, B> {
     fn forward(&mut self, t: usize, z: &B::Tensor, h: &B::Tensor) -> Result<()> {
         self.record(t, Recorded::PreActivation, z)?;
         self.record(t, Recorded::Activation, h)?;
-        (self.progress)(t, 2 * self.depth);
+        (self.progress)(t, 2 * self.depth)?;
         Ok(())
     }
 
@@ -303,7 +303,7 @@ impl<B: Backend> PassObserver<B::Tensor> for Recorder<'_, B> {
         self.record(t, Recorded::GradActivation, g)?;
         if t < self.depth {
             // Backward has finished layer t + 1.
-            (self.progress)(2 * self.depth - t, 2 * self.depth);
+            (self.progress)(2 * self.depth - t, 2 * self.depth)?;
         }
         Ok(())
     }

@@ -82,13 +82,13 @@ pub fn run_training<B: Backend>(
     config: &TrainConfig,
     label: &str,
     want_weights: bool,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<TrainOutcome> {
     let mut trainer = Trainer::new(backend, config)?;
     while trainer.step()? {
-        progress(trainer.steps_done());
+        progress(trainer.steps_done())?;
     }
-    progress(trainer.steps_done());
+    progress(trainer.steps_done())?;
     trainer.finish(label, want_weights)
 }
 
