@@ -93,7 +93,8 @@ def run(
     ``clip_norm``, ``clip_value``, ``precision`` (a name or a list: f32, f16, f16acc32, bf16,
     bf16acc32, fp8), ``fp8_scaling``, ``fp8_history``, ``fp8_margin``, ``seed``, ``weights``
     (a safetensors state dict of an ``nn.Sequential``), ``data`` and ``max_memory``.
-    A preset's other options override it.
+    A preset's other options override it. ``progress=callable(done, total, label)`` hears
+    every layer; an exception it raises, or Ctrl-C, stops the run.
     """
     dev = device(backend, adapter, matmul_variant)
     return RunResult(_native.run(dev, preset=preset, **options))
@@ -118,7 +119,8 @@ def train(
     ``growth_interval``), ``clip_norm``, ``clip_value``, ``steps``, ``record_every``, ``seed``
     and ``max_memory``; ``keep_weights=True`` keeps the trained model for
     :meth:`TrainResult.save_weights`. A preset takes only ``steps``, ``seed`` and
-    ``record_every``.
+    ``record_every``. ``progress=callable(done, total, label)`` hears every step; an
+    exception it raises, or Ctrl-C, stops the training.
     """
     dev = device(backend, adapter, matmul_variant)
     return TrainResult(_native.train(dev, preset=preset, **options))

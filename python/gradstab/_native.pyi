@@ -1,7 +1,7 @@
 """Type stubs of the compiled module gradstab._native (python/src), which gradstab wraps."""
 
 from os import PathLike
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 _Path = Union[str, PathLike]
 _Int = int
@@ -63,6 +63,7 @@ def run(
     weights: Optional[_Path] = None,
     data: Optional[_Path] = None,
     max_memory: Optional[Union[int, str]] = None,
+    progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> RunReport: ...
 
 class TrainReport:
@@ -117,4 +118,5 @@ def train(
     clip_norm: Optional[float] = None,
     clip_value: Optional[float] = None,
     max_memory: Optional[Union[int, str]] = None,
+    progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> TrainReport: ...

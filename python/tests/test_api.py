@@ -410,3 +410,20 @@ def test_numpy_integers_and_odd_arrays():
     assert neg.is_neg()
     s = gradstab.stats(neg, backend="cpu").stats
     assert (s["min"], s["max"]) == (-1.0, 2.0)
+
+
+def test_ctrl_c_stops_a_long_training():
+    # SIGINT while the library trains without the GIL: Python's handler only flags it, and the
+    # call must look for it between steps and raise KeyboardInterrupt there, long before the
+    # 300,000 steps (about 15 s here) are done.
+    import signal
+    import threading
+    import time
+
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        gradstab.train(depth=2, width=4, samples=8, steps=300_000, backend="cpu")
+    assert time.monotonic() - start < 5
+    timer.join()
