@@ -55,29 +55,38 @@ class _Report:
         return self.to_dict()["device"]
 
 
-class RunResult(_Report):
-    """What ``gradstab.run`` measured: every layer of every run, beside the theory."""
-
-    def layers(self):
-        """One row per (variant, precision, layer, quantity): the command line's CSV."""
-        return _frame(self.to_csv())
+class _Runs(_Report):
+    """A report of runs (``run`` or ``train``)."""
 
     @property
     def claims(self) -> List[Dict[str, Any]]:
         """A preset's claims, each with whether it held (empty without a preset)."""
         return self.to_dict().get("claims", [])
 
+    def layers(self):
+        """The command line's CSV as a DataFrame: one row per layer of each run (and, for
+        ``train``, of each recorded step)."""
+        return _frame(self.to_csv())
+
     def plot(self, path) -> None:
-        """Draws log10 variance against depth to an SVG file (``--plot``)."""
+        """Draws the command line's ``--plot`` figure to an SVG file."""
         self._native.plot(path)
 
     def __repr__(self) -> str:
         runs = self.to_dict()["runs"]
-        return f"<gradstab.RunResult: {len(runs)} run(s) on {self.device['adapter']}>"
+        return f"<gradstab.{type(self).__name__}: {len(runs)} run(s) on {self.device['adapter']}>"
 
 
-class TrainResult(_Report):
-    """What ``gradstab.train`` recorded: the loss of every step, every layer's statistics."""
+class RunResult(_Runs):
+    """What ``gradstab.run`` measured: every layer of every run, beside the theory.
+    ``layers()`` has one row per (variant, precision, layer, quantity); ``plot(path)`` draws
+    log10 variance against depth."""
+
+
+class TrainResult(_Runs):
+    """What ``gradstab.train`` recorded: the loss of every step, every layer's statistics.
+    ``layers()`` has one row per (run, recorded step, layer); ``plot(path)`` draws the loss
+    curves."""
 
     def steps(self):
         """One row per (run, step): the loss, the loss scale and whether the step was skipped."""
@@ -98,19 +107,6 @@ class TrainResult(_Report):
                 )
         return _pandas().DataFrame(rows)
 
-    def layers(self):
-        """One row per (run, recorded step, layer): the command line's CSV."""
-        return _frame(self.to_csv())
-
-    @property
-    def claims(self) -> List[Dict[str, Any]]:
-        """A preset's claims, each with whether it held (empty without a preset)."""
-        return self.to_dict().get("claims", [])
-
-    def plot(self, path) -> None:
-        """Draws the loss curves of every run to an SVG file (``--plot``)."""
-        self._native.plot(path)
-
     def heatmap(self, path) -> None:
         """Draws log10 ‖ΔW‖/‖W‖ per layer and step to an SVG file (``--heatmap``)."""
         self._native.heatmap(path)
@@ -119,10 +115,6 @@ class TrainResult(_Report):
         """Writes the trained model as a safetensors state dict that ``load_state_dict`` takes
         (needs ``keep_weights=True``; refused for a run that diverged)."""
         self._native.save_weights(path)
-
-    def __repr__(self) -> str:
-        runs = self.to_dict()["runs"]
-        return f"<gradstab.TrainResult: {len(runs)} run(s) on {self.device['adapter']}>"
 
 
 class StatsResult(_Report):

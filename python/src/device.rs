@@ -56,8 +56,7 @@ impl Device {
 
     /// The adapter, backend and driver, as the command line's JSON reports them.
     fn info_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.inner.info())
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        crate::render::json(&self.inner.info())
     }
 
     fn __repr__(&self) -> String {
@@ -70,6 +69,5 @@ impl Device {
 #[pyfunction]
 pub fn devices(py: Python<'_>) -> PyResult<String> {
     let adapters = py.detach(gradstab::gpu::list_adapters);
-    serde_json::to_string(&adapters)
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    crate::render::json(&adapters)
 }

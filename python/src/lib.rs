@@ -6,6 +6,7 @@ mod convert;
 mod device;
 mod errors;
 mod progress;
+mod render;
 mod run;
 mod stats;
 mod train;

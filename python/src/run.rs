@@ -9,6 +9,7 @@ use crate::convert::{bytes, count, number, parsed, precisions, whole, widths};
 use crate::device::Device;
 use crate::errors::{guarded, to_py};
 use crate::progress::Watch;
+use crate::render;
 
 /// A finished `run`: the report `gradstab run` writes.
 #[pyclass(module = "gradstab", frozen)]
@@ -20,23 +21,17 @@ pub struct RunReport {
 impl RunReport {
     /// `gradstab run --format json`.
     fn json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.report)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::json(&self.report)
     }
 
     /// `gradstab run --format csv`: one row per (variant, precision, layer, quantity).
     fn csv(&self) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::run::csv(&mut out, &self.report)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::run::csv(out, &self.report))
     }
 
     /// `gradstab run`'s terminal table.
     fn table(&self) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::run::table(&mut &mut out, &self.report)?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::run::table(&mut &mut *out, &self.report))
     }
 
     /// `--plot`: log10 variance against depth, as an SVG file written whole or not at all.

@@ -9,6 +9,7 @@ use gradstab::{BackendInfo, HostView};
 
 use crate::device::Device;
 use crate::errors::{guarded, invalid};
+use crate::render;
 
 /// Statistics of tensors, with the device that reduced them.
 #[pyclass(module = "gradstab", frozen)]
@@ -34,18 +35,13 @@ impl StatsReport {
 
     /// One row per tensor, as `gradstab stats --format csv` writes it.
     fn csv(&self) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::stats_csv(&mut out, &self.tensors)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::stats_csv(out, &self.tensors))
     }
 
     /// The terminal table of `gradstab stats`.
     #[pyo3(signature = (histogram=false))]
     fn table(&self, histogram: bool) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::stats_table(&mut out, &self.tensors, histogram)?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::stats_table(out, &self.tensors, histogram))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::convert::{bytes, count, items, number, parsed, precisions, whole, wid
 use crate::device::Device;
 use crate::errors::{guarded, invalid};
 use crate::progress::Watch;
+use crate::render;
 
 /// A finished `train`: the report `gradstab train` writes, and the last run's weights.
 #[pyclass(module = "gradstab", frozen)]
@@ -21,23 +22,17 @@ pub struct TrainReport {
 impl TrainReport {
     /// `gradstab train --format json`.
     fn json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.outcome.report)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::json(&self.outcome.report)
     }
 
     /// `gradstab train --format csv`: one row per (run, recorded step, layer).
     fn csv(&self) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::train::csv(&mut out, &self.outcome.report)
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::train::csv(out, &self.outcome.report))
     }
 
     /// `gradstab train`'s terminal table.
     fn table(&self) -> PyResult<String> {
-        let mut out = Vec::new();
-        gradstab::report::train::table(&mut &mut out, &self.outcome.report)?;
-        String::from_utf8(out).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        render::text(|out| gradstab::report::train::table(&mut &mut *out, &self.outcome.report))
     }
 
     /// `--plot`: the loss curves of every run, as an SVG file.
