@@ -98,6 +98,11 @@ pub enum TopGradient {
     Unit,
     /// l = mean((h^d − y)²) over `elements` values, with targets y ~ N(0, 1).
     MseAgainstStandardNormal { elements: f64 },
+    /// Mean cross-entropy of `rows` rows of `classes` logits: ∂l/∂z = (softmax(z) − onehot)/rows.
+    /// Its second moment is taken at equal logits, (C − 1)/(C²·rows²): for labels independent
+    /// of the logits, E[Σ_j (p_j − onehot_j)²] = E[Σ p²] − 2/C + 1 ≥ (C − 1)/C, so it is a
+    /// lower bound that holds while the logits are small (at initialisation).
+    CrossEntropy { rows: f64, classes: f64 },
 }
 
 /// What the recursion needs to know about a network, as plain values.
@@ -114,6 +119,9 @@ pub struct MeanFieldNetwork {
     pub bias_variances: Vec<f64>,
     /// h^t = h^{t−1} + φ(z^t).
     pub residual: bool,
+    /// Whether φ follows the last layer too; without it h^d = z^d (a linear head, which
+    /// takes no residual connection).
+    pub output_activation: bool,
     pub top_gradient: TopGradient,
 }
 
@@ -128,6 +136,10 @@ pub fn predict(network: &MeanFieldNetwork) -> Prediction {
         let n_in = network.widths[t - 1];
         q[t] = n_in as f64 * network.weight_second_moments[t - 1] * m[t - 1]
             + network.bias_variances[t - 1];
+        if t == d && !network.output_activation {
+            m[t] = q[t];
+            continue;
+        }
         let fresh = activation_second_moment(act, q[t]);
         m[t] = if network.residual {
             m[t - 1] + fresh
@@ -142,13 +154,20 @@ pub fn predict(network: &MeanFieldNetwork) -> Prediction {
         TopGradient::MseAgainstStandardNormal { elements } => {
             4.0 * (m[d] + 1.0) / (elements * elements)
         }
+        TopGradient::CrossEntropy { rows, classes } => {
+            (classes - 1.0) / (classes * classes * rows * rows)
+        }
     };
     for t in (1..=d).rev() {
         let n_out = network.widths[t];
-        let chi = n_out as f64
-            * network.weight_second_moments[t - 1]
-            * derivative_second_moment(act, q[t]);
-        g[t - 1] = if network.residual {
+        let linear_head = t == d && !network.output_activation;
+        let derivative = if linear_head {
+            1.0
+        } else {
+            derivative_second_moment(act, q[t])
+        };
+        let chi = n_out as f64 * network.weight_second_moments[t - 1] * derivative;
+        g[t - 1] = if network.residual && !linear_head {
             g[t] * (1.0 + chi)
         } else {
             g[t] * chi
@@ -213,6 +232,7 @@ mod tests {
             input_second_moment: 0.7,
             bias_variances: vec![0.0; 3],
             residual: false,
+            output_activation: true,
             top_gradient: TopGradient::Unit,
         }
     }

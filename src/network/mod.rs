@@ -70,6 +70,9 @@ pub fn prepare<B: Backend>(
     let dtype = precision.storage();
     let start = match (config.upstream_gradient(dtype)?, config.targets(dtype)?) {
         (Some(upstream), _) => LossStart::Upstream(backend.upload(&upstream)?),
+        (None, Some(labels)) if config.loss == Loss::CrossEntropy => {
+            LossStart::CrossEntropyLabels(backend.upload(&labels)?)
+        }
         (None, Some(targets)) => LossStart::MseTargets(backend.upload(&targets)?),
         (None, None) => unreachable!("every loss has an upstream gradient or targets"),
     };
