@@ -299,6 +299,31 @@ mod tests {
         assert_close(&p.grad_second_moment, &[g0, g1, g2, g3], "∂l/∂h^t");
     }
 
+    /// Without the output activation the last layer is linear with α = 1, whatever φ: with
+    /// ReLU's E[φ'²] = 1/2 below it, m^3 = q^3 and g^2 = n_3·s_3·g^3 (not half of it), and
+    /// cross-entropy over C = 32 classes and N rows starts from (C − 1)/(C²·N²).
+    #[test]
+    fn a_linear_head_skips_the_activation_at_the_top_only() {
+        let (n0, n1, n2, n3) = (16.0, 64.0, 8.0, 32.0);
+        let (s1, s2, s3) = (0.03, 0.02, 0.05);
+        let rows = 10.0;
+        let p = predict(&MeanFieldNetwork {
+            output_activation: false,
+            top_gradient: TopGradient::CrossEntropy { rows, classes: n3 },
+            ..unequal(Activation::Relu, vec![s1, s2, s3])
+        });
+        let q1 = n0 * s1 * 0.7;
+        let q2 = n1 * s2 * q1 / 2.0;
+        let q3 = n2 * s3 * q2 / 2.0;
+        assert_close(&p.pre_activation_second_moment[1..], &[q1, q2, q3], "q^t");
+        assert_close(&p.activation_second_moment[3..], &[q3], "m^3");
+        let g3 = (n3 - 1.0) / (n3 * n3 * rows * rows);
+        let g2 = n3 * s3 * g3;
+        let g1 = n2 * s2 * g2 / 2.0;
+        let g0 = n1 * s1 * g1 / 2.0;
+        assert_close(&p.grad_second_moment, &[g0, g1, g2, g3], "∂l/∂h^t");
+    }
+
     #[test]
     fn tanh_at_the_edge_of_chaos_keeps_the_gradient() {
         // For small q, E[tanh'(z)²] → 1: with σ_w² = 1 the gradient neither grows nor shrinks.

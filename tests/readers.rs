@@ -742,10 +742,7 @@ fn non_finite_weights_and_data_are_refused_where_used_and_reported_by_stats() {
     ]);
     let path = write(&dir, "y.npz", &data);
     refused(load_train_data(&path), "'y' holds 2 non-finite values");
-    refused(
-        load_data(&path, Loss::Mse),
-        "'y' holds 2 non-finite values",
-    );
+    refused(load_data(&path, Loss::Mse), "'y' holds 2 non-finite values");
 
     // In a state dict's weight and bias.
     for (name, shape, bytes) in [
@@ -781,7 +778,10 @@ fn run_reads_x_from_a_file_whose_y_is_labels() {
     // The probe and sum losses ignore y (and say so), MSE needs floats, cross-entropy reads
     // the labels.
     let data = load_data(&fixture("numpy_labels.npz"), Loss::Probe).unwrap();
-    assert_eq!((&data.y, &data.labels, data.y_ignored), (&None, &None, true));
+    assert_eq!(
+        (&data.y, &data.labels, data.y_ignored),
+        (&None, &None, true)
+    );
     let data = load_data(&fixture("numpy_labels.npz"), Loss::CrossEntropy).unwrap();
     assert_eq!(data.y, None);
     assert!(!data.y_ignored);
