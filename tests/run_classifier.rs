@@ -253,6 +253,15 @@ fn labelled_file_of(
     path
 }
 
+/// A file's name, its labels, their shape, the exit code and what the one line says.
+type RefusalCase = (
+    &'static str,
+    &'static [i64],
+    &'static [usize],
+    i32,
+    &'static str,
+);
+
 #[test]
 fn missing_or_out_of_range_labels_are_one_line_refusals() {
     let dir = common::scratch_dir("run_classifier", "refusals");
@@ -283,7 +292,7 @@ fn missing_or_out_of_range_labels_are_one_line_refusals() {
         2,
         "--loss cross-entropy needs labels",
     );
-    let cases: [(&str, &[i64], &[usize], i32, &str); 4] = [
+    let cases: [RefusalCase; 4] = [
         (
             "high",
             &[0, 1, 3, 1],

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::config::Loss;
+use super::loss::Loss;
 use crate::error::{Error, Result};
 use crate::files::{self, FileTensor};
 use crate::tensor::{HostTensor, Shape};

@@ -6,13 +6,15 @@
 pub mod config;
 pub mod fp8;
 pub mod given;
+pub mod loss;
 pub mod memory;
 pub mod record;
 pub mod steps;
 
-pub use config::{Clip, Loss, NetworkConfig, KEEP_WEIGHTS_BYTES};
+pub use config::{Clip, NetworkConfig, KEEP_WEIGHTS_BYTES};
 pub use fp8::{Fp8Record, Fp8Scaling, Fp8State};
 pub use given::{load_data, load_parameters, GivenData, GivenParameters};
+pub use loss::Loss;
 pub use record::{Crossed, LayerRecord, RunRecord, Summary, TheoryPoint};
 pub use steps::{LossStart, Parameters};
 
