@@ -98,6 +98,11 @@ pub enum TopGradient {
     Unit,
     /// l = mean((h^d − y)²) over `elements` values, with targets y ~ N(0, 1).
     MseAgainstStandardNormal { elements: f64 },
+    /// Mean cross-entropy of `rows` rows of `classes` logits: ∂l/∂z = (softmax(z) − onehot)/rows.
+    /// Its second moment is taken at equal logits, (C − 1)/(C²·rows²): for labels independent
+    /// of the logits, E[Σ_j (p_j − onehot_j)²] = E[Σ p²] − 2/C + 1 ≥ (C − 1)/C, so it is a
+    /// lower bound that holds while the logits are small (at initialisation).
+    CrossEntropy { rows: f64, classes: f64 },
 }
 
 /// What the recursion needs to know about a network, as plain values.
@@ -114,6 +119,9 @@ pub struct MeanFieldNetwork {
     pub bias_variances: Vec<f64>,
     /// h^t = h^{t−1} + φ(z^t).
     pub residual: bool,
+    /// Whether φ follows the last layer too; without it h^d = z^d (a linear head, which
+    /// takes no residual connection).
+    pub output_activation: bool,
     pub top_gradient: TopGradient,
 }
 
@@ -128,6 +136,10 @@ pub fn predict(network: &MeanFieldNetwork) -> Prediction {
         let n_in = network.widths[t - 1];
         q[t] = n_in as f64 * network.weight_second_moments[t - 1] * m[t - 1]
             + network.bias_variances[t - 1];
+        if t == d && !network.output_activation {
+            m[t] = q[t];
+            continue;
+        }
         let fresh = activation_second_moment(act, q[t]);
         m[t] = if network.residual {
             m[t - 1] + fresh
@@ -142,13 +154,20 @@ pub fn predict(network: &MeanFieldNetwork) -> Prediction {
         TopGradient::MseAgainstStandardNormal { elements } => {
             4.0 * (m[d] + 1.0) / (elements * elements)
         }
+        TopGradient::CrossEntropy { rows, classes } => {
+            (classes - 1.0) / (classes * classes * rows * rows)
+        }
     };
     for t in (1..=d).rev() {
         let n_out = network.widths[t];
-        let chi = n_out as f64
-            * network.weight_second_moments[t - 1]
-            * derivative_second_moment(act, q[t]);
-        g[t - 1] = if network.residual {
+        let linear_head = t == d && !network.output_activation;
+        let derivative = if linear_head {
+            1.0
+        } else {
+            derivative_second_moment(act, q[t])
+        };
+        let chi = n_out as f64 * network.weight_second_moments[t - 1] * derivative;
+        g[t - 1] = if network.residual && !linear_head {
             g[t] * (1.0 + chi)
         } else {
             g[t] * chi
@@ -213,6 +232,7 @@ mod tests {
             input_second_moment: 0.7,
             bias_variances: vec![0.0; 3],
             residual: false,
+            output_activation: true,
             top_gradient: TopGradient::Unit,
         }
     }
@@ -276,6 +296,31 @@ mod tests {
         let g2 = n3 * s3 * a2 * g3;
         let g1 = n2 * s2 * a2 * g2;
         let g0 = n1 * s1 * a2 * g1;
+        assert_close(&p.grad_second_moment, &[g0, g1, g2, g3], "∂l/∂h^t");
+    }
+
+    /// Without the output activation the last layer is linear with α = 1, whatever φ: with
+    /// ReLU's E[φ'²] = 1/2 below it, m^3 = q^3 and g^2 = n_3·s_3·g^3 (not half of it), and
+    /// cross-entropy over C = 32 classes and N rows starts from (C − 1)/(C²·N²).
+    #[test]
+    fn a_linear_head_skips_the_activation_at_the_top_only() {
+        let (n0, n1, n2, n3) = (16.0, 64.0, 8.0, 32.0);
+        let (s1, s2, s3) = (0.03, 0.02, 0.05);
+        let rows = 10.0;
+        let p = predict(&MeanFieldNetwork {
+            output_activation: false,
+            top_gradient: TopGradient::CrossEntropy { rows, classes: n3 },
+            ..unequal(Activation::Relu, vec![s1, s2, s3])
+        });
+        let q1 = n0 * s1 * 0.7;
+        let q2 = n1 * s2 * q1 / 2.0;
+        let q3 = n2 * s3 * q2 / 2.0;
+        assert_close(&p.pre_activation_second_moment[1..], &[q1, q2, q3], "q^t");
+        assert_close(&p.activation_second_moment[3..], &[q3], "m^3");
+        let g3 = (n3 - 1.0) / (n3 * n3 * rows * rows);
+        let g2 = n3 * s3 * g3;
+        let g1 = n2 * s2 * g2 / 2.0;
+        let g0 = n1 * s1 * g1 / 2.0;
         assert_close(&p.grad_second_moment, &[g0, g1, g2, g3], "∂l/∂h^t");
     }
 

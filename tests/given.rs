@@ -179,7 +179,7 @@ fn a_state_dict_and_data_give_the_gradients_of_an_independent_f64_pass() {
         ..NetworkConfig::new(1, 1, 1)
     }
     .with_given_parameters(load_parameters(&weights).unwrap())
-    .with_given_data(load_data(&data).unwrap());
+    .with_given_data(load_data(&data, Loss::Mse).unwrap());
     config.validate().unwrap();
     assert_eq!(config.widths, [5, 7, 3, 4]);
     assert_eq!(config.batch, BATCH);

@@ -26,7 +26,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use gradstab::files::{self, FileDType, FileTensor};
-use gradstab::network::{load_data, load_parameters};
+use gradstab::network::{load_data, load_parameters, Loss};
 use gradstab::train::data::load_train_data;
 use gradstab::train::{Targets, TrainData};
 
@@ -704,7 +704,7 @@ fn non_finite_weights_and_data_are_refused_where_used_and_reported_by_stats() {
     let path = write(&dir, "data.npz", &data);
     let needle = "'x' holds 3 non-finite values (NaN or inf)";
     refused(load_train_data(&path), needle);
-    refused(load_data(&path), needle);
+    refused(load_data(&path, Loss::Mse), needle);
     // stats reports them: 1 NaN, 2 infinities.
     let out = common::cli(["stats", "--backend", "cpu", "--format", "csv"])
         .arg(&path)
@@ -742,7 +742,7 @@ fn non_finite_weights_and_data_are_refused_where_used_and_reported_by_stats() {
     ]);
     let path = write(&dir, "y.npz", &data);
     refused(load_train_data(&path), "'y' holds 2 non-finite values");
-    refused(load_data(&path), "'y' holds 2 non-finite values");
+    refused(load_data(&path, Loss::Mse), "'y' holds 2 non-finite values");
 
     // In a state dict's weight and bias.
     for (name, shape, bytes) in [
@@ -775,9 +775,17 @@ fn non_finite_weights_and_data_are_refused_where_used_and_reported_by_stats() {
 
 #[test]
 fn run_reads_x_from_a_file_whose_y_is_labels() {
-    // `run`'s losses take no labels: the probe and sum losses ignore y, MSE needs floats.
-    let data = load_data(&fixture("numpy_labels.npz")).unwrap();
+    // The probe and sum losses ignore y (and say so), MSE needs floats, cross-entropy reads
+    // the labels.
+    let data = load_data(&fixture("numpy_labels.npz"), Loss::Probe).unwrap();
+    assert_eq!(
+        (&data.y, &data.labels, data.y_ignored),
+        (&None, &None, true)
+    );
+    let data = load_data(&fixture("numpy_labels.npz"), Loss::CrossEntropy).unwrap();
     assert_eq!(data.y, None);
+    assert!(!data.y_ignored);
+    assert_eq!(data.labels, Some(vec![0, 2, 1, 2, 0]));
     assert_eq!(
         data.x.to_f32_vec(),
         (0..10).map(|v| v as f32 / 4.0).collect::<Vec<_>>()
@@ -890,7 +898,7 @@ fn empty_matrices_are_refused_by_their_shape_in_every_reader() {
         let header = format!("{{{},{}}}", empty("x", shape), empty("y", shape));
         let path = write(&dir, "data.safetensors", &safetensors_file(&header, &[]));
         let needle = format!("'x' has shape {shown}, but the input batch x must be a non-empty");
-        refused(load_data(&path), &needle);
+        refused(load_data(&path, Loss::Probe), &needle);
         let needle = format!("'x' has shape {shown}, but the inputs x must be a non-empty");
         refused(load_train_data(&path), &needle);
         let header = format!("{{{}}}", empty("0.weight", shape));

@@ -89,8 +89,8 @@ def run(
     """Runs a deep MLP forward and backward and records every layer, as ``gradstab run``.
 
     ``options`` are the command line's: ``depth``, ``width`` (an int or a list, input first),
-    ``batch``, ``activation``, ``init``, ``input``, ``bias_std``, ``residual``, ``loss``,
-    ``clip_norm``, ``clip_value``, ``precision`` (a name or a list: f32, f16, f16acc32, bf16,
+    ``batch``, ``activation``, ``init``, ``input``, ``bias_std``, ``residual``,
+    ``output_activation``, ``loss`` (probe, sum, mse or cross-entropy), ``clip_norm``, ``clip_value``, ``precision`` (a name or a list: f32, f16, f16acc32, bf16,
     bf16acc32, fp8), ``fp8_scaling``, ``fp8_history``, ``fp8_margin``, ``seed``, ``weights``
     (a safetensors state dict of an ``nn.Sequential``), ``data`` and ``max_memory``.
     A preset's other options override it. ``progress=callable(done, total, label)`` hears

@@ -52,6 +52,7 @@ def run(
     input: Optional[str] = None,
     bias_std: Optional[float] = None,
     residual: bool = False,
+    output_activation: Optional[bool] = None,
     loss: Optional[str] = None,
     clip_norm: Optional[float] = None,
     clip_value: Optional[float] = None,

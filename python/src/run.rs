@@ -44,7 +44,8 @@ impl RunReport {
 /// line's (`width` takes an int or a list, `precision` a name or a list).
 #[pyfunction]
 #[pyo3(signature = (device, *, preset=None, depth=None, width=None, batch=None,
-    activation=None, init=None, input=None, bias_std=None, residual=false, loss=None,
+    activation=None, init=None, input=None, bias_std=None, residual=false,
+    output_activation=None, loss=None,
     clip_norm=None, clip_value=None, precision=None, fp8_scaling=None, fp8_history=None,
     fp8_margin=None, seed=None, weights=None, data=None, max_memory=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
@@ -60,6 +61,7 @@ pub fn run(
     input: Option<&str>,
     bias_std: Option<&Bound<'_, PyAny>>,
     residual: bool,
+    output_activation: Option<bool>,
     loss: Option<&str>,
     clip_norm: Option<&Bound<'_, PyAny>>,
     clip_value: Option<&Bound<'_, PyAny>>,
@@ -83,6 +85,7 @@ pub fn run(
         input: parsed(input)?,
         bias_std: number("bias_std", bias_std)?,
         residual,
+        output_activation,
         loss: parsed::<Loss>(loss)?,
         clip_norm: number("clip_norm", clip_norm)?,
         clip_value: number("clip_value", clip_value)?,

@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub bias_std: Option<f64>,
     /// h^t = h^{t−1} + act(W^t h^{t−1}).
     pub residual: bool,
+    /// Whether the activation follows the last layer too. `None`: yes (h^t = σ(W^t h^{t−1})
+    /// at every layer), except with `Loss::CrossEntropy`, whose input is logits: no.
+    pub output_activation: Option<bool>,
     pub loss: Option<Loss>,
     /// Clip the weight gradients to this global norm; not with `clip_value`.
     pub clip_norm: Option<f64>,
@@ -140,6 +143,7 @@ impl RunOptions {
             || self.input.is_some()
             || self.bias_std.is_some()
             || self.residual
+            || self.output_activation.is_some()
             || self.loss.is_some()
             || self.clip_norm.is_some()
             || self.clip_value.is_some()
@@ -217,6 +221,10 @@ impl RunOptions {
         if let Some(l) = self.loss {
             config.loss = l;
         }
+        config.output_activation = self.output_activation.unwrap_or(default_output_activation(
+            config.loss,
+            config.output_activation,
+        ));
         if let Some(c) = self.clip_norm {
             config.clip = Some(Clip::Norm(c));
         }
@@ -233,7 +241,14 @@ impl RunOptions {
                 .with_given_parameters(network::load_parameters(path)?);
         }
         if let Some(path) = &self.data {
-            let data = network::load_data(path)?;
+            let data = network::load_data(path, config.loss)?;
+            if data.y_ignored {
+                log::warn!(
+                    "y of {} ignored: the {} loss takes no targets",
+                    data.source,
+                    config.loss
+                );
+            }
             // Without weights or widths, the data decide the input width (and, for MSE, the
             // output width) of the network.
             if self.weights.is_none() && self.widths.is_none() {
@@ -245,6 +260,16 @@ impl RunOptions {
             *config = config.clone().with_given_data(data);
         }
         config.validate()
+    }
+}
+
+/// Whether the activation follows the last layer where no option says: as the preset or
+/// default network has it (yes), except for cross-entropy, whose input is the logits of a
+/// linear head, as in a PyTorch classifier.
+fn default_output_activation(loss: Loss, preset: bool) -> bool {
+    match loss {
+        Loss::CrossEntropy => false,
+        _ => preset,
     }
 }
 

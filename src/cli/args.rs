@@ -18,6 +18,13 @@ pub(crate) fn parse_with<T: std::str::FromStr<Err = gradstab::Error>>(
     s.parse().map_err(|e: gradstab::Error| e.to_string())
 }
 
+/// A flag's yes or no (`--output-activation yes`), which run and train share.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub(crate) enum YesNo {
+    Yes,
+    No,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Format {
     Table,

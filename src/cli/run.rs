@@ -12,7 +12,7 @@ use gradstab::Activation;
 use super::args::{
     at_least_one, backend_parser, depth_range, parse_bias_std, parse_positive, parse_precisions,
     parse_widths, parse_with, AdapterArg, Bar, Fp8Args, MemorySize, PrecisionList, StatsFormat,
-    Widths,
+    Widths, YesNo,
 };
 
 #[derive(clap::Args)]
@@ -45,7 +45,12 @@ pub(crate) struct RunArgs {
     /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
     #[arg(long)]
     residual: bool,
-    /// probe (∂l/∂h^d ~ N(0, 1)), sum or mse
+    /// Whether the activation follows the last layer too (default yes, h^t = act(W^t h^{t−1})
+    /// at every layer; no with --loss cross-entropy, whose input is logits).
+    #[arg(long, value_enum)]
+    output_activation: Option<YesNo>,
+    /// probe (∂l/∂h^d ~ N(0, 1)), sum, mse (float y from --data, or drawn) or cross-entropy
+    /// (integer labels y [N] from --data; alias cross_entropy)
     #[arg(long, value_parser = parse_with::<Loss>)]
     loss: Option<Loss>,
     /// Clip the weight gradients to this global norm (clip_grad_norm_).
@@ -72,7 +77,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE.safetensors",
           conflicts_with_all = ["preset", "depth", "width", "init", "bias_std"])]
     weights: Option<std::path::PathBuf>,
-    /// The input batch x [N, inputs] (and, for --loss mse, the targets y [N, outputs]) from a
+    /// The input batch x [N, inputs] (and y: for --loss mse the targets [N, outputs], for
+    /// --loss cross-entropy integer labels [N]; the other losses ignore y) from a
     /// .safetensors or .npz file; the batch size comes from the file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "batch", "input"])]
     data: Option<std::path::PathBuf>,
@@ -106,6 +112,7 @@ impl RunArgs {
             input: self.input,
             bias_std: self.bias_std,
             residual: self.residual,
+            output_activation: self.output_activation.map(|y| y == YesNo::Yes),
             loss: self.loss,
             clip_norm: self.clip_norm,
             clip_value: self.clip_value,

@@ -14,14 +14,8 @@ use gradstab::Activation;
 
 use super::args::{
     at_least_one, backend_parser, depth_range, parse_positive, parse_precisions, parse_widths,
-    parse_with, AdapterArg, Bar, Fp8Args, MemorySize, PrecisionList, StatsFormat, Widths,
+    parse_with, AdapterArg, Bar, Fp8Args, MemorySize, PrecisionList, StatsFormat, Widths, YesNo,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
-pub(crate) enum YesNo {
-    Yes,
-    No,
-}
 
 /// The flags a preset fixes: each is refused with --preset.
 const PRESET_FIXES: [&str; 34] = [

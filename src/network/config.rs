@@ -3,11 +3,10 @@
 //! for it. Same seed, same numbers, on every backend.
 
 use super::fp8::Fp8Scaling;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use super::given::{GivenData, GivenParameters};
+use super::loss::Loss;
 use crate::checked::{f32_for, Use};
 use crate::error::{Error, Result};
 use crate::init::{self, Init, InputInit};
@@ -18,44 +17,6 @@ use crate::theory::{MeanFieldNetwork, TopGradient};
 
 /// Weights up to this size stay on the device between forward and backward, by default.
 pub const KEEP_WEIGHTS_BYTES: u64 = 1 << 30;
-
-/// Where backward starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Loss {
-    /// ∂l/∂H^d ~ N(0, 1): the signal-propagation convention.
-    Probe,
-    /// l = Σ H^d, so ∂l/∂H^d = 1.
-    Sum,
-    /// l = mean((H^d − Y)²) against targets Y ~ N(0, 1), as torch.nn.MSELoss.
-    Mse,
-}
-
-impl FromStr for Loss {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "probe" => Ok(Loss::Probe),
-            "sum" => Ok(Loss::Sum),
-            "mse" => Ok(Loss::Mse),
-            _ => Err(Error::Parse {
-                what: "loss",
-                value: s.to_string(),
-                expected: "probe, sum or mse",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Loss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Loss::Probe => "probe",
-            Loss::Sum => "sum",
-            Loss::Mse => "mse",
-        })
-    }
-}
 
 /// Gradient clipping of the weight gradients, with PyTorch's semantics.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -103,7 +64,8 @@ pub struct NetworkConfig {
     /// Weights and biases from a PyTorch state dict instead of the initialiser (`--weights`);
     /// the JSON names the file.
     pub given_parameters: Option<Arc<GivenParameters>>,
-    /// The input batch (and MSE targets) from a file instead of drawn (`--data`).
+    /// The input batch (and MSE targets or cross-entropy labels) from a file instead of drawn
+    /// (`--data`).
     pub given_data: Option<Arc<GivenData>>,
 }
 
@@ -300,6 +262,20 @@ impl NetworkConfig {
                 }
                 _ => {}
             }
+            if self.loss == Loss::CrossEntropy {
+                let Some(labels) = &data.labels else {
+                    return bad(format!(
+                        "--loss cross-entropy needs labels: {} has x but no integer y [N]",
+                        data.source
+                    ));
+                };
+                check_labels(labels, outputs, &data.source)?;
+            }
+        } else if self.loss == Loss::CrossEntropy {
+            return bad(
+                "--loss cross-entropy needs labels: give --data FILE with x and integer y [N]"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -335,18 +311,31 @@ impl NetworkConfig {
     }
 
     /// ∂l/∂H^d as the loss gives it outright: N(0, 1) for the probe, ones for the sum, `None`
-    /// for MSE (whose gradient depends on the output).
+    /// for MSE and cross-entropy (whose gradients depend on the output).
     pub fn upstream_gradient(&self, dtype: DType) -> Result<Option<HostTensor>> {
         let values = match self.loss {
             Loss::Probe => InputInit::Normal { std: 1.0 },
             Loss::Sum => InputInit::Constant { value: 1.0 },
-            Loss::Mse => return Ok(None),
+            Loss::Mse | Loss::CrossEntropy => return Ok(None),
         };
         self.top_draw(init::UPSTREAM, values, dtype).map(Some)
     }
 
-    /// The targets Y of the MSE loss, given or drawn from N(0, 1); `None` for the other losses.
+    /// The targets Y of the MSE loss, given or drawn from N(0, 1), in `dtype`; the labels of
+    /// cross-entropy as a [batch, 1] f32 column (the loss kernel's targets, exact integers
+    /// below 2^24); `None` for the other losses.
     pub fn targets(&self, dtype: DType) -> Result<Option<HostTensor>> {
+        if self.loss == Loss::CrossEntropy {
+            let labels = self
+                .given_data
+                .as_ref()
+                .and_then(|d| d.labels.as_ref())
+                .ok_or_else(|| {
+                    Error::InvalidArgument("--loss cross-entropy needs labels from --data".into())
+                })?;
+            let column = labels.iter().map(|&l| l as f32).collect();
+            return HostTensor::from_f32(labels.len(), 1, column).map(Some);
+        }
         if let (Loss::Mse, Some(y)) = (
             self.loss,
             self.given_data.as_ref().and_then(|d| d.y.as_ref()),
@@ -427,14 +416,40 @@ impl NetworkConfig {
                 None => vec![self.bias_std * self.bias_std; self.depth],
             },
             residual: self.residual,
+            output_activation: self.output_activation,
             top_gradient: match self.loss {
                 Loss::Probe | Loss::Sum => TopGradient::Unit,
                 Loss::Mse => TopGradient::MseAgainstStandardNormal {
                     elements: (self.batch * self.widths[self.depth]) as f64,
                 },
+                Loss::CrossEntropy => TopGradient::CrossEntropy {
+                    rows: self.batch as f64,
+                    classes: self.widths[self.depth] as f64,
+                },
             },
         }
     }
+}
+
+/// Labels for a network of `outputs` logits: each a class, 0..outputs, and at least two
+/// classes to tell apart (with one output the gradient is 0 whatever the model).
+fn check_labels(labels: &[u32], outputs: usize, source: &str) -> Result<()> {
+    if outputs < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "--loss cross-entropy needs at least two classes, but the network has {outputs} output"
+        )));
+    }
+    if let Some((row, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= outputs)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{source} has the label {l} (row {row}), but the network has {outputs} outputs (classes 0..{})",
+            outputs - 1
+        )));
+    }
+    Ok(())
 }
 
 /// E[x²] over a tensor's values.

@@ -1,7 +1,7 @@
 //! What a user brings instead of drawing: the weights of a PyTorch `nn.Sequential` of
 //! `nn.Linear` layers and parameter-free activations, as `safetensors.torch.save_file(
-//! model.state_dict(), FILE)` writes them, and a data set (`x`, and `y` for an MSE loss) in a
-//! `.safetensors` or `.npz` file.
+//! model.state_dict(), FILE)` writes them, and a data set (`x`, and `y`: float targets for an
+//! MSE loss, integer labels for cross-entropy) in a `.safetensors` or `.npz` file.
 //!
 //! A state dict names each linear layer by its index in the `Sequential` (`0.weight`,
 //! `0.bias`, `2.weight`, …, with activations at the indices between), optionally behind a
@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::loss::Loss;
 use crate::error::{Error, Result};
 use crate::files::{self, FileTensor};
 use crate::tensor::{HostTensor, Shape};
@@ -69,12 +70,19 @@ impl GivenParameters {
     }
 }
 
-/// The input batch `x` `[N, n_0]` and, for an MSE loss, the targets `y` `[N, n_d]`.
+/// The input batch `x` `[N, n_0]` and what the loss takes of `y`: float targets `[N, n_d]`
+/// for MSE, or integer class labels `[N]` for cross-entropy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GivenData {
     pub source: String,
     pub x: HostTensor,
+    /// Float targets (MSE).
     pub y: Option<HostTensor>,
+    /// Class labels (cross-entropy).
+    pub labels: Option<Vec<u32>>,
+    /// Whether the file has a `y` that this loss does not read (the probe and sum losses),
+    /// which the caller says it ignored.
+    pub y_ignored: bool,
 }
 
 pub(crate) fn problem(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -244,23 +252,36 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
     })
 }
 
-/// Reads `x` (and `y`, where present) from a `.safetensors` or `.npz` file.
-pub fn load_data(path: &Path) -> Result<GivenData> {
+/// Reads `x` and what `loss` takes of `y` from a `.safetensors` or `.npz` file: float
+/// targets for MSE, integer labels for cross-entropy; the probe and sum losses take no `y`,
+/// so whatever `y` is there (any dtype or shape) is not read, only noted (`y_ignored`).
+pub fn load_data(path: &Path, loss: Loss) -> Result<GivenData> {
     let tensors = files::load(path)?;
     let find = |name: &str| tensors.iter().find(|t| t.name == name);
     let x = find("x").ok_or_else(|| {
         problem(
             path,
-            "no tensor 'x': --data reads the input batch x [N, inputs] and, for --loss mse, the targets y [N, outputs]",
+            "no tensor 'x': --data reads the input batch x [N, inputs] and, for --loss mse, the \
+             targets y [N, outputs], for --loss cross-entropy the labels y [N]",
         )
     })?;
     let (n, inputs) = two_dimensional(path, x, "the input batch x")?;
-    let y = match find("y") {
-        None => None,
-        // Integer labels are cross-entropy targets, which `run`'s losses do not take: the
-        // probe and sum losses ignore y, and MSE needs float targets.
-        Some(y) if y.dtype.is_integer() => None,
-        Some(y) => {
+    let mut data = GivenData {
+        source: path.display().to_string(),
+        x: matrix(path, x, n, inputs)?,
+        y: None,
+        labels: None,
+        y_ignored: false,
+    };
+    let Some(y) = find("y") else {
+        // Refused by `NetworkConfig::validate` where the loss needs targets, in one place.
+        return Ok(data);
+    };
+    match loss {
+        Loss::Probe | Loss::Sum => data.y_ignored = true,
+        // Labels are not MSE targets: validate says what MSE needs.
+        Loss::Mse if y.dtype.is_integer() => {}
+        Loss::Mse => {
             let (rows, cols) = two_dimensional(path, y, "the targets y")?;
             if rows != n {
                 return Err(problem(
@@ -268,14 +289,45 @@ pub fn load_data(path: &Path) -> Result<GivenData> {
                     format!("x has {n} rows but y has {rows}: one target row per input"),
                 ));
             }
-            Some(matrix(path, y, rows, cols)?)
+            data.y = Some(matrix(path, y, rows, cols)?);
         }
+        Loss::CrossEntropy => data.labels = Some(labels(path, y, n)?),
+    }
+    Ok(data)
+}
+
+/// Class labels from an integer `y` of shape `[n]`, as `F.cross_entropy` takes them: each ≥ 0
+/// (whether each is below the network's outputs is for the network to check).
+pub(crate) fn labels(path: &Path, y: &FileTensor, n: usize) -> Result<Vec<u32>> {
+    if !y.dtype.is_integer() {
+        return Err(problem(
+            path,
+            format!(
+                "y is {}: cross-entropy takes integer class labels y [N] (int64, as torch.long)",
+                y.dtype.name()
+            ),
+        ));
+    }
+    let [rows] = y.shape[..] else {
+        return Err(problem(
+            path,
+            format!("integer y must be [N] labels, got shape {:?}", y.shape),
+        ));
     };
-    Ok(GivenData {
-        source: path.display().to_string(),
-        x: matrix(path, x, n, inputs)?,
-        y,
-    })
+    if rows != n {
+        return Err(problem(
+            path,
+            format!("x has {n} rows but y has {rows} labels"),
+        ));
+    }
+    let values = matrix(path, y, rows, 1)?.to_f32_vec();
+    if let Some(v) = values.iter().find(|&&v| v < 0.0) {
+        return Err(problem(
+            path,
+            format!("y holds the label {v}; labels are ≥ 0"),
+        ));
+    }
+    Ok(values.iter().map(|&v| v as u32).collect())
 }
 
 impl GivenData {

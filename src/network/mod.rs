@@ -6,13 +6,15 @@
 pub mod config;
 pub mod fp8;
 pub mod given;
+pub mod loss;
 pub mod memory;
 pub mod record;
 pub mod steps;
 
-pub use config::{Clip, Loss, NetworkConfig, KEEP_WEIGHTS_BYTES};
+pub use config::{Clip, NetworkConfig, KEEP_WEIGHTS_BYTES};
 pub use fp8::{Fp8Record, Fp8Scaling, Fp8State};
 pub use given::{load_data, load_parameters, GivenData, GivenParameters};
+pub use loss::Loss;
 pub use record::{Crossed, LayerRecord, RunRecord, Summary, TheoryPoint};
 pub use steps::{LossStart, Parameters};
 
@@ -70,6 +72,9 @@ pub fn prepare<B: Backend>(
     let dtype = precision.storage();
     let start = match (config.upstream_gradient(dtype)?, config.targets(dtype)?) {
         (Some(upstream), _) => LossStart::Upstream(backend.upload(&upstream)?),
+        (None, Some(labels)) if config.loss == Loss::CrossEntropy => {
+            LossStart::CrossEntropyLabels(backend.upload(&labels)?)
+        }
         (None, Some(targets)) => LossStart::MseTargets(backend.upload(&targets)?),
         (None, None) => unreachable!("every loss has an upstream gradient or targets"),
     };

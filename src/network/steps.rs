@@ -16,6 +16,7 @@ use super::config::NetworkConfig;
 use super::fp8::{out_scale, Fp8Pass, Role};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::ops::loss::LossKind;
 use crate::ops::matmul::MatmulOp;
 use crate::precision::Precision;
 use crate::tensor::HostTensor;
@@ -249,9 +250,13 @@ pub enum LossStart<T> {
     Upstream(T),
     /// Targets Y of l = mean((H^d − Y)²), as torch.nn.MSELoss.
     MseTargets(T),
+    /// Labels of l = mean cross-entropy of the logits H^d, as F.cross_entropy: a [batch, 1]
+    /// f32 column of class indices.
+    CrossEntropyLabels(T),
 }
 
-/// ∂l/∂H^d, a tensor of its own: the given upstream gradient, or 2(H^d − Y)/N for MSE.
+/// ∂l/∂H^d, a tensor of its own: the given upstream gradient, 2(H^d − Y)/N for MSE, or
+/// (softmax(H^d) − onehot)/rows for cross-entropy, computed by training's loss kernel.
 pub fn loss_gradient<B: Backend>(
     backend: &B,
     precision: Precision,
@@ -264,6 +269,13 @@ pub fn loss_gradient<B: Backend>(
             let numel = backend.shape(output).len() as f32;
             let diff = backend.axpy(-1.0, y, output, precision)?;
             backend.scale(&diff, 2.0 / numel, precision)
+        }
+        LossStart::CrossEntropyLabels(labels) => {
+            let kind = LossKind::CrossEntropy;
+            // Unscaled (a loss scale of 1): the gradient of the mean loss itself.
+            let coefficient = kind.gradient_coefficient(backend.shape(output), 1.0);
+            let (grad, _row_losses) = backend.loss(kind, output, labels, coefficient, precision)?;
+            Ok(grad)
         }
     }
 }

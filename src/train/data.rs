@@ -13,7 +13,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::init;
-use crate::network::given::{matrix, problem, two_dimensional};
+use crate::network::given::{labels, matrix, problem, two_dimensional};
 use crate::ops::loss::LossKind;
 use crate::tensor::HostTensor;
 
@@ -244,22 +244,7 @@ pub fn load_train_data(path: &Path) -> Result<TrainData> {
         )
     })?;
     let targets = match (&y.shape[..], y.dtype) {
-        ([rows], dtype) if dtype.is_integer() => {
-            if *rows != n {
-                return Err(problem(
-                    path,
-                    format!("x has {n} rows but y has {rows} labels"),
-                ));
-            }
-            let values = matrix(path, y, *rows, 1)?.to_f32_vec();
-            if let Some(v) = values.iter().find(|&&v| v < 0.0) {
-                return Err(problem(
-                    path,
-                    format!("y holds the label {v}; labels are ≥ 0"),
-                ));
-            }
-            Targets::Labels(values.iter().map(|&v| v as u32).collect())
-        }
+        ([_], dtype) if dtype.is_integer() => Targets::Labels(labels(path, y, n)?),
         (_, dtype) if dtype.is_integer() => {
             return Err(problem(
                 path,
