@@ -370,3 +370,165 @@ impl serde::Serialize for LrSchedule {
         s.collect_str(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rates(spec: &str, base_lr: f64, steps: usize) -> Vec<f64> {
+        spec.parse::<LrSchedule>().unwrap().rates(base_lr, steps)
+    }
+
+    /// StepLR multiplies the optimizer's rate (chainable): 0.3·0.1·0.1 is 0.003, one ULP
+    /// from the closed form 0.3·0.1² = 0.0030000000000000005.
+    #[test]
+    fn step_multiplies_the_rate_every_step_size_steps() {
+        assert_eq!(
+            rates("step:2:0.5", 0.1, 6),
+            [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+        );
+        let chained = rates("step:1", 0.3, 3);
+        assert_eq!(chained, [0.3, 0.3 * 0.1, 0.3 * 0.1 * 0.1]);
+        assert_eq!(chained[2], 0.003);
+        assert_ne!(chained[2], 0.3 * 0.1f64.powi(2));
+    }
+
+    /// LinearLR: start·base, then each step the rate times
+    /// 1 + (end − start)/(total·start + (epoch − 1)(end − start)), constant after total.
+    #[test]
+    fn linear_scales_the_rate_by_torchs_ratio_then_holds() {
+        let r = rates("linear:0.5:1:2", 1.0, 5);
+        let second = 0.5 * (1.0 + 0.5 / (2.0 * 0.5 + 0.0 * 0.5));
+        let third = second * (1.0 + 0.5 / (2.0 * 0.5 + 1.0 * 0.5));
+        assert_eq!(second, 0.75);
+        assert_eq!(r, [0.5, second, third, third, third]);
+        // The defaults: start 1/3, end 1, over 5 steps.
+        let d = rates("linear", 0.06, 7);
+        assert_eq!(d[0], 0.06 * (1.0 / 3.0));
+        let (start, end) = (1.0 / 3.0, 1.0);
+        assert_eq!(d[1], d[0] * (1.0 + (end - start) / (5.0 * start)));
+        assert_eq!(d[5], d[6]);
+        assert!((d[5] - 0.06).abs() <= 4.0 * f64::EPSILON * 0.06, "{}", d[5]);
+    }
+
+    /// CosineAnnealingLR's recursion, and its step past the minimum (T_max + 1), where
+    /// PyTorch adds (base − eta_min)(1 − cos(π/T))/2 instead of dividing by 1 + cos(π) = 0.
+    #[test]
+    fn cosine_follows_the_recursion_and_turns_past_the_minimum() {
+        let (base, eta) = (0.5, 0.125);
+        let r = rates("cosine:4:0.125", base, 7);
+        let c = |k: f64| (PI * k / 4.0).cos();
+        let mut want = vec![base];
+        for k in 1..=4 {
+            let k = k as f64;
+            let prev = *want.last().unwrap();
+            want.push((1.0 + c(k)) / (1.0 + c(k - 1.0)) * (prev - eta) + eta);
+        }
+        let at_min = want[4];
+        want.push(at_min + (base - eta) * (1.0 - (PI / 4.0).cos()) / 2.0);
+        let k = 6.0;
+        want.push((1.0 + c(k)) / (1.0 + c(k - 1.0)) * (want[5] - eta) + eta);
+        assert_eq!(r, want);
+        // Within rounding of the closed form eta + (base − eta)(1 + cos(πk/T))/2.
+        for (k, rate) in r.iter().enumerate() {
+            let closed = eta + (base - eta) * (1.0 + c(k as f64)) / 2.0;
+            assert!(
+                (rate - closed).abs() <= 8.0 * f64::EPSILON * base,
+                "{k}: {rate}"
+            );
+        }
+        // Without T_MAX, the run's steps.
+        assert_eq!(rates("cosine", 0.5, 9), rates("cosine:9", 0.5, 9));
+    }
+
+    /// SequentialLR: the second scheduler takes over after `milestone` steps, from its closed
+    /// form at 0 (the base rate for StepLR), whatever the first left.
+    #[test]
+    fn a_sequence_switches_at_its_milestone_from_the_closed_form() {
+        let r = rates("linear:0.5:1:2,step:1:0.5@3", 1.0, 6);
+        let linear = rates("linear:0.5:1:2", 1.0, 3);
+        assert_eq!(r[..3], linear[..]);
+        assert_eq!(r[3..], [1.0, 0.5, 0.25]);
+        // A cosine after a warm-up anneals over the steps left.
+        let s: LrSchedule = "linear:0.1:1:10,cosine@10".parse().unwrap();
+        assert_eq!(
+            s.resolved(100).to_string(),
+            "linear:0.1:1:10,cosine:90:0@10"
+        );
+        let r = s.resolved(100).rates(0.2, 12);
+        // The cosine's closed form at 0: eta + (base − eta)·2/2.
+        assert_eq!(r[10], 0.2);
+        assert_eq!(r[11], (1.0 + (PI / 90.0).cos()) / (1.0 + 0f64.cos()) * 0.2);
+    }
+
+    #[test]
+    fn specs_parse_with_defaults_and_print_back_to_the_same_bits() {
+        let s: LrSchedule = " Linear::0.5 , Step:3@4 ,cosine::0.01@9".parse().unwrap();
+        assert_eq!(
+            s.phases,
+            [
+                Phase {
+                    scheduler: Scheduler::Linear {
+                        start_factor: LINEAR_START_FACTOR,
+                        end_factor: 0.5,
+                        total_iters: LINEAR_TOTAL_ITERS
+                    },
+                    milestone: 0
+                },
+                Phase {
+                    scheduler: Scheduler::Step {
+                        step_size: 3,
+                        gamma: STEP_GAMMA
+                    },
+                    milestone: 4
+                },
+                Phase {
+                    scheduler: Scheduler::Cosine {
+                        t_max: None,
+                        eta_min: 0.01
+                    },
+                    milestone: 9
+                },
+            ]
+        );
+        for spec in [s.clone(), s.resolved(20)] {
+            assert_eq!(spec.to_string().parse::<LrSchedule>().unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_refused_in_one_line() {
+        for spec in [
+            "",
+            "exp",
+            "step",
+            "step:0.5",
+            "step:2:x",
+            "cosine:1:2:3",
+            "linear:1:1:1:1",
+            "linear,cosine",
+            "linear,cosine@x",
+        ] {
+            let e = spec.parse::<LrSchedule>().unwrap_err();
+            assert!(matches!(e, Error::Parse { .. }), "{spec}: {e}");
+        }
+        for spec in [
+            "step:0",
+            "step:2:-1",
+            "step:2:inf",
+            "cosine:0",
+            "cosine:5:-0.1",
+            "linear:0",
+            "linear:1.5",
+            "linear:0.5:1.5",
+            "linear:0.5:1:0",
+            "cosine@3",
+            "linear,cosine@5,step:1@5",
+            "linear,cosine@5,step:1@4",
+        ] {
+            let e = spec.parse::<LrSchedule>().unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{spec}: {e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+}
