@@ -80,7 +80,8 @@ class TrainResult(_Report):
     """What ``gradstab.train`` recorded: the loss of every step, every layer's statistics."""
 
     def steps(self):
-        """One row per (run, step): the loss, the loss scale and whether the step was skipped."""
+        """One row per (run, step): the step's learning rate (``lr_schedule``'s, or the run's
+        ``lr``), the loss, the loss scale and whether the step was skipped."""
         rows = []
         for run in self.to_dict()["runs"]:
             config = run["config"]
@@ -89,7 +90,7 @@ class TrainResult(_Report):
                     {
                         "run": run["label"],
                         "precision": config["precision"],
-                        "lr": config["lr"],
+                        "lr": step["lr"],
                         "step": step["step"],
                         "loss": _number(step["loss"]),
                         "loss_scale": step["loss_scale"],
