@@ -4,7 +4,7 @@ use super::data::Task;
 use super::scaler::LossScale;
 use super::schedule::LrSchedule;
 use crate::backend::Backend;
-use crate::checked::{f32_for, Use};
+use crate::checked::{f32_for, shown, Use};
 use crate::error::{Error, Result};
 use crate::network::config::NetworkJson;
 use crate::network::memory::MemoryLimits;
@@ -106,8 +106,9 @@ impl TrainConfig {
                 .find(|r| !(r.is_finite() && (*r as f32).is_finite() && *r >= 0.0))
             {
                 return bad(format!(
-                    "--lr-schedule {schedule} from --lr {} reaches a rate of {r}, beyond f32's range",
-                    self.lr
+                    "--lr-schedule {schedule} from --lr {} reaches a rate of {}, beyond f32's range",
+                    shown(self.lr),
+                    shown(r)
                 ));
             }
         }
