@@ -42,6 +42,7 @@ fn config(precision: Precision, loss_scale: LossScale) -> TrainConfig {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 1e-4,
+        lr_schedule: None,
         precision,
         loss_scale,
     }

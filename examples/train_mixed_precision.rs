@@ -14,6 +14,7 @@ fn train_all<B: Backend>(backend: &B) -> gradstab::Result<()> {
         steps: 60,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         lr: 1e-3,
+        lr_schedule: None,
         ..base(
             10,
             64,

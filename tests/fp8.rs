@@ -608,6 +608,7 @@ fn check_training_scales<B: Backend>(backend: &B) {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 0.2,
+        lr_schedule: None,
         precision: P,
         loss_scale: LossScale::None,
     };
@@ -699,6 +700,7 @@ fn check_unchanged_fraction<B: Backend>(backend: &B) {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 1e-4,
+        lr_schedule: None,
         precision,
         loss_scale: LossScale::None,
     };

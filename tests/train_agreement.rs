@@ -33,6 +33,7 @@ fn config(optimizer: OptimizerConfig, lr: f64) -> TrainConfig {
         record_every: 0,
         optimizer,
         lr,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     }

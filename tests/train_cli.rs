@@ -38,6 +38,7 @@ fn small(steps: usize) -> TrainConfig {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 0.05,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     }

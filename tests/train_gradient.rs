@@ -91,6 +91,7 @@ fn check<B: Backend>(backend: &B, task: Task, residual: bool) {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 1.0,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     };
@@ -199,6 +200,7 @@ fn check_clipping<B: Backend>(backend: &B) {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 1.0,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale,
     };

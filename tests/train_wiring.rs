@@ -65,6 +65,7 @@ fn base(widths: &[usize], samples: usize) -> TrainConfig {
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr: 0.0,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     }

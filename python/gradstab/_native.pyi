@@ -102,6 +102,7 @@ def train(
     record_every: Optional[_Int] = None,
     optimizer: Optional[str] = None,
     lr: Optional[Union[float, Sequence[float]]] = None,
+    lr_schedule: Optional[str] = None,
     momentum: Optional[float] = None,
     nesterov: bool = False,
     weight_decay: Optional[float] = None,

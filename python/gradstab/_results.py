@@ -89,7 +89,8 @@ class TrainResult(_Runs):
     curves."""
 
     def steps(self):
-        """One row per (run, step): the loss, the loss scale and whether the step was skipped."""
+        """One row per (run, step): the step's learning rate (``lr_schedule``'s, or the run's
+        ``lr``), the loss, the loss scale and whether the step was skipped."""
         rows = []
         for run in self.to_dict()["runs"]:
             config = run["config"]
@@ -98,7 +99,7 @@ class TrainResult(_Runs):
                     {
                         "run": run["label"],
                         "precision": config["precision"],
-                        "lr": config["lr"],
+                        "lr": step["lr"],
                         "step": step["step"],
                         "loss": _number(step["loss"]),
                         "loss_scale": step["loss_scale"],

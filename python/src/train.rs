@@ -88,10 +88,10 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     init=None, bias=false, residual=false, output_activation=None, seed=None, weights=None,
     keep_weights=false, task=None, teacher_depth=None, teacher_width=None, samples=None,
     data=None, batch=None, shuffle=false, steps=None, record_every=None, optimizer=None,
-    lr=None, momentum=None, nesterov=false, weight_decay=None, betas=None, eps=None,
-    precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None, loss_scale=None,
-    init_scale=None, growth_factor=None, backoff_factor=None, growth_interval=None,
-    clip_norm=None, clip_value=None, max_memory=None, progress=None))]
+    lr=None, lr_schedule=None, momentum=None, nesterov=false, weight_decay=None, betas=None,
+    eps=None, precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None,
+    loss_scale=None, init_scale=None, growth_factor=None, backoff_factor=None,
+    growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -118,6 +118,7 @@ pub fn train(
     record_every: Option<&Bound<'_, PyAny>>,
     optimizer: Option<&str>,
     lr: Option<&Bound<'_, PyAny>>,
+    lr_schedule: Option<&str>,
     momentum: Option<&Bound<'_, PyAny>>,
     nesterov: bool,
     weight_decay: Option<&Bound<'_, PyAny>>,
@@ -184,6 +185,7 @@ pub fn train(
         record_every: count("record_every", record_every, 0)?,
         optimizer: parsed(optimizer)?,
         lr,
+        lr_schedule: parsed(lr_schedule)?,
         momentum: number("momentum", momentum)?,
         nesterov,
         weight_decay: number("weight_decay", weight_decay)?,

@@ -22,6 +22,7 @@ use crate::train::presets::{self, TrainPreset};
 use crate::train::record::{TrainReport, TrainRun};
 use crate::train::run::{run_training, FinalWeights};
 use crate::train::scaler::{DynamicScaling, LossScale};
+use crate::train::schedule::LrSchedule;
 use crate::train::{config, weights, TrainConfig};
 
 use super::checks;
@@ -111,6 +112,9 @@ pub struct TrainOptions {
     pub optimizer: Option<OptimizerKind>,
     /// One run per learning rate (default `DEFAULT_SGD_LR` or `DEFAULT_ADAM_LR`).
     pub lr: Option<Vec<f64>>,
+    /// A torch.optim.lr_scheduler schedule of each run's rate, stepped once per training
+    /// step (`train::schedule`; its defaults are the constants there).
+    pub lr_schedule: Option<LrSchedule>,
     pub momentum: Option<f64>,
     pub nesterov: bool,
     pub weight_decay: Option<f64>,
@@ -177,7 +181,7 @@ impl TrainOptions {
     }
 
     /// The options a preset fixes, with whether each was given.
-    fn model_options(&self) -> [(&'static str, bool); 34] {
+    fn model_options(&self) -> [(&'static str, bool); 35] {
         [
             ("depth", self.depth.is_some()),
             ("widths", self.widths.is_some()),
@@ -194,6 +198,7 @@ impl TrainOptions {
             ("samples", self.samples.is_some()),
             ("optimizer", self.optimizer.is_some()),
             ("lr", self.lr.is_some()),
+            ("lr_schedule", self.lr_schedule.is_some()),
             ("momentum", self.momentum.is_some()),
             ("weight_decay", self.weight_decay.is_some()),
             ("precisions", self.precisions.is_some()),
@@ -355,6 +360,7 @@ impl TrainOptions {
                     record_every: self.record_every.unwrap_or(DEFAULT_RECORD_EVERY),
                     optimizer,
                     lr,
+                    lr_schedule: self.lr_schedule.clone(),
                     precision,
                     loss_scale,
                 };
@@ -364,7 +370,14 @@ impl TrainOptions {
                     LossScale::None => String::new(),
                     scale => format!(" loss-scale={scale}"),
                 };
-                runs.push((format!("{precision} {kind} lr={lr}{scaled}"), config));
+                let scheduled = match &config.lr_schedule {
+                    Some(schedule) => format!(" schedule={}", schedule.resolved(config.steps)),
+                    None => String::new(),
+                };
+                runs.push((
+                    format!("{precision} {kind} lr={lr}{scheduled}{scaled}"),
+                    config,
+                ));
             }
         }
         Ok(TrainPreset {

@@ -9,7 +9,7 @@ use gradstab::api::BackendChoice;
 use gradstab::init::Init;
 use gradstab::ops::optimizer::OptimizerKind;
 use gradstab::train::presets::TrainPreset;
-use gradstab::train::LossScale;
+use gradstab::train::{LossScale, LrSchedule};
 use gradstab::Activation;
 
 use super::args::{
@@ -18,7 +18,7 @@ use super::args::{
 };
 
 /// The flags a preset fixes: each is refused with --preset.
-const PRESET_FIXES: [&str; 34] = [
+const PRESET_FIXES: [&str; 35] = [
     "depth",
     "width",
     "activation",
@@ -34,6 +34,7 @@ const PRESET_FIXES: [&str; 34] = [
     "samples",
     "optimizer",
     "lr",
+    "lr_schedule",
     "momentum",
     "weight_decay",
     "precision",
@@ -131,6 +132,13 @@ pub(crate) struct TrainArgs {
     /// One learning rate or a comma list, one run each (default 0.01 for sgd, 0.001 for adam).
     #[arg(long, value_parser = parse_rates, allow_hyphen_values = true)]
     lr: Option<Rates>,
+    /// torch.optim.lr_scheduler's rates from each --lr, stepped once per step:
+    /// step:STEP_SIZE[:GAMMA] (StepLR, gamma 0.1), cosine[:T_MAX[:ETA_MIN]]
+    /// (CosineAnnealingLR, T_MAX the steps it runs for, eta_min 0),
+    /// linear[:START[:END[:ITERS]]] (LinearLR, 1/3, 1, 5), or a comma list, each after the
+    /// first from its step @N (SequentialLR): linear:0.1:1:10,cosine@10.
+    #[arg(long, value_name = "SPEC", value_parser = parse_with::<LrSchedule>)]
+    lr_schedule: Option<LrSchedule>,
     /// SGD's momentum.
     #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f64>,
@@ -249,6 +257,7 @@ impl TrainArgs {
             record_every: self.record_every,
             optimizer: self.optimizer,
             lr: self.lr.clone().map(|Rates(r)| r),
+            lr_schedule: self.lr_schedule.clone(),
             momentum: self.momentum,
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,

@@ -121,7 +121,7 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
                 let mut row = vec![
                     super::columns::text_cell(&run.label),
                     run.config.precision.name().to_string(),
-                    run.config.lr.to_string(),
+                    step.lr.to_string(),
                     step.step.to_string(),
                     step.loss.to_string(),
                     step.loss_scale.to_string(),

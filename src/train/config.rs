@@ -2,8 +2,9 @@
 
 use super::data::Task;
 use super::scaler::LossScale;
+use super::schedule::LrSchedule;
 use crate::backend::Backend;
-use crate::checked::{f32_for, Use};
+use crate::checked::{f32_for, shown, Use};
 use crate::error::{Error, Result};
 use crate::network::config::NetworkJson;
 use crate::network::memory::MemoryLimits;
@@ -27,7 +28,10 @@ pub struct TrainConfig {
     /// 0: at the first and last only.
     pub record_every: usize,
     pub optimizer: OptimizerConfig,
+    /// The base learning rate: every step's without a schedule.
     pub lr: f64,
+    /// torch.optim.lr_scheduler's rates from `lr`, one per step; `None`: `lr` throughout.
+    pub lr_schedule: Option<LrSchedule>,
     pub precision: Precision,
     pub loss_scale: LossScale,
 }
@@ -45,6 +49,9 @@ struct TrainConfigJson<'a> {
     record_every: usize,
     optimizer: &'a OptimizerConfig,
     lr: f64,
+    /// Every argument written out, a cosine's default T_MAX resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr_schedule: Option<LrSchedule>,
     precision: &'static str,
     loss_scale: LossScale,
 }
@@ -61,6 +68,7 @@ impl serde::Serialize for TrainConfig {
             record_every: self.record_every,
             optimizer: &self.optimizer,
             lr: self.lr,
+            lr_schedule: self.lr_schedule.as_ref().map(|s| s.resolved(self.steps)),
             precision: self.precision.name(),
             loss_scale: self.loss_scale,
         }
@@ -88,6 +96,22 @@ impl TrainConfig {
             ));
         }
         self.optimizer.validate(self.lr)?;
+        if let Some(schedule) = &self.lr_schedule {
+            schedule.validate()?;
+            // A rate the schedule reaches must be an f32 the kernel can use; one that
+            // underflows to 0 is what PyTorch's kernels make of it too.
+            if let Some(r) = self
+                .rates()
+                .into_iter()
+                .find(|r| !(r.is_finite() && (*r as f32).is_finite() && *r >= 0.0))
+            {
+                return bad(format!(
+                    "--lr-schedule {schedule} from --lr {} reaches a rate of {}, beyond f32's range",
+                    shown(self.lr),
+                    shown(r)
+                ));
+            }
+        }
         match self.loss_scale {
             LossScale::Dynamic(d) => d.validate()?,
             LossScale::Static { scale } => {
@@ -126,6 +150,14 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The learning rate of each step, 1 to `steps`.
+    pub fn rates(&self) -> Vec<f64> {
+        match &self.lr_schedule {
+            Some(schedule) => schedule.rates(self.lr, self.steps),
+            None => vec![self.lr; self.steps],
+        }
     }
 
     /// Samples in the data set.

@@ -49,6 +49,7 @@ fn regression(
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         lr,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     }

@@ -1,7 +1,7 @@
 //! Training a deep MLP: minibatches of a task, forward, the loss, backward, loss scaling,
 //! clipping and an optimizer step, on any backend, recording the loss and every layer's
 //! gradient and update at every step. `config.rs` says what a run is, `data.rs` what it
-//! trains on, `scaler.rs` how the loss is scaled, `run.rs` the steps (made of
+//! trains on, `scaler.rs` how the loss is scaled, `schedule.rs` the learning rate of each step, `run.rs` the steps (made of
 //! `network::steps` and the loss and optimizer ops), `record.rs` what a run found,
 //! `memory.rs` what it holds, `presets.rs` the experiments (`format_presets.rs` those on
 //! number formats) and `weights.rs` the state dict
@@ -20,6 +20,7 @@ pub mod presets;
 pub mod record;
 pub mod run;
 pub mod scaler;
+pub mod schedule;
 pub mod weights;
 
 pub use config::{check, TrainConfig};
@@ -29,3 +30,4 @@ pub use record::{
 };
 pub use run::{run_training, FinalWeights, TrainOutcome};
 pub use scaler::{DynamicScaling, LossScale, Scaler};
+pub use schedule::LrSchedule;

@@ -56,6 +56,7 @@ pub fn base(depth: usize, width: usize, activation: Activation, weights: Init) -
             ..OptimizerConfig::new(OptimizerKind::Sgd)
         },
         lr: 0.01,
+        lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
     }

@@ -44,6 +44,9 @@ pub struct StepRecord {
     pub loss: f64,
     /// The factor the loss was multiplied by for backward (1 without loss scaling).
     pub loss_scale: f64,
+    /// The learning rate of this step (the schedule's, or the run's `lr`), in f64 as
+    /// PyTorch's param_group holds it; the optimizer's kernel reads it rounded to f32.
+    pub lr: f64,
     /// Whether the update was skipped because a gradient held an inf or NaN.
     pub skipped: bool,
     pub layers: Vec<LayerStep>,

@@ -109,6 +109,8 @@ pub struct Trainer<'a, B: Backend> {
     weight_norms: Vec<f64>,
     scaler: Scaler,
     optimizer_steps: u64,
+    /// The learning rate of each step (index 0 is step 1), the schedule's or the base rate.
+    rates: Vec<f64>,
     records: Vec<StepRecord>,
     diverged_at: Option<usize>,
     /// In FP8, every operand's scale and amax history across steps.
@@ -187,6 +189,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             weight_norms,
             scaler: Scaler::new(config.loss_scale),
             optimizer_steps: 0,
+            rates: config.rates(),
             records: Vec::new(),
             diverged_at: None,
             fp8: config
@@ -337,6 +340,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 .collect()
         };
         let loss_scale = scaler.scale() as f64;
+        // A skipped step still advances the schedule, as `scheduler.step()` does after a
+        // `scaler.step(optimizer)` that skipped the update.
+        let lr = self.rates[step - 1];
 
         // A loss of inf or NaN ends the run; a scaled step with inf or NaN gradients is
         // skipped and backs the scale off. Neither updates a weight.
@@ -351,6 +357,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 step,
                 loss,
                 loss_scale,
+                lr,
                 skipped: true,
                 layers: layer_steps(&self.weight_norms, &vec![0.0; d], &vec![1.0; d]),
                 snapshot,
@@ -376,7 +383,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         };
         self.optimizer_steps += 1;
         let scalars = StepScalars {
-            lr: config.lr,
+            lr,
             step: self.optimizer_steps,
             grad_scale: scaler.inv_scale() as f64,
             clip_value,
@@ -418,6 +425,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             step,
             loss,
             loss_scale,
+            lr,
             skipped: false,
             layers: layer_steps(&self.weight_norms, &ratios, &unchanged),
             snapshot,
