@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import _native
@@ -60,8 +61,23 @@ def device(
         os.environ.get("GRADSTAB_MATMUL_VARIANT"),
     )
     if key not in _devices:
+        if backend != "cpu":
+            _load_triton_first()
         _devices[key] = _native.Device(backend, adapter, matmul_variant)
     return _devices[key]
+
+
+def _load_triton_first() -> None:
+    """Imports triton, where PyTorch brought it, before a GPU is opened. Triton bundles its own
+    LLVM, and loaded after the LLVM of Mesa's software GPU (lavapipe), it crashes the process
+    with a segmentation fault at PyTorch's first optimizer; loaded first, both work."""
+    import importlib.util
+
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401
+        except Exception:  # a broken triton is PyTorch's concern, not a reason to fail here
+            pass
 
 
 def devices() -> List[Dict[str, Any]]:

@@ -427,3 +427,16 @@ def test_ctrl_c_stops_a_long_training():
         gradstab.train(depth=2, width=4, samples=8, steps=300_000, backend="cpu")
     assert time.monotonic() - start < 5
     timer.join()
+
+
+def test_pytorch_optimizers_work_after_gradstab_opened_the_gpu():
+    # Triton's LLVM, loaded after lavapipe's, crashed the process at PyTorch's first
+    # optimizer; gradstab loads triton first. A crash kills the process, so it runs apart.
+    script = (
+        "import numpy as np, torch, gradstab\n"
+        "gradstab.stats(np.ones(10, dtype=np.float32))\n"
+        "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])

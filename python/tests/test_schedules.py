@@ -15,11 +15,6 @@ import gradstab  # noqa: E402
 STEPS = 40
 BASE_LR = 0.1
 
-# An optimizer's first construction imports triton, whose LLVM crashes the process (a
-# segmentation fault) when it loads after Mesa lavapipe's LLVM, which the suite's GPU tests
-# load. Constructing one here, while the tests are collected, loads triton first.
-torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE_LR)
-
 
 def torch_rates(make, steps=STEPS, lr=BASE_LR):
     """The rates PyTorch's scheduler gives, read before each optimizer step."""
