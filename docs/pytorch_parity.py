@@ -59,7 +59,7 @@ def gradstab_train(weights, data, trained, flags):
     """gradstab's loss before every step, and its trained parameters."""
     out = subprocess.run(
         ["target/release/gradstab", "train", "--weights", weights, "--data", data,
-         "--activation", "tanh", "--steps", str(steps), "--backend", backend, "--quiet",
+         "--activation", "tanh", "--output-activation", "no", "--steps", str(steps), "--backend", backend, "--quiet",
          "--format", "json", "--save-weights", trained] + flags,
         check=True, capture_output=True, text=True)
     return [s["loss"] for s in json.loads(out.stdout)["runs"][0]["steps"]], load_file(trained)

@@ -8,6 +8,7 @@
 //! anything of that size is allocated: a file cannot make the reader take more memory than
 //! its real contents need.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -200,6 +201,12 @@ impl Budget {
 /// Only a regular file is opened: a FIFO would block and a device such as /dev/zero never
 /// ends. A file larger than a third of the memory available now is refused before it is read.
 pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
+    load_with_metadata(path).map(|(tensors, _)| tensors)
+}
+
+/// [`load`], with the string metadata a safetensors file carries in its header
+/// (`__metadata__`); empty for NumPy files, which have none.
+pub fn load_with_metadata(path: &Path) -> Result<(Vec<FileTensor>, BTreeMap<String, String>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         let kind = if meta.is_dir() {
@@ -230,11 +237,11 @@ pub fn load(path: &Path) -> Result<Vec<FileTensor>> {
         .unwrap_or("array")
         .to_string();
     match extension.as_str() {
-        "npy" => load_npy(path, stem, &bytes, &mut budget).map(|t| vec![t]),
-        "npz" => load_npz(path, &bytes, &mut budget),
+        "npy" => load_npy(path, stem, &bytes, &mut budget).map(|t| (vec![t], BTreeMap::new())),
+        "npz" => load_npz(path, &bytes, &mut budget).map(|t| (t, BTreeMap::new())),
         "safetensors" => load_safetensors(path, &bytes, &mut budget),
         _ if bytes.starts_with(b"\x93NUMPY") => {
-            load_npy(path, stem, &bytes, &mut budget).map(|t| vec![t])
+            load_npy(path, stem, &bytes, &mut budget).map(|t| (vec![t], BTreeMap::new()))
         }
         _ => Err(file_error(
             path,
@@ -711,10 +718,22 @@ fn repeated_key(json: &[u8]) -> Option<String> {
 
 /// Every tensor of a safetensors file. The crate bounds the header's length by the file and
 /// checks that the tensors' data offsets tile the data exactly, with no overlap or gap.
-fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Vec<FileTensor>> {
-    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+fn load_safetensors(
+    path: &Path,
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<(Vec<FileTensor>, BTreeMap<String, String>)> {
+    let invalid = |e: safetensors::SafeTensorError| {
         Error::file_caused_by(path, format!("not a valid safetensors file: {e}"), e)
-    })?;
+    };
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(invalid)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     // The crate has checked the header's length against the file.
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     if let Some(name) = repeated_key(&bytes[8..8 + header_len]) {
@@ -754,5 +773,5 @@ fn load_safetensors(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<Ve
     if out.is_empty() {
         return Err(file_error(path, "the file holds no tensors"));
     }
-    Ok(out)
+    Ok((out, metadata))
 }

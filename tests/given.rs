@@ -294,7 +294,11 @@ fn malformed_weights_and_data_are_one_line_errors() {
         safetensors::Dtype::F32,
         bytes_of(&[0.0; 7]),
     ));
-    cases.push(("extra", extra, "unexpected tensor '1.running_mean'"));
+    cases.push((
+        "extra",
+        extra,
+        "'1.running_mean' is a BatchNorm buffer; gradstab runs nn.Linear layers",
+    ));
     for (name, entries, expected) in cases {
         let path = dir.join(format!("{name}.safetensors"));
         write_state_dict(&path, &entries);
@@ -331,6 +335,8 @@ fn malformed_weights_and_data_are_one_line_errors() {
             data.to_str().unwrap(),
             "--loss",
             extra,
+            "--activation",
+            "tanh",
             "--backend",
             "cpu",
             "--quiet",

@@ -1319,6 +1319,11 @@ fn save_weights_keeps_the_names_the_weights_came_with() {
         "--quiet",
         "--weights",
         s(&given),
+        // A PyTorch state dict says no activation: the command line gives it.
+        "--activation",
+        "relu",
+        "--output-activation",
+        "no",
         "--samples",
         "8",
         "--steps",

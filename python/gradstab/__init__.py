@@ -108,7 +108,8 @@ def run(
     ``batch``, ``activation``, ``init``, ``input``, ``bias_std``, ``residual``,
     ``output_activation``, ``loss`` (probe, sum, mse or cross-entropy), ``clip_norm``, ``clip_value``, ``precision`` (a name or a list: f32, f16, f16acc32, bf16,
     bf16acc32, fp8), ``fp8_scaling``, ``fp8_history``, ``fp8_margin``, ``seed``, ``weights``
-    (a safetensors state dict of an ``nn.Sequential``), ``data`` and ``max_memory``.
+    (a safetensors state dict of an ``nn.Sequential``; its activation is the file's where
+    gradstab wrote it, else ``activation`` must name it), ``data`` and ``max_memory``.
     A preset's other options override it. ``progress=callable(done, total, label)`` hears
     every layer; an exception it raises, or Ctrl-C, stops the run.
     """
@@ -135,7 +136,9 @@ def train(
     ``loss_scale``, ``init_scale``, ``growth_factor``, ``backoff_factor``,
     ``growth_interval``), ``clip_norm``, ``clip_value``, ``steps``, ``record_every``, ``seed``
     and ``max_memory``; ``keep_weights=True`` keeps the trained model for
-    :meth:`TrainResult.save_weights`. A preset takes only ``steps``, ``seed`` and
+    :meth:`TrainResult.save_weights`, which writes the activation into the file for
+    ``weights=`` to read back (a plain PyTorch state dict needs ``activation`` and
+    ``output_activation`` given). A preset takes only ``steps``, ``seed`` and
     ``record_every``. ``progress=callable(done, total, label)`` hears every step; an
     exception it raises, or Ctrl-C, stops the training.
     """

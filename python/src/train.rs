@@ -47,7 +47,8 @@ impl TrainReport {
 
     /// `--save-weights`: the trained model as a state dict (safetensors) that
     /// `model.load_state_dict` takes, under `names` (a (weight, bias or None) pair per layer)
-    /// or the names the weights were loaded with; refused for a diverged run.
+    /// or the names the weights were loaded with, with the activation and output activation
+    /// in the file's metadata (which `weights=` reads back); refused for a diverged run.
     #[pyo3(signature = (path, names=None))]
     fn save_weights(
         &self,

@@ -253,7 +253,8 @@ def tanh_net():
 @pytest.mark.parametrize("tail", ["linear", "tanh"])
 def test_from_sequential_train_matches_cli(tmp_path, tail):
     model = tanh_net()
-    extra = []
+    # A PyTorch state dict says neither activation: the CLI is given both.
+    extra = ["--output-activation", "no"]
     if tail == "tanh":  # ends in an activation: the CLI's --output-activation yes
         model.append(nn.Tanh())
         extra = ["--output-activation", "yes"]
@@ -270,6 +271,7 @@ def test_from_sequential_train_matches_cli(tmp_path, tail):
 @pytest.mark.parametrize("named", [False, True], ids=["bare", "ordered_dict"])
 def test_from_sequential_save_weights(tmp_path, named):
     st = pytest.importorskip("safetensors.torch")
+    safetensors = pytest.importorskip("safetensors")
     if named:
         torch.manual_seed(4)
         model = nn.Sequential(
@@ -286,6 +288,11 @@ def test_from_sequential_save_weights(tmp_path, named):
     model.load_state_dict(saved)
     # The training moved the weights (the file is the trained model, not the initial one).
     assert any(not torch.equal(before[k], saved[k]) for k in saved)
+    # The file carries the activation too, which PyTorch ignores and gradstab reads back.
+    with safetensors.safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert meta["gradstab.activation"] == "tanh"
+    assert meta["gradstab.output_activation"] == "false"
 
 
 @pytest.mark.parametrize("runs", [{"precision": ["f32", "bf16"]}, {"lr": "0.01,0.1"}])

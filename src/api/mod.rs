@@ -7,11 +7,13 @@
 //! - `device`: the backend to run on (`Device::open`, with the CPU fallback and its notice);
 //! - `run`: `RunOptions` → `Experiment` → `run_experiment` → `RunReport`;
 //! - `train`: `TrainOptions` → `TrainPreset` → `train_runs` → `TrainOutcome`;
+//! - `given`: the activations a weights file brings, against those the options ask for;
 //! - `stats`: the statistics of a file's tensors, or of one tensor in memory;
 //! - `progress`: what the long-running calls tell their caller as they go.
 
 pub mod checks;
 pub mod device;
+pub mod given;
 pub mod progress;
 pub mod run;
 pub mod stats;

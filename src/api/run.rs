@@ -17,6 +17,7 @@ use crate::report::run::RunReport;
 
 use super::checks;
 use super::device::{on_device, Device};
+use super::given;
 use super::progress::Progress;
 
 /// The layers of the default network.
@@ -61,7 +62,9 @@ pub struct RunOptions {
     pub fp8_history: Option<usize>,
     pub fp8_margin: Option<i32>,
     pub seed: Option<u64>,
-    /// A safetensors state dict of nn.Linear layers: depth, widths and weights come from it.
+    /// A safetensors state dict of nn.Linear layers: depth, widths and weights come from it,
+    /// and the activation where the file says it (gradstab's `--save-weights` files do); one
+    /// that does not say it needs `activation`.
     pub weights: Option<PathBuf>,
     /// The input batch x (and targets y): the batch size comes from it.
     pub data: Option<PathBuf>,
@@ -221,10 +224,8 @@ impl RunOptions {
         if let Some(l) = self.loss {
             config.loss = l;
         }
-        config.output_activation = self.output_activation.unwrap_or(default_output_activation(
-            config.loss,
-            config.output_activation,
-        ));
+        let default_output = default_output_activation(config.loss, config.output_activation);
+        config.output_activation = self.output_activation.unwrap_or(default_output);
         if let Some(c) = self.clip_norm {
             config.clip = Some(Clip::Norm(c));
         }
@@ -236,9 +237,14 @@ impl RunOptions {
         }
         config.max_memory_bytes = self.max_memory;
         if let Some(path) = &self.weights {
-            *config = config
-                .clone()
-                .with_given_parameters(network::load_parameters(path)?);
+            let given = network::load_parameters(path)?;
+            (config.activation, config.output_activation) = given::run_activations(
+                &given,
+                self.activation,
+                self.output_activation,
+                default_output,
+            )?;
+            *config = config.clone().with_given_parameters(given);
         }
         if let Some(path) = &self.data {
             let data = network::load_data(path, config.loss)?;

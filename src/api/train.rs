@@ -27,6 +27,7 @@ use crate::train::{config, weights, TrainConfig};
 
 use super::checks;
 use super::device::{on_device, Device};
+use super::given;
 use super::progress::Progress;
 
 /// The layers of the default model.
@@ -94,7 +95,9 @@ pub struct TrainOptions {
     /// Whether the activation follows the last layer too (default: a linear head).
     pub output_activation: Option<bool>,
     pub seed: Option<u64>,
-    /// A safetensors state dict to start from: depth, widths and biases come from it.
+    /// A safetensors state dict to start from: depth, widths and biases come from it, and
+    /// the activation and output activation where the file says them (gradstab's
+    /// `save_weights` files do); one that does not needs `activation` and `output_activation`.
     pub weights: Option<PathBuf>,
     /// Where the trained weights will be saved (one learning rate and precision only).
     pub save_weights: Option<PathBuf>,
@@ -317,7 +320,10 @@ impl TrainOptions {
             .transpose()?
             .map(Arc::new);
         if let Some(path) = &self.weights {
-            network = network.with_given_parameters(network::load_parameters(path)?);
+            let given = network::load_parameters(path)?;
+            (network.activation, network.output_activation) =
+                given::train_activations(&given, self.activation, self.output_activation)?;
+            network = network.with_given_parameters(given);
         } else if let (Some(data), Some(path), None) = (&data, &self.data, &self.widths) {
             // Without weights or widths, the file decides the input and output widths.
             let depth = network.depth;
@@ -494,7 +500,8 @@ pub struct TrainOutcome {
 }
 
 impl TrainOutcome {
-    /// Writes the trained weights as a state dict that model.load_state_dict takes. A diverged
+    /// Writes the trained weights as a state dict that model.load_state_dict takes, the
+    /// activation and output activation in its metadata (which `weights` reads back). A diverged
     /// model is not written: its weights are inf or NaN, and a file of them would only carry
     /// the failure on to whoever loads it.
     pub fn save_weights(&self, path: &Path) -> Result<()> {

@@ -6,6 +6,10 @@
 //! A state dict names each linear layer by its index in the `Sequential` (`0.weight`,
 //! `0.bias`, `2.weight`, …, with activations at the indices between), optionally behind a
 //! common prefix (`net.0.weight`). Layers are taken in index order; biases are optional.
+//!
+//! A state dict holds no activations. The file gradstab writes (`--save-weights`) says them
+//! in its safetensors metadata ([`META_ACTIVATION`], [`META_OUTPUT_ACTIVATION`]), so the model
+//! comes back whole; a plain PyTorch state dict leaves them to whoever loads it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +17,7 @@ use std::path::Path;
 use super::loss::Loss;
 use crate::error::{Error, Result};
 use crate::files::{self, FileTensor};
+use crate::ops::activation::Activation;
 use crate::tensor::{HostTensor, Shape};
 
 /// Weights W^t `[n_t, n_{t−1}]` and optional biases b^t `[1, n_t]`, in f32 as given.
@@ -25,7 +30,18 @@ pub struct GivenParameters {
     /// Each layer's parameter names in the file ('0.weight', 'model.2.bias', …), which a
     /// save of the trained model writes again.
     pub names: Vec<LayerNames>,
+    /// The activation between the layers, where the file says it ([`META_ACTIVATION`]).
+    pub activation: Option<Activation>,
+    /// Whether the activation follows the last layer too, where the file says it.
+    pub output_activation: Option<bool>,
 }
+
+/// The safetensors metadata key of the activation, in its `Display` / `FromStr` form.
+pub const META_ACTIVATION: &str = "gradstab.activation";
+/// The metadata key of whether the activation follows the last layer: "true" or "false".
+pub const META_OUTPUT_ACTIVATION: &str = "gradstab.output_activation";
+/// The metadata key of the gradstab version that wrote the file.
+pub const META_VERSION: &str = "gradstab.version";
 
 /// The state-dict names of one layer's weight and bias.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +71,8 @@ impl GivenParameters {
             weights,
             biases,
             names,
+            activation: None,
+            output_activation: None,
         }
     }
 
@@ -133,9 +151,71 @@ pub(crate) fn two_dimensional(path: &Path, t: &FileTensor, role: &str) -> Result
     }
 }
 
-/// Reads the weights and biases of an `nn.Sequential` state dict.
+/// What gradstab runs, for the messages that refuse anything else.
+const RUNS_LINEAR: &str = "gradstab runs nn.Linear layers with activations between them (the \
+     state dict of an nn.Sequential: '0.weight', '0.bias', '2.weight', …)";
+
+/// The activation and output activation a file's metadata names, each where it names it.
+fn activations_of(
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Option<Activation>, Option<bool>)> {
+    let activation = match metadata.get(META_ACTIVATION) {
+        None => None,
+        Some(a) => Some(
+            a.parse::<Activation>()
+                .map_err(|e| problem(path, format!("metadata '{META_ACTIVATION}': {e}")))?,
+        ),
+    };
+    let output_activation = match metadata.get(META_OUTPUT_ACTIVATION).map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(problem(
+                path,
+                format!(
+                    "metadata '{META_OUTPUT_ACTIVATION}' is '{}': expected true or false",
+                    files::printable(other)
+                ),
+            ))
+        }
+    };
+    Ok((activation, output_activation))
+}
+
+/// Refuses a tensor of a module gradstab does not run (a normalisation layer, a convolution,
+/// anything but nn.Linear), by name: run without it, the model would not be the one given.
+fn refuse_other_modules(path: &Path, t: &FileTensor) -> Result<()> {
+    let name = files::printable(&t.name);
+    let kind = t.name.rsplit('.').next().unwrap_or("");
+    let what = match kind {
+        "running_mean" | "running_var" | "num_batches_tracked" => {
+            format!("'{name}' is a BatchNorm buffer")
+        }
+        "weight" if t.shape.len() == 1 => format!(
+            "'{name}' has shape {:?}: a 1-D weight is a normalisation layer's (LayerNorm, \
+             BatchNorm), not an nn.Linear's [outputs, inputs]",
+            t.shape
+        ),
+        "weight" if t.shape.len() > 2 => format!(
+            "'{name}' has shape {:?}: a weight of more than 2 dimensions is a convolution's, \
+             not an nn.Linear's [outputs, inputs]",
+            t.shape
+        ),
+        _ => return Ok(()),
+    };
+    Err(problem(path, format!("{what}; {RUNS_LINEAR}")))
+}
+
+/// Reads the weights and biases of an `nn.Sequential` state dict, and the activations where
+/// the file's metadata names them.
 pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
-    let tensors = files::load(path)?;
+    let (tensors, metadata) = files::load_with_metadata(path)?;
+    let (activation, output_activation) = activations_of(path, &metadata)?;
+    for t in &tensors {
+        refuse_other_modules(path, t)?;
+    }
     // index → (weight, bias), keyed by the module index before `.weight` / `.bias`.
     let mut layers: BTreeMap<usize, (Option<&FileTensor>, Option<&FileTensor>)> = BTreeMap::new();
     let mut prefix: Option<String> = None;
@@ -144,10 +224,8 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
             problem(
                 path,
                 format!(
-                    "unexpected tensor '{}': gradstab reads the state dict of an nn.Sequential of \
-                     nn.Linear layers and parameter-free activations ('0.weight', '0.bias', \
-                     '2.weight', …)",
-                    t.name
+                    "'{}' is not a parameter of an nn.Linear layer; {RUNS_LINEAR}",
+                    files::printable(&t.name)
                 ),
             )
         };
@@ -249,6 +327,8 @@ pub fn load_parameters(path: &Path) -> Result<GivenParameters> {
         weights,
         biases,
         names,
+        activation,
+        output_activation,
     })
 }
 

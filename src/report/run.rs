@@ -107,6 +107,11 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    writeln!(
+        out,
+        "{}",
+        super::model::line(report.runs.iter().map(|r| (r.variant.as_str(), &r.config)))
+    )?;
     writeln!(out, "{header} | events")?;
     let depth = report
         .runs

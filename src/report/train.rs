@@ -29,6 +29,16 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
         writeln!(out, "{p}: {c}")?;
     }
     writeln!(out, "device: {}", report.device.adapter)?;
+    writeln!(
+        out,
+        "{}",
+        super::model::line(
+            report
+                .runs
+                .iter()
+                .map(|r| (r.label.as_str(), &r.config.network))
+        )
+    )?;
     let width = report
         .runs
         .iter()

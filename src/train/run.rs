@@ -15,6 +15,7 @@ use crate::network::fp8::{Fp8Pass, Fp8State};
 use crate::network::given::LayerNames;
 use crate::network::steps::{self, LayerGradients, Parameters};
 use crate::network::Clip;
+use crate::ops::activation::Activation;
 use crate::ops::loss::LossKind;
 use crate::ops::optimizer::{self, has_model_copy, master_dtype, StepScalars, StepTensors};
 use crate::precision::DType;
@@ -68,6 +69,10 @@ pub struct FinalWeights {
     /// The names the weights came with (`--weights`), which a save keeps; `None`: an
     /// `nn.Sequential`'s own, '0.weight', '2.weight', …
     pub names: Option<Vec<LayerNames>>,
+    /// The model's activation and whether it follows the last layer, which a save writes
+    /// beside the weights so that the model comes back whole.
+    pub activation: Activation,
+    pub output_activation: bool,
 }
 
 /// A run's record, and its final weights where asked for.
@@ -467,6 +472,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     .given_parameters
                     .as_ref()
                     .map(|given| given.names.clone()),
+                activation: self.config.network.activation,
+                output_activation: self.config.network.output_activation,
             })
         } else {
             None

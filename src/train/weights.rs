@@ -1,8 +1,11 @@
 //! `--save-weights`: the trained weights as the state dict of a PyTorch `nn.Sequential` of
 //! `nn.Linear` layers with parameter-free activations between them ('0.weight', '0.bias',
 //! '2.weight', …), in safetensors, so `model.load_state_dict(safetensors.torch.load_file(F))`
-//! takes them and `--weights` reads them back exactly.
+//! takes them and `--weights` reads them back exactly. The activation, which a state dict
+//! has no place for, goes in the file's metadata (`__metadata__`, which PyTorch ignores), so
+//! `--weights` runs the model that was trained, not a ReLU net of its weights.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
@@ -10,7 +13,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use super::FinalWeights;
 use crate::error::{Error, Result};
 use crate::format::Format;
-use crate::network::given::LayerNames;
+use crate::network::given::{LayerNames, META_ACTIVATION, META_OUTPUT_ACTIVATION, META_VERSION};
 use crate::tensor::{HostData, HostTensor};
 
 /// The little-endian bytes and dtype of a tensor as safetensors stores it.
@@ -79,7 +82,18 @@ pub fn save_named(weights: &FinalWeights, names: Option<&[LayerNames]>, path: &P
                 .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let serialized = safetensors::tensor::serialize(views, None).map_err(|e| {
+    let metadata = HashMap::from([
+        (META_ACTIVATION.to_string(), weights.activation.to_string()),
+        (
+            META_OUTPUT_ACTIVATION.to_string(),
+            weights.output_activation.to_string(),
+        ),
+        (
+            META_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ]);
+    let serialized = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| {
         Error::file_caused_by(path, format!("cannot serialize the weights: {e}"), e)
     })?;
     crate::output::write_atomically(path, |out| out.write_all(&serialized))
