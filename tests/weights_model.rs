@@ -313,7 +313,16 @@ fn an_activation_the_file_contradicts_is_refused_not_replaced() {
             ],
             &output_mismatch,
         ),
-        (vec!["run", "--weights", s(&tanh_head)], &linear_head),
+        (
+            vec![
+                "run",
+                "--weights",
+                s(&tanh_head),
+                "--output-activation",
+                "yes",
+            ],
+            &output_mismatch,
+        ),
     ] {
         let mut args = args;
         args.extend(["--backend", "cpu"]);

@@ -427,17 +427,16 @@ class Sequential:
         return path
 
     def run(self, **options: Any) -> "gradstab.RunResult":
-        """:func:`gradstab.run` from this model's weights and activation. ``run`` applies the
-        activation after every layer, so the model must end with one."""
-        if not self.output_activation:
-            raise InvalidArgument(
-                "gradstab.run applies the activation after every layer, the last included; "
-                "this Sequential ends with a Linear layer (gradstab.torch.from_sequential(...)"
-                ".train runs it as it is)"
-            )
+        """:func:`gradstab.run` from this model's weights, activation and head (a model ending
+        in a Linear layer runs with ``output_activation=False``)."""
         self._refuse(options, "run")
         with tempfile.TemporaryDirectory() as d:
-            return gradstab.run(weights=self._write(d), activation=self.activation, **options)
+            return gradstab.run(
+                weights=self._write(d),
+                activation=self.activation,
+                output_activation=self.output_activation,
+                **options,
+            )
 
     def train(self, **options: Any) -> "SequentialTrainResult":
         """:func:`gradstab.train` from this model's weights, activation and head;

@@ -320,8 +320,17 @@ def test_from_sequential_refuses(model, match):
 
 
 def test_from_sequential_run(tmp_path):
-    with pytest.raises(gradstab.InvalidArgument, match="ends with a Linear layer"):
-        gt.from_sequential(tanh_net()).run(backend="cpu")
+    # A model ending in a Linear layer runs as it is: its head without the activation.
+    model = tanh_net()
+    save_state_dict(model, tmp_path / "head.safetensors")
+    r = gt.from_sequential(model).run(batch=4, seed=1, backend="cpu")
+    c = cli(
+        "run", "--weights", tmp_path / "head.safetensors", "--activation", "tanh",
+        "--output-activation", "no", "--batch", 4, "--seed", 1, "--backend", "cpu",
+        "--format", "json",
+    )
+    assert r.to_dict()["config"]["output_activation"] is False
+    assert without_weights_file(r.to_dict()) == without_weights_file(c)
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
     save_state_dict(model, tmp_path / "w.safetensors")

@@ -165,7 +165,7 @@ def test_cross_entropy_gradients_equal_pytorchs_hooks(files):
     model, x, y, weights, data = files
     d = len(WIDTHS)
     result = gradstab.run(
-        weights=str(weights), data=str(data), loss="cross-entropy",
+        weights=str(weights), activation="relu", data=str(data), loss="cross-entropy",
         output_activation=False, backend="cpu",
     )
     ref_h, ref_w = torch_gradients(model, x, y, torch.float64)
@@ -189,7 +189,7 @@ def test_cross_entropy_gradients_equal_pytorchs_hooks(files):
 def test_cross_entropy_defaults_to_logits_and_an_explicit_flag_wins(files):
     model, x, y, weights, data = files
     d = len(WIDTHS)
-    default = gradstab.run(weights=str(weights), data=str(data), loss="cross_entropy",
+    default = gradstab.run(weights=str(weights), activation="relu", data=str(data), loss="cross_entropy",
                            backend="cpu")
     config = default.to_dict()["config"]
     assert config["output_activation"] is False and config["loss"] == "cross_entropy"
@@ -198,7 +198,7 @@ def test_cross_entropy_defaults_to_logits_and_an_explicit_flag_wins(files):
     within("default grad_activation of the logits", rows(default, "grad_activation", d),
            ref_h[d], err_h[d])
     # output_activation=True puts the ReLU on the logits: H^d = relu(Z^d), not Z^d.
-    forced = gradstab.run(weights=str(weights), data=str(data), loss="cross-entropy",
+    forced = gradstab.run(weights=str(weights), activation="relu", data=str(data), loss="cross-entropy",
                           output_activation=True, backend="cpu")
     assert forced.to_dict()["config"]["output_activation"] is True
     h_d = rows(forced, "activation", d)
@@ -213,13 +213,13 @@ def test_missing_and_out_of_range_labels_are_refused(files, tmp_path):
     with pytest.raises(gradstab.GradstabError, match="no integer y"):
         path = tmp_path / "no_y.safetensors"
         safetensors_torch.save_file({"x": x}, str(path))
-        gradstab.run(weights=str(weights), data=str(path), loss="cross-entropy", backend="cpu")
+        gradstab.run(weights=str(weights), activation="relu", data=str(path), loss="cross-entropy", backend="cpu")
     bad = y.clone()
     bad[5] = CLASSES
     path = tmp_path / "bad.safetensors"
     safetensors_torch.save_file({"x": x, "y": bad}, str(path))
     with pytest.raises(gradstab.GradstabError, match=r"label 4 \(row 5\).*4 outputs"):
-        gradstab.run(weights=str(weights), data=str(path), loss="cross-entropy", backend="cpu")
+        gradstab.run(weights=str(weights), activation="relu", data=str(path), loss="cross-entropy", backend="cpu")
 
 
 def test_probe_and_sum_ignore_y_whatever_its_dtype_and_say_so(files, tmp_path, caplog):
@@ -231,6 +231,6 @@ def test_probe_and_sum_ignore_y_whatever_its_dtype_and_say_so(files, tmp_path, c
         for loss in ("probe", "sum"):
             caplog.clear()
             with caplog.at_level("WARNING"):
-                r = gradstab.run(weights=str(weights), data=str(path), loss=loss, backend="cpu")
+                r = gradstab.run(weights=str(weights), activation="relu", data=str(path), loss=loss, backend="cpu")
             assert r.to_dict()["config"]["loss"] == loss
             assert any("y of" in m and "ignored" in m for m in caplog.messages), caplog.messages
