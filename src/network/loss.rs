@@ -15,7 +15,7 @@ pub enum Loss {
     Sum,
     /// l = mean((H^d − Y)²) against targets Y ~ N(0, 1), as torch.nn.MSELoss.
     Mse,
-    /// l = mean over rows of −log softmax(H^d)[label], as F.cross_entropy, against the
+    /// l = mean over rows of −log softmax(H^d)\[label\], as F.cross_entropy, against the
     /// integer labels y of `--data`; H^d are the logits.
     CrossEntropy,
 }
