@@ -43,7 +43,7 @@ fn train_all<B: Backend>(backend: &B) -> gradstab::Result<()> {
             loss_scale,
             ..net.clone()
         };
-        let run = run_training(backend, &config, label, false, &mut |_| Ok(()))?.run;
+        let run = run_training(backend, &config, label, false, &mut |_, _| Ok(()))?.run;
         let first = &run.steps[0].layers[0];
         println!(
             "{label:<26} final loss {:.4}; layer 1: {:5.1}% of gradient values zero at step 1, mean ‖ΔW‖/‖W‖ {:.1e}",

@@ -267,6 +267,10 @@ fn bf16_range_claims(runs: &[VariantRun]) -> Vec<Claim> {
 pub struct VariantRun {
     pub variant: String,
     pub config: NetworkConfig,
+    /// Host seconds of the forward and backward pass, from the first upload to the last
+    /// record read back (so the device's time too), the progress callback included. Timing,
+    /// not a result: it differs from one run of the same configuration to the next.
+    pub wall_seconds: f64,
     #[serde(flatten)]
     pub record: RunRecord,
 }

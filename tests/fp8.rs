@@ -713,9 +713,13 @@ fn check_unchanged_fraction<B: Backend>(backend: &B) {
             );
             return;
         }
-        let outcome = run_training(backend, &config(precision), "unchanged", true, &mut |_| {
-            Ok(())
-        })
+        let outcome = run_training(
+            backend,
+            &config(precision),
+            "unchanged",
+            true,
+            &mut |_, _| Ok(()),
+        )
         .unwrap();
         let step = &outcome.run.steps[0];
         assert!(!step.skipped);

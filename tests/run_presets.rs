@@ -15,6 +15,7 @@ fn runs_of<B: Backend>(backend: &B, name: &str) -> Vec<VariantRun> {
             runs.push(VariantRun {
                 variant: label.clone(),
                 config: config.clone(),
+                wall_seconds: 0.0,
                 record: run(backend, config, precision, &mut |_, _| Ok(())).unwrap(),
             });
         }

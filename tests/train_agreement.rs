@@ -58,8 +58,8 @@ fn agree(config: &TrainConfig, what: &str) {
     let Some(gpu) = common::gpu(what) else {
         return;
     };
-    let cpu = run_training(&Cpu::new(), config, what, true, &mut |_| Ok(())).unwrap();
-    let dev = run_training(&gpu, config, what, true, &mut |_| Ok(())).unwrap();
+    let cpu = run_training(&Cpu::new(), config, what, true, &mut |_, _| Ok(())).unwrap();
+    let dev = run_training(&gpu, config, what, true, &mut |_, _| Ok(())).unwrap();
     let bound = drift_bound(STEPS);
 
     for (c, g) in cpu.run.steps.iter().zip(&dev.run.steps) {
@@ -141,10 +141,10 @@ fn mixed_precision_skips_the_same_steps_on_both_backends() {
             .map(|s| s.step)
             .collect()
     };
-    let cpu = run_training(&Cpu::new(), &config, "cpu", false, &mut |_| Ok(()))
+    let cpu = run_training(&Cpu::new(), &config, "cpu", false, &mut |_, _| Ok(()))
         .unwrap()
         .run;
-    let dev = run_training(&gpu, &config, "gpu", false, &mut |_| Ok(()))
+    let dev = run_training(&gpu, &config, "gpu", false, &mut |_, _| Ok(()))
         .unwrap()
         .run;
     let (c, g) = (skipped(&cpu), skipped(&dev));

@@ -48,7 +48,7 @@ fn small(steps: usize) -> TrainConfig {
 fn saved_weights_load_back_exactly_and_continue_where_training_stopped() {
     let dir = scratch("roundtrip");
     let path = dir.join("trained.safetensors");
-    let first = run_training(&Cpu::new(), &small(3), "a", true, &mut |_| Ok(())).unwrap();
+    let first = run_training(&Cpu::new(), &small(3), "a", true, &mut |_, _| Ok(())).unwrap();
     let trained = first.weights.unwrap();
     weights::save(&trained, &path).unwrap();
     let loaded = load_parameters(&path).unwrap();
@@ -56,12 +56,12 @@ fn saved_weights_load_back_exactly_and_continue_where_training_stopped() {
     assert_eq!(loaded.biases, trained.biases);
 
     // Plain SGD keeps no state: 3 steps, then 1 from the saved weights, is 4 steps.
-    let four = run_training(&Cpu::new(), &small(4), "b", false, &mut |_| Ok(()))
+    let four = run_training(&Cpu::new(), &small(4), "b", false, &mut |_, _| Ok(()))
         .unwrap()
         .run;
     let mut resumed = small(1);
     resumed.network = resumed.network.with_given_parameters(loaded);
-    let resumed = run_training(&Cpu::new(), &resumed, "c", false, &mut |_| Ok(()))
+    let resumed = run_training(&Cpu::new(), &resumed, "c", false, &mut |_, _| Ok(()))
         .unwrap()
         .run;
     assert_eq!(resumed.steps[0].loss, four.steps[3].loss);

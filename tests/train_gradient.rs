@@ -95,7 +95,7 @@ fn check<B: Backend>(backend: &B, task: Task, residual: bool) {
         precision: Precision::F32,
         loss_scale: LossScale::None,
     };
-    let outcome = train::run_training(backend, &config, "fd", true, &mut |_| Ok(())).unwrap();
+    let outcome = train::run_training(backend, &config, "fd", true, &mut |_, _| Ok(())).unwrap();
     let trained = outcome.weights.unwrap();
 
     let mut model = Model {
@@ -205,7 +205,7 @@ fn check_clipping<B: Backend>(backend: &B) {
         loss_scale,
     };
     let weights = |c: &TrainConfig| {
-        let w = train::run_training(backend, c, "clip", true, &mut |_| Ok(()))
+        let w = train::run_training(backend, c, "clip", true, &mut |_, _| Ok(()))
             .unwrap()
             .weights
             .unwrap();

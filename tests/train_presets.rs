@@ -22,7 +22,7 @@ fn run_preset<B: Backend>(
             if let Some(s) = steps {
                 config.steps = s;
             }
-            run_training(backend, &config, label, false, &mut |_| Ok(()))
+            run_training(backend, &config, label, false, &mut |_, _| Ok(()))
                 .unwrap()
                 .run
         })
@@ -113,7 +113,7 @@ fn lr_sensitivity_holds_on_the_gpu_at_its_edges() {
     let preset = presets::preset("lr-sensitivity").unwrap();
     let pick = |label: &str| {
         let (l, c) = preset.runs.iter().find(|(l, _)| l == label).unwrap();
-        run_training(&gpu, c, l, false, &mut |_| Ok(()))
+        run_training(&gpu, c, l, false, &mut |_, _| Ok(()))
             .unwrap()
             .run
     };

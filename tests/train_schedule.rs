@@ -48,7 +48,7 @@ fn config(steps: usize, lr: f64, schedule: Option<&str>) -> TrainConfig {
 
 /// The trained weights and biases, and each step's recorded rate.
 fn train<B: Backend>(backend: &B, config: &TrainConfig) -> (GivenParameters, Vec<f64>) {
-    let outcome = run_training(backend, config, "schedule", true, &mut |_| Ok(())).unwrap();
+    let outcome = run_training(backend, config, "schedule", true, &mut |_, _| Ok(())).unwrap();
     let w = outcome.weights.unwrap();
     let rates = outcome.run.steps.iter().map(|s| s.lr).collect();
     (

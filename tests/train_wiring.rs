@@ -72,7 +72,7 @@ fn base(widths: &[usize], samples: usize) -> TrainConfig {
 }
 
 fn train<B: Backend>(backend: &B, config: &TrainConfig) -> TrainOutcome {
-    run_training(backend, config, "wiring", true, &mut |_| Ok(())).unwrap()
+    run_training(backend, config, "wiring", true, &mut |_, _| Ok(())).unwrap()
 }
 
 /// The data set `config` trains on, drawn again from its seed.
@@ -701,7 +701,7 @@ fn the_trainer_stops_after_the_last_step_and_after_a_diverged_one() {
         let steps: Vec<usize> = records.iter().map(|r| r.step).collect();
         assert_eq!(steps, (1..=done).collect::<Vec<_>>());
     }
-    let run = run_training(&cpu, &diverging, "diverging", false, &mut |_| Ok(()))
+    let run = run_training(&cpu, &diverging, "diverging", false, &mut |_, _| Ok(()))
         .unwrap()
         .run;
     assert!(!run.steps[1].loss.is_finite());

@@ -7,11 +7,14 @@ use crate::error::Result;
 /// Progress through a whole call: `done` of `total` units (layers for a run, optimizer steps
 /// for training), the current one labelled `label` (a variant and precision, or a training
 /// run's label). `done` never decreases and reaches `total` at the end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress<'a> {
     pub done: usize,
     pub total: usize,
     pub label: &'a str,
+    /// In training, the mean loss of the step just done (unscaled, as its `StepRecord`
+    /// has it); `None` where there is no loss (a run's layers, or before a first step).
+    pub loss: Option<f64>,
 }
 
 /// A progress callback that ignores every report and never stops the call.

@@ -297,17 +297,21 @@ pub fn run_variants<B: Backend>(
     for (label, config) in &experiment.variants {
         for &precision in &experiment.precisions {
             let label_now = format!("{label} {precision}");
+            let started = std::time::Instant::now();
             let record = network::run(backend, config, precision, &mut |step, _| {
                 progress(Progress {
                     done: done + step,
                     total,
                     label: &label_now,
+                    loss: None,
                 })
             })?;
             done += 2 * config.depth;
             runs.push(VariantRun {
                 variant: label.clone(),
                 config: config.clone(),
+                // `network::run` returns once every record is read back from the device.
+                wall_seconds: started.elapsed().as_secs_f64(),
                 record,
             });
         }

@@ -548,11 +548,12 @@ pub fn train_all<B: Backend>(
     let mut weights = None;
     let mut done = 0;
     for (label, config) in &runs.runs {
-        let outcome = run_training(backend, config, label, keep_weights, &mut |step| {
+        let outcome = run_training(backend, config, label, keep_weights, &mut |step, loss| {
             progress(Progress {
                 done: done + step,
                 total,
                 label,
+                loss,
             })
         })?;
         done += config.steps;

@@ -102,22 +102,39 @@ impl AdapterArg {
     }
 }
 
-/// A progress bar on stderr (hidden when `quiet`) and the callback that moves it.
+/// A progress bar on stderr (hidden when `quiet`) and the callback that moves it: the label
+/// and, in training, the latest loss, then `done/total` and the rate, as
+/// `f32 sgd lr=0.01  loss 0.0312  72/100  340 steps/s`.
 pub(crate) struct Bar(indicatif::ProgressBar);
 
+/// The bar's line; `{rate}` is [`rate`] of indicatif's own estimate of units per second.
+const BAR_TEMPLATE: &str = "{msg}  {pos}/{len}  {rate}";
+
 impl Bar {
-    pub(crate) fn new(quiet: bool) -> Bar {
-        Bar(if quiet {
+    /// `unit`: what `done` counts (steps, layers), for the rate.
+    pub(crate) fn new(quiet: bool, unit: &'static str) -> Bar {
+        let bar = if quiet {
             indicatif::ProgressBar::hidden()
         } else {
             indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
-        })
+        };
+        let style = indicatif::ProgressStyle::with_template(BAR_TEMPLATE)
+            .expect("the bar's template is valid")
+            .with_key(
+                "rate",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&rate(state.per_sec(), unit));
+                },
+            );
+        bar.set_style(style);
+        Bar(bar)
     }
 
     pub(crate) fn show(&self, p: Progress) -> gradstab::Result<()> {
         self.0.set_length(p.total as u64);
-        if self.0.message() != p.label {
-            self.0.set_message(p.label.to_string());
+        let message = message(p.label, p.loss);
+        if self.0.message() != message {
+            self.0.set_message(message);
         }
         self.0.set_position(p.done as u64);
         Ok(())
@@ -125,6 +142,39 @@ impl Bar {
 
     pub(crate) fn finish(self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// The bar's message: the label, and the loss where there is one, in four significant
+/// digits (plain where readable, scientific otherwise, as the tables print numbers).
+fn message(label: &str, loss: Option<f64>) -> String {
+    match loss {
+        None => label.to_string(),
+        Some(l) if l.is_finite() && l != 0.0 && !(1e-3..1e4).contains(&l.abs()) => {
+            format!("{label}  loss {l:.3e}")
+        }
+        // Below 1: four decimals (0.0312).
+        Some(l) if l.is_finite() && l.abs() < 1.0 && l != 0.0 => format!("{label}  loss {l:.4}"),
+        Some(l) => format!("{label}  loss {}", four_digits(l)),
+    }
+}
+
+/// A number of at least 1 (or 0, inf, NaN) in four significant digits: 12.35, 1235.
+fn four_digits(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v}");
+    }
+    let integer_digits = (v.abs().log10().floor() as i32 + 1).max(1);
+    let decimals = (4 - integer_digits).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// Units per second, whole: "340 steps/s"; below 10 per second, one decimal: "2.5 steps/s".
+fn rate(per_sec: f64, unit: &str) -> String {
+    if per_sec < 10.0 {
+        format!("{per_sec:.1} {unit}/s")
+    } else {
+        format!("{per_sec:.0} {unit}/s")
     }
 }
 
@@ -221,5 +271,38 @@ pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err("expected a finite number > 0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bar's line, as the template puts its parts together, for a training step.
+    #[test]
+    fn the_bar_shows_the_label_the_loss_and_the_rate() {
+        assert_eq!(message("f32 sgd lr=0.01", None), "f32 sgd lr=0.01");
+        assert_eq!(
+            message("f32 sgd lr=0.01", Some(0.03125)),
+            "f32 sgd lr=0.01  loss 0.0312"
+        );
+        assert_eq!(message("r", Some(2.0)), "r  loss 2.000");
+        assert_eq!(message("r", Some(123.456)), "r  loss 123.5");
+        assert_eq!(message("r", Some(2.5e-5)), "r  loss 2.500e-5");
+        assert_eq!(message("r", Some(0.0)), "r  loss 0");
+        assert_eq!(message("r", Some(f64::NAN)), "r  loss NaN");
+        assert_eq!(message("r", Some(f64::INFINITY)), "r  loss inf");
+        assert_eq!(rate(340.4, "steps"), "340 steps/s");
+        assert_eq!(rate(2.46, "layers"), "2.5 layers/s");
+        // The template indicatif parses, with the key it is given.
+        assert_eq!(BAR_TEMPLATE, "{msg}  {pos}/{len}  {rate}");
+        let line = BAR_TEMPLATE
+            .replace("{msg}", &message("f32 sgd lr=0.01", Some(0.0312)))
+            .replace("{pos}", "72")
+            .replace("{len}", "100")
+            .replace("{rate}", &rate(340.0, "steps"));
+        assert_eq!(line, "f32 sgd lr=0.01  loss 0.0312  72/100  340 steps/s");
+        // Bar::new builds the style from the template (a bad one would panic here).
+        Bar::new(true, "steps").finish();
     }
 }

@@ -145,7 +145,7 @@ impl RunArgs {
 
 pub(crate) fn run_network(args: &RunArgs, experiment: Experiment) -> anyhow::Result<ExitCode> {
     let device = args.adapter.open(args.backend)?;
-    let bar = Bar::new(args.quiet);
+    let bar = Bar::new(args.quiet, "layers");
     let report = run_experiment(&device, &experiment, args.preset.clone(), &mut |p| {
         bar.show(p)
     })?;

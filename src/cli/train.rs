@@ -303,7 +303,7 @@ impl TrainArgs {
 
 pub(crate) fn train_command(args: &TrainArgs, runs: TrainPreset) -> anyhow::Result<ExitCode> {
     let device = args.adapter.open(args.backend)?;
-    let bar = Bar::new(args.quiet);
+    let bar = Bar::new(args.quiet, "steps");
     let outcome = train_runs(
         &device,
         &runs,

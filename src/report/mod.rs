@@ -1,12 +1,14 @@
 //! Rendering results for people and for scripts: `files` for `gradstab stats`, `run` for the
 //! table, CSV and JSON of `gradstab run`, `plot` for its SVG;
-//! `model` for the line that names each table's activation; `columns` for the CSV columns of a statistics record, which both CSV outputs share.
+//! `model` for the line that names each table's activation; `timing` for how they print a
+//! duration; `columns` for the CSV columns of a statistics record, which both CSV outputs share.
 
 pub mod columns;
 pub mod files;
 pub mod model;
 pub mod plot;
 pub mod run;
+pub mod timing;
 pub mod train;
 pub mod train_plot;
 

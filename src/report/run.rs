@@ -148,11 +148,24 @@ pub fn table(out: &mut impl Write, report: &RunReport) -> std::io::Result<()> {
     for run in &report.runs {
         writeln!(out, "{}", crate::experiment::conclusion(run))?;
     }
+    for run in &report.runs {
+        writeln!(out, "{}", time_line(run))?;
+    }
     for c in &report.claims {
         let verdict = if c.holds { "holds: " } else { "FAILS: " };
         writeln!(out, "{verdict} {}: {}", c.claim, c.measured)?;
     }
     Ok(())
+}
+
+/// A run's wall time in the table's closing summary.
+pub fn time_line(run: &VariantRun) -> String {
+    format!(
+        "time: {} {}: {}",
+        run.variant,
+        run.record.precision,
+        super::timing::duration(run.wall_seconds)
+    )
 }
 
 /// What FP8 quantisation did to each layer's matmul operands: the scale, and the share of

@@ -83,6 +83,9 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
         out,
         "loss: mean over the minibatch before the step; upd: mean ‖ΔW‖/‖W‖ over applied steps"
     )?;
+    for run in &report.runs {
+        writeln!(out, "{}", time_line(&run.label, &run.summary))?;
+    }
     for c in &report.claims {
         writeln!(
             out,
@@ -95,7 +98,16 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
     Ok(())
 }
 
-/// One row per run, step and layer.
+/// A run's timing in the table's closing summary: its wall time and mean time per step.
+pub fn time_line(label: &str, summary: &crate::train::TrainSummary) -> String {
+    format!(
+        "time: {label}: {} for {} steps, {} per step",
+        super::timing::duration(summary.wall_seconds),
+        summary.steps_run,
+        super::timing::duration(summary.seconds_per_step)
+    )
+}
+
 /// One row per run, step and layer; in FP8 runs, each operand's scale and the shares of its
 /// values that saturated or flushed to zero (empty cells otherwise).
 pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {

@@ -74,6 +74,15 @@ pub struct TrainSummary {
     pub final_loss_scale: f64,
     /// The mean of ‖ΔW‖/‖W‖ over the applied steps, per layer (index 0 is layer 1).
     pub mean_update_ratio: Vec<f64>,
+    /// Host seconds from the start of the first step to the end of the last, each step
+    /// ending after the device finished it (its records read back); the progress callback
+    /// between steps included, building the model and reading back its weights not. Timing,
+    /// not a result: it differs from one run of the same configuration to the next.
+    pub wall_seconds: f64,
+    /// The mean host seconds of one step (forward, loss, backward, optimizer step and the
+    /// reads of their records), the progress callback not included: at most
+    /// `wall_seconds / steps_run`.
+    pub seconds_per_step: f64,
 }
 
 impl TrainSummary {

@@ -3,6 +3,7 @@
 //! the updates' norms.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::config::TrainConfig;
 use super::data::{self, Batches};
@@ -81,19 +82,26 @@ pub struct TrainOutcome {
     pub weights: Option<FinalWeights>,
 }
 
-/// Trains `config` on `backend`, telling `progress` each finished step.
+/// Trains `config` on `backend`, telling `progress` each finished step and its loss (none
+/// before a first step).
 pub fn run_training<B: Backend>(
     backend: &B,
     config: &TrainConfig,
     label: &str,
     want_weights: bool,
-    progress: &mut dyn FnMut(usize) -> Result<()>,
+    progress: &mut dyn FnMut(usize, Option<f64>) -> Result<()>,
 ) -> Result<TrainOutcome> {
     let mut trainer = Trainer::new(backend, config)?;
+    let mut tell = |trainer: &Trainer<B>| {
+        progress(
+            trainer.steps_done(),
+            trainer.records().last().map(|r| r.loss),
+        )
+    };
     while trainer.step()? {
-        progress(trainer.steps_done())?;
+        tell(&trainer)?;
     }
-    progress(trainer.steps_done())?;
+    tell(&trainer)?;
     trainer.finish(label, want_weights)
 }
 
@@ -120,6 +128,11 @@ pub struct Trainer<'a, B: Backend> {
     diverged_at: Option<usize>,
     /// In FP8, every operand's scale and amax history across steps.
     fp8: Option<Fp8State>,
+    /// When the first step started and the last one ended (host clock), and the time spent
+    /// in steps: the summary's timing.
+    first_started: Option<Instant>,
+    last_ended: Option<Instant>,
+    in_steps: Duration,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
@@ -201,6 +214,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 .precision
                 .quantised()
                 .map(|_| Fp8State::new(net.fp8_scaling, d)),
+            first_started: None,
+            last_ended: None,
+            in_steps: Duration::ZERO,
         })
     }
 
@@ -220,7 +236,14 @@ impl<'a, B: Backend> Trainer<'a, B> {
         if step > self.config.steps || self.diverged_at.is_some() {
             return Ok(false);
         }
+        let started = Instant::now();
+        self.first_started.get_or_insert(started);
+        // Every step ends in a wait for the device's records, so this is the device's time
+        // too, not only the host's submission.
         let record = self.run_step(step)?;
+        let ended = Instant::now();
+        self.in_steps += ended - started;
+        self.last_ended = Some(ended);
         self.records.push(record);
         Ok(step < self.config.steps && self.diverged_at.is_none())
     }
@@ -478,21 +501,35 @@ impl<'a, B: Backend> Trainer<'a, B> {
         } else {
             None
         };
+        let mut summary = summarize(
+            &self.records,
+            self.diverged_at,
+            self.scaler.scale() as f64,
+            d,
+            self.data.baseline_loss(net.widths[d]),
+        );
+        (summary.wall_seconds, summary.seconds_per_step) = self.timing();
         Ok(TrainOutcome {
             run: TrainRun {
                 label: label.to_string(),
                 config: self.config.clone(),
-                summary: summarize(
-                    &self.records,
-                    self.diverged_at,
-                    self.scaler.scale() as f64,
-                    d,
-                    self.data.baseline_loss(net.widths[d]),
-                ),
+                summary,
                 steps: self.records,
             },
             weights,
         })
+    }
+
+    /// The wall seconds of the steps so far and their mean seconds per step (0 and 0 before
+    /// a first step).
+    fn timing(&self) -> (f64, f64) {
+        match (self.first_started, self.last_ended) {
+            (Some(first), Some(last)) => (
+                (last - first).as_secs_f64(),
+                self.in_steps.as_secs_f64() / self.records.len() as f64,
+            ),
+            _ => (0.0, 0.0),
+        }
     }
 }
 
@@ -580,6 +617,9 @@ fn summarize(
             .count(),
         final_loss_scale,
         mean_update_ratio,
+        // The trainer's clock fills these in.
+        wall_seconds: 0.0,
+        seconds_per_step: 0.0,
     }
 }
 

@@ -1,0 +1,125 @@
+//! Each run's timing (wall seconds, seconds per step) in the JSON and the tables, and the
+//! progress reports training sends: each carries the loss of the step it reports.
+
+use gradstab::api::run::{run_experiment, RunOptions};
+use gradstab::api::train::{train_runs, TrainOptions};
+use gradstab::api::Device;
+use gradstab::report;
+
+/// Two small runs (two learning rates) of 6 steps each, on the CPU.
+fn two_runs() -> TrainOptions {
+    TrainOptions {
+        depth: Some(3),
+        widths: Some(vec![8]),
+        samples: Some(16),
+        steps: Some(6),
+        lr: Some(vec![0.01, 0.05]),
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn training_reports_its_wall_time_and_time_per_step() {
+    let runs = two_runs().runs().unwrap();
+    let outcome = train_runs(&Device::cpu(), &runs, None, false, &mut |_| Ok(())).unwrap();
+    let report = &outcome.report;
+    let json = serde_json::to_value(report).unwrap();
+    let mut table = Vec::new();
+    report::train::table(&mut table, report).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    for (i, run) in report.runs.iter().enumerate() {
+        let s = &run.summary;
+        assert_eq!(s.steps_run, 6);
+        for t in [s.wall_seconds, s.seconds_per_step] {
+            assert!(t.is_finite() && t > 0.0, "{}: {t}", run.label);
+        }
+        // The wall time spans every step and the callbacks between them; the mean per step
+        // is of the steps alone, from the same clock: steps × mean ≤ wall, up to the
+        // rounding of one division and one product (a few units in the last place).
+        let steps = s.steps_run as f64 * s.seconds_per_step;
+        assert!(
+            steps <= s.wall_seconds * (1.0 + 4.0 * f64::EPSILON),
+            "{}: {} steps of {} s exceed the wall time {} s",
+            run.label,
+            s.steps_run,
+            s.seconds_per_step,
+            s.wall_seconds
+        );
+        // The JSON carries both, as the summary has them.
+        let summary = &json["runs"][i]["summary"];
+        assert_eq!(summary["wall_seconds"].as_f64(), Some(s.wall_seconds));
+        assert_eq!(
+            summary["seconds_per_step"].as_f64(),
+            Some(s.seconds_per_step)
+        );
+        // The table's closing summary shows them, in its units.
+        let line = format!(
+            "time: {}: {} for 6 steps, {} per step",
+            run.label,
+            report::timing::duration(s.wall_seconds),
+            report::timing::duration(s.seconds_per_step)
+        );
+        assert!(table.lines().any(|l| l == line), "no {line:?} in\n{table}");
+    }
+}
+
+#[test]
+fn each_progress_report_carries_the_loss_of_its_step() {
+    let runs = two_runs().runs().unwrap();
+    let mut seen: Vec<(usize, Option<f64>, String)> = Vec::new();
+    let outcome = train_runs(&Device::cpu(), &runs, None, false, &mut |p| {
+        seen.push((p.done, p.loss, p.label.to_string()));
+        Ok(())
+    })
+    .unwrap();
+    let runs = &outcome.report.runs;
+    // Every step of every run reported once, in order: step k of run r is done 6r + k.
+    assert_eq!(seen.len(), 12);
+    for (i, (done, loss, label)) in seen.iter().enumerate() {
+        let (r, k) = (i / 6, i % 6);
+        assert_eq!(*done, 6 * r + k + 1);
+        assert_eq!(label, &runs[r].label);
+        // Exactly the recorded loss of that step (the same f64, not a neighbour's).
+        assert_eq!(*loss, Some(runs[r].steps[k].loss), "{label} step {}", k + 1);
+    }
+    // The losses differ from step to step, so a report a step behind would not match.
+    assert!(runs[0].steps.windows(2).all(|w| w[0].loss != w[1].loss));
+}
+
+#[test]
+fn a_run_reports_its_wall_time() {
+    let experiment = RunOptions {
+        depth: Some(3),
+        widths: Some(vec![8]),
+        batch: Some(4),
+        ..RunOptions::default()
+    }
+    .experiment()
+    .unwrap();
+    let mut losses = Vec::new();
+    let report = run_experiment(&Device::cpu(), &experiment, None, &mut |p| {
+        losses.push(p.loss);
+        Ok(())
+    })
+    .unwrap();
+    // A run's layers have no loss to report.
+    assert!(!losses.is_empty() && losses.iter().all(Option::is_none));
+    let json = serde_json::to_value(&report).unwrap();
+    let mut table = Vec::new();
+    report::run::table(&mut table, &report).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    for (i, run) in report.runs.iter().enumerate() {
+        assert!(run.wall_seconds.is_finite() && run.wall_seconds > 0.0);
+        assert_eq!(
+            json["runs"][i]["wall_seconds"].as_f64(),
+            Some(run.wall_seconds)
+        );
+        let line = format!(
+            "time: {} {}: {}",
+            run.variant,
+            run.record.precision,
+            report::timing::duration(run.wall_seconds)
+        );
+        assert!(table.lines().any(|l| l == line), "no {line:?} in\n{table}");
+    }
+}
