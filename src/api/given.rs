@@ -42,6 +42,42 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
 }
 
+/// The file's activation and output activation, each agreed with what the options ask for.
+fn agreed(
+    given: &GivenParameters,
+    asked: Option<Activation>,
+    asked_output: Option<bool>,
+) -> Result<(Option<Activation>, Option<bool>)> {
+    let activation = agree(
+        given,
+        given.activation,
+        asked,
+        "activation",
+        "--activation",
+        "activation",
+        |a| a.to_string(),
+    )?;
+    let output = agree(
+        given,
+        given.output_activation,
+        asked_output,
+        "output activation",
+        "--output-activation",
+        "output_activation",
+        yes_no,
+    )?;
+    Ok((activation, output))
+}
+
+/// The refusal of a file that does not say its activation, where no option does.
+fn missing_activation<T>(given: &GivenParameters) -> Result<T> {
+    refuse(format!(
+        "{} does not say its activation (a PyTorch state dict holds none): give it, \
+         e.g. --activation tanh (Python: activation=\"tanh\")",
+        given.source
+    ))
+}
+
 /// The activation `run` applies to the file's model, and whether it follows the last layer:
 /// the file's, or the options' where the file says nothing; a file without an activation needs
 /// one given. Where neither the file nor an option says whether the activation follows the
@@ -52,31 +88,10 @@ pub fn run_activations(
     asked_output: Option<bool>,
     default_output: bool,
 ) -> Result<(Activation, bool)> {
-    let activation = agree(
-        given,
-        given.activation,
-        asked,
-        "activation",
-        "--activation",
-        "activation",
-        |a| a.to_string(),
-    )?;
-    let output = agree(
-        given,
-        given.output_activation,
-        asked_output,
-        "output activation",
-        "--output-activation",
-        "output_activation",
-        yes_no,
-    )?;
+    let (activation, output) = agreed(given, asked, asked_output)?;
     match activation {
         Some(a) => Ok((a, output.unwrap_or(default_output))),
-        None => refuse(format!(
-            "{} does not say its activation (a PyTorch state dict holds none): give it, \
-             e.g. --activation tanh (Python: activation=\"tanh\")",
-            given.source
-        )),
+        None => missing_activation(given),
     }
 }
 
@@ -86,31 +101,10 @@ pub fn train_activations(
     asked: Option<Activation>,
     asked_output: Option<bool>,
 ) -> Result<(Activation, bool)> {
-    let activation = agree(
-        given,
-        given.activation,
-        asked,
-        "activation",
-        "--activation",
-        "activation",
-        |a| a.to_string(),
-    )?;
-    let output = agree(
-        given,
-        given.output_activation,
-        asked_output,
-        "output activation",
-        "--output-activation",
-        "output_activation",
-        yes_no,
-    )?;
+    let (activation, output) = agreed(given, asked, asked_output)?;
     match (activation, output) {
         (Some(a), Some(o)) => Ok((a, o)),
-        (None, Some(_)) => refuse(format!(
-            "{} does not say its activation (a PyTorch state dict holds none): give it, \
-             e.g. --activation tanh (Python: activation=\"tanh\")",
-            given.source
-        )),
+        (None, Some(_)) => missing_activation(given),
         (Some(_), None) => refuse(format!(
             "{} does not say whether the activation follows its last layer: give \
              --output-activation yes or no (Python: output_activation=True or False)",
