@@ -34,6 +34,7 @@ fn small(steps: usize) -> TrainConfig {
         task: Task::Teacher { depth: 2, width: 8 },
         samples: 16,
         shuffle: false,
+        drop_last: false,
         steps,
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
