@@ -343,7 +343,8 @@ fn outputs_json_csv_and_plots() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("run,precision,lr,step,loss,loss_scale,skipped,layer,grad_norm"));
+    assert!(text
+        .starts_with("run,precision,lr,step,epoch,batch,loss,loss_scale,skipped,layer,grad_norm"));
     assert_eq!(
         text.lines().count(),
         1 + 2 * 4 * 3,
