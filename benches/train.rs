@@ -37,6 +37,7 @@ fn config(precision: Precision, loss_scale: LossScale) -> TrainConfig {
         task: Task::Teacher { depth: 1, width },
         samples: batch,
         shuffle: false,
+        drop_last: false,
         // More than criterion will take; the trainer stops only at divergence.
         steps: 1_000_000,
         record_every: 0,

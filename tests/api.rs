@@ -951,3 +951,87 @@ fn a_progress_callback_that_returns_an_error_stops_the_call_there() {
     assert!(matches!(stopped, Err(gradstab::Error::Interrupted)));
     assert_eq!(layers, [1, 2], "one report per layer, none after the stop");
 }
+
+#[test]
+fn epochs_set_the_steps_from_the_samples_batch_and_drop_last() {
+    // (samples, batch, drop_last, epochs, steps): ceil(N/B) per epoch, floor with drop_last
+    // (DataLoader's len()); a batch that fits exactly has no remainder to drop.
+    for (samples, batch, drop_last, epochs, steps) in [
+        (10, 4, false, 3, 9),
+        (10, 4, true, 3, 6),
+        (12, 4, false, 2, 6),
+        (12, 4, true, 2, 6),
+        (10, 10, true, 5, 5),
+        (7, 1, false, 2, 14),
+    ] {
+        let preset = TrainOptions {
+            depth: Some(2),
+            widths: Some(vec![4]),
+            samples: Some(samples),
+            batch: Some(batch),
+            drop_last,
+            epochs: Some(epochs),
+            ..Default::default()
+        }
+        .runs()
+        .unwrap();
+        let config = &preset.runs[0].1;
+        assert_eq!(
+            config.steps, steps,
+            "{samples} samples, batch {batch}, drop_last {drop_last}, {epochs} epochs"
+        );
+        assert_eq!(config.drop_last, drop_last);
+    }
+}
+
+#[test]
+fn epochs_refuse_steps_and_drop_last_refuses_a_batch_beyond_the_data() {
+    let small = || TrainOptions {
+        depth: Some(2),
+        widths: Some(vec![4]),
+        samples: Some(6),
+        ..Default::default()
+    };
+    let e = refusal(
+        TrainOptions {
+            steps: Some(5),
+            epochs: Some(2),
+            ..small()
+        }
+        .runs(),
+    );
+    assert!(e.contains("steps cannot be used with epochs"), "{e}");
+    let e = refusal(
+        TrainOptions {
+            epochs: Some(0),
+            ..small()
+        }
+        .runs(),
+    );
+    assert!(e.contains("epochs 0"), "{e}");
+    // With drop_last, a batch of 7 from 6 samples would be zero steps an epoch.
+    for epochs in [None, Some(2)] {
+        let e = refusal(
+            TrainOptions {
+                batch: Some(7),
+                drop_last: true,
+                epochs,
+                ..small()
+            }
+            .runs(),
+        );
+        assert!(
+            e.contains("--drop-last with --batch 7 larger than the 6 samples"),
+            "{e}"
+        );
+    }
+    let e = refusal(
+        TrainOptions {
+            preset: Some("lr-sensitivity".into()),
+            epochs: Some(2),
+            ..Default::default()
+        }
+        .runs(),
+    );
+    assert!(e.contains("epochs cannot be used with preset"), "{e}");
+}

@@ -29,6 +29,7 @@ fn config(optimizer: OptimizerConfig, lr: f64) -> TrainConfig {
         },
         samples: 32,
         shuffle: true,
+        drop_last: false,
         steps: STEPS,
         record_every: 0,
         optimizer,

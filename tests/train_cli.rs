@@ -34,6 +34,7 @@ fn small(steps: usize) -> TrainConfig {
         task: Task::Teacher { depth: 2, width: 8 },
         samples: 16,
         shuffle: false,
+        drop_last: false,
         steps,
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
@@ -342,7 +343,8 @@ fn outputs_json_csv_and_plots() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("run,precision,lr,step,loss,loss_scale,skipped,layer,grad_norm"));
+    assert!(text
+        .starts_with("run,precision,lr,step,epoch,batch,loss,loss_scale,skipped,layer,grad_norm"));
     assert_eq!(
         text.lines().count(),
         1 + 2 * 4 * 3,

@@ -36,6 +36,7 @@ fn config(steps: usize, lr: f64, schedule: Option<&str>) -> TrainConfig {
         task: Task::Teacher { depth: 2, width: 6 },
         samples: 16,
         shuffle: false,
+        drop_last: false,
         steps,
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),

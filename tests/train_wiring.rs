@@ -61,6 +61,7 @@ fn base(widths: &[usize], samples: usize) -> TrainConfig {
         },
         samples,
         shuffle: false,
+        drop_last: false,
         steps: 1,
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
@@ -1108,6 +1109,7 @@ fn check_shuffled_minibatches_keep_their_targets<B: Backend>(backend: &B) {
         let mut config = TrainConfig {
             task: task.clone(),
             shuffle: true,
+            drop_last: false,
             steps: 12,
             ..base(&[6, 8, 8, 4], 16)
         };
@@ -1115,7 +1117,7 @@ fn check_shuffled_minibatches_keep_their_targets<B: Backend>(backend: &B) {
         let outcome = train(backend, &config);
         let data = data_of(&config);
         let model = Model::of(&config.network, DType::F32);
-        let mut batches = Batches::new(16, 4, true, config.network.seed);
+        let mut batches = Batches::new(16, 4, true, false, config.network.seed);
         let mut mismatch_visible = false;
         for step in &outcome.run.steps {
             let rows = batches.next_rows();
@@ -1165,6 +1167,77 @@ on_both_backends!(
     check_shuffled_minibatches_keep_their_targets,
     shuffled_minibatches_keep_their_targets_on_the_cpu,
     shuffled_minibatches_keep_their_targets_on_the_gpu
+);
+
+/// Epochs as DataLoader cuts them: 10 samples in batches of 4 are [0..4], [4..8] and a
+/// short [8, 9] (or, with drop_last, only the first two), the batch never spanning two
+/// epochs. Each step's loss is the f64 model's mean over that step's own rows, and its
+/// ‖∂l/∂W‖ the norm of the f64 gradient of that mean: a short batch divided by the full batch
+/// size, or padded from the next epoch, gives another. The model is held still by lr = 0.
+fn check_epochs_end_in_a_short_batch_of_its_own_mean<B: Backend>(backend: &B) {
+    for drop_last in [false, true] {
+        let per_epoch: &[&[usize]] = if drop_last {
+            &[&[0, 1, 2, 3], &[4, 5, 6, 7]]
+        } else {
+            &[&[0, 1, 2, 3], &[4, 5, 6, 7], &[8, 9]]
+        };
+        let mut config = TrainConfig {
+            drop_last,
+            steps: 2 * per_epoch.len(),
+            ..base(&[6, 8, 8, 4], 10)
+        };
+        config.network.batch = 4;
+        assert_eq!(config.steps_per_epoch(), per_epoch.len());
+        let outcome = train(backend, &config);
+        let data = data_of(&config);
+        let model = Model::of(&config.network, DType::F32);
+        assert_eq!(outcome.run.steps.len(), config.steps);
+        for (k, step) in outcome.run.steps.iter().enumerate() {
+            let rows = per_epoch[k % per_epoch.len()];
+            let case = format!("drop_last {drop_last}, step {}", step.step);
+            assert_eq!(step.epoch, k / per_epoch.len() + 1, "{case}");
+            assert_eq!(step.batch, rows.len(), "{case}");
+            let want = model.pass(&data, rows, DType::F32);
+            // f32 forward and loss, as tests/train_gradient.rs bounds them.
+            assert!(
+                (step.loss - want.loss).abs() <= 1e-5 * want.loss.max(1.0),
+                "{case}: loss {} against {} for rows {rows:?}",
+                step.loss,
+                want.loss
+            );
+            for (t, layer) in step.layers.iter().enumerate() {
+                let exact = norm(&want.dw[t]);
+                // Backward through 3 layers of inner dimension ≤ 8 in f32: each ∂l/∂W within
+                // a few γ_8 ≈ 8u of its magnitude; 1e-5 relative holds that with room,
+                // and is far from the factor 4/2 of a wrong divisor.
+                assert!(
+                    (layer.grad_norm - exact).abs() <= 1e-5 * exact + 1e-9,
+                    "{case}, layer {}: ‖∂l/∂W‖ {} against {exact}",
+                    layer.layer,
+                    layer.grad_norm
+                );
+            }
+        }
+        // The per-epoch summary: the mean of each epoch's step losses.
+        assert_eq!(outcome.run.epochs.len(), 2);
+        for (e, epoch) in outcome.run.epochs.iter().enumerate() {
+            let losses: Vec<f64> = outcome.run.steps
+                [e * per_epoch.len()..(e + 1) * per_epoch.len()]
+                .iter()
+                .map(|s| s.loss)
+                .collect();
+            assert_eq!(epoch.epoch, e + 1);
+            assert_eq!(epoch.steps, per_epoch.len());
+            let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+            assert!((epoch.mean_loss - mean).abs() <= 1e-15 * mean, "{epoch:?}");
+        }
+    }
+}
+
+on_both_backends!(
+    check_epochs_end_in_a_short_batch_of_its_own_mean,
+    epochs_end_in_a_short_batch_of_its_own_mean_on_the_cpu,
+    epochs_end_in_a_short_batch_of_its_own_mean_on_the_gpu
 );
 
 // ---------------------------------------------------------------------------------------

@@ -129,12 +129,12 @@ def train(
 
     ``options`` are the command line's: the model (``depth``, ``width``, ``activation``,
     ``init``, ``bias``, ``residual``, ``output_activation``, ``weights``), the data (``task``,
-    ``teacher_depth``, ``teacher_width``, ``samples``, ``data``, ``batch``, ``shuffle``), the
+    ``teacher_depth``, ``teacher_width``, ``samples``, ``data``, ``batch``, ``shuffle``, ``drop_last``), the
     optimizer (``optimizer``, ``lr`` (a number or a list), ``lr_schedule`` (the command
     line's ``--lr-schedule`` spec, such as ``"linear:0.1:1:10,cosine@10"``, stepped once per
     step), ``momentum``, ``nesterov``, ``weight_decay``, ``betas``, ``eps``), the precision (``precision``, ``fp8_*``,
     ``loss_scale``, ``init_scale``, ``growth_factor``, ``backoff_factor``,
-    ``growth_interval``), ``clip_norm``, ``clip_value``, ``steps``, ``record_every``, ``seed``
+    ``growth_interval``), ``clip_norm``, ``clip_value``, ``steps`` or ``epochs``, ``record_every``, ``seed``
     and ``max_memory``; ``keep_weights=True`` keeps the trained model for
     :meth:`TrainResult.save_weights`, which writes the activation into the file for
     ``weights=`` to read back (a plain PyTorch state dict needs ``activation`` and

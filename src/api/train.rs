@@ -110,7 +110,12 @@ pub struct TrainOptions {
     /// The minibatch (default: the whole data set).
     pub batch: Option<usize>,
     pub shuffle: bool,
+    /// Leave out each epoch's short last batch, as DataLoader's `drop_last`.
+    pub drop_last: bool,
+    /// Optimizer steps (default `DEFAULT_STEPS`); or `epochs`, not both.
     pub steps: Option<usize>,
+    /// Passes over the data: the steps are `epochs` × the batches of an epoch.
+    pub epochs: Option<usize>,
     pub record_every: Option<usize>,
     pub optimizer: Option<OptimizerKind>,
     /// One run per learning rate (default `DEFAULT_SGD_LR` or `DEFAULT_ADAM_LR`).
@@ -151,6 +156,13 @@ impl TrainOptions {
         checks::count("samples", self.samples)?;
         checks::count("batch", self.batch)?;
         checks::count("steps", self.steps)?;
+        checks::count("epochs", self.epochs)?;
+        checks::conflicts(
+            "epochs",
+            self.epochs.is_some(),
+            &[("steps", self.steps.is_some())],
+            "which sets the steps from the data and the batch",
+        )?;
         checks::count("fp8_history", self.fp8_history)?;
         if self.growth_interval == Some(0) {
             return bad("growth_interval 0: expected a whole number ≥ 1".into());
@@ -184,7 +196,7 @@ impl TrainOptions {
     }
 
     /// The options a preset fixes, with whether each was given.
-    fn model_options(&self) -> [(&'static str, bool); 35] {
+    fn model_options(&self) -> [(&'static str, bool); 37] {
         [
             ("depth", self.depth.is_some()),
             ("widths", self.widths.is_some()),
@@ -216,6 +228,8 @@ impl TrainOptions {
             ("backoff_factor", self.backoff_factor.is_some()),
             ("growth_interval", self.growth_interval.is_some()),
             ("shuffle", self.shuffle),
+            ("drop_last", self.drop_last),
+            ("epochs", self.epochs.is_some()),
             ("teacher_depth", self.teacher_depth.is_some()),
             ("teacher_width", self.teacher_width.is_some()),
             ("fp8_scaling", self.fp8_scaling.is_some()),
@@ -357,11 +371,12 @@ impl TrainOptions {
         let mut runs = Vec::new();
         for &precision in &precisions {
             for &lr in &rates {
-                let config = TrainConfig {
+                let mut config = TrainConfig {
                     network: network.clone(),
                     task: task.clone(),
                     samples,
                     shuffle: self.shuffle,
+                    drop_last: self.drop_last,
                     steps: self.steps.unwrap_or(DEFAULT_STEPS),
                     record_every: self.record_every.unwrap_or(DEFAULT_RECORD_EVERY),
                     optimizer,
@@ -370,6 +385,17 @@ impl TrainOptions {
                     precision,
                     loss_scale,
                 };
+                if let Some(epochs) = self.epochs {
+                    // Refused before the product: a batch the data cannot give has no epoch.
+                    config.steps = 1;
+                    config.validate()?;
+                    config.steps =
+                        epochs
+                            .checked_mul(config.steps_per_epoch())
+                            .ok_or_else(|| {
+                                Error::InvalidArgument(format!("epochs {epochs}: too many steps"))
+                            })?;
+                }
                 config.validate()?;
                 // Every label names what its run does differently, the loss scale included.
                 let scaled = match loss_scale {

@@ -18,7 +18,7 @@ use super::args::{
 };
 
 /// The flags a preset fixes: each is refused with --preset.
-const PRESET_FIXES: [&str; 35] = [
+const PRESET_FIXES: [&str; 37] = [
     "depth",
     "width",
     "activation",
@@ -49,6 +49,8 @@ const PRESET_FIXES: [&str; 35] = [
     "backoff_factor",
     "growth_interval",
     "shuffle",
+    "drop_last",
+    "epochs",
     "teacher_depth",
     "teacher_width",
     "fp8_scaling",
@@ -120,9 +122,18 @@ pub(crate) struct TrainArgs {
     /// A fresh order of the samples each epoch, drawn from the seed.
     #[arg(long)]
     shuffle: bool,
-    /// Optimizer steps (default 100).
+    /// Leave out each epoch's short last batch (DataLoader's drop_last=True); without it, an
+    /// epoch ends with a batch of the remaining samples.
+    #[arg(long)]
+    drop_last: bool,
+    /// Optimizer steps (default 100), taken epoch after epoch.
     #[arg(long, value_parser = at_least_one(), allow_negative_numbers = true)]
     steps: Option<usize>,
+    /// Passes over the data, instead of --steps: each ceil(samples / batch) steps, or floor
+    /// with --drop-last.
+    #[arg(long, value_name = "E", value_parser = at_least_one(), allow_negative_numbers = true,
+          conflicts_with = "steps")]
+    epochs: Option<usize>,
     /// Keep the full statistics of every layer every K steps (and at the first and last).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     record_every: Option<usize>,
@@ -253,7 +264,9 @@ impl TrainArgs {
             data: self.data.clone(),
             batch: self.batch,
             shuffle: self.shuffle,
+            drop_last: self.drop_last,
             steps: self.steps,
+            epochs: self.epochs,
             record_every: self.record_every,
             optimizer: self.optimizer,
             lr: self.lr.clone().map(|Rates(r)| r),

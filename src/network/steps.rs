@@ -95,6 +95,11 @@ impl<T> Parameters<T> {
         }
     }
 
+    /// Replaces the ones column, for a batch of another size (an epoch's short last batch).
+    pub fn set_ones(&mut self, ones: T) {
+        self.ones = Some(ones);
+    }
+
     /// W^t where weights are kept on the backend.
     pub fn kept_weight(&self, t: usize) -> Option<&T> {
         self.weights.as_ref().map(|w| &w[t - 1])

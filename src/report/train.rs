@@ -79,6 +79,22 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
             num(last),
         )?;
     }
+    // One line per epoch where an epoch is more than one step (with one, an epoch's mean is
+    // its step's loss, which the JSON and CSV hold).
+    for run in &report.runs {
+        if run.config.steps_per_epoch() > 1 {
+            for e in &run.epochs {
+                writeln!(
+                    out,
+                    "{:<width$}  epoch {}: mean loss {} over {} steps",
+                    run.label,
+                    e.epoch,
+                    num(e.mean_loss),
+                    e.steps
+                )?;
+            }
+        }
+    }
     writeln!(
         out,
         "loss: mean over the minibatch before the step; upd: mean ‖ΔW‖/‖W‖ over applied steps"
@@ -117,6 +133,8 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
         "precision",
         "lr",
         "step",
+        "epoch",
+        "batch",
         "loss",
         "loss_scale",
         "skipped",
@@ -145,6 +163,8 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
                     run.config.precision.name().to_string(),
                     step.lr.to_string(),
                     step.step.to_string(),
+                    step.epoch.to_string(),
+                    step.batch.to_string(),
                     step.loss.to_string(),
                     step.loss_scale.to_string(),
                     step.skipped.to_string(),

@@ -1,6 +1,6 @@
 //! What one training run is, and everything checked before it allocates.
 
-use super::data::Task;
+use super::data::{batches_per_epoch, Task};
 use super::scaler::LossScale;
 use super::schedule::LrSchedule;
 use crate::backend::Backend;
@@ -23,6 +23,11 @@ pub struct TrainConfig {
     /// Samples in the data set of a built-in task.
     pub samples: usize,
     pub shuffle: bool,
+    /// Leave out each epoch's short last batch (DataLoader's `drop_last`); without it an
+    /// epoch ends with a batch of the remaining samples.
+    pub drop_last: bool,
+    /// Optimizer steps: batches taken epoch after epoch, an epoch being
+    /// `steps_per_epoch()` of them (`--epochs E` sets E of those).
     pub steps: usize,
     /// Keep the full statistics records every this many steps (and at the first and last);
     /// 0: at the first and last only.
@@ -45,6 +50,8 @@ struct TrainConfigJson<'a> {
     loss: LossKind,
     samples: usize,
     shuffle: bool,
+    drop_last: bool,
+    steps_per_epoch: usize,
     steps: usize,
     record_every: usize,
     optimizer: &'a OptimizerConfig,
@@ -64,6 +71,8 @@ impl serde::Serialize for TrainConfig {
             loss: self.task.loss(),
             samples: self.data_samples(),
             shuffle: self.shuffle,
+            drop_last: self.drop_last,
+            steps_per_epoch: self.steps_per_epoch(),
             steps: self.steps,
             record_every: self.record_every,
             optimizer: &self.optimizer,
@@ -88,6 +97,13 @@ impl TrainConfig {
         let samples = self.data_samples();
         if samples == 0 {
             return bad("the data set needs at least one sample".into());
+        }
+        if net.batch > samples && self.drop_last {
+            return bad(format!(
+                "--drop-last with --batch {} larger than the {samples} samples of the data set \
+                 leaves no batch to train on",
+                net.batch
+            ));
         }
         if net.batch > samples {
             return bad(format!(
@@ -158,6 +174,12 @@ impl TrainConfig {
             Some(schedule) => schedule.rates(self.lr, self.steps),
             None => vec![self.lr; self.steps],
         }
+    }
+
+    /// Optimizer steps per pass over the data: ceil(samples / batch), or floor with
+    /// `drop_last`.
+    pub fn steps_per_epoch(&self) -> usize {
+        batches_per_epoch(self.data_samples(), self.network.batch, self.drop_last)
     }
 
     /// Samples in the data set.

@@ -265,25 +265,46 @@ pub fn load_train_data(path: &Path) -> Result<TrainData> {
     })
 }
 
-/// The rows of each step's minibatch: `batch` consecutive positions of an endless sequence
-/// of epochs, each epoch the samples in order, or in a fresh permutation drawn from the seed
-/// with `shuffle` (as a shuffling DataLoader draws one per epoch).
+/// The rows of each step's minibatch, epoch after epoch as `torch.utils.data.DataLoader`
+/// gives them: each epoch the samples in order, or in a fresh permutation drawn from the seed
+/// with `shuffle`, cut into batches of `batch`; the last batch of an epoch holds the
+/// remainder (shorter), or with `drop_last` is left out. A batch never spans two epochs.
 pub struct Batches {
     samples: usize,
     batch: usize,
     shuffle: bool,
+    drop_last: bool,
     seed: u64,
+    /// The epoch being taken, from 0 (the shuffle stream's index, as before epochs were
+    /// counted, so that a seed draws the same permutations).
     epoch: usize,
     order: Vec<usize>,
     position: usize,
 }
 
+/// Batches per epoch: ceil(samples / batch), or floor with `drop_last` (DataLoader's
+/// `len()`).
+pub fn batches_per_epoch(samples: usize, batch: usize, drop_last: bool) -> usize {
+    if drop_last {
+        samples / batch
+    } else {
+        samples.div_ceil(batch)
+    }
+}
+
 impl Batches {
-    pub fn new(samples: usize, batch: usize, shuffle: bool, seed: u64) -> Self {
+    /// `batch` must be at least 1, and with `drop_last` at most `samples` (else no epoch
+    /// has a batch; `TrainConfig::validate` refuses it).
+    pub fn new(samples: usize, batch: usize, shuffle: bool, drop_last: bool, seed: u64) -> Self {
+        assert!(
+            batches_per_epoch(samples, batch, drop_last) > 0,
+            "{samples} samples give no batch of {batch}"
+        );
         let mut b = Batches {
             samples,
             batch,
             shuffle,
+            drop_last,
             seed,
             epoch: 0,
             order: Vec::new(),
@@ -307,16 +328,22 @@ impl Batches {
         !self.shuffle && self.batch == self.samples
     }
 
+    /// The epoch, from 1, of the batch `next_rows` gave last.
+    pub fn epoch(&self) -> usize {
+        self.epoch + 1
+    }
+
+    /// The next batch's rows: `batch` of them, or fewer at the end of an epoch without
+    /// `drop_last`.
     pub fn next_rows(&mut self) -> Vec<usize> {
-        let mut rows = Vec::with_capacity(self.batch);
-        while rows.len() < self.batch {
-            if self.position == self.samples {
-                self.epoch += 1;
-                self.start_epoch();
-            }
-            rows.push(self.order[self.position]);
-            self.position += 1;
+        let left = self.samples - self.position;
+        if left == 0 || (self.drop_last && left < self.batch) {
+            self.epoch += 1;
+            self.start_epoch();
         }
+        let end = (self.position + self.batch).min(self.samples);
+        let rows = self.order[self.position..end].to_vec();
+        self.position = end;
         rows
     }
 }
@@ -325,18 +352,71 @@ impl Batches {
 mod tests {
     use super::*;
 
+    /// DataLoader's batches, built here from its definition: `order` cut into consecutive
+    /// chunks of `batch`, the last one short, or dropped with `drop_last`.
+    fn reference_epoch(order: &[usize], batch: usize, drop_last: bool) -> Vec<Vec<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            let end = start + batch;
+            if end > order.len() {
+                if !drop_last {
+                    out.push(order[start..].to_vec());
+                }
+                break;
+            }
+            out.push(order[start..end].to_vec());
+            start = end;
+        }
+        out
+    }
+
     #[test]
-    fn batches_wrap_around_in_order_and_shuffle_each_epoch() {
-        let mut b = Batches::new(5, 2, false, 0);
+    fn each_epoch_is_cut_into_batches_as_a_dataloader_cuts_it() {
+        // (samples, batch): a remainder of 1 and of 3, an exact fit, one whole-set batch.
+        for (samples, batch) in [(5, 2), (11, 4), (6, 3), (7, 7)] {
+            for shuffle in [false, true] {
+                for drop_last in [false, true] {
+                    let seed = 9;
+                    let case = format!("{samples} samples, batch {batch}, shuffle {shuffle}, drop_last {drop_last}");
+                    let mut b = Batches::new(samples, batch, shuffle, drop_last, seed);
+                    let per_epoch = batches_per_epoch(samples, batch, drop_last);
+                    let mut previous_order = None;
+                    for epoch in 0..3 {
+                        // Epoch e's order: 0..N, or the permutation of the seed's shuffle
+                        // stream e, as a shuffling DataLoader draws one per epoch.
+                        let mut order: Vec<usize> = (0..samples).collect();
+                        if shuffle {
+                            order.shuffle(&mut init::stream(seed, SHUFFLE, epoch));
+                        }
+                        let want = reference_epoch(&order, batch, drop_last);
+                        assert_eq!(want.len(), per_epoch, "{case}");
+                        let got: Vec<Vec<usize>> = (0..per_epoch).map(|_| b.next_rows()).collect();
+                        assert_eq!(got, want, "{case}, epoch {epoch}");
+                        assert_eq!(b.epoch(), epoch + 1, "{case}");
+                        if shuffle && samples > 2 {
+                            assert_ne!(
+                                Some(&order),
+                                previous_order.as_ref(),
+                                "{case}: a fresh permutation each epoch"
+                            );
+                        }
+                        previous_order = Some(order);
+                    }
+                }
+            }
+        }
+        // Without shuffling, the indices outright: 5 samples in batches of 2.
+        let mut b = Batches::new(5, 2, false, false, 0);
         let got: Vec<Vec<usize>> = (0..4).map(|_| b.next_rows()).collect();
-        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![4, 0], vec![1, 2]]);
-        let mut s = Batches::new(6, 3, true, 7);
-        let epoch0: Vec<usize> = [s.next_rows(), s.next_rows()].concat();
-        let epoch1: Vec<usize> = [s.next_rows(), s.next_rows()].concat();
-        let mut sorted = epoch0.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
-        assert_ne!(epoch0, epoch1, "a fresh permutation each epoch");
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![4], vec![0, 1]]);
+        let mut b = Batches::new(5, 2, false, true, 0);
+        let got: Vec<Vec<usize>> = (0..3).map(|_| b.next_rows()).collect();
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3], vec![0, 1]]);
+        assert_eq!(batches_per_epoch(5, 2, false), 3);
+        assert_eq!(batches_per_epoch(5, 2, true), 2);
+        assert_eq!(batches_per_epoch(4, 5, false), 1);
+        assert_eq!(batches_per_epoch(4, 5, true), 0);
     }
 
     /// The teacher as documented, evaluated here from its definition: x [samples, inputs]

@@ -45,6 +45,7 @@ fn regression(
         },
         samples: SAMPLES,
         shuffle: false,
+        drop_last: false,
         steps,
         record_every: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),

@@ -49,6 +49,7 @@ pub fn base(depth: usize, width: usize, activation: Activation, weights: Init) -
         task: Task::Teacher { depth: 2, width },
         samples: batch,
         shuffle: false,
+        drop_last: false,
         steps: 200,
         record_every: 0,
         optimizer: OptimizerConfig {

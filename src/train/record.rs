@@ -40,7 +40,11 @@ pub struct LayerSnapshot {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StepRecord {
     pub step: usize,
-    /// The mean loss of this step's minibatch, before the update (unscaled).
+    /// The pass over the data this step's batch belongs to, from 1.
+    pub epoch: usize,
+    /// Samples in this step's batch: `batch`, or fewer in an epoch's short last batch.
+    pub batch: usize,
+    /// The mean loss of this step's minibatch (over its own samples, short or not), before the update (unscaled).
     pub loss: f64,
     /// The factor the loss was multiplied by for backward (1 without loss scaling).
     pub loss_scale: f64,
@@ -99,12 +103,51 @@ impl TrainSummary {
     }
 }
 
+/// One pass over the data.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    /// From 1.
+    pub epoch: usize,
+    /// The steps of this epoch that ran (fewer than an epoch's in a run that stopped inside
+    /// it).
+    pub steps: usize,
+    /// The mean of those steps' losses, as a PyTorch loop's `running_loss / len(loader)`
+    /// gives it (each batch's mean counts once, a short batch's too).
+    pub mean_loss: f64,
+}
+
+impl EpochRecord {
+    /// The epochs of `steps`, in order.
+    pub fn of(steps: &[StepRecord]) -> Vec<EpochRecord> {
+        let mut epochs: Vec<EpochRecord> = Vec::new();
+        for s in steps {
+            match epochs.last_mut() {
+                Some(e) if e.epoch == s.epoch => {
+                    e.steps += 1;
+                    e.mean_loss += s.loss;
+                }
+                _ => epochs.push(EpochRecord {
+                    epoch: s.epoch,
+                    steps: 1,
+                    mean_loss: s.loss,
+                }),
+            }
+        }
+        for e in &mut epochs {
+            e.mean_loss /= e.steps as f64;
+        }
+        epochs
+    }
+}
+
 /// One training run: what it was, its summary and every step.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TrainRun {
     pub label: String,
     pub config: super::config::TrainConfig,
     pub summary: TrainSummary,
+    /// The mean loss of each epoch.
+    pub epochs: Vec<EpochRecord>,
     pub steps: Vec<StepRecord>,
 }
 

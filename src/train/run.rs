@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::config::TrainConfig;
 use super::data::{self, Batches};
-use super::record::{LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
+use super::record::{EpochRecord, LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
 use super::scaler::Scaler;
 use crate::backend::batch::{StatsBatch, StatsHandle};
 use crate::backend::Backend;
@@ -114,6 +114,12 @@ pub struct Trainer<'a, B: Backend> {
     batches: Batches,
     /// The last batch uploaded, kept while every step takes the same rows.
     fixed_batch: Option<(B::Tensor, B::Tensor)>,
+    /// The rows of the last batch, and the epoch it belongs to.
+    batch_rows: usize,
+    epoch: usize,
+    /// The rows of the ones column that broadcasts biases: the batch's, changed for an
+    /// epoch's short last batch and back.
+    ones_rows: usize,
     params: Parameters<B::Tensor>,
     weight_slots: Vec<Slot<B::Tensor>>,
     /// Index t for layer t (index 0 unused).
@@ -150,7 +156,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
             net.widths[d],
             net.seed,
         )?;
-        let batches = Batches::new(data.samples(), net.batch, config.shuffle, net.seed);
+        let batches = Batches::new(
+            data.samples(),
+            net.batch,
+            config.shuffle,
+            config.drop_last,
+            net.seed,
+        );
 
         // The model in its storage type, and the optimizer's tensors beside it.
         let mut weights = Vec::with_capacity(d);
@@ -201,6 +213,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             data,
             batches,
             fixed_batch: None,
+            batch_rows: net.batch,
+            epoch: 1,
+            ones_rows: net.batch,
             params,
             weight_slots,
             bias_slots,
@@ -260,9 +275,19 @@ impl<'a, B: Backend> Trainer<'a, B> {
             // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
             || step.is_multiple_of(config.record_every);
         if self.fixed_batch.is_none() || !self.batches.is_fixed() {
-            let (x, y) = self.data.gather(&self.batches.next_rows())?;
+            let rows = self.batches.next_rows();
+            self.epoch = self.batches.epoch();
+            self.batch_rows = rows.len();
+            let (x, y) = self.data.gather(&rows)?;
             self.fixed_batch = Some((backend.upload(&x.cast(p.storage()))?, backend.upload(&y)?));
+            if net.has_biases() && rows.len() != self.ones_rows {
+                let ones =
+                    HostTensor::from_f32_as(p.storage(), rows.len(), 1, &vec![1.0; rows.len()])?;
+                self.params.set_ones(backend.upload(&ones)?);
+                self.ones_rows = rows.len();
+            }
         }
+        let (epoch, batch_rows) = (self.epoch, self.batch_rows);
         let (x, y) = self.fixed_batch.as_ref().expect("just uploaded");
         let params = &mut self.params;
         let scaler = &mut self.scaler;
@@ -383,6 +408,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
             }
             return Ok(StepRecord {
                 step,
+                epoch,
+                batch: batch_rows,
                 loss,
                 loss_scale,
                 lr,
@@ -451,6 +478,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         scaler.update(found_inf);
         Ok(StepRecord {
             step,
+            epoch,
+            batch: batch_rows,
             loss,
             loss_scale,
             lr,
@@ -514,6 +543,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 label: label.to_string(),
                 config: self.config.clone(),
                 summary,
+                epochs: EpochRecord::of(&self.records),
                 steps: self.records,
             },
             weights,
