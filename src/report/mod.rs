@@ -1,13 +1,19 @@
 //! Rendering results for people and for scripts: `files` for `gradstab stats`, `run` for the
-//! table, CSV and JSON of `gradstab run`, `plot` for its SVG;
+//! table, CSV and JSON of `gradstab run`, `plot` for its SVG, `train_plot` for those of
+//! `gradstab train`, which share `style` (how series differ), `axes` (ranges and tick
+//! labels), `frame` (a chart's axes laid out) and `legend`;
 //! `model` for the line that names each table's activation; `timing` for how they print a
 //! duration; `columns` for the CSV columns of a statistics record, which both CSV outputs share.
 
+pub mod axes;
 pub mod columns;
 pub mod files;
+mod frame;
+mod legend;
 pub mod model;
 pub mod plot;
 pub mod run;
+pub mod style;
 pub mod timing;
 pub mod train;
 pub mod train_plot;

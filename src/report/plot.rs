@@ -1,28 +1,24 @@
 //! The SVG plot of a run: log10 of the second moment (the variance of a zero-mean quantity)
 //! against depth, forward (pre-activations) and backward (gradients), one line per run and a
-//! dashed theory curve per variant, with the band where the root mean square lies in f16's
-//! normal range shaded. Text is written as SVG text
-//! (plotters without font files), so no system fonts are needed.
+//! black theory curve per variant drawn over them, with the band where the root mean square
+//! lies in f16's normal range shaded. Where a run's tensors first hold inf, a subnormal value
+//! or (backward) nothing but zeros, its line carries a marker that the legend explains. Text
+//! is written as SVG text (plotters without font files), so no system fonts are needed.
 
 use std::path::Path;
 
-use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::axes::padded;
+use super::frame::{chart, Axis, Chart};
+use super::legend::{Legend, Swatch};
 use super::run::RunReport;
+use super::style::{draw_line, draw_marker, marker_points, series_style, Dash, Marker};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::network::{LayerRecord, RunRecord};
 use crate::precision::{F16_MAX, F16_MIN_NORMAL};
-
-pub(super) const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-];
 
 pub(super) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File {
@@ -32,11 +28,115 @@ pub(super) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// What a panel plots from each layer.
-type Pick = fn(&LayerRecord) -> MeasuredAndTheory;
+/// Pixels of one panel.
+const PANEL: (u32, u32) = (540, 460);
+/// The shaded band of f16's normal range.
+const BAND: RGBColor = RGBColor(255, 222, 130);
+const GREY: RGBColor = RGBColor(110, 110, 110);
+/// Markers per measured line (besides its onsets).
+const MARKERS_PER_LINE: usize = 8;
 
-/// Where a run's line ends because its tensors stopped being finite.
-type Onset = fn(&RunRecord) -> Option<usize>;
+/// What a panel plots from each layer: the measured value and the theory's, where any.
+type Pick = fn(&LayerRecord) -> (Option<f64>, Option<f64>);
+
+/// The two panels: what each plots, and which way its onsets count.
+struct Quantity {
+    title: &'static str,
+    pick: Pick,
+    /// "forward" or "backward", for the legend.
+    pass: &'static str,
+    /// The onsets of a run in this pass, each with the layer it names.
+    onsets: fn(&RunRecord) -> Vec<(Onset, usize)>,
+}
+
+/// What first went wrong at a layer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Onset {
+    /// A value turned inf or NaN there; the line ends at the last finite layer before it.
+    NonFinite,
+    /// The first subnormal value.
+    Subnormal,
+    /// Every gradient value is zero there (and the line, a log, ends above it).
+    AllZero,
+}
+
+impl Onset {
+    fn marker(self) -> Marker {
+        match self {
+            Onset::NonFinite => Marker::Cross,
+            Onset::Subnormal => Marker::InvertedTriangle,
+            Onset::AllZero => Marker::Square,
+        }
+    }
+
+    fn describe(self, layer: usize, pass: &str) -> String {
+        match self {
+            Onset::NonFinite => format!("inf/NaN from layer {layer} ({pass})"),
+            Onset::Subnormal => format!("first subnormal at layer {layer} ({pass})"),
+            Onset::AllZero => format!("gradient all zero from layer {layer} down"),
+        }
+    }
+}
+
+const QUANTITIES: [Quantity; 2] = [
+    Quantity {
+        title: "forward: log10 E[z²] (pre-activation)",
+        pick: |l| {
+            (
+                all_finite_second_moment(&l.pre_activation),
+                l.theory.pre_activation_second_moment,
+            )
+        },
+        pass: "forward",
+        onsets: |r| {
+            let s = &r.summary;
+            [
+                (Onset::Subnormal, s.first_subnormal),
+                (Onset::NonFinite, s.first_nonfinite_forward),
+            ]
+            .into_iter()
+            .filter_map(|(o, t)| t.map(|t| (o, t)))
+            .collect()
+        },
+    },
+    Quantity {
+        title: "backward: log10 E[(∂l/∂h)²]",
+        pick: |l| {
+            (
+                all_finite_second_moment(&l.grad_activation),
+                Some(l.theory.grad_second_moment),
+            )
+        },
+        pass: "backward",
+        onsets: |r| {
+            let s = &r.summary;
+            [
+                (Onset::Subnormal, s.first_subnormal_backward),
+                (Onset::AllZero, s.first_all_zero_grad),
+                (Onset::NonFinite, s.first_nonfinite_backward),
+            ]
+            .into_iter()
+            .filter_map(|(o, t)| t.map(|t| (o, t)))
+            .collect()
+        },
+    },
+];
+
+/// A line of a panel: a run's measurement, or a variant's theory.
+struct Line {
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    dash: Dash,
+    /// The series' marker shape and index (which sets the markers' phase); none for theory.
+    marker: Option<(Marker, usize)>,
+}
+
+/// An onset's marker on a run's line.
+struct OnsetMark {
+    at: (f64, f64),
+    onset: Onset,
+    colour: RGBColor,
+}
 
 /// Writes the plot of `report` to `path`, whole or not at all.
 pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
@@ -45,83 +145,138 @@ pub fn svg(report: &RunReport, path: &Path) -> Result<()> {
     crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
 }
 
+/// The theory's style for the `v`-th variant: black, over every measured line.
+fn theory_dash(v: usize) -> Dash {
+    [Dash::Dashed, Dash::DashDot, Dash::Dotted][v % 3]
+}
+
 /// The plot of `report` as SVG text (`path` only names it in errors).
 fn render(report: &RunReport, path: &Path, text: &mut String) -> Result<()> {
-    let root = SVGBackend::with_string(text, (1100, 460)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-    let panels = root.split_evenly((1, 2));
     let depth = report
         .runs
         .iter()
         .map(|r| r.config.depth)
         .max()
         .unwrap_or(1) as f64;
-    let quantities: [(&str, Pick, Onset); 2] = [
-        (
-            "forward: log10 E[z²] (pre-activation)",
-            |l| {
-                (
-                    all_finite_second_moment(&l.pre_activation),
-                    l.theory.pre_activation_second_moment,
-                )
-            },
-            |r| r.summary.first_nonfinite_forward,
-        ),
-        (
-            "backward: log10 E[(∂l/∂h)²]",
-            |l| {
-                (
-                    all_finite_second_moment(&l.grad_activation),
-                    Some(l.theory.grad_second_moment),
-                )
-            },
-            |r| r.summary.first_nonfinite_backward,
-        ),
-    ];
+    let variants = variants(report);
     let formats = storage_formats(report);
-    for (panel, (title, pick, onset)) in panels.iter().zip(quantities) {
-        let points = series(report, pick);
-        let ends = overflow_markers(report, &points, onset);
-        draw_panel(
-            panel,
-            title,
-            points,
-            ends,
-            &formats,
-            depth,
-            report.runs.len(),
-        )
-        .map_err(|e| plot_error(path, e))?;
+    let panels: Vec<(Vec<Line>, Vec<OnsetMark>)> = QUANTITIES
+        .iter()
+        .map(|q| lines_and_onsets(report, q, &variants))
+        .collect();
+    let legend = legend(report, &variants, &formats);
+    let (legend_w, legend_h) = legend.size();
+    let size = (2 * PANEL.0 + legend_w, PANEL.1.max(legend_h + 16));
+    let root = SVGBackend::with_string(text, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let (plots, key) = root.split_horizontally(2 * PANEL.0);
+    let areas = plots.split_evenly((1, 2));
+    for ((q, (lines, onsets)), area) in QUANTITIES.iter().zip(panels).zip(areas.iter()) {
+        draw_panel(area, q.title, &lines, &onsets, &formats, depth)
+            .map_err(|e| plot_error(path, e))?;
     }
+    legend
+        .draw(&key.margin(20, 0, 0, 0))
+        .map_err(|e| plot_error(path, e))?;
     root.present().map_err(|e| plot_error(path, e))
 }
 
-/// One measured line per run and one dashed theory line per variant: (layer, log10 value) of
-/// the positive, finite values `pick` finds.
-fn series(report: &RunReport, pick: Pick) -> Vec<Series> {
-    let mut points: Vec<Series> = Vec::new();
+/// Each variant once, in the order of its first run.
+fn variants(report: &RunReport) -> Vec<&str> {
     let mut variants: Vec<&str> = Vec::new();
-    for (i, run) in report.runs.iter().enumerate() {
-        let curve = |which: fn(MeasuredAndTheory) -> Option<f64>| -> Vec<(f64, f64)> {
-            run.record
-                .layers
-                .iter()
-                .filter_map(|l| {
-                    which(pick(l))
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .map(|v| (l.layer as f64, v.log10()))
-                })
-                .collect()
-        };
-        let label = format!("{} {}", run.variant, run.record.precision);
-        points.push((label, curve(|(measured, _)| measured), false, i));
+    for run in &report.runs {
         if !variants.contains(&run.variant.as_str()) {
             variants.push(&run.variant);
-            let label = format!("{} theory", run.variant);
-            points.push((label, curve(|(_, theory)| theory), true, i));
         }
     }
-    points
+    variants
+}
+
+/// (layer, log10 value) of the positive, finite values `which` picks.
+fn curve(record: &RunRecord, pick: Pick, theory: bool) -> Vec<(f64, f64)> {
+    record
+        .layers
+        .iter()
+        .filter_map(|l| {
+            let (measured, predicted) = pick(l);
+            if theory { predicted } else { measured }
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(|v| (l.layer as f64, v.log10()))
+        })
+        .collect()
+}
+
+/// The lines of one panel (the runs' measurements, then each variant's theory, drawn last)
+/// and where each run's onsets sit on its line.
+fn lines_and_onsets(
+    report: &RunReport,
+    q: &Quantity,
+    variants: &[&str],
+) -> (Vec<Line>, Vec<OnsetMark>) {
+    let mut lines = Vec::new();
+    let mut marks = Vec::new();
+    for (i, run) in report.runs.iter().enumerate() {
+        let style = series_style(i);
+        let points = curve(&run.record, q.pick, false);
+        for (onset, t) in (q.onsets)(&run.record) {
+            if let Some(at) = onset_point(&points, onset, t, q.pass == "backward") {
+                marks.push(OnsetMark {
+                    at,
+                    onset,
+                    colour: style.colour,
+                });
+            }
+        }
+        lines.push(Line {
+            points,
+            colour: style.colour,
+            dash: style.dash,
+            marker: Some((style.marker, i)),
+        });
+    }
+    for (v, variant) in variants.iter().enumerate() {
+        let Some(run) = report.runs.iter().find(|r| r.variant == *variant) else {
+            continue;
+        };
+        lines.push(Line {
+            points: curve(&run.record, q.pick, true),
+            colour: BLACK,
+            dash: theory_dash(v),
+            marker: None,
+        });
+    }
+    (lines, marks)
+}
+
+/// The point of a line where an onset at layer `t` shows: the layer itself for a subnormal
+/// (still finite and positive), else the last layer drawn before it in the pass's direction
+/// (below `t` forward, above it backward), where the line ends.
+fn onset_point(
+    points: &[(f64, f64)],
+    onset: Onset,
+    t: usize,
+    backward: bool,
+) -> Option<(f64, f64)> {
+    let t = t as f64;
+    let at_or_before = |p: &&(f64, f64)| {
+        if onset == Onset::Subnormal {
+            if backward {
+                p.0 >= t
+            } else {
+                p.0 <= t
+            }
+        } else if backward {
+            p.0 > t
+        } else {
+            p.0 < t
+        }
+    };
+    let candidates = points.iter().filter(at_or_before);
+    if backward {
+        candidates.min_by(|a, b| a.0.total_cmp(&b.0)).copied()
+    } else {
+        candidates.max_by(|a, b| a.0.total_cmp(&b.0)).copied()
+    }
 }
 
 /// The storage formats of the runs other than f16 (whose band is drawn), each once.
@@ -136,215 +291,142 @@ fn storage_formats(report: &RunReport) -> Vec<Format> {
     formats
 }
 
-/// A cross where a run's line ends, at its last finite layer, with what happened next.
-struct Marker {
-    at: (f64, f64),
-    label: String,
-    colour_index: usize,
-}
-
-/// One marker per run whose tensors stopped being finite in this panel.
-fn overflow_markers(report: &RunReport, points: &[Series], onset: Onset) -> Vec<Marker> {
-    let mut markers = Vec::new();
-    for (i, run) in report.runs.iter().enumerate() {
-        let Some(t) = onset(&run.record) else {
-            continue;
-        };
-        let label = format!("{} {}", run.variant, run.record.precision);
-        let line = points.iter().find(|p| p.0 == label && !p.2);
-        let Some(&last) = line.and_then(|p| p.1.last()) else {
-            continue;
-        };
-        let format = run.record.storage.name();
-        // Runs that end at the same layer, within a tenth of a decade, share one cross and
-        // one label.
-        let same = |m: &&mut Marker| m.at.0 == last.0 && (m.at.1 - last.1).abs() < 0.1;
-        match markers.iter_mut().find(same) {
-            Some(m) => m.label = m.label.replace(" inf at", &format!(", {format} inf at")),
-            None => markers.push(Marker {
-                at: last,
-                label: format!("{format} inf at layer {t}"),
-                colour_index: i,
-            }),
-        }
-    }
-    markers
-}
-
-/// Text at `(x, y)` that stays inside a chart `width` wide: left of x in its right part.
-fn text_x(x: f64, label: &str, width: f64) -> f64 {
-    if x > 0.6 * width {
-        // About 0.014 of the width per character at this size.
-        x - width * (0.02 + 0.0135 * label.chars().count() as f64)
-    } else {
-        x + width * 0.015
-    }
-}
-
-/// One panel: axes, the f16 band and the overflow lines of the other formats, every series,
-/// where each line ends, and the legend in the emptiest corner.
-fn draw_panel(
-    panel: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    title: &str,
-    points: Vec<Series>,
-    ends: Vec<Marker>,
-    formats: &[Format],
-    depth: f64,
-    runs: usize,
-) -> std::result::Result<(), String> {
-    let all = points.iter().flat_map(|p| p.1.iter().map(|q| q.1));
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() {
-        (lo - 1.0, hi + 1.0)
-    } else {
-        (-10.0, 10.0)
-    };
-    let mut chart = ChartBuilder::on(panel)
-        .caption(title, ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0.0..depth, lo..hi)
-        .map_err(text)?;
-    chart
-        .configure_mesh()
-        .x_desc("layer")
-        .y_desc("log10 second moment")
-        .draw()
-        .map_err(text)?;
-    // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
-    let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
-    if band.start < band.end {
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(0.0, band.start), (depth, band.end)],
-                RGBColor(255, 230, 150).mix(0.35).filled(),
-            )))
-            .map_err(text)?
-            .label("rms within f16's normal range")
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 5), (x + 16, y + 5)],
-                    RGBColor(255, 230, 150).filled(),
-                )
-            });
-    }
-    // E[x²] = max²: where the root mean square reaches a format's largest finite, so that
-    // the largest values have long overflowed.
+/// The dashed grey lines where the root mean square reaches each format's largest finite
+/// (E[x²] = max²), one line for formats within 0.05 decades of each other (f32 and bf16).
+fn format_lines(formats: &[Format]) -> Vec<(f64, Vec<&'static str>)> {
     let mut lines: Vec<(f64, Vec<&str>)> = Vec::new();
     for &format in formats {
         let y = 2.0 * format.spec().max_finite().log10();
-        // f32 and bf16 end within 0.2% of each other: one line for both.
         match lines.iter_mut().find(|(at, _)| (at - y).abs() < 0.05) {
             Some((_, names)) => names.push(format.name()),
             None => lines.push((y, vec![format.name()])),
         }
     }
-    for (y, names) in lines {
-        let label = format!("rms = the largest finite {}", names.join(" and "));
-        if y > lo && y < hi {
-            let grey = RGBColor(120, 120, 120);
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(0.0, y), (depth, y)],
-                    3,
-                    3,
-                    grey.stroke_width(1),
-                ))
-                .map_err(text)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    label.clone(),
-                    (text_x(depth, &label, depth), y + (hi - lo) * 0.035),
-                    ("sans-serif", 11).into_font().color(&grey),
-                )))
-                .map_err(text)?;
+    lines
+}
+
+/// The figure's legend: every run, each theory, the band and format lines, and every onset.
+fn legend(report: &RunReport, variants: &[&str], formats: &[Format]) -> Legend {
+    let mut legend = Legend::default();
+    let label =
+        |run: &crate::experiment::VariantRun| format!("{} {}", run.variant, run.record.precision);
+    for (i, run) in report.runs.iter().enumerate() {
+        let s = series_style(i);
+        legend.push(
+            Swatch::Line {
+                colour: s.colour,
+                dash: s.dash,
+                width: 2,
+                marker: Some(s.marker),
+            },
+            label(run),
+        );
+    }
+    for (v, variant) in variants.iter().enumerate() {
+        legend.push(
+            Swatch::Line {
+                colour: BLACK,
+                dash: theory_dash(v),
+                width: 2,
+                marker: None,
+            },
+            format!("{variant} theory"),
+        );
+    }
+    legend.push(Swatch::Fill(BAND), "rms within f16's normal range");
+    for (_, names) in format_lines(formats) {
+        legend.push(
+            Swatch::Line {
+                colour: GREY,
+                dash: Dash::Dashed,
+                width: 1,
+                marker: None,
+            },
+            format!("rms = largest finite {}", names.join(", ")),
+        );
+    }
+    for q in &QUANTITIES {
+        for (i, run) in report.runs.iter().enumerate() {
+            for (onset, t) in (q.onsets)(&run.record) {
+                legend.push(
+                    Swatch::Marker {
+                        marker: onset.marker(),
+                        colour: series_style(i).colour,
+                        filled: true,
+                    },
+                    format!("{}: {}", label(run), onset.describe(t, q.pass)),
+                );
+            }
         }
     }
-    let corner = emptiest_corner(&points, (0.0, depth), (lo, hi));
-    for (label, series, dashed, colour_index) in points {
-        let colour = COLOURS[colour_index % COLOURS.len()];
-        // Earlier runs are drawn wider, so a later run that agrees exactly stays visible
-        // inside it instead of hiding it.
-        let width = 1 + 2 * (runs - colour_index.min(runs - 1)) as u32;
-        let style = if dashed {
-            colour.mix(0.6).stroke_width(1)
-        } else {
-            colour.stroke_width(width)
-        };
-        let drawn = if dashed {
-            chart.draw_series(DashedLineSeries::new(series, 6, 4, style))
-        } else {
-            chart.draw_series(LineSeries::new(series, style))
-        };
-        drawn
-            .map_err(text)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-    }
-    for m in ends {
-        let colour = COLOURS[m.colour_index % COLOURS.len()];
-        chart
-            .draw_series(std::iter::once(Cross::new(m.at, 7, colour.stroke_width(3))))
-            .map_err(text)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                m.label.clone(),
-                (text_x(m.at.0, &m.label, depth), m.at.1 - (hi - lo) * 0.02),
-                ("sans-serif", 12).into_font().color(&colour),
-            )))
-            .map_err(text)?;
-    }
-    draw_legend(&mut chart, corner)
+    legend
 }
 
-/// The legend of every labelled series, boxed, at `position`.
-pub(super) fn draw_legend<'a, 'b: 'a>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    position: SeriesLabelPosition,
+/// One panel: axes, the f16 band and the overflow lines of the other formats, every
+/// measured line with its markers, the theory over them, and the onsets on top.
+fn draw_panel(
+    panel: &DrawingArea<SVGBackend<'_>, Shift>,
+    title: &str,
+    lines: &[Line],
+    onsets: &[OnsetMark],
+    formats: &[Format],
+    depth: f64,
 ) -> std::result::Result<(), String> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(text)
-}
-
-pub(super) fn text(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-type Series = (String, Vec<(f64, f64)>, bool, usize);
-
-/// What a panel picks from a layer: the measured value and the theory's, where there are any.
-type MeasuredAndTheory = (Option<f64>, Option<f64>);
-
-/// The corner of the chart whose quarter holds the fewest points, for the legend.
-fn emptiest_corner(
-    points: &[Series],
-    (x0, x1): (f64, f64),
-    (y0, y1): (f64, f64),
-) -> SeriesLabelPosition {
-    let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    let mut counts = [0usize; 4];
-    for (x, y) in points.iter().flat_map(|p| p.1.iter()) {
-        counts[(*x >= xm) as usize + 2 * (*y < ym) as usize] += 1;
+    let all: Vec<(&[(f64, f64)], bool)> = lines.iter().map(|l| (&l.points[..], false)).collect();
+    let (lo, hi) = super::axes::robust_range(&all)
+        .map(|r| padded(r, 0.05))
+        .unwrap_or((-10.0, 10.0));
+    let x = Axis {
+        range: (0.0, depth),
+        title: "layer",
+        counts: true,
+    };
+    let y = Axis {
+        range: (lo, hi),
+        title: "log10 second moment",
+        counts: false,
+    };
+    let chart = chart(panel, title, x, y, true)?;
+    let area = chart.plotting_area();
+    // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
+    let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
+    if band.start < band.end {
+        area.draw(&Rectangle::new(
+            [(0.0, band.start), (depth, band.end)],
+            BAND.mix(0.35).filled(),
+        ))
+        .map_err(|e| e.to_string())?;
     }
-    let corners = [
-        SeriesLabelPosition::UpperLeft,
-        SeriesLabelPosition::UpperRight,
-        SeriesLabelPosition::LowerLeft,
-        SeriesLabelPosition::LowerRight,
-    ];
-    let best = (0..4)
-        .min_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
-        .unwrap_or(3);
-    corners[best].clone()
+    for (y, _) in format_lines(formats) {
+        if y > lo && y < hi {
+            draw_line(area, vec![(0.0, y), (depth, y)], GREY, Dash::Dashed, 1)?;
+        }
+    }
+    draw_lines(&chart, lines)?;
+    for m in onsets {
+        draw_marker(area, m.at, m.onset.marker(), m.colour, 6, true)?;
+    }
+    Ok(())
+}
+
+/// The measured lines with their markers, then the theory lines over them.
+fn draw_lines(chart: &Chart<'_, '_>, lines: &[Line]) -> std::result::Result<(), String> {
+    let area = chart.plotting_area();
+    // Measured lines a pixel wider than the theory's, so that they show on both sides of it.
+    for l in lines.iter().filter(|l| l.marker.is_some()) {
+        draw_line(area, l.points.clone(), l.colour, l.dash, 3)?;
+    }
+    for l in lines {
+        if let Some((marker, i)) = l.marker {
+            for p in marker_points(&l.points, i, MARKERS_PER_LINE) {
+                draw_marker(area, p, marker, l.colour, 3, false)?;
+            }
+        }
+    }
+    for l in lines.iter().filter(|l| l.marker.is_none()) {
+        draw_line(area, l.points.clone(), l.colour, l.dash, 2)?;
+    }
+    Ok(())
 }
 
 /// E[x²] of a tensor whose values are all finite; a line ends where inf or NaN appear.

@@ -1,238 +1,524 @@
 //! The SVG plots of `gradstab train`: the loss curves of every run (log10 loss against step),
 //! and one heat map per run of log10 ‖ΔW‖/‖W‖ by layer and step, which shows at a glance which
 //! layers learn and when.
+//!
+//! The loss axis is set by the runs that did not diverge: a diverged run is drawn up to the
+//! edge of the plot (or its last finite loss) and ends in a cross. The heat maps share one
+//! colour scale, also set by the runs that did not diverge, shown in a colour bar beside the
+//! meaning of the colours that are not on it.
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::plot::{draw_legend, plot_error, text, COLOURS};
+use super::axes::{clip_to, padded, quantile_range, robust_range};
+use super::frame::{chart, Axis, TICK_FONT};
+use super::legend::{Legend, Swatch};
+use super::plot::plot_error;
+use super::style::{draw_line, draw_marker, marker_points, series_style, Marker, SeriesStyle};
 use crate::error::Result;
 use crate::train::{TrainReport, TrainRun};
 
-/// log10 of the loss against the step, one line per run; a line ends where the loss turns
-/// inf or NaN (the run diverged there). Where a run scales its loss, a second panel shows
-/// log2 of each scaled run's loss scale, step by step.
+/// Pixels of the loss panel, and the height of the loss-scale panel under it.
+const LOSS_PANEL: (u32, u32) = (780, 500);
+const SCALE_PANEL: u32 = 300;
+/// Markers per curve (besides a divergence's cross).
+const MARKERS_PER_CURVE: usize = 10;
+/// Two curves closer than this fraction of the axis everywhere cannot be told apart by eye.
+const COINCIDE: f64 = 0.004;
+
+/// One curve of a run on the loss panel: what it measures and its (step, value) points.
+pub struct Curve {
+    pub name: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The curves of a run on the loss panel, each log10 of a loss against the step, up to the
+/// last finite value. A curve added here (a validation loss) gets its own style, legend
+/// entry and clipping.
+fn run_curves(run: &TrainRun) -> Vec<Curve> {
+    let loss = run.steps.iter().map(|s| (s.step, s.loss));
+    vec![Curve {
+        name: "loss",
+        points: log10_until_nonfinite(loss),
+    }]
+}
+
+/// (step, log10 value) of `values` up to the first that is inf or NaN, leaving out zeros.
+fn log10_until_nonfinite(values: impl Iterator<Item = (usize, f64)>) -> Vec<(f64, f64)> {
+    values
+        .take_while(|(_, v)| v.is_finite())
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(step, v)| (step as f64, v.log10()))
+        .collect()
+}
+
+/// A curve of the figure: which run, its label, points, style and divergence.
+struct Series {
+    run: usize,
+    label: String,
+    points: Vec<(f64, f64)>,
+    style: SeriesStyle,
+    diverged_at: Option<usize>,
+}
+
+/// Every run's curves, styled by their place in the figure.
+fn all_series(report: &TrainReport) -> Vec<Series> {
+    let mut series = Vec::new();
+    for (r, run) in report.runs.iter().enumerate() {
+        let curves = run_curves(run);
+        let single = curves.len() == 1;
+        for c in curves {
+            let label = if single {
+                run.label.clone()
+            } else {
+                format!("{}: {}", run.label, c.name)
+            };
+            series.push(Series {
+                run: r,
+                label,
+                points: c.points,
+                style: series_style(series.len()),
+                diverged_at: run.summary.diverged_at,
+            });
+        }
+    }
+    series
+}
+
+/// The last step of the longest run.
+fn last_step(report: &TrainReport) -> f64 {
+    report
+        .runs
+        .iter()
+        .map(|r| r.steps.last().map_or(0, |s| s.step).max(r.config.steps))
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64
+}
+
+/// log10 of the loss against the step, one line per run; where a run scales its loss, a
+/// second panel shows log2 of each scaled run's loss scale, step by step.
 pub fn loss_curves(report: &TrainReport, path: &Path) -> Result<()> {
     let mut text = String::new();
     {
+        let series = all_series(report);
         let scaled = report
             .runs
             .iter()
             .any(|r| r.steps.iter().any(|s| s.loss_scale != 1.0));
-        let height = if scaled { 820 } else { 520 };
-        let root = SVGBackend::with_string(&mut text, (900, height)).into_drawing_area();
+        let legend = loss_legend(&series);
+        let (legend_w, legend_h) = legend.size();
+        let plots_h = LOSS_PANEL.1 + if scaled { SCALE_PANEL } else { 0 };
+        let size = (LOSS_PANEL.0 + legend_w + 16, plots_h.max(legend_h + 40));
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let (plots, key) = root.split_horizontally(LOSS_PANEL.0);
+        let (top, bottom) = plots.split_vertically(LOSS_PANEL.1);
+        draw_losses(&top, report, &series).map_err(|e| plot_error(path, e))?;
         if scaled {
-            let (top, bottom) = root.split_vertically(520);
-            draw_losses(&top, report).map_err(|e| plot_error(path, e))?;
-            draw_scales(&bottom, report).map_err(|e| plot_error(path, e))?;
-        } else {
-            draw_losses(&root, report).map_err(|e| plot_error(path, e))?;
+            draw_scales(&bottom, report, &series).map_err(|e| plot_error(path, e))?;
         }
+        legend
+            .draw(&key.margin(36, 0, 0, 0))
+            .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
     }
     crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
 }
 
-fn series(run: &TrainRun) -> Vec<(f64, f64)> {
-    run.steps
+/// The y-range of the loss panel: that of the curves of runs that did not diverge.
+fn loss_range(series: &[Series]) -> (f64, f64) {
+    let all: Vec<(&[(f64, f64)], bool)> = series
         .iter()
-        .take_while(|s| s.loss.is_finite())
-        .filter(|s| s.loss > 0.0)
-        .map(|s| (s.step as f64, s.loss.log10()))
+        .map(|s| (&s.points[..], s.diverged_at.is_some()))
+        .collect();
+    robust_range(&all)
+        .map(|r| padded(r, 0.05))
+        .unwrap_or((-1.0, 1.0))
+}
+
+/// For each series, the earlier series it cannot be told apart from on the plot, if any:
+/// the same steps, and everywhere closer than `COINCIDE` of the axis.
+fn coinciding(series: &[Series], (lo, hi): (f64, f64)) -> Vec<Option<usize>> {
+    let close = |a: &Series, b: &Series| {
+        a.points.len() == b.points.len()
+            && a.points
+                .iter()
+                .zip(&b.points)
+                .all(|(p, q)| p.0 == q.0 && (p.1 - q.1).abs() <= COINCIDE * (hi - lo))
+    };
+    series
+        .iter()
+        .enumerate()
+        .map(|(j, b)| (0..j).find(|&i| !b.points.is_empty() && close(&series[i], b)))
         .collect()
 }
 
+fn loss_legend(series: &[Series]) -> Legend {
+    let range = loss_range(series);
+    let same = coinciding(series, range);
+    let mut legend = Legend::default();
+    for (s, same) in series.iter().zip(same) {
+        let mut label = s.label.clone();
+        if let Some(d) = s.diverged_at {
+            label += &format!(" (diverged at step {d})");
+        }
+        if s.points.len() == 1 {
+            label += " (one finite step)";
+        }
+        if let Some(i) = same {
+            label += &format!(" (coincides with {})", series[i].label);
+        }
+        legend.push(
+            Swatch::Line {
+                colour: s.style.colour,
+                dash: s.style.dash,
+                width: 2,
+                marker: Some(s.style.marker),
+            },
+            label,
+        );
+    }
+    if series.iter().any(|s| s.diverged_at.is_some()) {
+        legend.push(
+            Swatch::Marker {
+                marker: Marker::Cross,
+                colour: RGBColor(60, 60, 60),
+                filled: true,
+            },
+            "diverged: the last finite loss, or where it left the plot",
+        );
+    }
+    legend
+}
+
 fn draw_losses(
-    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
     report: &TrainReport,
+    series: &[Series],
 ) -> std::result::Result<(), String> {
-    root.fill(&WHITE).map_err(text)?;
-    let all: Vec<Vec<(f64, f64)>> = report.runs.iter().map(series).collect();
-    let steps = report
-        .runs
-        .iter()
-        .map(|r| r.config.steps)
-        .max()
-        .unwrap_or(1) as f64;
-    let (lo, hi) = all
-        .iter()
-        .flatten()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.1), b.max(p.1))
-        });
-    let (lo, hi) = if lo.is_finite() {
-        (lo - 0.2, hi + 0.2)
-    } else {
-        (-1.0, 1.0)
-    };
+    let (lo, hi) = loss_range(series);
     let title = match &report.preset {
         Some(p) => format!("{p}: log10 loss"),
         None => "log10 loss".to_string(),
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(1.0..steps.max(2.0), lo..hi)
-        .map_err(text)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("log10 loss")
-        .draw()
-        .map_err(text)?;
-    for (i, (run, points)) in report.runs.iter().zip(all).enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let style = colour.stroke_width(2);
-        let label = match run.summary.diverged_at {
-            Some(d) => format!("{} (diverged at step {d})", run.label),
-            None => run.label.clone(),
-        };
-        chart
-            .draw_series(LineSeries::new(points, style))
-            .map_err(text)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    let x = Axis {
+        range: (1.0, last_step(report)),
+        title: "step",
+        counts: true,
+    };
+    let y = Axis {
+        range: (lo, hi),
+        title: "log10 loss",
+        counts: false,
+    };
+    let chart = chart(root, &title, x, y, true)?;
+    let area = chart.plotting_area();
+    let mut ends = Vec::new();
+    for s in series {
+        let (points, _) = clip_to(&s.points, (lo, hi));
+        draw_line(area, points.clone(), s.style.colour, s.style.dash, 2)?;
+        if s.diverged_at.is_some() {
+            if let Some(&end) = points.last() {
+                ends.push((end, s.style.colour));
+            }
+        }
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
+    for (i, s) in series.iter().enumerate() {
+        let (points, _) = clip_to(&s.points, (lo, hi));
+        for p in marker_points(&points, i, MARKERS_PER_CURVE) {
+            draw_marker(area, p, s.style.marker, s.style.colour, 3, false)?;
+        }
+    }
+    for (at, colour) in ends {
+        draw_marker(area, at, Marker::Cross, colour, 6, true)?;
+    }
+    Ok(())
 }
 
 fn draw_scales(
-    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
     report: &TrainReport,
+    series: &[Series],
 ) -> std::result::Result<(), String> {
-    area.fill(&WHITE).map_err(text)?;
-    let series: Vec<(usize, Vec<(f64, f64)>)> = report
+    // Each scaled run in the style of its first curve.
+    let scales: Vec<(SeriesStyle, Vec<(f64, f64)>)> = report
         .runs
         .iter()
         .enumerate()
         .filter(|(_, r)| r.steps.iter().any(|s| s.loss_scale != 1.0))
-        .map(|(i, r)| {
+        .filter_map(|(i, r)| {
+            let style = series.iter().find(|s| s.run == i)?.style;
             let points = r
                 .steps
                 .iter()
-                .filter(|s| s.loss_scale > 0.0)
+                .filter(|s| s.loss_scale > 0.0 && s.loss_scale.is_finite())
                 .map(|s| (s.step as f64, s.loss_scale.log2()))
                 .collect();
-            (i, points)
+            Some((style, points))
         })
         .collect();
-    let (lo, hi) = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-    let steps = report
-        .runs
-        .iter()
-        .map(|r| r.config.steps)
-        .max()
-        .unwrap_or(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "log2 loss scale (skipped steps back it off)",
-            ("sans-serif", 14),
-        )
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(1.0..steps.max(2.0), (lo - 1.0)..(hi + 1.0))
-        .map_err(text)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("log2 scale")
-        .draw()
-        .map_err(text)?;
-    for (i, points) in series {
-        let style = COLOURS[i % COLOURS.len()].stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points, style))
-            .map_err(text)?
-            .label(report.runs[i].label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    let all: Vec<(&[(f64, f64)], bool)> = scales.iter().map(|(_, p)| (&p[..], false)).collect();
+    let (lo, hi) = robust_range(&all).unwrap_or((0.0, 1.0));
+    let x = Axis {
+        range: (1.0, last_step(report)),
+        title: "step",
+        counts: true,
+    };
+    let y = Axis {
+        range: (lo - 1.0, hi + 1.0),
+        title: "log2 loss scale",
+        counts: true,
+    };
+    let chart = chart(area, "loss scale (a skipped step halves it)", x, y, true)?;
+    for (i, (style, points)) in scales.iter().enumerate() {
+        draw_line(
+            chart.plotting_area(),
+            points.clone(),
+            style.colour,
+            style.dash,
+            2,
+        )?;
+        for p in marker_points(points, i, MARKERS_PER_CURVE) {
+            draw_marker(
+                chart.plotting_area(),
+                p,
+                style.marker,
+                style.colour,
+                3,
+                false,
+            )?;
+        }
     }
-    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    Ok(())
 }
 
+/// The colours of a heat map that are not on its scale.
+const SKIPPED: RGBColor = RGBColor(190, 190, 190);
+const UNCHANGED: RGBColor = RGBColor(0, 0, 0);
+const NOT_FINITE: RGBColor = RGBColor(230, 0, 230);
+/// Shades of the colour scale: cells of one shade side by side are drawn as one rectangle.
+const SHADES: f64 = 48.0;
+/// Pixels of the column beside the heat maps that holds the colour bar and its key.
+const HEAT_PLOTS_WIDTH: u32 = 820;
+
 /// One panel per run: layer (rows, layer 1 at the bottom) by step (columns), coloured by
-/// log10 ‖ΔW‖/‖W‖ on one scale for all runs; skipped steps are grey.
+/// log10 ‖ΔW‖/‖W‖ on one scale for all runs, with a colour bar and the special colours'
+/// meaning beside them.
 pub fn update_heat_map(report: &TrainReport, path: &Path) -> Result<()> {
     let mut text = String::new();
     {
-        let panels = report.runs.len().max(1);
-        let root =
-            SVGBackend::with_string(&mut text, (900, (220 * panels) as u32)).into_drawing_area();
-        draw_heat_maps(&root, report).map_err(|e| plot_error(path, e))?;
+        let key = heat_key(report);
+        let (key_w, key_h) = key.size();
+        let heights: Vec<u32> = report.runs.iter().map(panel_height).collect();
+        let total: u32 = heights.iter().sum::<u32>().max(key_h + 340);
+        let size = (HEAT_PLOTS_WIDTH + key_w.max(200) + 16, total);
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let (plots, side) = root.split_horizontally(HEAT_PLOTS_WIDTH);
+        let range = heat_range(report);
+        let mut rest = plots;
+        for (run, h) in report.runs.iter().zip(&heights) {
+            let (panel, below) = rest.split_vertically(*h);
+            draw_heat_map(&panel, run, range, last_step(report))
+                .map_err(|e| plot_error(path, e))?;
+            rest = below;
+        }
+        let (bar, below) = side.split_vertically(320);
+        draw_colour_bar(&bar, range).map_err(|e| plot_error(path, e))?;
+        key.draw(&below.margin(8, 0, 8, 0))
+            .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
     }
     crate::output::write_atomically(path, |out| out.write_all(text.as_bytes()))
 }
 
-fn draw_heat_maps(
-    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    report: &TrainReport,
-) -> std::result::Result<(), String> {
-    root.fill(&WHITE).map_err(text)?;
-    let logs = report.runs.iter().flat_map(|r| {
-        r.steps
+/// Pixels of one run's panel: about 12 per layer, within reason.
+fn panel_height(run: &TrainRun) -> u32 {
+    90 + (12 * run.config.network.depth as u32).clamp(60, 240)
+}
+
+/// The share of the cells at each end of the colour scale that may lie beyond it.
+const COLOUR_TAIL: f64 = 0.02;
+
+/// The colour scale: log10 ‖ΔW‖/‖W‖ over the applied steps of the runs that did not
+/// diverge (of every run where all did), from its 2% to its 98% quantile: one run that
+/// stalls at 10^-12 must not wash out the differences between all the others.
+fn heat_range(report: &TrainReport) -> (f64, f64) {
+    let logs = |keep: &dyn Fn(&TrainRun) -> bool| -> Vec<f64> {
+        report
+            .runs
             .iter()
-            .filter(|s| !s.skipped)
+            .filter(|r| keep(r))
+            .flat_map(|r| r.steps.iter().filter(|s| !s.skipped))
             .flat_map(|s| s.layers.iter().map(|l| l.update_ratio))
             .filter(|v| *v > 0.0 && v.is_finite())
             .map(f64::log10)
-    });
-    let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (-8.0, 0.0)
+            .collect()
     };
-    let panels = root.split_evenly((report.runs.len().max(1), 1));
-    for (run, panel) in report.runs.iter().zip(panels.iter()) {
-        let depth = run.config.network.depth as f64;
-        let steps = run.config.steps.max(1) as f64;
-        let mut chart = ChartBuilder::on(panel)
-            .caption(
-                format!(
-                    "{}: log10 ‖ΔW‖/‖W‖ from {lo:.1} (dark) to {hi:.1} (bright)",
-                    run.label
-                ),
-                ("sans-serif", 13),
-            )
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(40)
-            .build_cartesian_2d(0.5..steps + 0.5, 0.5..depth + 0.5)
-            .map_err(text)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc("step")
-            .y_desc("layer")
-            .draw()
-            .map_err(text)?;
-        let cells = run.steps.iter().flat_map(|s| {
-            s.layers.iter().map(move |l| {
-                let (x, y) = (s.step as f64, l.layer as f64);
-                let colour = if s.skipped {
-                    RGBColor(190, 190, 190)
-                } else if l.update_ratio > 0.0 && l.update_ratio.is_finite() {
-                    let f = ((l.update_ratio.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
-                    ramp(f)
-                } else {
-                    RGBColor(0, 0, 0)
-                };
-                Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], colour.filled())
-            })
-        });
-        chart.draw_series(cells).map_err(text)?;
+    let mut values = logs(&|r| r.summary.diverged_at.is_none());
+    if values.is_empty() {
+        values = logs(&|_| true);
     }
+    match quantile_range(&values, COLOUR_TAIL) {
+        Some((lo, hi)) if hi > lo => (lo, hi),
+        Some((v, _)) => (v - 1.0, v + 1.0),
+        None => (-8.0, 0.0),
+    }
+}
+
+/// What the colours off the scale mean.
+fn heat_key(report: &TrainReport) -> Legend {
+    let mut key = Legend {
+        heading: Some("colours:".to_string()),
+        ..Legend::default()
+    };
+    key.push(
+        Swatch::Fill(ramp(0.0)),
+        "at or below the bottom of the scale",
+    );
+    key.push(Swatch::Fill(ramp(1.0)), "at or above its top");
+    key.push(Swatch::Fill(UNCHANGED), "ΔW = 0 (e.g. every gradient zero)");
+    key.push(Swatch::Fill(SKIPPED), "step skipped (inf/NaN gradient)");
+    key.push(Swatch::Fill(NOT_FINITE), "‖ΔW‖/‖W‖ inf or NaN");
+    if report.runs.iter().any(|r| r.summary.diverged_at.is_some()) {
+        key.push(Swatch::Fill(WHITE), "no step: the run had diverged");
+    }
+    key
+}
+
+/// The colour of a cell: on the scale (clamped to its ends), or one of the special colours.
+fn cell_colour(skipped: bool, ratio: f64, (lo, hi): (f64, f64)) -> RGBColor {
+    if skipped {
+        SKIPPED
+    } else if !ratio.is_finite() {
+        NOT_FINITE
+    } else if ratio <= 0.0 {
+        UNCHANGED
+    } else {
+        let f = ((ratio.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+        ramp((f * SHADES).round() / SHADES)
+    }
+}
+
+fn draw_heat_map(
+    panel: &DrawingArea<SVGBackend<'_>, Shift>,
+    run: &TrainRun,
+    range: (f64, f64),
+    steps: f64,
+) -> std::result::Result<(), String> {
+    let depth = run.config.network.depth as f64;
+    let caption = match run.summary.diverged_at {
+        Some(d) => format!(
+            "{} (diverged at step {d}; its colours clamp to the scale)",
+            run.label
+        ),
+        None => run.label.clone(),
+    };
+    let x = Axis {
+        range: (0.5, steps + 0.5),
+        title: "step",
+        counts: true,
+    };
+    let y = Axis {
+        range: (0.5, depth + 0.5),
+        title: "layer",
+        counts: true,
+    };
+    let chart = chart(panel, &caption, x, y, false)?;
+    // A row of cells of one colour is one rectangle, which keeps the file small.
+    let mut cells: Vec<([(f64, f64); 2], RGBColor)> = Vec::new();
+    let layers = run.steps.first().map_or(0, |s| s.layers.len());
+    for layer in 0..layers {
+        let mut row: Option<(f64, f64, RGBColor)> = None;
+        for s in &run.steps {
+            let Some(l) = s.layers.get(layer) else {
+                continue;
+            };
+            let colour = cell_colour(s.skipped, l.update_ratio, range);
+            let x = s.step as f64;
+            let y = l.layer as f64;
+            row = match row {
+                Some((from, to, c)) if c == colour && to + 1.0 == x => Some((from, x, c)),
+                Some((from, to, c)) => {
+                    cells.push(([(from - 0.5, y - 0.5), (to + 0.5, y + 0.5)], c));
+                    Some((x, x, colour))
+                }
+                None => Some((x, x, colour)),
+            };
+        }
+        if let Some((from, to, c)) = row {
+            let y = run.steps[0].layers[layer].layer as f64;
+            cells.push(([(from - 0.5, y - 0.5), (to + 0.5, y + 0.5)], c));
+        }
+    }
+    // In pixels, each cell a pixel wider and taller than its place: a viewer that scales the
+    // figure would otherwise show hairline seams of background between neighbouring cells.
+    let area = chart.plotting_area();
+    let base = area.get_base_pixel();
+    let pixels = area.strip_coord_spec();
+    for ([a, b], colour) in cells {
+        let (p, q) = (chart.backend_coord(&a), chart.backend_coord(&b));
+        let corner = |(x, y): (i32, i32)| (x - base.0, y - base.1);
+        let (p, q) = (corner(p), corner(q));
+        let rect = [
+            (p.0.min(q.0), p.1.min(q.1)),
+            (p.0.max(q.0) + 1, p.1.max(q.1) + 1),
+        ];
+        pixels
+            .draw(&Rectangle::new(rect, colour.filled()))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The scale of the heat maps' colours, with its ticks.
+fn draw_colour_bar(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    (lo, hi): (f64, f64),
+) -> std::result::Result<(), String> {
+    let area = area.margin(8, 8, 16, 40);
+    let y = Axis {
+        range: (lo, hi),
+        title: "log10 ‖ΔW‖/‖W‖",
+        counts: false,
+    };
+    let x = Axis {
+        range: (0.0, 1.0),
+        title: "",
+        counts: false,
+    };
+    let mut chart = ChartBuilder::on(&area)
+        .caption("colour scale", ("sans-serif", TICK_FONT))
+        .y_label_area_size(64)
+        .build_cartesian_2d(x.range.0..x.range.1, y.range.0..y.range.1)
+        .map_err(|e| e.to_string())?;
+    let span = hi - lo;
+    let format = |v: &f64| super::axes::value_label(*v, span);
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc(y.title)
+        .y_labels(super::axes::VALUE_LABELS)
+        .y_label_formatter(&format)
+        .label_style(("sans-serif", TICK_FONT))
+        .axis_desc_style(("sans-serif", TICK_FONT))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let steps = 96;
+    let strips = (0..steps).map(|k| {
+        let (a, b) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
+        // Each strip overlaps the next by half its height, which covers the seam between them.
+        let top = (b + 0.5 / steps as f64).min(1.0);
+        Rectangle::new(
+            [(0.0, lo + a * span), (1.0, lo + top * span)],
+            ramp((a + b) / 2.0).filled(),
+        )
+    });
+    chart.draw_series(strips).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -242,9 +528,9 @@ fn ramp(f: f64) -> RGBColor {
     if f < 0.5 {
         let t = f * 2.0;
         RGBColor(
-            lerp(40.0, 33.0, t),
-            lerp(20.0, 145.0, t),
-            lerp(90.0, 140.0, t),
+            lerp(68.0, 33.0, t),
+            lerp(30.0, 145.0, t),
+            lerp(120.0, 140.0, t),
         )
     } else {
         let t = (f - 0.5) * 2.0;
