@@ -274,9 +274,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             || step == config.steps
             // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
             || step.is_multiple_of(config.record_every);
+        // Every step takes its batch, so that the epoch counts on where the whole set is one
+        // batch (each step a pass); only a batch that changes is gathered and uploaded.
+        let rows = self.batches.next_rows();
+        self.epoch = self.batches.epoch();
         if self.fixed_batch.is_none() || !self.batches.is_fixed() {
-            let rows = self.batches.next_rows();
-            self.epoch = self.batches.epoch();
             self.batch_rows = rows.len();
             let (x, y) = self.data.gather(&rows)?;
             self.fixed_batch = Some((backend.upload(&x.cast(p.storage()))?, backend.upload(&y)?));
