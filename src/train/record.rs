@@ -54,10 +54,10 @@ pub struct StepRecord {
     /// Whether the update was skipped because a gradient held an inf or NaN.
     pub skipped: bool,
     pub layers: Vec<LayerStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Vec<LayerSnapshot>>,
     /// In FP8, what quantising each layer's matmul operands did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fp8: Vec<Fp8Record>,
 }
 
