@@ -12,7 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::error::Error;
 use crate::ops::activation::Activation;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FanMode {
     FanIn,
@@ -43,8 +43,26 @@ impl serde::Serialize for Gain {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Gain {
+    /// What `serialize` writes, read back (a checkpoint's configuration).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Name(String),
+            Value(f64),
+        }
+        match Written::deserialize(d)? {
+            Written::Value(v) => Ok(Gain::Value(v)),
+            Written::Name(n) if n == "pytorch_default" => Ok(Gain::PyTorchDefault),
+            Written::Name(n) if n == "of_activation" => Ok(Gain::OfActivation),
+            Written::Name(n) => Err(serde::de::Error::custom(format!("no gain named '{n}'"))),
+        }
+    }
+}
+
 /// A weight initialiser, as `torch.nn.init`'s of the same name.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Init {
     Constant { value: f64 },
@@ -198,7 +216,7 @@ fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut impl Rng) -> Vec<f3
 }
 
 /// How the input batch is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputInit {
     Normal { std: f64 },

@@ -180,10 +180,10 @@ fn main() -> ExitCode {
         Command::Train(args) => {
             match args
                 .check_destinations()
-                .and_then(|()| Ok(args.options().runs()?))
+                .and_then(|()| Ok(args.options().plan()?))
             {
                 Err(e) => return refused(&e),
-                Ok(runs) => cli::train::train_command(&args, runs),
+                Ok(plan) => cli::train::train_command(&args, plan),
             }
         }
         Command::Demo {

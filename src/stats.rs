@@ -9,7 +9,7 @@ use crate::format::Format;
 use crate::precision::DType;
 
 /// Counts of the finite, non-zero values that a cast to a narrower format would change in kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CastCounts {
     /// Would round beyond the format's range: to ±inf, or, in E4M3FN, which has no inf, to
     /// the ±448 it saturates to (every |x| > 464, as PyTorch 2.15's cast does).
@@ -30,7 +30,7 @@ impl CastCounts {
 
 /// What storing the values in each narrower format (round to nearest even, as PyTorch's
 /// `Tensor.to`) would do to them: "can these weights be stored in E4M3?".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CastReport {
     pub f16: CastCounts,
     pub bf16: CastCounts,
@@ -89,7 +89,7 @@ impl CastReport {
 
 /// Counts of |x| per binary exponent of the storage type, plus the special classes.
 /// The bins add up to the record's `count`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExponentHistogram {
     /// The exponent of the first bin of `normal` (−14 for f16, −126 for f32).
     pub min_exponent: i32,
@@ -126,7 +126,7 @@ impl ExponentHistogram {
 
 /// The statistics of one tensor (or one row). Moments and extrema are over the finite values;
 /// with none, they are NaN (`null` in JSON). The norm is over every value (`l2_norm_of`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsRecord {
     /// Every element, finite or not.
     pub count: u64,

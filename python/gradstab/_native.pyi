@@ -122,5 +122,8 @@ def train(
     clip_norm: Optional[float] = None,
     clip_value: Optional[float] = None,
     max_memory: Optional[Union[int, str]] = None,
+    checkpoint: Optional[_Path] = None,
+    checkpoint_every: Optional[_Int] = None,
+    resume: Optional[_Path] = None,
     progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> TrainReport: ...

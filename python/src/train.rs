@@ -93,7 +93,8 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     lr=None, lr_schedule=None, momentum=None, nesterov=false, weight_decay=None, betas=None,
     eps=None, precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None,
     loss_scale=None, init_scale=None, growth_factor=None, backoff_factor=None,
-    growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, progress=None))]
+    growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, checkpoint=None,
+    checkpoint_every=None, resume=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -140,6 +141,9 @@ pub fn train(
     clip_norm: Option<&Bound<'_, PyAny>>,
     clip_value: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&Bound<'_, PyAny>>,
+    checkpoint: Option<std::path::PathBuf>,
+    checkpoint_every: Option<&Bound<'_, PyAny>>,
+    resume: Option<std::path::PathBuf>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<TrainReport> {
     let lr = lr.map(rates).transpose()?;
@@ -209,19 +213,22 @@ pub fn train(
         clip_norm: number("clip_norm", clip_norm)?,
         clip_value: number("clip_value", clip_value)?,
         max_memory: bytes("max_memory", max_memory)?,
+        checkpoint,
+        checkpoint_every: count("checkpoint_every", checkpoint_every, 1)?,
+        resume,
     };
     let backend = &device.inner;
     let mut watch = Watch::new(progress);
     let result = py.detach(|| {
         guarded(|| {
-            let runs = options.runs()?;
-            if keep_weights && runs.runs.len() > 1 {
+            let plan = options.plan()?;
+            if keep_weights && plan.runs.runs.len() > 1 {
                 return Err(gradstab::Error::InvalidArgument(format!(
                     "keep_weights keeps one model: give one lr and one precision, not {} runs",
-                    runs.runs.len()
+                    plan.runs.runs.len()
                 )));
             }
-            gradstab::api::train_runs(backend, &runs, preset, keep_weights, &mut |p| watch.tick(p))
+            gradstab::api::train_plan(backend, &plan, preset, keep_weights, &mut |p| watch.tick(p))
         })
     });
     let outcome = watch.finish(result)?;

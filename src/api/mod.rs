@@ -6,7 +6,10 @@
 //!
 //! - `device`: the backend to run on (`Device::open`, with the CPU fallback and its notice);
 //! - `run`: `RunOptions` → `Experiment` → `run_experiment` → `RunReport`;
-//! - `train`: `TrainOptions` → `TrainPreset` → `train_runs` → `TrainOutcome`;
+//! - `train`: `TrainOptions` → `TrainPreset` → `train_runs` → `TrainOutcome`, or with
+//!   checkpoints `TrainOptions::plan` → `TrainPlan` → `train_plan`;
+//! - `plan`: `TrainOptions::plan`, the runs with their checkpoints, and a resumed run (the
+//!   checkpoint's, and the options that contradict it);
 //! - `given`: the activations a weights file brings, against those the options ask for;
 //! - `stats`: the statistics of a file's tensors, or of one tensor in memory;
 //! - `progress`: what the long-running calls tell their caller as they go.
@@ -14,12 +17,14 @@
 pub mod checks;
 pub mod device;
 pub mod given;
+pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod stats;
 pub mod train;
 
 pub use device::{BackendChoice, Device};
+pub use plan::{train_plan, TrainPlan};
 pub use progress::Progress;
 pub use run::{run_experiment, RunOptions};
 pub use stats::{file_stats, tensor_stats};

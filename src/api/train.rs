@@ -17,10 +17,11 @@ use crate::network::{self, Clip, NetworkConfig};
 use crate::ops::activation::Activation;
 use crate::ops::optimizer::{OptimizerConfig, OptimizerKind};
 use crate::precision::Precision;
+use crate::train::checkpoint::Checkpointing;
 use crate::train::data::{load_train_data, Targets, Task};
 use crate::train::presets::{self, TrainPreset};
 use crate::train::record::{TrainReport, TrainRun};
-use crate::train::run::{run_training, FinalWeights};
+use crate::train::run::{run_training_with, FinalWeights};
 use crate::train::scaler::{DynamicScaling, LossScale};
 use crate::train::schedule::LrSchedule;
 use crate::train::{config, weights, TrainConfig};
@@ -143,11 +144,18 @@ pub struct TrainOptions {
     pub clip_value: Option<f64>,
     /// Refuse a run that needs more host or device memory than this many bytes.
     pub max_memory: Option<u64>,
+    /// Write a checkpoint of the run (`train::checkpoint`) to this file at its end, and every
+    /// `checkpoint_every` steps; one run only.
+    pub checkpoint: Option<PathBuf>,
+    pub checkpoint_every: Option<usize>,
+    /// Go on from this checkpoint: its configuration, with `steps` or `epochs` as a new total
+    /// and `data` the same data; an option that contradicts it is refused.
+    pub resume: Option<PathBuf>,
 }
 
 impl TrainOptions {
     /// Refuses values out of range, before anything is read.
-    fn check_ranges(&self) -> Result<()> {
+    pub(super) fn check_ranges(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         checks::depth("depth", self.depth)?;
         checks::depth("teacher_depth", self.teacher_depth)?;
@@ -164,6 +172,7 @@ impl TrainOptions {
             "which sets the steps from the data and the batch",
         )?;
         checks::count("fp8_history", self.fp8_history)?;
+        checks::count("checkpoint_every", self.checkpoint_every)?;
         if self.growth_interval == Some(0) {
             return bad("growth_interval 0: expected a whole number ≥ 1".into());
         }
@@ -240,8 +249,20 @@ impl TrainOptions {
 
     /// The runs these options ask for: a preset's (only `steps`, `seed`, `record_every` and
     /// `max_memory` apply to it), or one per learning rate and precision, each validated.
+    /// Checkpoints need [`plan`](Self::plan), which carries them.
     pub fn runs(&self) -> Result<TrainPreset> {
+        if self.checkpoint.is_some() || self.resume.is_some() {
+            return Err(Error::InvalidArgument(
+                "checkpoint and resume need TrainOptions::plan and train_plan, which carry them \
+                 (the runs alone would start from the beginning and save nothing)"
+                    .into(),
+            ));
+        }
         self.check_ranges()?;
+        self.preset_or_own_runs()
+    }
+
+    pub(super) fn preset_or_own_runs(&self) -> Result<TrainPreset> {
         match &self.preset {
             Some(name) => self.preset_runs(name),
             None => self.own_runs(),
@@ -564,6 +585,7 @@ pub fn train_all<B: Backend>(
     backend: &B,
     runs: &TrainPreset,
     keep_weights: bool,
+    checkpoints: &Checkpointing,
     progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<(Vec<TrainRun>, Option<FinalWeights>)> {
     for (_, config) in &runs.runs {
@@ -574,14 +596,21 @@ pub fn train_all<B: Backend>(
     let mut weights = None;
     let mut done = 0;
     for (label, config) in &runs.runs {
-        let outcome = run_training(backend, config, label, keep_weights, &mut |step, loss| {
-            progress(Progress {
-                done: done + step,
-                total,
-                label,
-                loss,
-            })
-        })?;
+        let outcome = run_training_with(
+            backend,
+            config,
+            label,
+            keep_weights,
+            checkpoints,
+            &mut |step, loss| {
+                progress(Progress {
+                    done: done + step,
+                    total,
+                    label,
+                    loss,
+                })
+            },
+        )?;
         done += config.steps;
         weights = outcome.weights;
         done_runs.push(outcome.run);
@@ -598,8 +627,19 @@ pub fn train_runs(
     keep_weights: bool,
     progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<TrainOutcome> {
-    let (done, weights) =
-        on_device!(device, backend => train_all(backend, runs, keep_weights, progress)?);
+    let none = Checkpointing::default();
+    train_with(device, runs, &none, preset, keep_weights, progress)
+}
+
+pub(super) fn train_with(
+    device: &Device,
+    runs: &TrainPreset,
+    checkpoints: &Checkpointing,
+    preset: Option<String>,
+    keep_weights: bool,
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<TrainOutcome> {
+    let (done, weights) = on_device!(device, backend => train_all(backend, runs, keep_weights, checkpoints, progress)?);
     let report = TrainReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
         preset,

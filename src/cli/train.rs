@@ -4,11 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use gradstab::api::train::{train_runs, TaskKind, TrainOptions};
+use gradstab::api::plan::{train_plan, TrainPlan};
+use gradstab::api::train::{TaskKind, TrainOptions};
 use gradstab::api::BackendChoice;
 use gradstab::init::Init;
 use gradstab::ops::optimizer::OptimizerKind;
-use gradstab::train::presets::TrainPreset;
 use gradstab::train::{LossScale, LrSchedule};
 use gradstab::Activation;
 
@@ -214,6 +214,19 @@ pub(crate) struct TrainArgs {
     /// Refuse a run that needs more host or device memory than this (512M, 8G, …).
     #[arg(long, value_name = "SIZE", value_parser = parse_with::<MemorySize>, allow_hyphen_values = true)]
     max_memory: Option<MemorySize>,
+    /// Write a checkpoint of the run to this file at its end: the weights, the optimizer's
+    /// and the loss scaler's state, the data order and every step's record, from which
+    /// --resume goes on bit for bit (one run only).
+    #[arg(long, value_name = "FILE.safetensors")]
+    checkpoint: Option<PathBuf>,
+    /// Also write the checkpoint every K steps (the same file, replaced whole each time).
+    #[arg(long, value_name = "K", requires = "checkpoint", value_parser = at_least_one(),
+          allow_negative_numbers = true)]
+    checkpoint_every: Option<usize>,
+    /// Go on from a checkpoint with its configuration; --steps or --epochs give a new total,
+    /// and a flag that contradicts the checkpoint is refused.
+    #[arg(long, value_name = "FILE.safetensors", conflicts_with = "preset")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -288,6 +301,9 @@ impl TrainArgs {
             clip_norm: self.clip_norm,
             clip_value: self.clip_value,
             max_memory: self.max_memory.map(|MemorySize(b)| b),
+            checkpoint: self.checkpoint.clone(),
+            checkpoint_every: self.checkpoint_every,
+            resume: self.resume.clone(),
         }
     }
 
@@ -305,21 +321,28 @@ impl TrainArgs {
         if self.out.is_none() {
             outputs.insert(0, ("the report (without --out)", std::path::Path::new("-")));
         }
-        gradstab::output::check_outputs(&inputs, &outputs, |flag| match flag {
+        let extension = |flag: &str| match flag {
             "--plot" | "--heatmap" => Some("svg"),
-            "--save-weights" => Some("safetensors"),
+            "--save-weights" | "--checkpoint" => Some("safetensors"),
             _ => None,
-        })?;
+        };
+        // The checkpoint resumed from is read whole before anything is written, so the run's
+        // own checkpoints may go on in that file; no other output may replace it.
+        let mut with_resume = inputs.clone();
+        with_resume.extend(super::args::given([("--resume", &self.resume)]));
+        gradstab::output::check_outputs(&with_resume, &outputs, extension)?;
+        outputs.extend(super::args::given([("--checkpoint", &self.checkpoint)]));
+        gradstab::output::check_outputs(&inputs, &outputs, extension)?;
         Ok(())
     }
 }
 
-pub(crate) fn train_command(args: &TrainArgs, runs: TrainPreset) -> anyhow::Result<ExitCode> {
+pub(crate) fn train_command(args: &TrainArgs, plan: TrainPlan) -> anyhow::Result<ExitCode> {
     let device = args.adapter.open(args.backend)?;
     let bar = Bar::new(args.quiet, "steps");
-    let outcome = train_runs(
+    let outcome = train_plan(
         &device,
-        &runs,
+        &plan,
         args.preset.clone(),
         args.save_weights.is_some(),
         &mut |p| bar.show(p),

@@ -19,7 +19,7 @@ use crate::theory::{MeanFieldNetwork, TopGradient};
 pub const KEEP_WEIGHTS_BYTES: u64 = 1 << 30;
 
 /// Gradient clipping of the weight gradients, with PyTorch's semantics.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "limit", rename_all = "snake_case")]
 pub enum Clip {
     /// `clip_grad_norm_(max_norm)`: scale every gradient by min(1, max_norm / (‖g‖ + 1e-6)).

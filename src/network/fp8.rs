@@ -23,7 +23,7 @@ use crate::stats::StatsRecord;
 pub const DEFAULT_HISTORY: usize = 1024;
 
 /// How each operand's scale is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "rule")]
 pub enum Fp8Scaling {
     /// Scale 1: what the formats do to the raw values.
@@ -86,7 +86,7 @@ impl Fp8Scaling {
 }
 
 /// The matmul operand a scale belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// H^{t−1}, the layer's input (E4M3).
@@ -119,7 +119,7 @@ impl Role {
 }
 
 /// What one quantisation did.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fp8Record {
     pub layer: usize,
     pub role: Role,
@@ -205,6 +205,23 @@ impl Fp8State {
 
     pub fn scaling(&self) -> Fp8Scaling {
         self.scaling
+    }
+
+    /// Layer t's `role` operand (t from 1): the scale its next quantisation uses and the
+    /// amaxes of past steps, oldest first (what a checkpoint saves).
+    pub fn operand(&self, t: usize, role: Role) -> (f32, Vec<f32>) {
+        let r = role as usize;
+        (
+            self.next[t - 1][r],
+            self.history[t - 1][r].iter().copied().collect(),
+        )
+    }
+
+    /// Sets what [`operand`](Self::operand) gives (a checkpoint's, read back).
+    pub fn set_operand(&mut self, t: usize, role: Role, next: f32, history: Vec<f32>) {
+        let r = role as usize;
+        self.next[t - 1][r] = next;
+        self.history[t - 1][r] = history.into();
     }
 }
 

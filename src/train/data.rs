@@ -333,6 +333,34 @@ impl Batches {
         self.epoch + 1
     }
 
+    /// Where the batches stand: the epoch being taken (from 0, the shuffle stream's index), its
+    /// order of the samples, and how many of them earlier batches took.
+    pub fn position(&self) -> (usize, &[usize], usize) {
+        (self.epoch, &self.order, self.position)
+    }
+
+    /// Goes on from a [`position`](Self::position) (a checkpoint's): `order` must be a
+    /// permutation of the samples and `taken` at most their number; later epochs are drawn
+    /// from the seed as ever.
+    pub fn resume(&mut self, epoch: usize, order: Vec<usize>, taken: usize) -> Result<()> {
+        let mut seen = vec![false; self.samples];
+        let permutation = order.len() == self.samples
+            && order
+                .iter()
+                .all(|&i| i < self.samples && !std::mem::replace(&mut seen[i], true));
+        if !permutation || taken > self.samples {
+            return Err(Error::InvalidArgument(format!(
+                "the data order of {} samples with {taken} taken is no order of these {} samples",
+                order.len(),
+                self.samples
+            )));
+        }
+        self.epoch = epoch;
+        self.order = order;
+        self.position = taken;
+        Ok(())
+    }
+
     /// The next batch's rows: `batch` of them, or fewer at the end of an epoch without
     /// `drop_last`.
     pub fn next_rows(&mut self) -> Vec<usize> {

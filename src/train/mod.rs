@@ -12,6 +12,7 @@
 //! matmuls with f32 accumulation for forward and backward, f32 master weights and optimizer
 //! state, the f16 weights rounded from the masters after each step).
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod format_presets;
@@ -21,13 +22,15 @@ pub mod record;
 pub mod run;
 pub mod scaler;
 pub mod schedule;
+pub mod state;
 pub mod weights;
 
+pub use checkpoint::{Checkpoint, CheckpointPlan, Checkpointing};
 pub use config::{check, TrainConfig};
 pub use data::{Batches, Targets, Task, TrainData};
 pub use record::{
     Claim, LayerSnapshot, LayerStep, StepRecord, TrainReport, TrainRun, TrainSummary,
 };
-pub use run::{run_training, FinalWeights, TrainOutcome};
+pub use run::{run_training, run_training_with, FinalWeights, TrainOutcome};
 pub use scaler::{DynamicScaling, LossScale, Scaler};
 pub use schedule::LrSchedule;

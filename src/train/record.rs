@@ -5,7 +5,7 @@ use crate::network::fp8::Fp8Record;
 use crate::stats::StatsRecord;
 
 /// One layer at one step.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerStep {
     pub layer: usize,
     /// ‖∂l/∂W^t‖ of the unscaled gradient (before clipping).
@@ -26,7 +26,7 @@ pub struct LayerStep {
 }
 
 /// The full statistics records of one layer, kept every `--record-every` steps.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerSnapshot {
     pub layer: usize,
     pub pre_activation: StatsRecord,
@@ -37,7 +37,7 @@ pub struct LayerSnapshot {
     pub grad_weight: StatsRecord,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub step: usize,
     /// The pass over the data this step's batch belongs to, from 1.
@@ -54,10 +54,10 @@ pub struct StepRecord {
     /// Whether the update was skipped because a gradient held an inf or NaN.
     pub skipped: bool,
     pub layers: Vec<LayerStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Vec<LayerSnapshot>>,
     /// In FP8, what quantising each layer's matmul operands did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fp8: Vec<Fp8Record>,
 }
 

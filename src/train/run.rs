@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::checkpoint::Checkpointing;
 use super::config::TrainConfig;
 use super::data::{self, Batches};
 use super::record::{EpochRecord, LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
 use super::scaler::Scaler;
+use super::state::{Slot, TrainerState};
 use crate::backend::batch::{StatsBatch, StatsHandle};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -22,14 +24,6 @@ use crate::ops::optimizer::{self, has_model_copy, master_dtype, StepScalars, Ste
 use crate::precision::DType;
 use crate::stats::StatsRecord;
 use crate::tensor::{HostTensor, Shape};
-
-/// The optimizer's tensors for one parameter.
-struct Slot<T> {
-    /// The f32 master in mixed precision (the model's f16 copy lives in `Parameters`).
-    master: Option<T>,
-    first: Option<T>,
-    second: Option<T>,
-}
 
 fn zeros_like(dtype: DType, rows: usize, cols: usize) -> Result<HostTensor> {
     HostTensor::from_f32_as(dtype, rows, cols, &vec![0.0; rows * cols])
@@ -91,7 +85,24 @@ pub fn run_training<B: Backend>(
     want_weights: bool,
     progress: &mut dyn FnMut(usize, Option<f64>) -> Result<()>,
 ) -> Result<TrainOutcome> {
+    let none = Checkpointing::default();
+    run_training_with(backend, config, label, want_weights, &none, progress)
+}
+
+/// [`run_training`], going on from `checkpoints.resume` where it is given and writing
+/// `checkpoints.save` on the way (train/checkpoint.rs).
+pub fn run_training_with<B: Backend>(
+    backend: &B,
+    config: &TrainConfig,
+    label: &str,
+    want_weights: bool,
+    checkpoints: &Checkpointing,
+    progress: &mut dyn FnMut(usize, Option<f64>) -> Result<()>,
+) -> Result<TrainOutcome> {
     let mut trainer = Trainer::new(backend, config)?;
+    if let Some(checkpoint) = &checkpoints.resume {
+        checkpoint.restore(trainer.state())?;
+    }
     let mut tell = |trainer: &Trainer<B>| {
         progress(
             trainer.steps_done(),
@@ -100,8 +111,10 @@ pub fn run_training<B: Backend>(
     };
     while trainer.step()? {
         tell(&trainer)?;
+        checkpoints.after_step(trainer.state(), label)?;
     }
     tell(&trainer)?;
+    checkpoints.at_end(trainer.state(), label)?;
     trainer.finish(label, want_weights)
 }
 
@@ -139,6 +152,8 @@ pub struct Trainer<'a, B: Backend> {
     first_started: Option<Instant>,
     last_ended: Option<Instant>,
     in_steps: Duration,
+    /// The wall time of the steps before a resumed checkpoint.
+    wall_before: Duration,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
@@ -232,7 +247,34 @@ impl<'a, B: Backend> Trainer<'a, B> {
             first_started: None,
             last_ended: None,
             in_steps: Duration::ZERO,
+            wall_before: Duration::ZERO,
         })
+    }
+
+    /// Every part of the run's state, for a checkpoint to save or set.
+    pub(super) fn state(&mut self) -> TrainerState<'_, B> {
+        let wall_now = match (self.first_started, self.last_ended) {
+            (Some(first), Some(last)) => last - first,
+            _ => Duration::ZERO,
+        };
+        TrainerState {
+            backend: self.backend,
+            config: self.config,
+            data: &self.data,
+            batches: &mut self.batches,
+            params: &mut self.params,
+            weight_slots: &mut self.weight_slots,
+            bias_slots: &mut self.bias_slots,
+            weight_norms: &mut self.weight_norms,
+            scaler: &mut self.scaler,
+            optimizer_steps: &mut self.optimizer_steps,
+            records: &mut self.records,
+            diverged_at: self.diverged_at,
+            fp8: self.fp8.as_mut(),
+            in_steps: &mut self.in_steps,
+            wall_before: &mut self.wall_before,
+            wall_now,
+        }
     }
 
     /// Steps recorded so far.
@@ -274,9 +316,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             || step == config.steps
             // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
             || step.is_multiple_of(config.record_every);
+        // Every step takes its batch, so that the epoch counts on where the whole set is one
+        // batch (each step a pass); only a batch that changes is gathered and uploaded.
+        let rows = self.batches.next_rows();
+        self.epoch = self.batches.epoch();
         if self.fixed_batch.is_none() || !self.batches.is_fixed() {
-            let rows = self.batches.next_rows();
-            self.epoch = self.batches.epoch();
             self.batch_rows = rows.len();
             let (x, y) = self.data.gather(&rows)?;
             self.fixed_batch = Some((backend.upload(&x.cast(p.storage()))?, backend.upload(&y)?));
@@ -551,14 +595,19 @@ impl<'a, B: Backend> Trainer<'a, B> {
     }
 
     /// The wall seconds of the steps so far and their mean seconds per step (0 and 0 before
-    /// a first step).
+    /// a first step), a resumed run's earlier sessions included.
     fn timing(&self) -> (f64, f64) {
-        match (self.first_started, self.last_ended) {
-            (Some(first), Some(last)) => (
-                (last - first).as_secs_f64(),
-                self.in_steps.as_secs_f64() / self.records.len() as f64,
+        let now = match (self.first_started, self.last_ended) {
+            (Some(first), Some(last)) => last - first,
+            _ => Duration::ZERO,
+        };
+        match self.records.len() {
+            0 => (0.0, 0.0),
+            // A resumed run's steps include those before its checkpoint, and their time.
+            steps => (
+                (self.wall_before + now).as_secs_f64(),
+                self.in_steps.as_secs_f64() / steps as f64,
             ),
-            _ => (0.0, 0.0),
         }
     }
 }

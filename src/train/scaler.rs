@@ -11,7 +11,7 @@ use crate::checked::{f32_between, f32_for, Use};
 use crate::error::{Error, Result};
 
 /// GradScaler's settings, with its defaults.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DynamicScaling {
     pub init_scale: f64,
     pub growth_factor: f64,
@@ -30,7 +30,7 @@ impl Default for DynamicScaling {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LossScale {
     None,
@@ -132,6 +132,22 @@ impl Scaler {
     /// `scale.double().reciprocal().float()`.
     pub fn inv_scale(&self) -> f32 {
         (1.0 / self.scale as f64) as f32
+    }
+
+    /// The steps in a row without an inf or NaN since the scale last changed (GradScaler's
+    /// `_growth_tracker`); 0 without dynamic scaling.
+    pub fn growth_tracker(&self) -> u64 {
+        self.growth_tracker
+    }
+
+    /// A scaler of `mode` that goes on from `scale` and `growth_tracker`, as
+    /// `GradScaler.load_state_dict` does (a checkpoint's).
+    pub fn resumed(mode: LossScale, scale: f32, growth_tracker: u64) -> Self {
+        Scaler {
+            mode,
+            scale,
+            growth_tracker,
+        }
     }
 
     /// After a step: `found_inf` when any gradient held an inf or NaN.

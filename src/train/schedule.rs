@@ -371,6 +371,15 @@ impl serde::Serialize for LrSchedule {
     }
 }
 
+/// The written form read back (a checkpoint's configuration).
+impl<'de> serde::Deserialize<'de> for LrSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

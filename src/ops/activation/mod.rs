@@ -61,7 +61,7 @@ impl ExpAccuracy {
 }
 
 /// The activations a layer can use.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activation {
     /// `alpha·x + beta`.

@@ -13,7 +13,7 @@ use crate::checked::{f32_for, Use};
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
     Sgd,
@@ -60,7 +60,7 @@ impl fmt::Display for OptimizerKind {
 }
 
 /// An optimizer and its hyperparameters, with torch.optim's defaults.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
     /// SGD's momentum (0: plain SGD).
