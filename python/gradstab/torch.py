@@ -445,6 +445,10 @@ class Sequential:
         # The trained model is kept for save_weights when there is one model to keep: one
         # learning rate and one precision.
         options.setdefault("keep_weights", _runs(options) == 1)
+        if options.get("resume") is not None:
+            # The checkpoint holds the model's weights and activation: the model gives only
+            # its names, for save_weights.
+            return SequentialTrainResult(gradstab.train(**options), self.names)
         with tempfile.TemporaryDirectory() as d:
             result = gradstab.train(
                 weights=self._write(d),

@@ -63,6 +63,28 @@ def test_a_run_stopped_after_a_checkpoint_goes_on_from_it(tmp_path):
     assert without_timing(resumed)["runs"] == without_timing(whole)["runs"]
 
 
+def test_a_sequential_resumes_from_its_checkpoint_and_saves_under_its_names(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    options = dict(steps=6, samples=16, backend="cpu", seed=1, record_every=3)
+    whole = gt.from_sequential(model).train(**options)
+    path = tmp_path / "ckpt.safetensors"
+    gt.from_sequential(model).train(**dict(options, steps=3), checkpoint=path)
+    resumed = gt.from_sequential(model).train(resume=path, steps=6, backend="cpu")
+    got, want = without_timing(resumed.to_dict()), without_timing(whole.to_dict())
+    # The weights file each run was given is a temporary copy of the model, named apart.
+    for r in (got, want):
+        r["runs"][0]["config"]["network"].pop("weights_file")
+        r["runs"][0]["steps"][2].pop("snapshot", None)
+    assert got["runs"] == want["runs"]
+    resumed.save_weights(tmp_path / "trained.safetensors")
+    whole.save_weights(tmp_path / "whole.safetensors")
+    a = safetensors_torch.load_file(str(tmp_path / "trained.safetensors"))
+    b = safetensors_torch.load_file(str(tmp_path / "whole.safetensors"))
+    assert a.keys() == b.keys() == model.state_dict().keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_contradicting_option_is_refused(tmp_path):
     path = tmp_path / "ckpt.safetensors"
     gradstab.train(depth=2, width=4, steps=2, backend="cpu", checkpoint=path)
