@@ -122,5 +122,8 @@ def train(
     clip_norm: Optional[float] = None,
     clip_value: Optional[float] = None,
     max_memory: Optional[Union[int, str]] = None,
+    val_data: Optional[_Path] = None,
+    val_split: Optional[float] = None,
+    eval_every: Optional[_Int] = None,
     progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> TrainReport: ...

@@ -93,7 +93,8 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     lr=None, lr_schedule=None, momentum=None, nesterov=false, weight_decay=None, betas=None,
     eps=None, precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None,
     loss_scale=None, init_scale=None, growth_factor=None, backoff_factor=None,
-    growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, progress=None))]
+    growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, val_data=None,
+    val_split=None, eval_every=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -140,6 +141,9 @@ pub fn train(
     clip_norm: Option<&Bound<'_, PyAny>>,
     clip_value: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&Bound<'_, PyAny>>,
+    val_data: Option<std::path::PathBuf>,
+    val_split: Option<&Bound<'_, PyAny>>,
+    eval_every: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<TrainReport> {
     let lr = lr.map(rates).transpose()?;
@@ -209,6 +213,9 @@ pub fn train(
         clip_norm: number("clip_norm", clip_norm)?,
         clip_value: number("clip_value", clip_value)?,
         max_memory: bytes("max_memory", max_memory)?,
+        val_data,
+        val_split: number("val_split", val_split)?,
+        eval_every: count("eval_every", eval_every, 1)?,
     };
     let backend = &device.inner;
     let mut watch = Watch::new(progress);
