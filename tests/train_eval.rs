@@ -502,6 +502,50 @@ fn the_split_is_drawn_from_the_seed_not_the_minibatch_order() {
     }
 }
 
+/// Evaluating leaves the training as it was: every step's loss and norms are those of the
+/// same run without evaluations, in every precision the backend runs (FP8's delayed scaling
+/// state, the bias broadcast's ones column of a short last batch included).
+fn check_evaluation_leaves_training_alone<B: Backend>(backend: &B) {
+    for precision in [
+        Precision::F32,
+        Precision::F16Accumulate32,
+        Precision::Bf16Accumulate32,
+        Precision::Fp8,
+    ] {
+        if !backend.supports(precision) {
+            eprintln!("SKIPPED {precision}: {}", backend.unsupported(precision));
+            continue;
+        }
+        let mut quiet = config(blobs(7), 7, 0.1, 15, Validation::None);
+        quiet.precision = precision;
+        let mut evaluated = quiet.clone();
+        evaluated.evaluation.every = Some(1);
+        let (a, b) = (train(backend, &quiet), train(backend, &evaluated));
+        assert!(a.run.summary.final_eval.is_none());
+        assert!(b.run.steps.iter().all(|s| s.eval.is_some()), "{precision}");
+        let strip = |o: &TrainOutcome| -> Vec<_> {
+            o.run
+                .steps
+                .iter()
+                .map(|s| (s.loss, s.layers.clone(), s.fp8.clone()))
+                .collect()
+        };
+        assert_eq!(strip(&a), strip(&b), "{precision}");
+    }
+}
+
+#[test]
+fn evaluation_leaves_the_training_as_it_was_cpu() {
+    check_evaluation_leaves_training_alone(&Cpu);
+}
+
+#[test]
+fn evaluation_leaves_the_training_as_it_was_gpu() {
+    if let Some(gpu) = common::gpu("evaluation_leaves_the_training_as_it_was_gpu") {
+        check_evaluation_leaves_training_alone(&gpu);
+    }
+}
+
 /// A run whose loss turns inf or NaN still evaluates its last weights, and says NaN.
 #[test]
 fn a_diverged_run_reports_nan_not_an_error() {
