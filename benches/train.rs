@@ -46,6 +46,7 @@ fn config(precision: Precision, loss_scale: LossScale) -> TrainConfig {
         lr_schedule: None,
         precision,
         loss_scale,
+        evaluation: Default::default(),
     }
 }
 

@@ -612,6 +612,7 @@ fn check_training_scales<B: Backend>(backend: &B) {
         lr_schedule: None,
         precision: P,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     };
     let mut trainer = Trainer::new(backend, &config).unwrap();
     while trainer.step().unwrap() {}
@@ -705,6 +706,7 @@ fn check_unchanged_fraction<B: Backend>(backend: &B) {
         lr_schedule: None,
         precision,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     };
     let mut fractions = Vec::new();
     for precision in [Precision::Bf16, Precision::Bf16Accumulate32] {

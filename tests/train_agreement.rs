@@ -37,6 +37,7 @@ fn config(optimizer: OptimizerConfig, lr: f64) -> TrainConfig {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use gradstab::network::fp8::Fp8Scaling;
 use gradstab::network::NetworkConfig;
 use gradstab::ops::optimizer::{OptimizerConfig, OptimizerKind};
+use gradstab::train::eval::{Evaluation, Validation};
 use gradstab::train::{
     run_training, run_training_with, Checkpoint, CheckpointPlan, Checkpointing, DynamicScaling,
     LossScale, LrSchedule, StepRecord, Task, TrainConfig, TrainOutcome,
@@ -66,6 +67,7 @@ fn base(widths: &[usize], steps: usize) -> TrainConfig {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Evaluation::default(),
     }
 }
 
@@ -78,6 +80,12 @@ fn cases() -> Vec<(&'static str, TrainConfig, usize)> {
     sgd.optimizer.nesterov = true;
     sgd.optimizer.weight_decay = 0.01;
     sgd.lr_schedule = Some("linear:0.1:1:4,cosine@4".parse::<LrSchedule>().unwrap());
+    // A quarter held out and evaluated every 3 steps: evaluations on both sides of the cut,
+    // over the split the resumed run must draw again.
+    sgd.evaluation = Evaluation {
+        validation: Validation::Split(0.25),
+        every: Some(3),
+    };
 
     // Adam in mixed precision with dynamic loss scaling that starts far too high (skipped
     // steps) and grows every 2 clean steps: the scale moves on both sides of the cut, which
@@ -101,6 +109,8 @@ fn cases() -> Vec<(&'static str, TrainConfig, usize)> {
     adamw.lr_schedule = Some("step:3:0.5".parse::<LrSchedule>().unwrap());
     adamw.shuffle = false;
     adamw.network.batch = 20;
+    // The training set alone evaluated every other step.
+    adamw.evaluation.every = Some(2);
 
     // FP8 with delayed scaling over a history of 3 steps, SGD with momentum.
     let mut fp8 = base(&[4, 8, 8, 3], 9);
@@ -179,7 +189,7 @@ fn whole_and_resumed<B: Backend>(
     assert!(stopped.is_err(), "the first part stops after step {cut}");
     let checkpoint = Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.step(), cut);
-    let resumed_config = checkpoint.config(None).unwrap();
+    let resumed_config = checkpoint.config(None, None).unwrap();
     let resume = Checkpointing {
         resume: Some(Arc::new(checkpoint)),
         save: None,

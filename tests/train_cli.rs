@@ -42,6 +42,7 @@ fn small(steps: usize) -> TrainConfig {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

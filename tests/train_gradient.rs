@@ -95,6 +95,7 @@ fn check<B: Backend>(backend: &B, task: Task, residual: bool) {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     };
     let outcome = train::run_training(backend, &config, "fd", true, &mut |_, _| Ok(())).unwrap();
     let trained = outcome.weights.unwrap();
@@ -205,6 +206,7 @@ fn check_clipping<B: Backend>(backend: &B) {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale,
+        evaluation: Default::default(),
     };
     let weights = |c: &TrainConfig| {
         let w = train::run_training(backend, c, "clip", true, &mut |_, _| Ok(()))

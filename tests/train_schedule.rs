@@ -44,6 +44,7 @@ fn config(steps: usize, lr: f64, schedule: Option<&str>) -> TrainConfig {
         lr_schedule: schedule.map(|s| s.parse::<LrSchedule>().unwrap()),
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

@@ -69,6 +69,7 @@ fn base(widths: &[usize], samples: usize) -> TrainConfig {
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

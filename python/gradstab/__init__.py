@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import _native
@@ -141,9 +142,34 @@ def train(
     ``output_activation`` given). A preset takes only ``steps``, ``seed`` and
     ``record_every``. ``progress=callable(done, total, label)`` hears every step; an
     exception it raises, or Ctrl-C, stops the training.
+
+    Evaluation: ``val_data`` (a file as ``data``, or an ``(x, y)`` pair of arrays, which
+    ``data`` takes too: they are written to a temporary ``.npz`` whose name the report's
+    config then carries) or ``val_split=F`` (ceil(F·N) samples held out, drawn from the seed,
+    stratified by class for labels; the rows in ``run["split"]["val_rows"]``), and
+    ``eval_every=K``: the loss, and the accuracy for labels, over the whole training and
+    validation sets after every K steps and after the last (:meth:`TrainResult.evaluations`).
     """
     dev = device(backend, adapter, matmul_variant)
-    return TrainResult(_native.train(dev, preset=preset, **options))
+    with tempfile.TemporaryDirectory(prefix="gradstab-") as scratch:
+        for name in ("data", "val_data"):
+            if isinstance(options.get(name), tuple):
+                options[name] = _write_xy(options[name], os.path.join(scratch, name + ".npz"))
+        return TrainResult(_native.train(dev, preset=preset, **options))
+
+
+def _write_xy(pair, path: str) -> str:
+    """An ``(x, y)`` pair written as an ``.npz`` that ``data`` reads: x as f32 [N, inputs],
+    y as integer labels [N] or f32 targets [N, outputs], as given."""
+    import numpy as np
+
+    if len(pair) != 2:
+        raise ValueError(f"expected (x, y), got a tuple of {len(pair)}")
+    x, y = (np.asarray(v.detach().cpu() if _is_torch_tensor(v) else v) for v in pair)
+    if y.dtype.kind not in "iu":
+        y = y.astype(np.float32)
+    np.savez(path, x=x.astype(np.float32), y=y)
+    return path
 
 
 # What each array dtype is read as, and the gradstab format of its bits.

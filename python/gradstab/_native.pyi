@@ -125,5 +125,8 @@ def train(
     checkpoint: Optional[_Path] = None,
     checkpoint_every: Optional[_Int] = None,
     resume: Optional[_Path] = None,
+    val_data: Optional[_Path] = None,
+    val_split: Optional[float] = None,
+    eval_every: Optional[_Int] = None,
     progress: Optional[Callable[[int, int, str], object]] = None,
 ) -> TrainReport: ...

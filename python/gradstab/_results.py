@@ -108,6 +108,29 @@ class TrainResult(_Runs):
                 )
         return _pandas().DataFrame(rows)
 
+    def evaluations(self):
+        """One row per (run, evaluation): the step it followed, the mean loss and (labels
+        only, else NaN) the accuracy over the whole training set and the validation set (NaN
+        without one). The last row of a run is its ``summary["final_eval"]``."""
+        rows = []
+        for run in self.to_dict()["runs"]:
+            for step in run["steps"]:
+                e = step.get("eval")
+                if e is None:
+                    continue
+                rows.append(
+                    {
+                        "run": run["label"],
+                        "step": e["step"],
+                        "train_loss": _number(e["train_loss"]),
+                        "train_accuracy": _number(e["train_accuracy"]),
+                        "val_loss": _number(e["val_loss"]),
+                        "val_accuracy": _number(e["val_accuracy"]),
+                    }
+                )
+        columns = ["run", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        return _pandas().DataFrame(rows, columns=columns)
+
     def heatmap(self, path) -> None:
         """Draws log10 ‖ΔW‖/‖W‖ per layer and step to an SVG file (``--heatmap``)."""
         self._native.heatmap(path)

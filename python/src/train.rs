@@ -94,7 +94,8 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     eps=None, precision=None, fp8_scaling=None, fp8_history=None, fp8_margin=None,
     loss_scale=None, init_scale=None, growth_factor=None, backoff_factor=None,
     growth_interval=None, clip_norm=None, clip_value=None, max_memory=None, checkpoint=None,
-    checkpoint_every=None, resume=None, progress=None))]
+    checkpoint_every=None, resume=None, val_data=None, val_split=None, eval_every=None,
+    progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -144,6 +145,9 @@ pub fn train(
     checkpoint: Option<std::path::PathBuf>,
     checkpoint_every: Option<&Bound<'_, PyAny>>,
     resume: Option<std::path::PathBuf>,
+    val_data: Option<std::path::PathBuf>,
+    val_split: Option<&Bound<'_, PyAny>>,
+    eval_every: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<TrainReport> {
     let lr = lr.map(rates).transpose()?;
@@ -216,6 +220,9 @@ pub fn train(
         checkpoint,
         checkpoint_every: count("checkpoint_every", checkpoint_every, 1)?,
         resume,
+        val_data,
+        val_split: number("val_split", val_split)?,
+        eval_every: count("eval_every", eval_every, 1)?,
     };
     let backend = &device.inner;
     let mut watch = Watch::new(progress);

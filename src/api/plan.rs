@@ -108,7 +108,26 @@ fn resumed(options: &TrainOptions, path: &Path, save: Option<CheckpointPlan>) ->
         })?),
         (None, None) => None,
     };
-    let mut config = checkpoint.config(data.map(Arc::new))?;
+    // The validation file is read again as the data are; the rebuilt configuration then
+    // checks that it holds as many samples as the one the run evaluated on.
+    let val_data = match (&options.val_data, checkpoint.val_data_file()) {
+        (Some(given), Some(_)) => Some(load_train_data(given)?),
+        (Some(given), None) => {
+            return Err(Error::InvalidArgument(format!(
+                "val_data {}: the checkpoint's run had no validation file, and a resumed run \
+                 keeps the evaluation it was checkpointed with",
+                given.display()
+            )))
+        }
+        (None, Some(file)) => Some(load_train_data(Path::new(&file)).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the checkpoint's run evaluated on {file}, which does not read now ({e}); give \
+                 it with val_data (--val-data)"
+            ))
+        })?),
+        (None, None) => None,
+    };
+    let mut config = checkpoint.config(data.map(Arc::new), val_data.map(Arc::new))?;
     contradictions(options, &config)?;
     if let Some(steps) = options.steps {
         config.steps = steps;
@@ -233,6 +252,20 @@ fn contradictions(o: &TrainOptions, c: &TrainConfig) -> Result<()> {
         net.batch.to_string(),
     )?;
     same("shuffle", flag(o.shuffle), c.shuffle.to_string())?;
+    let evaluation = &c.evaluation;
+    same(
+        "val_split",
+        o.val_split.map(|f| f.to_string()),
+        match evaluation.validation {
+            crate::train::eval::Validation::Split(f) => f.to_string(),
+            _ => none(),
+        },
+    )?;
+    same(
+        "eval_every",
+        o.eval_every.map(|k| k.to_string()),
+        evaluation.every.map_or_else(none, |k| k.to_string()),
+    )?;
     same("drop_last", flag(o.drop_last), c.drop_last.to_string())?;
     same(
         "record_every",

@@ -19,6 +19,7 @@ use crate::ops::optimizer::{OptimizerConfig, OptimizerKind};
 use crate::precision::Precision;
 use crate::train::checkpoint::Checkpointing;
 use crate::train::data::{load_train_data, Targets, Task};
+use crate::train::eval::{self, Evaluation, Validation};
 use crate::train::presets::{self, TrainPreset};
 use crate::train::record::{TrainReport, TrainRun};
 use crate::train::run::{run_training_with, FinalWeights};
@@ -151,6 +152,15 @@ pub struct TrainOptions {
     /// Go on from this checkpoint: its configuration, with `steps` or `epochs` as a new total
     /// and `data` the same data; an option that contradicts it is refused.
     pub resume: Option<PathBuf>,
+    /// A validation set: x and y of a file read as `data` is (same inputs, same kind of
+    /// targets); needs `data`, not with `val_split`.
+    pub val_data: Option<PathBuf>,
+    /// Hold out ceil(F·N) samples of the data (0 < F < 1) as the validation set, drawn from
+    /// the seed, stratified by class for labels (`train::eval`).
+    pub val_split: Option<f64>,
+    /// Evaluate every this many steps and after the last (default: after the last step only,
+    /// where there is a validation set; without one, `eval_every` evaluates the training set).
+    pub eval_every: Option<usize>,
 }
 
 impl TrainOptions {
@@ -173,6 +183,23 @@ impl TrainOptions {
         )?;
         checks::count("fp8_history", self.fp8_history)?;
         checks::count("checkpoint_every", self.checkpoint_every)?;
+        checks::count("eval_every", self.eval_every)?;
+        if let Some(f) = self.val_split {
+            eval::check_fraction(f)?;
+        }
+        if self.val_data.is_some() && self.data.is_none() {
+            return bad(
+                "val_data needs data: a built-in task's targets come from a teacher drawn from \
+                 the seed, which no file holds; hold out part of its samples with val_split"
+                    .into(),
+            );
+        }
+        checks::conflicts(
+            "val_split",
+            self.val_split.is_some(),
+            &[("val_data", self.val_data.is_some())],
+            "which holds out part of data instead",
+        )?;
         if self.growth_interval == Some(0) {
             return bad("growth_interval 0: expected a whole number ≥ 1".into());
         }
@@ -205,7 +232,7 @@ impl TrainOptions {
     }
 
     /// The options a preset fixes, with whether each was given.
-    fn model_options(&self) -> [(&'static str, bool); 37] {
+    fn model_options(&self) -> [(&'static str, bool); 40] {
         [
             ("depth", self.depth.is_some()),
             ("widths", self.widths.is_some()),
@@ -244,6 +271,9 @@ impl TrainOptions {
             ("fp8_scaling", self.fp8_scaling.is_some()),
             ("fp8_margin", self.fp8_margin.is_some()),
             ("fp8_history", self.fp8_history.is_some()),
+            ("val_data", self.val_data.is_some()),
+            ("val_split", self.val_split.is_some()),
+            ("eval_every", self.eval_every.is_some()),
         ]
     }
 
@@ -387,7 +417,10 @@ impl TrainOptions {
         let samples = data
             .as_ref()
             .map_or(self.samples.unwrap_or(DEFAULT_SAMPLES), |d| d.samples());
-        network.batch = self.batch.unwrap_or(samples);
+        let evaluation = self.evaluation()?;
+        // The default batch is the whole training set: what a split leaves.
+        let train_samples = samples - evaluation.held_out(samples).min(samples);
+        network.batch = self.batch.unwrap_or(train_samples.max(1));
         let optimizer = self.optimizer_config(kind);
         let mut runs = Vec::new();
         for &precision in &precisions {
@@ -405,6 +438,7 @@ impl TrainOptions {
                     lr_schedule: self.lr_schedule.clone(),
                     precision,
                     loss_scale,
+                    evaluation: evaluation.clone(),
                 };
                 if let Some(epochs) = self.epochs {
                     // Refused before the product: a batch the data cannot give has no epoch.
@@ -437,6 +471,22 @@ impl TrainOptions {
             name: "custom",
             conclusion: "",
             runs,
+        })
+    }
+
+    /// The validation set (its file read) and when to evaluate.
+    fn evaluation(&self) -> Result<Evaluation> {
+        let validation = match (&self.val_data, self.val_split) {
+            (Some(path), _) => Validation::Data {
+                source: path.display().to_string(),
+                data: Arc::new(load_train_data(path)?),
+            },
+            (None, Some(fraction)) => Validation::Split(fraction),
+            (None, None) => Validation::None,
+        };
+        Ok(Evaluation {
+            validation,
+            every: self.eval_every,
         })
     }
 

@@ -18,7 +18,7 @@ use super::args::{
 };
 
 /// The flags a preset fixes: each is refused with --preset.
-const PRESET_FIXES: [&str; 37] = [
+const PRESET_FIXES: [&str; 40] = [
     "depth",
     "width",
     "activation",
@@ -56,6 +56,9 @@ const PRESET_FIXES: [&str; 37] = [
     "fp8_scaling",
     "fp8_history",
     "fp8_margin",
+    "val_data",
+    "val_split",
+    "eval_every",
 ];
 
 #[derive(clap::Args)]
@@ -116,7 +119,25 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_name = "FILE",
           conflicts_with_all = ["task", "samples", "teacher_depth", "teacher_width"])]
     data: Option<PathBuf>,
-    /// Minibatch size; without it, the whole data set is one batch.
+    /// A validation set: x and y of a file as --data's, with the same inputs and the same
+    /// kind of targets; evaluated after the last step (and every --eval-every steps).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "data",
+        conflicts_with = "val_split"
+    )]
+    val_data: Option<PathBuf>,
+    /// Hold out ceil(F·N) of the samples (0 < F < 1) as the validation set, drawn from the
+    /// seed (not the shuffle) and stratified by class for integer labels; the rest trains.
+    #[arg(long, value_name = "F", value_parser = parse_fraction, allow_negative_numbers = true)]
+    val_split: Option<f64>,
+    /// Evaluate the loss (and accuracy for labels) over the whole training set and the
+    /// validation set after every K steps' update and after the last; default: after the last
+    /// step only, where --val-data or --val-split gives a validation set.
+    #[arg(long, value_name = "K", value_parser = at_least_one(), allow_negative_numbers = true)]
+    eval_every: Option<usize>,
+    /// Minibatch size; without it, the whole data set (less a --val-split) is one batch.
     #[arg(long, value_parser = at_least_one(), allow_negative_numbers = true)]
     batch: Option<usize>,
     /// A fresh order of the samples each epoch, drawn from the seed.
@@ -240,6 +261,13 @@ fn parse_rates(s: &str) -> Result<Rates, String> {
     }
 }
 
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err("expected a fraction strictly between 0 and 1, as 0.25".into()),
+    }
+}
+
 fn parse_betas(s: &str) -> Result<(f64, f64), String> {
     let parts: Vec<&str> = s.split(',').collect();
     let bad = || "expected two numbers in [0, 1), as 0.9,0.999".to_string();
@@ -304,13 +332,20 @@ impl TrainArgs {
             checkpoint: self.checkpoint.clone(),
             checkpoint_every: self.checkpoint_every,
             resume: self.resume.clone(),
+            val_data: self.val_data.clone(),
+            val_split: self.val_split,
+            eval_every: self.eval_every,
         }
     }
 
     /// Where the outputs go, checked before anything runs: writable, SVG where a plot, none
     /// the same file as another or as an input.
     pub(crate) fn check_destinations(&self) -> anyhow::Result<()> {
-        let inputs = super::args::given([("--weights", &self.weights), ("--data", &self.data)]);
+        let inputs = super::args::given([
+            ("--weights", &self.weights),
+            ("--data", &self.data),
+            ("--val-data", &self.val_data),
+        ]);
         let mut outputs = super::args::given([
             ("--out", &self.out),
             ("--plot", &self.plot),

@@ -100,6 +100,12 @@ impl<T> Parameters<T> {
         self.ones = Some(ones);
     }
 
+    /// Puts `ones` in place of the ones column and returns the one it replaces: evaluation
+    /// broadcasts biases over chunks of its own size, then puts the training batch's back.
+    pub fn replace_ones(&mut self, ones: Option<T>) -> Option<T> {
+        std::mem::replace(&mut self.ones, ones)
+    }
+
     /// W^t where weights are kept on the backend.
     pub fn kept_weight(&self, t: usize) -> Option<&T> {
         self.weights.as_ref().map(|w| &w[t - 1])

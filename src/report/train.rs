@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::network::fp8::Role;
-use crate::train::TrainReport;
+use crate::train::{EvalRecord, TrainReport};
 
 /// A number in at most 9 characters: plain where readable, scientific otherwise.
 fn num(v: f64) -> String {
@@ -95,12 +95,35 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
             }
         }
     }
+    // One line per evaluation (after the update of its step).
+    for run in &report.runs {
+        for e in run.steps.iter().filter_map(|s| s.eval.as_ref()) {
+            writeln!(
+                out,
+                "{:<width$}  eval after step {}: {}",
+                run.label,
+                e.step,
+                eval_figures(e)
+            )?;
+        }
+    }
     writeln!(
         out,
         "loss: mean over the minibatch before the step; upd: mean ‖ΔW‖/‖W‖ over applied steps"
     )?;
+    if report.runs.iter().any(|r| r.summary.final_eval.is_some()) {
+        writeln!(
+            out,
+            "eval: the model after the step's update, over the whole training and validation sets"
+        )?;
+    }
     for run in &report.runs {
         writeln!(out, "{}", time_line(&run.label, &run.summary))?;
+    }
+    for run in &report.runs {
+        if let Some(e) = &run.summary.final_eval {
+            writeln!(out, "final eval: {}: {}", run.label, eval_figures(e))?;
+        }
     }
     for c in &report.claims {
         writeln!(
@@ -114,6 +137,28 @@ pub fn table(out: &mut impl Write, report: &TrainReport) -> std::io::Result<()> 
     Ok(())
 }
 
+/// An evaluation's losses and accuracies in one line: "train loss 0.4132 accuracy 87.50%,
+/// val loss …", accuracy only for labels, val only with a validation set.
+fn eval_figures(e: &EvalRecord) -> String {
+    let part = |name: &str, loss: f64, accuracy: Option<f64>| {
+        let mut s = format!("{name} loss {}", num(loss));
+        if let Some(a) = accuracy {
+            if a.is_finite() {
+                s += &format!(" accuracy {:.2}%", 100.0 * a);
+            } else {
+                s += &format!(" accuracy {a}");
+            }
+        }
+        s
+    };
+    let mut line = part("train", e.train_loss, e.train_accuracy);
+    if let Some(loss) = e.val_loss {
+        line += ", ";
+        line += &part("val", loss, e.val_accuracy);
+    }
+    line
+}
+
 /// A run's timing in the table's closing summary: its wall time and mean time per step.
 pub fn time_line(label: &str, summary: &crate::train::TrainSummary) -> String {
     format!(
@@ -124,7 +169,7 @@ pub fn time_line(label: &str, summary: &crate::train::TrainSummary) -> String {
     )
 }
 
-/// One row per run, step and layer; in FP8 runs, each operand's scale and the shares of its
+/// One row per run, step and layer, with the step's evaluation where it had one; in FP8 runs, each operand's scale and the shares of its
 /// values that saturated or flushed to zero (empty cells otherwise).
 pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
     let mut w = csv::Writer::from_writer(out);
@@ -146,6 +191,10 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
         "grad_subnormal_fraction",
         "grad_non_finite_fraction",
         "unchanged_fraction",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
     ]
     .map(String::from)
     .to_vec();
@@ -177,6 +226,13 @@ pub fn csv(out: impl Write, report: &TrainReport) -> csv::Result<()> {
                     l.grad_non_finite_fraction.to_string(),
                     l.unchanged_fraction.to_string(),
                 ];
+                // The step's evaluation, where one was due; empty cells otherwise.
+                let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+                let e = step.eval.as_ref();
+                row.push(cell(e.map(|e| e.train_loss)));
+                row.push(cell(e.and_then(|e| e.train_accuracy)));
+                row.push(cell(e.and_then(|e| e.val_loss)));
+                row.push(cell(e.and_then(|e| e.val_accuracy)));
                 for role in Role::ALL {
                     match step
                         .fp8

@@ -33,6 +33,7 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use super::config::TrainConfig;
 use super::data::{Targets, Task, TrainData};
+use super::eval::{Evaluation, Validation};
 use super::record::StepRecord;
 use super::scaler::{LossScale, Scaler};
 use super::schedule::LrSchedule;
@@ -498,6 +499,19 @@ struct ConfigRead {
     lr_schedule: Option<LrSchedule>,
     precision: String,
     loss_scale: LossScale,
+    /// Absent where the run evaluated nothing.
+    #[serde(default)]
+    evaluation: Option<EvaluationRead>,
+}
+
+/// A run's evaluation as its JSON config writes it (`eval::EvaluationJson`).
+#[derive(serde::Deserialize)]
+struct EvaluationRead {
+    #[serde(default)]
+    val_split: Option<f64>,
+    #[serde(default)]
+    val_data_file: Option<String>,
+    eval_every: Option<usize>,
 }
 
 /// A checkpoint read back: everything a resumed run needs, checked as far as it can be
@@ -633,6 +647,14 @@ impl Checkpoint {
     }
 
     /// The data file the run trained on, where it trained on one: what `config` needs read.
+    /// The validation file the checkpoint's run evaluated on (`--val-data`), if any.
+    pub fn val_data_file(&self) -> Option<String> {
+        self.read_config()
+            .ok()
+            .and_then(|c| c.evaluation)
+            .and_then(|e| e.val_data_file)
+    }
+
     pub fn data_file(&self) -> Option<String> {
         match self.read_config() {
             Ok(ConfigRead {
@@ -658,7 +680,11 @@ impl Checkpoint {
     /// The run's configuration as it was written (its steps those it was to run then), with
     /// `data` (the data set of a run on a file; `None` for a built-in task) checked against the
     /// fingerprint.
-    pub fn config(&self, data: Option<Arc<TrainData>>) -> Result<TrainConfig> {
+    pub fn config(
+        &self,
+        data: Option<Arc<TrainData>>,
+        val_data: Option<Arc<TrainData>>,
+    ) -> Result<TrainConfig> {
         let read = self.read_config()?;
         let net = &read.network;
         let precision: Precision = read
@@ -704,6 +730,26 @@ impl Checkpoint {
                 })?,
             },
         };
+        let evaluation = match read.evaluation {
+            None => Evaluation::default(),
+            Some(e) => Evaluation {
+                validation: match (e.val_split, e.val_data_file) {
+                    (Some(fraction), _) => Validation::Split(fraction),
+                    (None, Some(source)) => Validation::Data {
+                        data: val_data.ok_or_else(|| {
+                            Error::InvalidArgument(format!(
+                                "the checkpoint's run evaluated on a validation file: give it \
+                                 to resume ({})",
+                                self.path.display()
+                            ))
+                        })?,
+                        source,
+                    },
+                    (None, None) => Validation::None,
+                },
+                every: e.eval_every,
+            },
+        };
         let config = TrainConfig {
             network,
             task,
@@ -717,6 +763,7 @@ impl Checkpoint {
             lr_schedule: read.lr_schedule,
             precision,
             loss_scale: read.loss_scale,
+            evaluation,
         };
         // What was rebuilt must say what was written, bit for bit.
         let again = serde_json::to_string(&config).map_err(|e| self.problem(e))?;

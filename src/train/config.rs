@@ -1,6 +1,7 @@
 //! What one training run is, and everything checked before it allocates.
 
 use super::data::{batches_per_epoch, Task};
+use super::eval::{Evaluation, EvaluationJson};
 use super::scaler::LossScale;
 use super::schedule::LrSchedule;
 use crate::backend::Backend;
@@ -39,6 +40,8 @@ pub struct TrainConfig {
     pub lr_schedule: Option<LrSchedule>,
     pub precision: Precision,
     pub loss_scale: LossScale,
+    /// The validation set and when to evaluate (`eval.rs`); the default: no evaluation.
+    pub evaluation: Evaluation,
 }
 
 /// A training run's JSON: its fields, with the network as it ran (no `run` probe loss) and the
@@ -61,6 +64,8 @@ struct TrainConfigJson<'a> {
     lr_schedule: Option<LrSchedule>,
     precision: &'static str,
     loss_scale: LossScale,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evaluation: Option<EvaluationJson<'a>>,
 }
 
 impl serde::Serialize for TrainConfig {
@@ -80,6 +85,7 @@ impl serde::Serialize for TrainConfig {
             lr_schedule: self.lr_schedule.as_ref().map(|s| s.resolved(self.steps)),
             precision: self.precision.name(),
             loss_scale: self.loss_scale,
+            evaluation: self.evaluation.json(self.data_samples()),
         }
         .serialize(s)
     }
@@ -94,20 +100,36 @@ impl TrainConfig {
         if self.steps == 0 {
             return bad("--steps must be at least 1".into());
         }
-        let samples = self.data_samples();
-        if samples == 0 {
+        if self.data_samples() == 0 {
             return bad("the data set needs at least one sample".into());
         }
+        let training = match &self.task {
+            Task::File { data, .. } => Some(&**data),
+            _ => None,
+        };
+        self.evaluation.validate(
+            self.data_samples(),
+            net.widths[0],
+            net.widths[net.depth],
+            training,
+        )?;
+        // A split trains on what it leaves.
+        let samples = self.train_samples();
+        let of_the_data = if samples < self.data_samples() {
+            "training samples --val-split leaves"
+        } else {
+            "samples of the data set"
+        };
         if net.batch > samples && self.drop_last {
             return bad(format!(
-                "--drop-last with --batch {} larger than the {samples} samples of the data set \
+                "--drop-last with --batch {} larger than the {samples} {of_the_data} \
                  leaves no batch to train on",
                 net.batch
             ));
         }
         if net.batch > samples {
             return bad(format!(
-                "--batch {} exceeds the {samples} samples of the data set",
+                "--batch {} exceeds the {samples} {of_the_data}",
                 net.batch
             ));
         }
@@ -176,10 +198,16 @@ impl TrainConfig {
         }
     }
 
-    /// Optimizer steps per pass over the data: ceil(samples / batch), or floor with
+    /// Optimizer steps per pass over the training data: ceil(samples / batch), or floor with
     /// `drop_last`.
     pub fn steps_per_epoch(&self) -> usize {
-        batches_per_epoch(self.data_samples(), self.network.batch, self.drop_last)
+        batches_per_epoch(self.train_samples(), self.network.batch, self.drop_last)
+    }
+
+    /// Samples trained on: the data set's, less those a `--val-split` holds out.
+    pub fn train_samples(&self) -> usize {
+        let all = self.data_samples();
+        all - self.evaluation.held_out(all).min(all)
     }
 
     /// Samples in the data set.

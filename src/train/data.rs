@@ -153,6 +153,18 @@ impl TrainData {
     }
 }
 
+impl TrainData {
+    /// The samples of `rows`, in that order, with their targets as they are.
+    pub fn subset(&self, rows: &[usize]) -> Result<TrainData> {
+        let (x, y) = self.gather(rows)?;
+        let targets = match &self.targets {
+            Targets::Values(_) => Targets::Values(y),
+            Targets::Labels(labels) => Targets::Labels(rows.iter().map(|&r| labels[r]).collect()),
+        };
+        Ok(TrainData { x, targets })
+    }
+}
+
 /// The data set of a task: a file's, shared as it is, or for a built-in task `samples`
 /// inputs of width `inputs` and the teacher's targets for `outputs` outputs.
 pub fn teacher_data(

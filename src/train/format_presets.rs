@@ -53,6 +53,7 @@ fn regression(
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

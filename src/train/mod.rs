@@ -1,7 +1,7 @@
 //! Training a deep MLP: minibatches of a task, forward, the loss, backward, loss scaling,
 //! clipping and an optimizer step, on any backend, recording the loss and every layer's
 //! gradient and update at every step. `config.rs` says what a run is, `data.rs` what it
-//! trains on, `scaler.rs` how the loss is scaled, `schedule.rs` the learning rate of each step, `run.rs` the steps (made of
+//! trains on, `eval.rs` the held-out evaluation, `scaler.rs` how the loss is scaled, `schedule.rs` the learning rate of each step, `run.rs` the steps (made of
 //! `network::steps` and the loss and optimizer ops), `record.rs` what a run found,
 //! `memory.rs` what it holds, `presets.rs` the experiments (`format_presets.rs` those on
 //! number formats) and `weights.rs` the state dict
@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod format_presets;
 pub mod memory;
 pub mod presets;
@@ -28,6 +29,7 @@ pub mod weights;
 pub use checkpoint::{Checkpoint, CheckpointPlan, Checkpointing};
 pub use config::{check, TrainConfig};
 pub use data::{Batches, Targets, Task, TrainData};
+pub use eval::{EvalRecord, Evaluation, SplitRecord, Validation};
 pub use record::{
     Claim, LayerSnapshot, LayerStep, StepRecord, TrainReport, TrainRun, TrainSummary,
 };

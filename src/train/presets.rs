@@ -60,6 +60,7 @@ pub fn base(depth: usize, width: usize, activation: Activation, weights: Init) -
         lr_schedule: None,
         precision: Precision::F32,
         loss_scale: LossScale::None,
+        evaluation: Default::default(),
     }
 }
 

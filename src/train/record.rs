@@ -1,5 +1,6 @@
 //! What a training run found, step by step and layer by layer, and its summary.
 
+use super::eval::{EvalRecord, SplitRecord};
 use crate::backend::BackendInfo;
 use crate::network::fp8::Fp8Record;
 use crate::stats::StatsRecord;
@@ -59,6 +60,10 @@ pub struct StepRecord {
     /// In FP8, what quantising each layer's matmul operands did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fp8: Vec<Fp8Record>,
+    /// The evaluation after this step's update, where one was due (`--eval-every`, the last
+    /// step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalRecord>,
 }
 
 /// A run in one line.
@@ -87,6 +92,8 @@ pub struct TrainSummary {
     /// reads of their records), the progress callback not included: at most
     /// `wall_seconds / steps_run`.
     pub seconds_per_step: f64,
+    /// The evaluation after the last step; `null` for a run that evaluates nothing.
+    pub final_eval: Option<EvalRecord>,
 }
 
 impl TrainSummary {
@@ -146,6 +153,9 @@ pub struct TrainRun {
     pub label: String,
     pub config: super::config::TrainConfig,
     pub summary: TrainSummary,
+    /// The rows a `--val-split` held out for validation (the others trained, in order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitRecord>,
     /// The mean loss of each epoch.
     pub epochs: Vec<EpochRecord>,
     pub steps: Vec<StepRecord>,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint::Checkpointing;
 use super::config::TrainConfig;
 use super::data::{self, Batches};
+use super::eval::Evaluator;
 use super::record::{EpochRecord, LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
 use super::scaler::Scaler;
 use super::state::{Slot, TrainerState};
@@ -154,6 +155,8 @@ pub struct Trainer<'a, B: Backend> {
     in_steps: Duration,
     /// The wall time of the steps before a resumed checkpoint.
     wall_before: Duration,
+    /// The training and validation sets an evaluation runs over.
+    evaluator: Evaluator,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
@@ -164,13 +167,16 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let net = &config.network;
         let storage = config.precision.storage();
         let d = net.depth;
-        let data = data::teacher_data(
+        let all = data::teacher_data(
             &config.task,
             config.samples,
             net.widths[0],
             net.widths[d],
             net.seed,
         )?;
+        // A --val-split holds its rows out: the run trains on the rest.
+        let evaluator = Evaluator::new(&config.evaluation, all, net.seed)?;
+        let data = Arc::clone(evaluator.training());
         let batches = Batches::new(
             data.samples(),
             net.batch,
@@ -248,6 +254,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             last_ended: None,
             in_steps: Duration::ZERO,
             wall_before: Duration::ZERO,
+            evaluator,
         })
     }
 
@@ -302,7 +309,21 @@ impl<'a, B: Backend> Trainer<'a, B> {
         self.in_steps += ended - started;
         self.last_ended = Some(ended);
         self.records.push(record);
-        Ok(step < self.config.steps && self.diverged_at.is_none())
+        let more = step < self.config.steps && self.diverged_at.is_none();
+        // After the update: the weights a save would write.
+        if self.evaluator.due(step, !more) {
+            let eval = self.evaluator.evaluate(
+                self.backend,
+                &self.config.network,
+                self.config.precision,
+                self.config.task.loss(),
+                &mut self.params,
+                self.fp8.as_ref(),
+                step,
+            )?;
+            self.records.last_mut().expect("just pushed").eval = Some(eval);
+        }
+        Ok(more)
     }
 
     fn run_step(&mut self, step: usize) -> Result<StepRecord> {
@@ -461,6 +482,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 layers: layer_steps(&self.weight_norms, &vec![0.0; d], &vec![1.0; d]),
                 snapshot,
                 fp8: fp8_records,
+                eval: None,
             });
         }
 
@@ -531,6 +553,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             layers: layer_steps(&self.weight_norms, &ratios, &unchanged),
             snapshot,
             fp8: fp8_records,
+            eval: None,
         })
     }
 
@@ -582,11 +605,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
             self.data.baseline_loss(net.widths[d]),
         );
         (summary.wall_seconds, summary.seconds_per_step) = self.timing();
+        summary.final_eval = self.records.last().and_then(|r| r.eval.clone());
         Ok(TrainOutcome {
             run: TrainRun {
                 label: label.to_string(),
                 config: self.config.clone(),
                 summary,
+                split: self.evaluator.split(),
                 epochs: EpochRecord::of(&self.records),
                 steps: self.records,
             },
@@ -699,6 +724,7 @@ fn summarize(
         // The trainer's clock fills these in.
         wall_seconds: 0.0,
         seconds_per_step: 0.0,
+        final_eval: None,
     }
 }
 
