@@ -224,6 +224,49 @@ fn no_text_of_any_plot_overlaps_another_or_leaves_the_figure() {
     );
     svgs.extend(train("lr-sensitivity"));
     svgs.extend(train("loss-scaling"));
+    // A classifier with a held-out set: each run's validation loss beside its training loss,
+    // and the accuracy panel.
+    let classifier = plots(
+        &dir,
+        "classifier",
+        &[
+            "train",
+            "--task",
+            "classify",
+            "--depth",
+            "2",
+            "--width",
+            "8,16,4",
+            "--samples",
+            "64",
+            "--batch",
+            "16",
+            "--steps",
+            "20",
+            "--val-split",
+            "0.25",
+            "--eval-every",
+            "5",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01,0.1",
+            "--record-every",
+            "0",
+        ],
+    );
+    let loss_plot = &classifier[0].1;
+    for text in [
+        "lr=0.1: train",
+        "lr=0.1: val",
+        "accuracy (train: whole training set",
+    ] {
+        assert!(
+            loss_plot.contains(text),
+            "the classifier's plot has no '{text}'"
+        );
+    }
+    svgs.extend(classifier);
     let mut faults = Vec::new();
     for (name, svg) in &svgs {
         let (_, boxes) = text_boxes(svg);

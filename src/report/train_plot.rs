@@ -16,13 +16,17 @@ use super::axes::{clip_to, padded, quantile_range, robust_range};
 use super::frame::{chart, Axis, TICK_FONT};
 use super::legend::{Legend, Swatch};
 use super::plot::plot_error;
-use super::style::{draw_line, draw_marker, marker_points, series_style, Marker, SeriesStyle};
+use super::style::{
+    draw_line, draw_marker, marker_points, series_style, Dash, Marker, SeriesStyle,
+};
 use crate::error::Result;
 use crate::train::{TrainReport, TrainRun};
 
 /// Pixels of the loss panel, and the height of the loss-scale panel under it.
 const LOSS_PANEL: (u32, u32) = (780, 500);
 const SCALE_PANEL: u32 = 300;
+/// The height of the accuracy panel, drawn where a run evaluates a classifier.
+const ACCURACY_PANEL: u32 = 300;
 /// Markers per curve (besides a divergence's cross).
 const MARKERS_PER_CURVE: usize = 10;
 /// Two curves closer than this fraction of the axis everywhere cannot be told apart by eye.
@@ -39,10 +43,39 @@ pub struct Curve {
 /// entry and clipping.
 fn run_curves(run: &TrainRun) -> Vec<Curve> {
     let loss = run.steps.iter().map(|s| (s.step, s.loss));
-    vec![Curve {
-        name: "loss",
+    let mut curves = vec![Curve {
+        name: "train",
         points: log10_until_nonfinite(loss),
-    }]
+    }];
+    let val: Vec<(usize, f64)> = run
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.step, s.eval.as_ref()?.val_loss?)))
+        .collect();
+    if !val.is_empty() {
+        curves.push(Curve {
+            name: "val",
+            points: log10_until_nonfinite(val.into_iter()),
+        });
+    }
+    curves
+}
+
+/// A run's accuracies at its evaluations, on the training set and the validation set, up to
+/// the first NaN; empty for regression.
+fn accuracy_curves(run: &TrainRun) -> [Vec<(f64, f64)>; 2] {
+    let evals = || {
+        run.steps
+            .iter()
+            .filter_map(|s| Some((s.step, s.eval.as_ref()?)))
+    };
+    let points = |pick: fn(&crate::train::eval::EvalRecord) -> Option<f64>| {
+        evals()
+            .map_while(|(step, e)| Some((step as f64, pick(e)?)))
+            .take_while(|(_, a)| a.is_finite())
+            .collect()
+    };
+    [points(|e| e.train_accuracy), points(|e| e.val_accuracy)]
 }
 
 /// (step, log10 value) of `values` up to the first that is inf or NaN, leaving out zeros.
@@ -57,6 +90,8 @@ fn log10_until_nonfinite(values: impl Iterator<Item = (usize, f64)>) -> Vec<(f64
 /// A curve of the figure: which run, its label, points, style and divergence.
 struct Series {
     run: usize,
+    /// Which of the run's curves: "train" or "val".
+    curve: &'static str,
     label: String,
     points: Vec<(f64, f64)>,
     style: SeriesStyle,
@@ -77,14 +112,32 @@ fn all_series(report: &TrainReport) -> Vec<Series> {
             };
             series.push(Series {
                 run: r,
+                curve: c.name,
                 label,
                 points: c.points,
-                style: series_style(series.len()),
+                style: curve_style(r, c.name),
                 diverged_at: run.summary.diverged_at,
             });
         }
     }
     series
+}
+
+/// Run `run`'s style for its training curve; its validation curve keeps the colour and
+/// marker, dotted, so that a run's two curves read as a pair.
+fn curve_style(run: usize, curve: &str) -> SeriesStyle {
+    let train = series_style(run);
+    match curve {
+        "val" => SeriesStyle {
+            dash: if train.dash == Dash::Dotted {
+                Dash::DashDot
+            } else {
+                Dash::Dotted
+            },
+            ..train
+        },
+        _ => train,
+    }
 }
 
 /// The last step of the longest run.
@@ -110,15 +163,26 @@ pub fn loss_curves(report: &TrainReport, path: &Path) -> Result<()> {
             .any(|r| r.steps.iter().any(|s| s.loss_scale != 1.0));
         let legend = loss_legend(&series);
         let (legend_w, legend_h) = legend.size();
-        let plots_h = LOSS_PANEL.1 + if scaled { SCALE_PANEL } else { 0 };
+        let accuracy = report
+            .runs
+            .iter()
+            .any(|r| accuracy_curves(r).iter().any(|c| !c.is_empty()));
+        let plots_h = LOSS_PANEL.1
+            + if scaled { SCALE_PANEL } else { 0 }
+            + if accuracy { ACCURACY_PANEL } else { 0 };
         let size = (LOSS_PANEL.0 + legend_w + 16, plots_h.max(legend_h + 40));
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
         let (plots, key) = root.split_horizontally(LOSS_PANEL.0);
-        let (top, bottom) = plots.split_vertically(LOSS_PANEL.1);
+        let (top, mut rest) = plots.split_vertically(LOSS_PANEL.1);
         draw_losses(&top, report, &series).map_err(|e| plot_error(path, e))?;
+        if accuracy {
+            let (panel, below) = rest.split_vertically(ACCURACY_PANEL);
+            draw_accuracies(&panel, report, &series).map_err(|e| plot_error(path, e))?;
+            rest = below;
+        }
         if scaled {
-            draw_scales(&bottom, report, &series).map_err(|e| plot_error(path, e))?;
+            draw_scales(&rest, report, &series).map_err(|e| plot_error(path, e))?;
         }
         legend
             .draw(&key.margin(36, 0, 0, 0))
@@ -200,9 +264,11 @@ fn draw_losses(
     series: &[Series],
 ) -> std::result::Result<(), String> {
     let (lo, hi) = loss_range(series);
-    let title = match &report.preset {
-        Some(p) => format!("{p}: log10 loss"),
-        None => "log10 loss".to_string(),
+    let validated = series.iter().any(|s| s.curve == "val");
+    let title = match (&report.preset, validated) {
+        (Some(p), _) => format!("{p}: log10 loss"),
+        (None, false) => "log10 loss".to_string(),
+        (None, true) => "log10 loss (train: each minibatch; val: held-out set)".to_string(),
     };
     let x = Axis {
         range: (1.0, last_step(report)),
@@ -234,6 +300,65 @@ fn draw_losses(
     }
     for (at, colour) in ends {
         draw_marker(area, at, Marker::Cross, colour, 6, true)?;
+    }
+    Ok(())
+}
+
+/// The accuracy at each evaluation, on the training set in the style of the run's training
+/// loss and on the validation set in that of its validation loss.
+fn draw_accuracies(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    report: &TrainReport,
+    series: &[Series],
+) -> std::result::Result<(), String> {
+    let x = Axis {
+        range: (1.0, last_step(report)),
+        title: "step",
+        counts: true,
+    };
+    let y = Axis {
+        range: (-0.02, 1.02),
+        title: "accuracy",
+        counts: false,
+    };
+    let chart = chart(
+        area,
+        "accuracy (train: whole training set; val: held-out set)",
+        x,
+        y,
+        true,
+    )?;
+    let mut i = 0;
+    for (r, run) in report.runs.iter().enumerate() {
+        for (curve, points) in ["train", "val"].into_iter().zip(accuracy_curves(run)) {
+            let Some(style) = series
+                .iter()
+                .find(|s| s.run == r && s.curve == curve)
+                .map(|s| s.style)
+            else {
+                continue;
+            };
+            draw_line(
+                chart.plotting_area(),
+                points.clone(),
+                style.colour,
+                style.dash,
+                2,
+            )?;
+            // A run evaluated once is a marker alone; markers at different phases keep
+            // coinciding accuracies apart.
+            for p in marker_points(&points, i, MARKERS_PER_CURVE) {
+                draw_marker(
+                    chart.plotting_area(),
+                    p,
+                    style.marker,
+                    style.colour,
+                    3,
+                    false,
+                )?;
+            }
+            i += 1;
+        }
     }
     Ok(())
 }
