@@ -88,16 +88,7 @@ const QUANTITIES: [Quantity; 2] = [
             )
         },
         pass: "forward",
-        onsets: |r| {
-            let s = &r.summary;
-            [
-                (Onset::Subnormal, s.first_subnormal),
-                (Onset::NonFinite, s.first_nonfinite_forward),
-            ]
-            .into_iter()
-            .filter_map(|(o, t)| t.map(|t| (o, t)))
-            .collect()
-        },
+        onsets: |r| plotted_onsets(r, |l| &l.pre_activation, false),
     },
     Quantity {
         title: "backward: log10 E[(∂l/∂h)²]",
@@ -108,19 +99,42 @@ const QUANTITIES: [Quantity; 2] = [
             )
         },
         pass: "backward",
-        onsets: |r| {
-            let s = &r.summary;
-            [
-                (Onset::Subnormal, s.first_subnormal_backward),
-                (Onset::AllZero, s.first_all_zero_grad),
-                (Onset::NonFinite, s.first_nonfinite_backward),
-            ]
-            .into_iter()
-            .filter_map(|(o, t)| t.map(|t| (o, t)))
-            .collect()
-        },
+        onsets: |r| plotted_onsets(r, |l| &l.grad_activation, true),
     },
 ];
+
+/// The onsets of the tensor a panel plots (z forward, ∂l/∂h backward), each at the first
+/// layer in the pass's direction where it happens. The run's summary counts the activation
+/// and the weight gradient too; a marker on a line must be about that line.
+fn plotted_onsets(
+    r: &RunRecord,
+    tensor: fn(&LayerRecord) -> &Option<crate::stats::StatsRecord>,
+    backward: bool,
+) -> Vec<(Onset, usize)> {
+    let first = |crossed: &dyn Fn(&crate::stats::StatsRecord) -> bool| {
+        let hit = |l: &&LayerRecord| tensor(l).as_ref().is_some_and(crossed);
+        let layer = if backward {
+            r.layers.iter().rev().find(hit)
+        } else {
+            r.layers.iter().find(hit)
+        };
+        layer.map(|l| l.layer)
+    };
+    let mut onsets = vec![
+        (Onset::Subnormal, first(&|s| s.subnormal > 0)),
+        (
+            Onset::NonFinite,
+            first(&|s| s.nan + s.pos_inf + s.neg_inf > 0),
+        ),
+    ];
+    if backward {
+        onsets.insert(1, (Onset::AllZero, first(&|s| s.zero == s.count)));
+    }
+    onsets
+        .into_iter()
+        .filter_map(|(o, t)| t.map(|t| (o, t)))
+        .collect()
+}
 
 /// A line of a panel: a run's measurement, or a variant's theory.
 struct Line {
@@ -164,7 +178,8 @@ fn render(report: &RunReport, path: &Path, text: &mut String) -> Result<()> {
         .iter()
         .map(|q| lines_and_onsets(report, q, &variants))
         .collect();
-    let legend = legend(report, &variants, &formats);
+    let ranges: Vec<(f64, f64)> = panels.iter().map(|(lines, _)| panel_range(lines)).collect();
+    let legend = legend(report, &variants, &formats, &ranges);
     let (legend_w, legend_h) = legend.size();
     let size = (2 * PANEL.0 + legend_w, PANEL.1.max(legend_h + 16));
     let root = SVGBackend::with_string(text, size).into_drawing_area();
@@ -305,8 +320,15 @@ fn format_lines(formats: &[Format]) -> Vec<(f64, Vec<&'static str>)> {
     lines
 }
 
-/// The figure's legend: every run, each theory, the band and format lines, and every onset.
-fn legend(report: &RunReport, variants: &[&str], formats: &[Format]) -> Legend {
+/// The figure's legend: every run, each theory, every onset, and the band and format lines
+/// where a panel (of `ranges`) shows them.
+fn legend(
+    report: &RunReport,
+    variants: &[&str],
+    formats: &[Format],
+    ranges: &[(f64, f64)],
+) -> Legend {
+    let shown = |y: f64| ranges.iter().any(|&(lo, hi)| y > lo && y < hi);
     let mut legend = Legend::default();
     let label =
         |run: &crate::experiment::VariantRun| format!("{} {}", run.variant, run.record.precision);
@@ -333,8 +355,14 @@ fn legend(report: &RunReport, variants: &[&str], formats: &[Format]) -> Legend {
             format!("{variant} theory"),
         );
     }
-    legend.push(Swatch::Fill(BAND), "rms within f16's normal range");
-    for (_, names) in format_lines(formats) {
+    let (band_lo, band_hi) = band_range();
+    if ranges.iter().any(|&(lo, hi)| band_lo < hi && band_hi > lo) {
+        legend.push(Swatch::Fill(BAND), "rms within f16's normal range");
+    }
+    for (y, names) in format_lines(formats) {
+        if !shown(y) {
+            continue;
+        }
         legend.push(
             Swatch::Line {
                 colour: GREY,
@@ -359,7 +387,38 @@ fn legend(report: &RunReport, variants: &[&str], formats: &[Format]) -> Legend {
             }
         }
     }
+    let non_finite = QUANTITIES.iter().any(|q| {
+        report.runs.iter().any(|r| {
+            (q.onsets)(&r.record)
+                .iter()
+                .any(|(o, _)| *o == Onset::NonFinite)
+        })
+    });
+    if non_finite {
+        legend.push(
+            Swatch::Marker {
+                marker: Marker::Cross,
+                colour: GREY,
+                filled: true,
+            },
+            "× sits on the last finite layer before the inf/NaN",
+        );
+    }
     legend
+}
+
+/// The y-range of a panel: its lines', padded.
+fn panel_range(lines: &[Line]) -> (f64, f64) {
+    let all: Vec<(&[(f64, f64)], bool)> = lines.iter().map(|l| (&l.points[..], false)).collect();
+    super::axes::robust_range(&all)
+        .map(|r| padded(r, 0.05))
+        .unwrap_or((-10.0, 10.0))
+}
+
+/// The f16 band's y-range: E[x²] in [min_normal², max²] ⇔ the root mean square lies in
+/// f16's normal range.
+fn band_range() -> (f64, f64) {
+    (2.0 * F16_MIN_NORMAL.log10(), 2.0 * F16_MAX.log10())
 }
 
 /// One panel: axes, the f16 band and the overflow lines of the other formats, every
@@ -372,10 +431,7 @@ fn draw_panel(
     formats: &[Format],
     depth: f64,
 ) -> std::result::Result<(), String> {
-    let all: Vec<(&[(f64, f64)], bool)> = lines.iter().map(|l| (&l.points[..], false)).collect();
-    let (lo, hi) = super::axes::robust_range(&all)
-        .map(|r| padded(r, 0.05))
-        .unwrap_or((-10.0, 10.0));
+    let (lo, hi) = panel_range(lines);
     let x = Axis {
         range: (0.0, depth),
         title: "layer",
@@ -388,8 +444,7 @@ fn draw_panel(
     };
     let chart = chart(panel, title, x, y, true)?;
     let area = chart.plotting_area();
-    // E[x²] in [min_normal², max²] ⇔ the root mean square lies in f16's normal range.
-    let band = (2.0 * F16_MIN_NORMAL.log10()).max(lo)..(2.0 * F16_MAX.log10()).min(hi);
+    let band = band_range().0.max(lo)..band_range().1.min(hi);
     if band.start < band.end {
         area.draw(&Rectangle::new(
             [(0.0, band.start), (depth, band.end)],

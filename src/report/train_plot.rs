@@ -505,7 +505,10 @@ fn heat_key(report: &TrainReport) -> Legend {
         "at or below the bottom of the scale",
     );
     key.push(Swatch::Fill(ramp(1.0)), "at or above its top");
-    key.push(Swatch::Fill(UNCHANGED), "ΔW = 0 (e.g. every gradient zero)");
+    key.push(
+        Swatch::Fill(UNCHANGED),
+        "ΔW = 0: a zero gradient, or updates that round away",
+    );
     key.push(Swatch::Fill(SKIPPED), "step skipped (inf/NaN gradient)");
     key.push(Swatch::Fill(NOT_FINITE), "‖ΔW‖/‖W‖ inf or NaN");
     if report.runs.iter().any(|r| r.summary.diverged_at.is_some()) {
