@@ -407,12 +407,34 @@ fn legend(
     legend
 }
 
-/// The y-range of a panel: its lines', padded.
+/// The fewest decades of E[x²] a panel spans: over less, the random walk of a finite-width
+/// network (a few tenths of a decade) would fill the panel and read as a trend.
+const MIN_DECADES: f64 = 3.0;
+/// An edge of f16's normal range this close (in decades) outside a panel's data is brought
+/// into view: whether the data near it cross it is the finding.
+const NEAR_EDGE: f64 = 1.5;
+
+/// The y-range of a panel: its lines', at least `MIN_DECADES` wide, reaching to an f16 edge
+/// within `NEAR_EDGE` of them, padded.
 fn panel_range(lines: &[Line]) -> (f64, f64) {
     let all: Vec<(&[(f64, f64)], bool)> = lines.iter().map(|l| (&l.points[..], false)).collect();
-    super::axes::robust_range(&all)
-        .map(|r| padded(r, 0.05))
-        .unwrap_or((-10.0, 10.0))
+    let Some((mut lo, mut hi)) = super::axes::robust_range(&all) else {
+        return (-10.0, 10.0);
+    };
+    let (band_lo, band_hi) = band_range();
+    for edge in [band_lo, band_hi] {
+        if edge < lo && lo - edge <= NEAR_EDGE {
+            lo = edge;
+        }
+        if edge > hi && edge - hi <= NEAR_EDGE {
+            hi = edge;
+        }
+    }
+    let short = MIN_DECADES - (hi - lo);
+    if short > 0.0 {
+        (lo, hi) = (lo - short / 2.0, hi + short / 2.0);
+    }
+    padded((lo, hi), 0.05)
 }
 
 /// The f16 band's y-range: E[x²] in [min_normal², max²] ⇔ the root mean square lies in
@@ -489,4 +511,33 @@ fn all_finite_second_moment(r: &Option<crate::stats::StatsRecord>) -> Option<f64
     r.as_ref()
         .filter(|s| s.finite() == s.count)
         .map(|s| s.second_moment())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ys: &[f64]) -> Line {
+        Line {
+            points: ys.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect(),
+            colour: BLACK,
+            dash: Dash::Solid,
+            marker: None,
+        }
+    }
+
+    #[test]
+    fn a_flat_panel_spans_at_least_its_minimum_and_a_near_f16_edge_comes_into_view() {
+        // Data within 0.7 decades of each other, far from any f16 edge: centred, 3 decades.
+        let (lo, hi) = panel_range(&[line(&[0.3, -0.4, 0.1])]);
+        assert!(hi - lo >= MIN_DECADES, "{lo}..{hi}");
+        assert!(((lo + hi) / 2.0 + 0.05).abs() < 1e-9);
+        // f16's smallest normal squared (10^-8.43) a decade below the data: reached.
+        let edge = band_range().0;
+        let (lo, _) = panel_range(&[line(&[edge + 1.0, edge + 2.0, edge + 4.5])]);
+        assert!(lo <= edge, "{lo} does not reach {edge}");
+        // Two decades below: left out (the data decide the range).
+        let (lo, _) = panel_range(&[line(&[edge + 2.0, edge + 6.0])]);
+        assert!(lo > edge, "{lo}");
+    }
 }
