@@ -14,7 +14,9 @@ use super::axes::padded;
 use super::frame::{chart, Axis, Chart};
 use super::legend::{Legend, Swatch};
 use super::run::RunReport;
-use super::style::{draw_line, draw_marker, marker_points, series_style, Dash, Marker};
+use super::style::{
+    draw_line, draw_marker, marker_points, series_style, spread_coinciding, Dash, Marker,
+};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::network::{LayerRecord, RunRecord};
@@ -480,8 +482,12 @@ fn draw_panel(
         }
     }
     draw_lines(&chart, lines)?;
-    for m in onsets {
-        draw_marker(area, m.at, m.onset.marker(), m.colour, 6, true)?;
+    let at: Vec<(f64, f64)> = onsets.iter().map(|m| m.at).collect();
+    for (m, at) in onsets
+        .iter()
+        .zip(spread_coinciding(&at, (0.0, depth), (lo, hi)))
+    {
+        draw_marker(area, at, m.onset.marker(), m.colour, 6, true)?;
     }
     Ok(())
 }

@@ -255,3 +255,66 @@ where
         }
     }
 }
+
+/// Markers closer than this fraction of each axis hide each other.
+const SAME_SPOT: f64 = 0.012;
+/// How far apart, as a fraction of the x-axis, markers that would hide each other are drawn.
+const SPREAD: f64 = 0.018;
+
+/// `points` with those that would hide each other (within `SAME_SPOT` of both axes of an
+/// earlier one) spread side by side along x, centred on where they were and kept inside the
+/// x-range; a reader then sees one marker per onset, not the last one drawn.
+pub fn spread_coinciding(
+    points: &[(f64, f64)],
+    (x_lo, x_hi): (f64, f64),
+    (y_lo, y_hi): (f64, f64),
+) -> Vec<(f64, f64)> {
+    let (w, h) = ((x_hi - x_lo).abs(), (y_hi - y_lo).abs());
+    let same = |a: (f64, f64), b: (f64, f64)| {
+        (a.0 - b.0).abs() <= SAME_SPOT * w && (a.1 - b.1).abs() <= SAME_SPOT * h
+    };
+    // Each point joins the group of the first earlier point it coincides with.
+    let mut group_of: Vec<usize> = Vec::with_capacity(points.len());
+    for (i, &p) in points.iter().enumerate() {
+        let leader = (0..i).find(|&j| group_of[j] == j && same(points[j], p));
+        group_of.push(leader.unwrap_or(i));
+    }
+    let mut out = points.to_vec();
+    for leader in 0..points.len() {
+        let members: Vec<usize> = (0..points.len())
+            .filter(|&i| group_of[i] == leader)
+            .collect();
+        let n = members.len();
+        if n < 2 {
+            continue;
+        }
+        let width = SPREAD * w * (n - 1) as f64;
+        // Centred on the leader, shifted back inside the axis where it would leave it.
+        let start = (points[leader].0 - width / 2.0).clamp(x_lo, (x_hi - width).max(x_lo));
+        for (k, &i) in members.iter().enumerate() {
+            out[i].0 = start + SPREAD * w * k as f64;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod spread_tests {
+    use super::*;
+
+    #[test]
+    fn coinciding_markers_are_spread_apart_and_kept_inside_the_axis() {
+        let points = [(40.0, 0.0), (40.0, 0.1), (10.0, 5.0), (40.0, 0.0)];
+        let out = spread_coinciding(&points, (0.0, 40.0), (-10.0, 90.0));
+        // The lone point stays; the three at the right edge become three, inside the axis,
+        // SPREAD·40 apart, at their own heights.
+        assert_eq!(out[2], (10.0, 5.0));
+        let mut xs: Vec<f64> = [0, 1, 3].iter().map(|&i| out[i].0).collect();
+        xs.sort_by(f64::total_cmp);
+        assert!(xs[2] <= 40.0 && xs[0] >= 0.0, "{xs:?}");
+        for pair in xs.windows(2) {
+            assert!((pair[1] - pair[0] - SPREAD * 40.0).abs() < 1e-9, "{xs:?}");
+        }
+        assert_eq!([out[0].1, out[1].1, out[3].1], [0.0, 0.1, 0.0]);
+    }
+}

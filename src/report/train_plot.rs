@@ -17,7 +17,8 @@ use super::frame::{chart, Axis, TICK_FONT};
 use super::legend::{Legend, Swatch};
 use super::plot::plot_error;
 use super::style::{
-    draw_line, draw_marker, marker_points, series_style, Dash, Marker, SeriesStyle,
+    draw_line, draw_marker, marker_points, series_style, spread_coinciding, Dash, Marker,
+    SeriesStyle,
 };
 use crate::error::Result;
 use crate::train::{TrainReport, TrainRun};
@@ -298,8 +299,10 @@ fn draw_losses(
             draw_marker(area, p, s.style.marker, s.style.colour, 3, false)?;
         }
     }
-    for (at, colour) in ends {
-        draw_marker(area, at, Marker::Cross, colour, 6, true)?;
+    let at: Vec<(f64, f64)> = ends.iter().map(|e| e.0).collect();
+    let x_range = (1.0, last_step(report));
+    for ((_, colour), at) in ends.iter().zip(spread_coinciding(&at, x_range, (lo, hi))) {
+        draw_marker(area, at, Marker::Cross, *colour, 6, true)?;
     }
     Ok(())
 }
