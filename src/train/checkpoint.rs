@@ -245,6 +245,16 @@ pub fn fingerprint(data: &TrainData) -> String {
     format!("fnv1a64:{hash:016x}")
 }
 
+/// The data set a checkpoint fingerprints: a file's as the run was given it (before a
+/// `--val-split` holds rows out, as a resume reads it again), or the built-in task's as the
+/// run trains on it (drawn again from the seed).
+fn given_data<'d>(config: &'d TrainConfig, trained: &'d TrainData) -> &'d TrainData {
+    match &config.task {
+        Task::File { data, .. } => data,
+        _ => trained,
+    }
+}
+
 /// Each layer's state-dict names: those the weights were loaded with, or an `nn.Sequential`'s.
 fn layer_names<T>(config: &TrainConfig, bias_slots: &[Option<Slot<T>>]) -> Vec<LayerNames> {
     match &config.network.given_parameters {
@@ -405,8 +415,8 @@ pub(super) fn write<B: Backend>(
             growth_tracker: state.scaler.growth_tracker(),
         },
         data: DataState {
-            fingerprint: fingerprint(data),
-            samples: data.samples(),
+            fingerprint: fingerprint(given_data(config, data)),
+            samples: given_data(config, data).samples(),
             epoch,
             taken,
         },
@@ -905,7 +915,7 @@ impl Checkpoint {
                 config.steps, self.state.step
             )));
         }
-        self.check_data(state.data)?;
+        self.check_data(given_data(config, state.data))?;
         let backend = state.backend;
         let names = &self.state.parameters;
         if names.len() != config.network.depth {

@@ -1,0 +1,137 @@
+//! Resuming a run that trained and evaluated on files: `--resume` reads `--data` and
+//! `--val-data` again, and goes on where they are the run's, bit for bit as the
+//! uninterrupted run; where they are not, it refuses them in one line that says so.
+//!
+//! The reference is the uninterrupted run through the command line, whose report (without its
+//! timing) the resumed one must equal.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::{gradstab_cli as gradstab, s, stderr_of};
+
+fn scratch(test: &str) -> PathBuf {
+    common::scratch_dir("train_resume_data", test)
+}
+
+/// `n` samples of 4 inputs, labels 0, 1, 2 in turn, as a safetensors file of `x` and `y`;
+/// `shift` moves every input, so that two files of the same shape hold other data.
+fn write_labelled(path: &Path, n: usize, shift: f32) {
+    let x: Vec<u8> = (0..n * 4)
+        .flat_map(|i| ((i as f32 * 0.37).sin() + shift).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = (0..n)
+        .flat_map(|i| ((i % 3) as i64).to_le_bytes())
+        .collect();
+    let views = [
+        (
+            "x",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, 4], &x).unwrap(),
+        ),
+        (
+            "y",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![n], &y).unwrap(),
+        ),
+    ];
+    safetensors::tensor::serialize_to_file(views, None::<HashMap<String, String>>, path).unwrap();
+}
+
+/// A small classifier on `data` with `extra`, its report as JSON.
+fn train_args(data: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--data",
+        s(data),
+        "--depth",
+        "2",
+        "--width",
+        "4,6,3",
+        "--batch",
+        "7",
+        "--shuffle",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn resume_args(checkpoint: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--format",
+        "json",
+        "--resume",
+        s(checkpoint),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// The report of a successful command, without the host's timing.
+fn report(args: &[String]) -> serde_json::Value {
+    let out = gradstab(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for run in v["runs"].as_array_mut().unwrap() {
+        let summary = run["summary"].as_object_mut().unwrap();
+        summary.remove("wall_seconds");
+        summary.remove("seconds_per_step");
+    }
+    v
+}
+
+/// `--data` with `--val-split`: the run trains on the rows the split leaves, and a checkpoint
+/// of it resumes, from the path it had or from `--data`, into the uninterrupted run.
+#[test]
+fn a_run_on_a_file_with_a_split_resumes_into_the_uninterrupted_run() {
+    let dir = scratch("split");
+    let data = dir.join("d.safetensors");
+    write_labelled(&data, 40, 0.0);
+    let ck = dir.join("c.safetensors");
+    // Evaluations and full statistics every 5 steps: the cut at 5 is one of them.
+    let split = [
+        "--val-split",
+        "0.25",
+        "--eval-every",
+        "5",
+        "--record-every",
+        "5",
+    ];
+    let whole = report(&train_args(
+        &data,
+        &[&split[..], &["--steps", "11"]].concat(),
+    ));
+    let mut first: Vec<&str> = split.to_vec();
+    first.extend(["--steps", "5", "--checkpoint", s(&ck)]);
+    report(&train_args(&data, &first));
+    assert_eq!(report(&resume_args(&ck, &["--steps", "11"])), whole);
+    assert_eq!(
+        report(&resume_args(&ck, &["--steps", "11", "--data", s(&data)])),
+        whole
+    );
+    // The epochs are of the 30 rows the split leaves: 5 batches of 7, 7, 7, 7 and 2.
+    let epochs: Vec<u64> = whole["runs"][0]["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, [5, 5, 1]);
+}
