@@ -135,3 +135,56 @@ fn a_run_on_a_file_with_a_split_resumes_into_the_uninterrupted_run() {
         .collect();
     assert_eq!(epochs, [5, 5, 1]);
 }
+
+/// A run stopped at its end took its last step's full statistics and evaluation there
+/// because it ended; resumed into a longer run, that step is the uninterrupted run's again,
+/// which records neither there (here: full statistics at steps 1 and 11 only, evaluations
+/// every 3 steps and at 11).
+#[test]
+fn a_finished_run_resumed_drops_what_its_end_alone_recorded() {
+    let dir = scratch("end");
+    let ck = dir.join("c.safetensors");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--depth",
+            "2",
+            "--width",
+            "5",
+            "--samples",
+            "24",
+            "--batch",
+            "5",
+            "--shuffle",
+            "--task",
+            "classify",
+            "--val-split",
+            "0.25",
+            "--eval-every",
+            "3",
+            "--format",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let whole = report(&args(&["--steps", "11"]));
+    report(&args(&["--steps", "5", "--checkpoint", s(&ck)]));
+    let resumed = report(&resume_args(&ck, &["--steps", "11"]));
+    let step5 = &resumed["runs"][0]["steps"][4];
+    assert!(
+        step5.get("snapshot").is_none(),
+        "step 5's full statistics stay"
+    );
+    assert!(step5.get("eval").is_none(), "step 5's evaluation stays");
+    assert_eq!(resumed, whole);
+    // Resumed to the step it reached, the run is the one that ended there.
+    let same = report(&resume_args(&ck, &["--steps", "5"]));
+    let step5 = &same["runs"][0]["steps"][4];
+    assert!(step5.get("snapshot").is_some() && step5.get("eval").is_some());
+}

@@ -1046,6 +1046,19 @@ impl Checkpoint {
             }
         }
         *state.records = self.records.clone();
+        // The checkpoint's last step ended the run that wrote it, which took its full
+        // statistics and evaluated there for that alone; a run that goes on past it is the
+        // uninterrupted run, which did neither there unless its own rules say so.
+        if config.steps > self.state.step {
+            if let Some(last) = state.records.last_mut() {
+                if !config.records_in_full(last.step) {
+                    last.snapshot = None;
+                }
+                if !config.evaluation.due(last.step, false) {
+                    last.eval = None;
+                }
+            }
+        }
         *state.in_steps = Duration::from_secs_f64(self.state.step_seconds.max(0.0));
         *state.wall_before = Duration::from_secs_f64(self.state.wall_seconds.max(0.0));
         Ok(())
