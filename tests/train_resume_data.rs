@@ -188,3 +188,59 @@ fn a_finished_run_resumed_drops_what_its_end_alone_recorded() {
     let step5 = &same["runs"][0]["steps"][4];
     assert!(step5.get("snapshot").is_some() && step5.get("eval").is_some());
 }
+
+/// A resume reads `--data` and `--val-data` again: the run's own (at another path too) are
+/// taken, and others are refused as other data (exit 2), not as a checkpoint that does not
+/// read back, whatever their size.
+#[test]
+fn a_resume_refuses_other_data_and_other_validation_data() {
+    let dir = scratch("other");
+    let data = dir.join("d.safetensors");
+    write_labelled(&data, 40, 0.0);
+    let val = dir.join("v.safetensors");
+    write_labelled(&val, 10, 0.5);
+    let ck = dir.join("c.safetensors");
+    let first = ["--val-data", s(&val), "--eval-every", "2"];
+    let whole = report(&train_args(
+        &data,
+        &[&first[..], &["--steps", "8"]].concat(),
+    ));
+    report(&train_args(
+        &data,
+        &[&first[..], &["--steps", "4", "--checkpoint", s(&ck)]].concat(),
+    ));
+    // The same validation data at another path.
+    let copy = dir.join("copy.safetensors");
+    std::fs::copy(&val, &copy).unwrap();
+    let resumed = report(&resume_args(
+        &ck,
+        &["--steps", "8", "--data", s(&data), "--val-data", s(&copy)],
+    ));
+    assert_eq!(resumed, whole);
+
+    let refused = |extra: &[&str], needle: &str| {
+        let mut args = resume_args(&ck, &["--steps", "8"]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let out = gradstab(&args);
+        let e = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains(needle), "{args:?}: '{needle}' missing from {e}");
+    };
+    let other_val = dir.join("other_val.safetensors");
+    write_labelled(&other_val, 10, 0.25);
+    let shorter_val = dir.join("shorter_val.safetensors");
+    write_labelled(&shorter_val, 7, 0.5);
+    for v in [&other_val, &shorter_val] {
+        refused(
+            &["--data", s(&data), "--val-data", s(v)],
+            "not the validation data the checkpoint's run evaluated on",
+        );
+    }
+    let shorter = dir.join("shorter.safetensors");
+    write_labelled(&shorter, 37, 0.0);
+    refused(
+        &["--data", s(&shorter), "--val-data", s(&val)],
+        "not the data the checkpoint's run trained on",
+    );
+}

@@ -144,6 +144,9 @@ struct DataState {
     /// [`fingerprint`] of the data set: a resume on other data is refused.
     fingerprint: String,
     samples: usize,
+    /// [`fingerprint`] of a `--val-data` set: a resume that evaluates on another is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    val_fingerprint: Option<String>,
     /// The epoch being taken, from 0 (its order is `data.order`); later ones are drawn from
     /// the seed.
     epoch: usize,
@@ -417,6 +420,10 @@ pub(super) fn write<B: Backend>(
         data: DataState {
             fingerprint: fingerprint(given_data(config, data)),
             samples: given_data(config, data).samples(),
+            val_fingerprint: match &config.evaluation.validation {
+                Validation::Data { data, .. } => Some(fingerprint(data)),
+                _ => None,
+            },
             epoch,
             taken,
         },
@@ -775,6 +782,14 @@ impl Checkpoint {
             loss_scale: read.loss_scale,
             evaluation,
         };
+        // Other data first: they would rebuild another configuration (another loss, another
+        // number of samples), which the check below would blame on the file.
+        if let (Task::File { .. }, Some(data)) = (&config.task, &data) {
+            self.check_data(data)?;
+        }
+        if let Validation::Data { data, source } = &config.evaluation.validation {
+            self.check_val_data(data, source)?;
+        }
         // What was rebuilt must say what was written, bit for bit.
         let again = serde_json::to_string(&config).map_err(|e| self.problem(e))?;
         if again != self.config_json {
@@ -784,10 +799,25 @@ impl Checkpoint {
                 self.config_json
             )));
         }
-        if let (Task::File { .. }, Some(data)) = (&config.task, &data) {
-            self.check_data(data)?;
-        }
         Ok(config)
+    }
+
+    /// Refuses a validation set other than the one the run evaluated on (`source`), where the
+    /// checkpoint has its fingerprint.
+    fn check_val_data(&self, data: &TrainData, source: &str) -> Result<()> {
+        let Some(had) = &self.state.data.val_fingerprint else {
+            return Ok(());
+        };
+        let found = fingerprint(data);
+        if found != *had {
+            return Err(Error::InvalidArgument(format!(
+                "these are not the validation data the checkpoint's run evaluated on ({source}, \
+                 fingerprint {had}): {} samples, fingerprint {found} ({})",
+                data.samples(),
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a data set other than the one the run trained on.
