@@ -244,3 +244,67 @@ fn a_resume_refuses_other_data_and_other_validation_data() {
         "not the data the checkpoint's run trained on",
     );
 }
+
+/// A checkpoint never replaces a file the run reads: the data, the validation data or the
+/// weights given to the library (as Python gives them, with no command line to check its
+/// outputs), nor the data file a resumed run reads again from the path it had.
+#[test]
+fn a_checkpoint_never_replaces_a_file_the_run_reads() {
+    use gradstab::api::train::TrainOptions;
+    let dir = scratch("inputs");
+    let data = dir.join("d.safetensors");
+    write_labelled(&data, 40, 0.0);
+    let val = dir.join("v.safetensors");
+    write_labelled(&val, 10, 0.5);
+    let refused = |options: TrainOptions, file: &Path| {
+        let before = std::fs::read(file).unwrap();
+        match options.plan() {
+            Err(gradstab::Error::InvalidArgument(m)) => {
+                assert!(m.contains("would be overwritten"), "{m}")
+            }
+            Err(e) => panic!("expected a usage error, got {e}"),
+            Ok(_) => panic!("a checkpoint onto {} was planned", file.display()),
+        }
+        assert_eq!(std::fs::read(file).unwrap(), before);
+    };
+    let on_data = TrainOptions {
+        data: Some(data.clone()),
+        steps: Some(2),
+        ..TrainOptions::default()
+    };
+    refused(
+        TrainOptions {
+            checkpoint: Some(data.clone()),
+            ..on_data.clone()
+        },
+        &data,
+    );
+    refused(
+        TrainOptions {
+            val_data: Some(val.clone()),
+            checkpoint: Some(val.clone()),
+            ..on_data.clone()
+        },
+        &val,
+    );
+
+    // Resumed without --data, the run reads its data from the path it had.
+    let ck = dir.join("c.safetensors");
+    report(&train_args(
+        &data,
+        &["--steps", "2", "--checkpoint", s(&ck)],
+    ));
+    let before = std::fs::read(&data).unwrap();
+    let out = gradstab(&resume_args(
+        &ck,
+        &["--steps", "3", "--checkpoint", s(&data)],
+    ));
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("would be overwritten"), "{e}");
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        before,
+        "the data file is as it was"
+    );
+}
