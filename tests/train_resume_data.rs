@@ -308,3 +308,35 @@ fn a_checkpoint_never_replaces_a_file_the_run_reads() {
         "the data file is as it was"
     );
 }
+
+/// A run whose validation file moved resumes with `--val-data` alone, as the refusal of the
+/// old path says: the data file is still read from the path the run had.
+#[test]
+fn a_moved_validation_file_is_given_with_val_data_alone() {
+    let dir = scratch("moved");
+    let data = dir.join("d.safetensors");
+    write_labelled(&data, 40, 0.0);
+    let val = dir.join("v.safetensors");
+    write_labelled(&val, 10, 0.5);
+    let ck = dir.join("c.safetensors");
+    let first = ["--val-data", s(&val), "--eval-every", "2"];
+    let whole = report(&train_args(
+        &data,
+        &[&first[..], &["--steps", "6"]].concat(),
+    ));
+    report(&train_args(
+        &data,
+        &[&first[..], &["--steps", "3", "--checkpoint", s(&ck)]].concat(),
+    ));
+    let moved = dir.join("moved.safetensors");
+    std::fs::rename(&val, &moved).unwrap();
+    let out = gradstab(&resume_args(&ck, &["--steps", "6"]));
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("--val-data"), "{e}");
+    let resumed = report(&resume_args(
+        &ck,
+        &["--steps", "6", "--val-data", s(&moved)],
+    ));
+    assert_eq!(resumed, whole);
+}
