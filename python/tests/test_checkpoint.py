@@ -33,9 +33,9 @@ def without_timing(report):
 def test_five_steps_and_a_resume_of_five_are_ten(tmp_path, backend):
     options = dict(depth=4, width=[5, 9, 7, 6, 3], optimizer="adam", lr=0.01, steps=10,
                    batch=8, samples=20, shuffle=True, lr_schedule="cosine:10", seed=4,
-                   record_every=5, backend=backend)
-    # (record_every=5: the first part's last step keeps the full statistics, as a run's last
-    # step does, so the uninterrupted run keeps them at step 5 too.)
+                   backend=backend)
+    # (The first part's last step took its full statistics for ending; the resumed run keeps
+    # them only where record_every says, as the uninterrupted run does.)
     whole = gradstab.train(**options).to_dict()
     path = tmp_path / "ckpt.safetensors"
     gradstab.train(**dict(options, steps=5), checkpoint=path)
@@ -83,6 +83,20 @@ def test_a_sequential_resumes_from_its_checkpoint_and_saves_under_its_names(tmp_
     b = safetensors_torch.load_file(str(tmp_path / "whole.safetensors"))
     assert a.keys() == b.keys() == model.state_dict().keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_never_replaces_the_data_it_trains_on(tmp_path):
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.linspace(-1, 1, 40, dtype=np.float32).reshape(10, 4),
+             y=np.arange(10) % 2)
+    before = data.read_bytes()
+    for name in ("data", "val_data"):
+        options = dict(data=str(data), depth=2, steps=2, backend="cpu")
+        if name == "val_data":
+            options["val_data"] = str(data)
+        with pytest.raises(gradstab.InvalidArgument, match="would be overwritten"):
+            gradstab.train(**options, checkpoint=str(data))
+        assert data.read_bytes() == before
 
 
 def test_a_contradicting_option_is_refused(tmp_path):

@@ -43,6 +43,16 @@ impl TrainOptions {
         });
         if let Some(plan) = &save {
             plan.check()?;
+            let given = [
+                ("data", &self.data),
+                ("val_data", &self.val_data),
+                ("weights", &self.weights),
+            ];
+            let inputs: Vec<(&str, &Path)> = given
+                .iter()
+                .filter_map(|(name, path)| path.as_deref().map(|p| (*name, p)))
+                .collect();
+            not_an_input(plan, &inputs)?;
         }
         if let Some(path) = &self.resume {
             return resumed(self, path, save);
@@ -92,6 +102,16 @@ fn resumed(options: &TrainOptions, path: &Path, save: Option<CheckpointPlan>) ->
         ));
     }
     let checkpoint = Checkpoint::load(path)?;
+    if let Some(plan) = &save {
+        // The files the run had, read again where no option names them.
+        let (data, val_data) = (checkpoint.data_file(), checkpoint.val_data_file());
+        let had = [("the checkpoint's data", data), ("its val_data", val_data)];
+        let inputs: Vec<(&str, &Path)> = had
+            .iter()
+            .filter_map(|(name, file)| file.as_deref().map(|f| (*name, Path::new(f))))
+            .collect();
+        not_an_input(plan, &inputs)?;
+    }
     let data = match (&options.data, checkpoint.data_file()) {
         (Some(given), Some(_)) => Some(load_train_data(given)?),
         (Some(given), None) => {
@@ -161,6 +181,12 @@ fn resumed(options: &TrainOptions, path: &Path, save: Option<CheckpointPlan>) ->
             save,
         },
     })
+}
+
+/// Refuses a checkpoint that would replace one of the run's input files (the command line
+/// checks its own outputs too; this guards every caller of the library).
+fn not_an_input(plan: &CheckpointPlan, inputs: &[(&str, &Path)]) -> Result<()> {
+    crate::output::check_outputs(inputs, &[("checkpoint", &plan.path)], |_| None)
 }
 
 /// Refuses `given` where it is not `had`: an option that would change the resumed run.

@@ -187,10 +187,12 @@ impl TrainOptions {
         if let Some(f) = self.val_split {
             eval::check_fraction(f)?;
         }
-        if self.val_data.is_some() && self.data.is_none() {
+        // A resumed run's data are the checkpoint's: read again from the path it had.
+        if self.val_data.is_some() && self.data.is_none() && self.resume.is_none() {
             return bad(
-                "val_data needs data: a built-in task's targets come from a teacher drawn from \
-                 the seed, which no file holds; hold out part of its samples with val_split"
+                "val_data needs data (--val-data needs --data): a built-in task's targets come \
+                 from a teacher drawn from the seed, which no file holds; hold out part of its \
+                 samples with val_split"
                     .into(),
             );
         }

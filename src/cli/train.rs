@@ -121,12 +121,9 @@ pub(crate) struct TrainArgs {
     data: Option<PathBuf>,
     /// A validation set: x and y of a file as --data's, with the same inputs and the same
     /// kind of targets; evaluated after the last step (and every --eval-every steps).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "data",
-        conflicts_with = "val_split"
-    )]
+    // Not clap's `requires = "data"`: a --resume reads the data from the path the run had,
+    // and takes --val-data alone; TrainOptions refuses it without --data otherwise.
+    #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
     val_data: Option<PathBuf>,
     /// Hold out ceil(F·N) of the samples (0 < F < 1) as the validation set, drawn from the
     /// seed (not the shuffle) and stratified by class for integer labels; the rest trains.

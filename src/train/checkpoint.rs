@@ -144,6 +144,9 @@ struct DataState {
     /// [`fingerprint`] of the data set: a resume on other data is refused.
     fingerprint: String,
     samples: usize,
+    /// [`fingerprint`] of a `--val-data` set: a resume that evaluates on another is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    val_fingerprint: Option<String>,
     /// The epoch being taken, from 0 (its order is `data.order`); later ones are drawn from
     /// the seed.
     epoch: usize,
@@ -243,6 +246,16 @@ pub fn fingerprint(data: &TrainData) -> String {
         }
     }
     format!("fnv1a64:{hash:016x}")
+}
+
+/// The data set a checkpoint fingerprints: a file's as the run was given it (before a
+/// `--val-split` holds rows out, as a resume reads it again), or the built-in task's as the
+/// run trains on it (drawn again from the seed).
+fn given_data<'d>(config: &'d TrainConfig, trained: &'d TrainData) -> &'d TrainData {
+    match &config.task {
+        Task::File { data, .. } => data,
+        _ => trained,
+    }
 }
 
 /// Each layer's state-dict names: those the weights were loaded with, or an `nn.Sequential`'s.
@@ -405,8 +418,12 @@ pub(super) fn write<B: Backend>(
             growth_tracker: state.scaler.growth_tracker(),
         },
         data: DataState {
-            fingerprint: fingerprint(data),
-            samples: data.samples(),
+            fingerprint: fingerprint(given_data(config, data)),
+            samples: given_data(config, data).samples(),
+            val_fingerprint: match &config.evaluation.validation {
+                Validation::Data { data, .. } => Some(fingerprint(data)),
+                _ => None,
+            },
             epoch,
             taken,
         },
@@ -765,6 +782,14 @@ impl Checkpoint {
             loss_scale: read.loss_scale,
             evaluation,
         };
+        // Other data first: they would rebuild another configuration (another loss, another
+        // number of samples), which the check below would blame on the file.
+        if let (Task::File { .. }, Some(data)) = (&config.task, &data) {
+            self.check_data(data)?;
+        }
+        if let Validation::Data { data, source } = &config.evaluation.validation {
+            self.check_val_data(data, source)?;
+        }
         // What was rebuilt must say what was written, bit for bit.
         let again = serde_json::to_string(&config).map_err(|e| self.problem(e))?;
         if again != self.config_json {
@@ -774,10 +799,25 @@ impl Checkpoint {
                 self.config_json
             )));
         }
-        if let (Task::File { .. }, Some(data)) = (&config.task, &data) {
-            self.check_data(data)?;
-        }
         Ok(config)
+    }
+
+    /// Refuses a validation set other than the one the run evaluated on (`source`), where the
+    /// checkpoint has its fingerprint.
+    fn check_val_data(&self, data: &TrainData, source: &str) -> Result<()> {
+        let Some(had) = &self.state.data.val_fingerprint else {
+            return Ok(());
+        };
+        let found = fingerprint(data);
+        if found != *had {
+            return Err(Error::InvalidArgument(format!(
+                "these are not the validation data the checkpoint's run evaluated on ({source}, \
+                 fingerprint {had}): {} samples, fingerprint {found} ({})",
+                data.samples(),
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a data set other than the one the run trained on.
@@ -905,7 +945,7 @@ impl Checkpoint {
                 config.steps, self.state.step
             )));
         }
-        self.check_data(state.data)?;
+        self.check_data(given_data(config, state.data))?;
         let backend = state.backend;
         let names = &self.state.parameters;
         if names.len() != config.network.depth {
@@ -1036,6 +1076,19 @@ impl Checkpoint {
             }
         }
         *state.records = self.records.clone();
+        // The checkpoint's last step ended the run that wrote it, which took its full
+        // statistics and evaluated there for that alone; a run that goes on past it is the
+        // uninterrupted run, which did neither there unless its own rules say so.
+        if config.steps > self.state.step {
+            if let Some(last) = state.records.last_mut() {
+                if !config.records_in_full(last.step) {
+                    last.snapshot = None;
+                }
+                if !config.evaluation.due(last.step, false) {
+                    last.eval = None;
+                }
+            }
+        }
         *state.in_steps = Duration::from_secs_f64(self.state.step_seconds.max(0.0));
         *state.wall_before = Duration::from_secs_f64(self.state.wall_seconds.max(0.0));
         Ok(())

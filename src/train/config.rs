@@ -92,6 +92,15 @@ impl serde::Serialize for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether `step` records every layer's full statistics: the first and the last, and
+    /// every `record_every`-th.
+    pub fn records_in_full(&self, step: usize) -> bool {
+        step == 1
+            || step == self.steps
+            // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
+            || step.is_multiple_of(self.record_every)
+    }
+
     /// Everything checked before anything is drawn or allocated.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));

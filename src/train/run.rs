@@ -333,10 +333,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let p = config.precision;
         let d = net.depth;
         let kind = config.task.loss();
-        let snapshot_now = step == 1
-            || step == config.steps
-            // is_multiple_of(0) holds for step 0 only: record_every = 0 adds no steps.
-            || step.is_multiple_of(config.record_every);
+        let snapshot_now = config.records_in_full(step);
         // Every step takes its batch, so that the epoch counts on where the whole set is one
         // batch (each step a pass); only a batch that changes is gathered and uploaded.
         let rows = self.batches.next_rows();
