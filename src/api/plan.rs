@@ -72,7 +72,7 @@ impl TrainOptions {
     }
 }
 
-/// [`train_runs`] of a plan: from its checkpoint where it resumes one, writing its
+/// [`train_runs`](super::train::train_runs) of a plan: from its checkpoint where it resumes one, writing its
 /// checkpoints where it asks for them.
 pub fn train_plan(
     device: &Device,
