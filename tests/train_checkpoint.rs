@@ -470,6 +470,41 @@ fn the_command_line_refuses_what_it_cannot_resume_or_write() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("steps 2 ends before the checkpoint's step 3"));
 
+    // A run that diverges: its report comes, and the exit code says the checkpoint asked
+    // for at its end was not written (as --save-weights does).
+    let diverging = dir.join("diverged.safetensors");
+    let out = gradstab(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--depth",
+        "8",
+        "--width",
+        "16",
+        "--init",
+        "normal:1",
+        "--samples",
+        "12",
+        "--lr",
+        "10",
+        "--steps",
+        "6",
+        "--format",
+        "json",
+        "--checkpoint",
+        diverging.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("diverged at step"),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["runs"][0]["summary"]["diverged_at"].is_u64());
+    assert!(!diverging.exists());
+
     // A directory as the checkpoint to write.
     let mut args: Vec<&str> = SMALL.to_vec();
     args.extend(["sgd", "--steps", "2", "--checkpoint", dir.to_str().unwrap()]);

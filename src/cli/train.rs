@@ -410,5 +410,17 @@ pub(crate) fn train_command(args: &TrainArgs, plan: TrainPlan) -> anyhow::Result
         .map_or(Ok(()), |path| outcome.save_weights(path));
     super::args::write_output(args.out.as_deref(), render)?;
     saved?;
+    // So is a checkpoint asked for at the end of a run that diverged: the library kept the
+    // last one written before (if any), and the exit code says the end's was not written.
+    if let (Some(path), Some(step)) = (
+        &args.checkpoint,
+        report.runs.last().and_then(|r| r.summary.diverged_at),
+    ) {
+        return Err(anyhow::Error::new(gradstab::Error::File {
+            path: path.display().to_string(),
+            problem: format!("the run diverged at step {step}, so its end was not checkpointed"),
+            source: None,
+        }));
+    }
     Ok(ExitCode::SUCCESS)
 }
