@@ -307,6 +307,20 @@ fn draw_losses(
     Ok(())
 }
 
+/// A curve in its style, with its markers at the phase of series `phase`.
+fn draw_series<DB: DrawingBackend, CT: CoordTranslate<From = (f64, f64)>>(
+    area: &DrawingArea<DB, CT>,
+    points: &[(f64, f64)],
+    style: SeriesStyle,
+    phase: usize,
+) -> std::result::Result<(), String> {
+    draw_line(area, points.to_vec(), style.colour, style.dash, 2)?;
+    for p in marker_points(points, phase, MARKERS_PER_CURVE) {
+        draw_marker(area, p, style.marker, style.colour, 3, false)?;
+    }
+    Ok(())
+}
+
 /// The accuracy at each evaluation, on the training set in the style of the run's training
 /// loss and on the validation set in that of its validation loss.
 fn draw_accuracies(
@@ -341,25 +355,9 @@ fn draw_accuracies(
             else {
                 continue;
             };
-            draw_line(
-                chart.plotting_area(),
-                points.clone(),
-                style.colour,
-                style.dash,
-                2,
-            )?;
             // A run evaluated once is a marker alone; markers at different phases keep
             // coinciding accuracies apart.
-            for p in marker_points(&points, i, MARKERS_PER_CURVE) {
-                draw_marker(
-                    chart.plotting_area(),
-                    p,
-                    style.marker,
-                    style.colour,
-                    3,
-                    false,
-                )?;
-            }
+            draw_series(chart.plotting_area(), &points, style, i)?;
             i += 1;
         }
     }
@@ -402,23 +400,7 @@ fn draw_scales(
     };
     let chart = chart(area, "loss scale (a skipped step halves it)", x, y, true)?;
     for (i, (style, points)) in scales.iter().enumerate() {
-        draw_line(
-            chart.plotting_area(),
-            points.clone(),
-            style.colour,
-            style.dash,
-            2,
-        )?;
-        for p in marker_points(points, i, MARKERS_PER_CURVE) {
-            draw_marker(
-                chart.plotting_area(),
-                p,
-                style.marker,
-                style.colour,
-                3,
-                false,
-            )?;
-        }
+        draw_series(chart.plotting_area(), points, *style, i)?;
     }
     Ok(())
 }
