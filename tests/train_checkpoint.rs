@@ -26,21 +26,11 @@ use gradstab::train::{
 use gradstab::{Activation, Backend, Cpu, Precision};
 
 use common::gradstab_cli as gradstab;
+use common::runs;
+use common::stderr_of as stderr;
 
 fn scratch(test: &str) -> PathBuf {
     common::scratch_dir("checkpoint", test)
-}
-
-/// Whether `backend` runs `precision`; where not, a SKIPPED line says so.
-fn runs<B: Backend>(backend: &B, precision: Precision, test: &str) -> bool {
-    let ok = backend.supports(precision);
-    if !ok {
-        eprintln!(
-            "SKIPPED {test} in {precision}: {}",
-            backend.unsupported(precision)
-        );
-    }
-    ok
 }
 
 /// A small regression run: tanh layers with nn.Linear biases, a linear head, 20 samples in
@@ -359,10 +349,6 @@ fn the_checkpoint_holds_the_state_under_pytorchs_names() {
     assert_eq!(state["step"], cut);
     let config_json: serde_json::Value = serde_json::from_str(&meta["gradstab.config"]).unwrap();
     assert_eq!(config_json, serde_json::to_value(&config).unwrap());
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 const SMALL: [&str; 14] = [

@@ -99,6 +99,32 @@ fn report(args: &[String]) -> serde_json::Value {
 
 /// `--data` with `--val-split`: the run trains on the rows the split leaves, and a checkpoint
 /// of it resumes, from the path it had or from `--data`, into the uninterrupted run.
+/// In `dir`: 40 labelled samples and 10 to validate on, evaluated every 2 steps; the report of
+/// `whole` uninterrupted steps, and a checkpoint after `cut` of them. Returns the data, the
+/// validation data, the checkpoint and that report.
+fn checkpointed_with_val_data(
+    dir: &Path,
+    whole: usize,
+    cut: usize,
+) -> (PathBuf, PathBuf, PathBuf, serde_json::Value) {
+    let data = dir.join("d.safetensors");
+    write_labelled(&data, 40, 0.0);
+    let val = dir.join("v.safetensors");
+    write_labelled(&val, 10, 0.5);
+    let ck = dir.join("c.safetensors");
+    let first = ["--val-data", s(&val), "--eval-every", "2"];
+    let (whole, cut) = (whole.to_string(), cut.to_string());
+    let report_of_whole = report(&train_args(
+        &data,
+        &[&first[..], &["--steps", &whole]].concat(),
+    ));
+    report(&train_args(
+        &data,
+        &[&first[..], &["--steps", &cut, "--checkpoint", s(&ck)]].concat(),
+    ));
+    (data, val, ck, report_of_whole)
+}
+
 #[test]
 fn a_run_on_a_file_with_a_split_resumes_into_the_uninterrupted_run() {
     let dir = scratch("split");
@@ -195,20 +221,7 @@ fn a_finished_run_resumed_drops_what_its_end_alone_recorded() {
 #[test]
 fn a_resume_refuses_other_data_and_other_validation_data() {
     let dir = scratch("other");
-    let data = dir.join("d.safetensors");
-    write_labelled(&data, 40, 0.0);
-    let val = dir.join("v.safetensors");
-    write_labelled(&val, 10, 0.5);
-    let ck = dir.join("c.safetensors");
-    let first = ["--val-data", s(&val), "--eval-every", "2"];
-    let whole = report(&train_args(
-        &data,
-        &[&first[..], &["--steps", "8"]].concat(),
-    ));
-    report(&train_args(
-        &data,
-        &[&first[..], &["--steps", "4", "--checkpoint", s(&ck)]].concat(),
-    ));
+    let (data, val, ck, whole) = checkpointed_with_val_data(&dir, 8, 4);
     // The same validation data at another path.
     let copy = dir.join("copy.safetensors");
     std::fs::copy(&val, &copy).unwrap();
@@ -314,20 +327,7 @@ fn a_checkpoint_never_replaces_a_file_the_run_reads() {
 #[test]
 fn a_moved_validation_file_is_given_with_val_data_alone() {
     let dir = scratch("moved");
-    let data = dir.join("d.safetensors");
-    write_labelled(&data, 40, 0.0);
-    let val = dir.join("v.safetensors");
-    write_labelled(&val, 10, 0.5);
-    let ck = dir.join("c.safetensors");
-    let first = ["--val-data", s(&val), "--eval-every", "2"];
-    let whole = report(&train_args(
-        &data,
-        &[&first[..], &["--steps", "6"]].concat(),
-    ));
-    report(&train_args(
-        &data,
-        &[&first[..], &["--steps", "3", "--checkpoint", s(&ck)]].concat(),
-    ));
+    let (_data, val, ck, whole) = checkpointed_with_val_data(&dir, 6, 3);
     let moved = dir.join("moved.safetensors");
     std::fs::rename(&val, &moved).unwrap();
     let out = gradstab(&resume_args(&ck, &["--steps", "6"]));

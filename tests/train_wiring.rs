@@ -28,18 +28,7 @@ use gradstab::train::{
 use gradstab::{Activation, Backend, Cpu, DType, HostTensor, Precision};
 
 use common::gradstab_cli as gradstab;
-
-/// Whether `backend` runs `precision`; where not, a SKIPPED line says so.
-fn runs<B: Backend>(backend: &B, precision: Precision, test: &str) -> bool {
-    let ok = backend.supports(precision);
-    if !ok {
-        eprintln!(
-            "SKIPPED {test} in {precision}: {}",
-            backend.unsupported(precision)
-        );
-    }
-    ok
-}
+use common::runs;
 
 /// A small run: tanh hidden layers, a linear head, nn.Linear biases, the whole data set one
 /// batch, plain SGD with lr 0 (a model that does not move) for one step, f32 unscaled.

@@ -76,14 +76,20 @@ pub fn matmul_on<B: Backend>(
 pub fn precisions<B: Backend>(backend: &B, test: &str) -> Vec<Precision> {
     Precision::ALL
         .into_iter()
-        .filter(|&p| {
-            let ok = backend.supports(p);
-            if !ok {
-                eprintln!("SKIPPED {test} in {p}: {}", backend.unsupported(p));
-            }
-            ok
-        })
+        .filter(|&p| runs(backend, p, test))
         .collect()
+}
+
+/// Whether `backend` runs `precision`; where not, a SKIPPED line says so.
+pub fn runs<B: Backend>(backend: &B, precision: Precision, test: &str) -> bool {
+    let ok = backend.supports(precision);
+    if !ok {
+        eprintln!(
+            "SKIPPED {test} in {precision}: {}",
+            backend.unsupported(precision)
+        );
+    }
+    ok
 }
 
 /// A version 1.0 .npy file: magic, header length, a padded dict, the little-endian data.
