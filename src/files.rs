@@ -716,15 +716,21 @@ fn repeated_key(json: &[u8]) -> Option<String> {
     serde_json::from_slice::<Repeated>(json).ok()?.0
 }
 
-/// Every tensor of a safetensors file. The crate bounds the header's length by the file and
-/// checks that the tensors' data offsets tile the data exactly, with no overlap or gap.
-fn load_safetensors(
+/// A safetensors file parsed, and its metadata: refused where it is not valid (`why_not`
+/// adds a likely reason to the message) or its header lists a name twice. The crate bounds
+/// the header's length by the file and checks that the tensors' data offsets tile the data
+/// exactly, with no overlap or gap.
+pub(crate) fn read_safetensors<'a>(
     path: &Path,
-    bytes: &[u8],
-    budget: &mut Budget,
-) -> Result<(Vec<FileTensor>, BTreeMap<String, String>)> {
+    bytes: &'a [u8],
+    why_not: &str,
+) -> Result<(safetensors::SafeTensors<'a>, BTreeMap<String, String>)> {
     let invalid = |e: safetensors::SafeTensorError| {
-        Error::file_caused_by(path, format!("not a valid safetensors file: {e}"), e)
+        Error::file_caused_by(
+            path,
+            format!("not a valid safetensors file{why_not}: {e}"),
+            e,
+        )
     };
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(invalid)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(invalid)?;
@@ -745,6 +751,17 @@ fn load_safetensors(
             ),
         ));
     }
+    Ok((file, metadata))
+}
+
+/// Every tensor of a safetensors file. The crate bounds the header's length by the file and
+/// checks that the tensors' data offsets tile the data exactly, with no overlap or gap.
+fn load_safetensors(
+    path: &Path,
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<(Vec<FileTensor>, BTreeMap<String, String>)> {
+    let (file, metadata) = read_safetensors(path, bytes, "")?;
     let mut tensors = file.tensors();
     // The header's order is not preserved by the crate; sort by name for a stable report.
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -554,21 +554,8 @@ impl Checkpoint {
             ));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let invalid = |e: safetensors::SafeTensorError| {
-            Error::file_caused_by(
-                path,
-                format!("not a valid safetensors file (truncated, or not a checkpoint): {e}"),
-                e,
-            )
-        };
-        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(invalid)?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(invalid)?;
-        let metadata: BTreeMap<String, String> = header
-            .metadata()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let (file, metadata) =
+            crate::files::read_safetensors(path, &bytes, " (truncated, or not a checkpoint)")?;
         let Some(format) = metadata.get(META_FORMAT) else {
             return Err(file_error(
                 path,
