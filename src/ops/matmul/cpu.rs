@@ -278,8 +278,9 @@ mod tests {
             return;
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        // Shapes that leave partial row blocks and vectors, k = 1, and long sums where the
-        // fused and unfused forms part ways.
+        // Shapes that leave partial row blocks (4 rows for AVX2, 8 for AVX-512) and partial
+        // panels of 32 columns, whole blocks and panels, several of each, k = 1, and long sums
+        // where the fused and unfused forms part ways.
         let shapes = [
             (1, 1, 1),
             (3, 5, 7),
@@ -287,6 +288,10 @@ mod tests {
             (8, 64, 16),
             (9, 300, 33),
             (4, 2000, 3),
+            (16, 1, 32),
+            (15, 9, 40),
+            (17, 33, 65),
+            (24, 70, 64),
         ];
         for (case, &(m, k, n)) in shapes.iter().enumerate() {
             for op in MatmulOp::ALL {

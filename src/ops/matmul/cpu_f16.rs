@@ -7,14 +7,20 @@
 //! - unfused, acc ← fl16(fl16(a·b) + acc): the sum of two f16 values rounded to f32 and then to
 //!   f16 is the correctly rounded sum, since 24 ≥ 2·11 + 2 (double rounding is innocuous);
 //! - fused, acc ← fl16(a·b + acc): a·b has 22 bits, so the f32 sum may round twice wrongly.
-//!   TwoSum gives the f32 sum s and its exact error e; s rounded *to odd* (one unit towards e
-//!   when s is even and e ≠ 0) keeps the sticky information, and rounding that to f16 is the
-//!   correctly rounded sum, since 24 ≥ 11 + 2 (Boldo and Melquiond, 2008).
+//!   The f32 sum rounded *to odd* keeps the sticky information, and rounding that to f16 is
+//!   the correctly rounded sum, since 24 ≥ 11 + 2 (Boldo and Melquiond, 2008). Round to odd is
+//!   the sum truncated (rounded towards zero) with its last bit set when the sum was inexact.
+//!   AVX-512 gets both from the rounding mode embedded in each instruction: one fma towards
+//!   zero, and one up and one down, which differ exactly when the sum is inexact. AVX2 has no
+//!   embedded rounding, so it computes the f32 sum to nearest and its exact error (TwoSum) and
+//!   steps the sum one unit towards zero when the error points that way.
 //!
 //! Rounding f32 to f16 and back uses the F16C conversions (`vcvtps2ph`, `vcvtph2ps`), which
-//! round to nearest even, make subnormals and overflow to inf as IEEE says. Eight independent
-//! accumulators (4 rows × 2 vectors of 8 columns) hide the conversions' latency; rows are
-//! spread over threads. Without AVX2, FMA and F16C the caller keeps the scalar emulation.
+//! round to nearest even, make subnormals and overflow to inf as IEEE says. Each step of one
+//! output is a chain of dependent operations some twenty cycles long, so a block computes many
+//! outputs at once (rows × two vectors of columns, one chain each) to keep the vector units busy;
+//! panels of columns are spread over threads. Without AVX2, FMA and F16C the caller keeps the
+//! scalar emulation.
 
 use half::f16;
 
@@ -34,10 +40,14 @@ pub fn available() -> bool {
     }
 }
 
-/// Rows of C computed together, and columns: two vectors of 16 lanes with AVX-512, four of 8
-/// with AVX2 (in two passes of two).
-const ROWS: usize = 4;
+/// Columns of a panel of B and C: two vectors of 16 lanes with AVX-512, four of 8 with AVX2
+/// (in two passes of two).
 const COLS: usize = 32;
+
+/// Rows of C one block computes: with two vectors per row, 16 independent chains for AVX-512's
+/// 32 registers, 8 for AVX2's 16.
+const ROWS_AVX512: usize = 8;
+const ROWS_AVX2: usize = 4;
 
 /// Whether the 16-lane kernel can run.
 fn has_avx512() -> bool {
@@ -76,19 +86,21 @@ pub(crate) fn product(
     }
     assert_eq!(a.len(), m * k);
     assert_eq!(b.len(), k * n);
-    // op(A) as f32 rows padded to a multiple of ROWS, and op(B) as f32 k × n_pad, p-major,
-    // padded with zeros to whole vectors: widening f16 to f32 is exact, and the padding only
-    // fills lanes whose results are dropped.
-    let m_pad = m.div_ceil(ROWS) * ROWS;
-    let n_pad = n.div_ceil(COLS) * COLS;
-    let mut a_rows = vec![0f32; m_pad * k];
+    let rows = if wide { ROWS_AVX512 } else { ROWS_AVX2 };
+    // op(A) as f32 in blocks of `rows` rows, each k × rows, p-major, so one step of a block
+    // reads its rows' values from one cache line; the last block is padded with zero rows.
+    // Widening f16 to f32 is exact, and the padding only fills rows whose results are dropped.
+    let m_pad = m.div_ceil(rows) * rows;
+    let mut a_blocks = vec![0f32; m_pad * k];
     for i in 0..m {
+        let (block, r) = (i / rows, i % rows);
         for p in 0..k {
-            a_rows[i * k + p] = a[op.lhs_index(i, p, (m, k, n))].to_f32();
+            a_blocks[(block * k + p) * rows + r] = a[op.lhs_index(i, p, (m, k, n))].to_f32();
         }
     }
-    // op(B) in panels of COLS columns, each k × COLS contiguous, so a block streams one panel
-    // from cache instead of striding through all of B.
+    // op(B) in panels of COLS columns, each k × COLS contiguous and padded with zero columns,
+    // so a block streams one panel from cache instead of striding through all of B.
+    let n_pad = n.div_ceil(COLS) * COLS;
     let panels = n_pad / COLS;
     let mut b_panels = vec![0f32; k * n_pad];
     for p in 0..k {
@@ -99,7 +111,7 @@ pub(crate) fn product(
     }
     // Threads take panels of C's columns; within one, the panel of B stays in cache while
     // every block of rows streams past it.
-    let blocks = m_pad / ROWS;
+    let blocks = m_pad / rows;
     let mut c_panels = vec![f16::ZERO; panels * m_pad * COLS];
     use rayon::prelude::*;
     c_panels
@@ -108,18 +120,24 @@ pub(crate) fn product(
         .for_each(|(panel, out)| {
             let b_panel = &b_panels[panel * k * COLS..(panel + 1) * k * COLS];
             for block in 0..blocks {
-                let a_block = &a_rows[block * ROWS * k..(block + 1) * ROWS * k];
-                let c_block = &mut out[block * ROWS * COLS..(block + 1) * ROWS * COLS];
+                let a_block = &a_blocks[block * rows * k..(block + 1) * rows * k];
+                let c_block = &mut out[block * rows * COLS..(block + 1) * rows * COLS];
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `available()` checked AVX2, FMA and F16C, `wide` AVX-512F; `a_block`
-                // is ROWS × k, `b_panel` k × COLS and `c_block` ROWS × COLS, which is all the
+                // is k × rows, `b_panel` k × COLS and `c_block` rows × COLS, which is all the
                 // kernels touch.
                 unsafe {
-                    if wide {
-                        x86::block_avx512(a_block, b_panel, c_block, k, fused)
-                    } else {
-                        for half in 0..2 {
-                            x86::block(a_block, b_panel, c_block, k, half, fused)
+                    match (wide, fused) {
+                        (true, true) => {
+                            x86::block_avx512::<ROWS_AVX512, true>(a_block, b_panel, c_block, k)
+                        }
+                        (true, false) => {
+                            x86::block_avx512::<ROWS_AVX512, false>(a_block, b_panel, c_block, k)
+                        }
+                        (false, _) => {
+                            for half in 0..2 {
+                                x86::block::<ROWS_AVX2>(a_block, b_panel, c_block, k, half, fused)
+                            }
                         }
                     }
                 };
@@ -140,7 +158,7 @@ mod x86 {
 
     use half::f16;
 
-    use super::{COLS, ROWS};
+    use super::COLS;
 
     /// f32 lanes rounded to f16 (to nearest even) and widened back.
     #[inline]
@@ -159,25 +177,20 @@ mod x86 {
         let pp = _mm256_sub_ps(s, acc);
         let aa = _mm256_sub_ps(s, pp);
         let e = _mm256_add_ps(_mm256_sub_ps(p, pp), _mm256_sub_ps(acc, aa));
+        // Where the sum is inexact, s truncated is s one unit towards zero when e points
+        // towards zero (its sign differs from s's: the arithmetic shift of the xor gives −1),
+        // and s otherwise; rounded to odd it is that with its last bit set.
         let bits = _mm256_castps_si256(s);
-        let one = _mm256_set1_epi32(1);
-        let even = _mm256_cmpeq_epi32(_mm256_and_si256(bits, one), _mm256_setzero_si256());
-        let inexact = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_NEQ_OQ>(e, _mm256_setzero_ps()));
-        // One unit away from zero when e has s's sign, towards zero otherwise.
-        let sign_bit = _mm256_set1_epi32(i32::MIN);
-        let same_sign = _mm256_cmpeq_epi32(
-            _mm256_and_si256(_mm256_xor_si256(bits, _mm256_castps_si256(e)), sign_bit),
-            _mm256_setzero_si256(),
-        );
-        let step = _mm256_blendv_epi8(_mm256_set1_epi32(-1), one, same_sign);
-        let adjust = _mm256_and_si256(_mm256_and_si256(even, inexact), step);
-        round16(_mm256_castsi256_ps(_mm256_add_epi32(bits, adjust)))
+        let towards_zero = _mm256_srai_epi32::<31>(_mm256_xor_si256(bits, _mm256_castps_si256(e)));
+        let odd = _mm256_or_si256(_mm256_add_epi32(bits, towards_zero), _mm256_set1_epi32(1));
+        let inexact = _mm256_cmp_ps::<_CMP_NEQ_OQ>(e, _mm256_setzero_ps());
+        round16(_mm256_blendv_ps(s, _mm256_castsi256_ps(odd), inexact))
     }
 
-    /// ROWS × 16 outputs of C (the `half`-th 16 columns of a row-major ROWS × COLS `out`)
-    /// from ROWS rows of `a` (each k long) and a k × COLS panel of `b`.
+    /// R × 16 outputs of C (the `half`-th 16 columns of a row-major R × COLS `out`) from a
+    /// k × R block of `a` (p-major) and a k × COLS panel of `b`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn block(
+    pub(super) unsafe fn block<const R: usize>(
         a: &[f32],
         b: &[f32],
         out: &mut [f16],
@@ -185,14 +198,14 @@ mod x86 {
         half: usize,
         fused: bool,
     ) {
-        assert!(a.len() >= ROWS * k && b.len() >= k * COLS && out.len() >= ROWS * COLS);
-        let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+        assert!(a.len() >= R * k && b.len() >= k * COLS && out.len() >= R * COLS);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for p in 0..k {
             // SAFETY (for the loads): p < k and half < 2, so both 8-lane loads lie in the panel.
             let row = b.as_ptr().add(p * COLS + half * 16);
             let bv = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))];
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(a[r * k + p]);
+                let av = _mm256_set1_ps(a[p * R + r]);
                 for (v, acc_rv) in acc_r.iter_mut().enumerate() {
                     let product = _mm256_mul_ps(av, bv[v]);
                     *acc_rv = if fused {
@@ -223,49 +236,49 @@ mod x86 {
         _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
     }
 
-    /// `fused_add` in 16 lanes.
+    /// fl16(a·b + acc) in 16 lanes for a, b and acc f16 values: a·b is exact in f32, so an
+    /// fma rounds the exact sum once, in the mode its instruction names. Towards zero it is
+    /// the truncated sum; up and down agree exactly when the sum is exact; the truncated sum
+    /// with its last bit set where they differ is the sum rounded to odd, and that rounded to
+    /// f16 is the correctly rounded fma. An exact zero sum is +0 towards zero, as to nearest.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn fused_add_512(p: __m512, acc: __m512) -> __m512 {
-        let s = _mm512_add_ps(p, acc);
-        let pp = _mm512_sub_ps(s, acc);
-        let aa = _mm512_sub_ps(s, pp);
-        let e = _mm512_add_ps(_mm512_sub_ps(p, pp), _mm512_sub_ps(acc, aa));
-        let bits = _mm512_castps_si512(s);
-        let even = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(1));
-        let inexact = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(e, _mm512_setzero_ps());
-        let same_sign = _mm512_testn_epi32_mask(
-            _mm512_xor_si512(bits, _mm512_castps_si512(e)),
-            _mm512_set1_epi32(i32::MIN),
-        );
-        let step = _mm512_mask_blend_epi32(same_sign, _mm512_set1_epi32(-1), _mm512_set1_epi32(1));
-        let odd = _mm512_mask_add_epi32(bits, even & inexact, bits, step);
+    fn fused_fma_512(a: __m512, b: __m512, acc: __m512) -> __m512 {
+        const ZERO: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+        const UP: i32 = _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC;
+        const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+        let truncated = _mm512_castps_si512(_mm512_fmadd_round_ps::<ZERO>(a, b, acc));
+        let up = _mm512_fmadd_round_ps::<UP>(a, b, acc);
+        let down = _mm512_fmadd_round_ps::<DOWN>(a, b, acc);
+        // NaN lanes compare equal here (ordered ≠ is false) and stay NaN.
+        let inexact = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(up, down);
+        let odd = _mm512_mask_or_epi32(truncated, inexact, truncated, _mm512_set1_epi32(1));
         round16_512(_mm512_castsi512_ps(odd))
     }
 
-    /// `block` for all COLS columns at once, in two 16-lane vectors per row.
+    /// R × COLS outputs of C (a row-major R × COLS `out`) from a k × R block of `a` (p-major)
+    /// and a k × COLS panel of `b`, in two 16-lane vectors per row; `FUSED` picks the form.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block_avx512(
+    pub(super) unsafe fn block_avx512<const R: usize, const FUSED: bool>(
         a: &[f32],
         b: &[f32],
         out: &mut [f16],
         k: usize,
-        fused: bool,
     ) {
-        assert!(a.len() >= ROWS * k && b.len() >= k * COLS && out.len() >= ROWS * COLS);
-        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        assert!(a.len() >= R * k && b.len() >= k * COLS && out.len() >= R * COLS);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for p in 0..k {
             // SAFETY (for the loads): p < k, so both 16-lane loads lie in the panel.
             let row = b.as_ptr().add(p * COLS);
             let bv = [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))];
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(a[r * k + p]);
-                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
-                    let product = _mm512_mul_ps(av, bv[v]);
-                    *acc_rv = if fused {
-                        fused_add_512(product, *acc_rv)
+            let a_step = &a[p * R..(p + 1) * R];
+            for (acc_r, &a_value) in acc.iter_mut().zip(a_step) {
+                let av = _mm512_set1_ps(a_value);
+                for (acc_rv, &bv_v) in acc_r.iter_mut().zip(&bv) {
+                    *acc_rv = if FUSED {
+                        fused_fma_512(av, bv_v, *acc_rv)
                     } else {
-                        round16_512(_mm512_add_ps(round16_512(product), *acc_rv))
+                        round16_512(_mm512_add_ps(round16_512(_mm512_mul_ps(av, bv_v)), *acc_rv))
                     };
                 }
             }
