@@ -41,6 +41,8 @@ const NR_256: usize = 16;
 /// The depth of one packed block (k per pass over C): an A panel of MR × KC is 8 KiB in L1.
 const KC: usize = 256;
 /// The columns of one packed B block: KC × NC × 4 bytes = 512 KiB, half of a Zen 4/5 L2.
+/// (KC, NC) = (256, 256), (384, 384) and (192, 768) measured no better on the busy machine
+/// of BENCHMARKS.md; the differences were within its noise.
 const NC: usize = 512;
 
 /// Products below this many multiply-adds run on one thread: waking the other costs more.
@@ -245,13 +247,16 @@ fn blocked<K: Kernel>(
         let kc_max = KC.min(k);
         let a_pack = floats(a_buf, m_panels * mr * kc_max);
         let b_pack = floats(b_buf, NC.min(cols.len()).div_ceil(nr) * nr * kc_max);
-        for j0 in cols.clone().step_by(NC) {
-            let nc = NC.min(cols.end - j0);
-            let n_panels = nc.div_ceil(nr);
-            for p0 in (0..k).step_by(KC) {
-                let kc = KC.min(k - p0);
+        // A is packed once per k block and B once per (k, n) block: every value is packed
+        // exactly once, which matters when m or n is a few hundred (packing op(A) for NN is a
+        // scatter, about as costly as a few dozen of its multiply-adds).
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            pack_a(lhs, p0, kc, rows.start, rows.len(), mr, a_pack);
+            for j0 in cols.clone().step_by(NC) {
+                let nc = NC.min(cols.end - j0);
+                let n_panels = nc.div_ceil(nr);
                 pack_b(rhs, p0, kc, j0, nc, nr, b_pack);
-                pack_a(lhs, p0, kc, rows.start, rows.len(), mr, a_pack);
                 for ip in 0..m_panels {
                     let i0 = rows.start + ip * mr;
                     let mt = mr.min(rows.end - i0);
