@@ -1,5 +1,6 @@
 //! CPU f32 matmul candidates side by side at 1024³ (or `GRADSTAB_BENCH_SIZES`) and on the
-//! three products of an MLP layer: the `gemm` crate the CPU backend uses, `faer`'s matmul and
+//! three products of an MLP layer: the backend's product (`cpu_f32`'s own kernels since they
+//! replaced the `gemm` crate; benches/cpu_f32.rs compares the two), `faer`'s matmul and
 //! `matrixmultiply`, all on every core of the machine. Run it between two runs of `benches/openblas_sgemm.py` to compare with OpenBLAS in
 //! the same minutes:
 //!

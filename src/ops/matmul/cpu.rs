@@ -1,7 +1,8 @@
 //! CPU reference of shaders/matmul.wgsl.
 //!
-//! `f32` and `f16acc32` go through the `gemm` crate on all cores (the order of summation is free
-//! there: results differ from the GPU only within `error_bound`). `f16acc32` widens its f16
+//! `f32` and `f16acc32` go through `cpu_f32`'s packed AVX-512 / AVX2 kernels (the `gemm` crate
+//! on other CPUs) on all cores; the order of summation is free there: results differ from the
+//! GPU only within `error_bound`. `f16acc32` widens its f16
 //! operands to f32 (exact), multiplies in f32 and rounds each result to f16 once, as the kernel
 //! does. Pure `f16` emulates the kernel exactly: k summed in order, each step an f16 fused
 //! multiply-add rounded once. The product of two f16 values has at most 22 significant bits,
@@ -63,10 +64,23 @@ pub(crate) fn run(
     }
 }
 
-/// C = op(A)·op(B) in f32 through `gemm`, which takes any strides, so transposes cost nothing.
-/// `faer` multiplies a lone 1024³ product faster on some machines, but the whole network ran
-/// a third slower with it (BENCHMARKS.md), so `gemm` stays.
+/// C = op(A)·op(B) in f32: `cpu_f32`'s packed kernels where the CPU has AVX-512F or AVX2 + FMA,
+/// else the `gemm` crate.
 pub fn matmul_f32(a: &[f32], b: &[f32], op: MatmulOp, m: usize, k: usize, n: usize) -> Vec<f32> {
+    super::cpu_f32::matmul(a, b, op, (m, k, n))
+        .unwrap_or_else(|| matmul_f32_gemm(a, b, op, m, k, n))
+}
+
+/// C = op(A)·op(B) in f32 through `gemm`, which takes any strides, so transposes cost nothing.
+/// The fallback on CPUs without the kernels of `cpu_f32` (its stable build has only AVX2).
+pub fn matmul_f32_gemm(
+    a: &[f32],
+    b: &[f32],
+    op: MatmulOp,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     assert_eq!(a.len(), m * k);
     assert_eq!(b.len(), k * n);
     let mut c = vec![0.0f32; m * n];

@@ -4,6 +4,7 @@
 pub mod autotune;
 pub mod cpu;
 pub mod cpu_f16;
+pub mod cpu_f32;
 pub mod gpu;
 
 use std::fmt;
