@@ -130,5 +130,64 @@ fn gpu(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cpu, cpu_f16, gpu);
+/// The fast paths of the GPU kernel (unchecked interior workgroups, vector loads) against the
+/// checked path they must match bit for bit, alternately in one run: `checked` then `fast` for
+/// each precision, product, variant (the device's own, and tile64-shared, the staged one whose
+/// tile loads are vectorised) and size. `cargo bench --bench matmul -- gpu_paths`; the sizes are
+/// `GRADSTAB_BENCH_SIZES`, by default 256 on a software GPU and 4096 on a hardware one.
+fn gpu_paths(c: &mut Criterion) {
+    use gradstab::ops::matmul::gpu::{matmul_with_paths, MatmulPaths};
+    use gradstab::ops::matmul::MatmulVariant;
+    let Ok(gpu) = Gpu::new(&GpuOptions::from_env().unwrap()) else {
+        eprintln!("matmul_gpu_paths skipped: no GPU adapter");
+        return;
+    };
+    let mut group = c.benchmark_group(format!("matmul_gpu_paths ({})", gpu.adapter_name()));
+    group
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    let hardware = gpu.is_hardware();
+    let sizes = match std::env::var("GRADSTAB_BENCH_SIZES") {
+        Ok(_) => sizes(hardware),
+        Err(_) if hardware => vec![4096],
+        Err(_) => vec![256],
+    };
+    for precision in [Precision::F32, Precision::F16] {
+        if !gpu.supports(precision) {
+            continue;
+        }
+        let mut variants = vec![gpu.matmul_variant(precision).unwrap()];
+        if variants[0] != MatmulVariant::Tile64Shared {
+            variants.push(MatmulVariant::Tile64Shared);
+        }
+        for &n in &sizes {
+            let (a, b) = operands(precision, n);
+            let (a, b) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+            for op in [MatmulOp::new(false, false), MatmulOp::new(true, false)] {
+                for &variant in &variants {
+                    for (name, paths) in [
+                        ("checked", MatmulPaths::Checked),
+                        ("fast", MatmulPaths::Fast),
+                    ] {
+                        let id = format!("{}/{}/{variant}/{name}", precision.name(), op.name());
+                        group.bench_with_input(BenchmarkId::new(id, n), &n, |bench, _| {
+                            bench.iter(|| {
+                                let c =
+                                    matmul_with_paths(&gpu, &a, &b, op, precision, variant, paths)
+                                        .unwrap();
+                                gpu.synchronize().unwrap();
+                                c
+                            })
+                        });
+                    }
+                }
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cpu, cpu_f16, gpu, gpu_paths);
 criterion_main!(benches);

@@ -7,7 +7,17 @@
 //   const THREADS_PER_EDGE: u32   the workgroup is THREADS_PER_EDGE² threads
 //   const REG: u32           register block edge (2 or 4): the tile is THREADS_PER_EDGE·REG wide
 //   const USE_SHARED: bool   stage tiles in workgroup memory, or read straight from storage
+//   const INTERIOR_PATH: bool   take the unchecked path in workgroups wholly inside the matrix
+//   fn load4_lhs, load4_rhs  elements i … i+3: one vec4 load where the host bound a
+//                            vector view of the operand (VEC_A, VEC_B), four loads otherwise
 // so one source serves every precision, transpose combination and variant.
+//
+// Interior and boundary: a workgroup whose TILE × TILE block of C lies wholly inside the
+// matrix, staging a k-block wholly inside k, needs none of the bounds tests of load_a and
+// load_b, and its stores need none either. Whether a workgroup is interior depends only on its
+// workgroup id and the uniform params, so the choice is uniform and the barriers stay in
+// uniform control flow. Both paths stage the same values in the same places, so the sum and
+// its bits do not depend on the path.
 //
 // Each workgroup computes a TILE × TILE block of C; each thread owns a REG × REG register
 // block whose rows and columns are strided by THREADS_PER_EDGE, so that neighbouring
@@ -43,15 +53,28 @@ const REG2: u32 = REG * REG;
 var<workgroup> tile_a: array<A, TILE_BK>;
 var<workgroup> tile_b: array<A, TILE_BK>;
 
+// op(A)[row, kk] of a row and kk known to lie inside the matrix.
+fn load_a_inside(row: u32, kk: u32) -> A {
+    if (TRANSPOSE_A) {
+        return load_lhs(kk * params.m + row);
+    }
+    return load_lhs(row * params.k + kk);
+}
+
+// op(B)[kk, col] of a kk and col known to lie inside the matrix.
+fn load_b_inside(kk: u32, col: u32) -> A {
+    if (TRANSPOSE_B) {
+        return load_rhs(col * params.k + kk);
+    }
+    return load_rhs(kk * params.n + col);
+}
+
 // op(A)[row, kk], zero outside the matrix: a zero pad adds fma(0, 0, acc) = acc exactly.
 fn load_a(row: u32, kk: u32) -> A {
     if (row >= params.m || kk >= params.k) {
         return A(0);
     }
-    if (TRANSPOSE_A) {
-        return load_lhs(kk * params.m + row);
-    }
-    return load_lhs(row * params.k + kk);
+    return load_a_inside(row, kk);
 }
 
 // op(B)[kk, col], zero outside the matrix.
@@ -59,10 +82,84 @@ fn load_b(kk: u32, col: u32) -> A {
     if (kk >= params.k || col >= params.n) {
         return A(0);
     }
-    if (TRANSPOSE_B) {
-        return load_rhs(col * params.k + kk);
+    return load_b_inside(kk, col);
+}
+
+// Stages the k-block at k0 of a boundary workgroup: every load tested, zero outside.
+fn stage_checked(thread: u32, row0: u32, col0: u32, k0: u32) {
+    // Each thread stages LOADS elements of each tile, walking memory along its contiguous
+    // axis.
+    for (var step = 0u; step < LOADS; step++) {
+        let idx = thread + step * THREADS;
+        if (TRANSPOSE_A) {
+            let kk = idx / TILE;
+            let r = idx % TILE;
+            tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+        } else {
+            let r = idx / BK;
+            let kk = idx % BK;
+            tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
+        }
+        if (TRANSPOSE_B) {
+            let c = idx / BK;
+            let kk = idx % BK;
+            tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+        } else {
+            let kk = idx / TILE;
+            let c = idx % TILE;
+            tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
+        }
     }
-    return load_rhs(kk * params.n + col);
+}
+
+// Four contiguous elements of each tile per load: TILE_BK / 4 loads per tile.
+const VEC_LOADS_PER_TILE: u32 = TILE_BK / 4u;
+const VEC_STEPS: u32 = (VEC_LOADS_PER_TILE + THREADS - 1u) / THREADS;
+
+// Stages the k-block at k0 of an interior workgroup, k0 + BK ≤ k: no tests, and four
+// contiguous elements per load_4 call (one vector load where the host bound a vector view,
+// which it does only where the contiguous dimension is a multiple of 4, so that every
+// group of four starts at a multiple of 4: row0, col0 and k0 are multiples of TILE and BK).
+fn stage_interior(thread: u32, row0: u32, col0: u32, k0: u32) {
+    for (var step = 0u; step < VEC_STEPS; step++) {
+        let idx = thread + step * THREADS;
+        if (idx < VEC_LOADS_PER_TILE) {
+            if (TRANSPOSE_A) {
+                // A is k × m: four neighbouring rows r … r+3 of op(A) at one kk.
+                let kk = idx / (TILE / 4u);
+                let r = (idx % (TILE / 4u)) * 4u;
+                let v = load4_lhs((k0 + kk) * params.m + row0 + r);
+                for (var j = 0u; j < 4u; j++) {
+                    tile_a[kk * TILE + r + j] = v[j];
+                }
+            } else {
+                // A is m × k: four neighbouring kk at one row.
+                let r = idx / (BK / 4u);
+                let kk = (idx % (BK / 4u)) * 4u;
+                let v = load4_lhs((row0 + r) * params.k + k0 + kk);
+                for (var j = 0u; j < 4u; j++) {
+                    tile_a[(kk + j) * TILE + r] = v[j];
+                }
+            }
+            if (TRANSPOSE_B) {
+                // B is n × k: four neighbouring kk at one column.
+                let c = idx / (BK / 4u);
+                let kk = (idx % (BK / 4u)) * 4u;
+                let v = load4_rhs((col0 + c) * params.k + k0 + kk);
+                for (var j = 0u; j < 4u; j++) {
+                    tile_b[(kk + j) * TILE + c] = v[j];
+                }
+            } else {
+                // B is k × n: four neighbouring columns at one kk.
+                let kk = idx / (TILE / 4u);
+                let c = (idx % (TILE / 4u)) * 4u;
+                let v = load4_rhs((k0 + kk) * params.n + col0 + c);
+                for (var j = 0u; j < 4u; j++) {
+                    tile_b[kk * TILE + c + j] = v[j];
+                }
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(THREADS_PER_EDGE, THREADS_PER_EDGE, 1)
@@ -86,30 +183,15 @@ fn main(
         acc[i] = A(0);
     }
 
+    // Uniform: the workgroup's whole block of C lies inside the matrix.
+    let interior = INTERIOR_PATH && row0 + TILE <= params.m && col0 + TILE <= params.n;
+
     if (USE_SHARED) {
         for (var k0 = 0u; k0 < params.k; k0 += BK) {
-            // Each thread stages LOADS elements of each tile, walking memory along its
-            // contiguous axis.
-            for (var step = 0u; step < LOADS; step++) {
-                let idx = thread + step * THREADS;
-                if (TRANSPOSE_A) {
-                    let kk = idx / TILE;
-                    let r = idx % TILE;
-                    tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
-                } else {
-                    let r = idx / BK;
-                    let kk = idx % BK;
-                    tile_a[kk * TILE + r] = load_a(row0 + r, k0 + kk);
-                }
-                if (TRANSPOSE_B) {
-                    let c = idx / BK;
-                    let kk = idx % BK;
-                    tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
-                } else {
-                    let kk = idx / TILE;
-                    let c = idx % TILE;
-                    tile_b[kk * TILE + c] = load_b(k0 + kk, col0 + c);
-                }
+            if (interior && k0 + BK <= params.k) {
+                stage_interior(thread, row0, col0, k0);
+            } else {
+                stage_checked(thread, row0, col0, k0);
             }
             workgroupBarrier();
 
@@ -130,16 +212,36 @@ fn main(
         }
     } else {
         // Straight from storage: each thread reads its own rows and columns for every k.
-        for (var kk = 0u; kk < params.k; kk++) {
-            var a_reg: array<A, REG>;
-            var b_reg: array<A, REG>;
-            for (var i = 0u; i < REG; i++) {
-                a_reg[i] = load_a(row0 + local.y + i * THREADS_PER_EDGE, kk);
-                b_reg[i] = load_b(kk, col0 + local.x + i * THREADS_PER_EDGE);
+        // The two loops differ only in their loads; the test stays outside them, so that a
+        // compiler that cannot prove it uniform (one running the workgroup as SIMD lanes)
+        // does not take both sides at every step.
+        if (interior) {
+            // kk < k by the loop, and every row and column inside: no tests.
+            for (var kk = 0u; kk < params.k; kk++) {
+                var a_reg: array<A, REG>;
+                var b_reg: array<A, REG>;
+                for (var i = 0u; i < REG; i++) {
+                    a_reg[i] = load_a_inside(row0 + local.y + i * THREADS_PER_EDGE, kk);
+                    b_reg[i] = load_b_inside(kk, col0 + local.x + i * THREADS_PER_EDGE);
+                }
+                for (var i = 0u; i < REG; i++) {
+                    for (var j = 0u; j < REG; j++) {
+                        acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);
+                    }
+                }
             }
-            for (var i = 0u; i < REG; i++) {
-                for (var j = 0u; j < REG; j++) {
-                    acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);
+        } else {
+            for (var kk = 0u; kk < params.k; kk++) {
+                var a_reg: array<A, REG>;
+                var b_reg: array<A, REG>;
+                for (var i = 0u; i < REG; i++) {
+                    a_reg[i] = load_a(row0 + local.y + i * THREADS_PER_EDGE, kk);
+                    b_reg[i] = load_b(kk, col0 + local.x + i * THREADS_PER_EDGE);
+                }
+                for (var i = 0u; i < REG; i++) {
+                    for (var j = 0u; j < REG; j++) {
+                        acc[i * REG + j] = fma(a_reg[i], b_reg[j], acc[i * REG + j]);
+                    }
                 }
             }
         }
@@ -149,7 +251,7 @@ fn main(
         let row = row0 + local.y + i * THREADS_PER_EDGE;
         for (var j = 0u; j < REG; j++) {
             let col = col0 + local.x + j * THREADS_PER_EDGE;
-            if (row < params.m && col < params.n) {
+            if (interior || (row < params.m && col < params.n)) {
                 var c = acc[i * REG + j];
                 if (DEQUANTIZE) {
                     c = c * A(params.out_scale);

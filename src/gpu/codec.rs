@@ -210,3 +210,28 @@ fn store_{name}_bits(i: u32, bits: u32) {{
     }
     text
 }
+
+/// `load4_<name>(i) -> vec4<T>`: elements i … i+3 of the tensor `name` (declared by
+/// [`tensor_binding`]), T being `value`. With a binding `index`, one vector load through a
+/// second, read-only view of the same buffer as `array<vec4<native>>`: the host binds it only
+/// where every such load is aligned (i a multiple of 4, as where the tensor's contiguous
+/// dimension is a multiple of 4) and the format is held natively. Without one, four scalar loads, so that a shader body can call
+/// `load4_<name>` whichever the host chose.
+pub fn vector_view(index: Option<u32>, name: &str, format: Format, value: &str) -> String {
+    match (index, format.native_wgsl()) {
+        (Some(index), Some(native)) => format!(
+            "@group(0) @binding({index}) var<storage, read> {name}_vec4: array<vec4<{native}>>;
+fn load4_{name}(i: u32) -> vec4<{value}> {{
+    return vec4<{value}>({name}_vec4[i / 4u]);
+}}
+"
+        ),
+        (Some(_), None) => panic!("a vector view of {name} needs a natively held format"),
+        (None, _) => format!(
+            "fn load4_{name}(i: u32) -> vec4<{value}> {{
+    return vec4<{value}>(load_{name}(i), load_{name}(i + 1u), load_{name}(i + 2u), load_{name}(i + 3u));
+}}
+"
+        ),
+    }
+}

@@ -27,6 +27,13 @@ enum Item {
         access: Access,
         value: String,
     },
+    /// `load4_<name>`, through a vector view at binding `index` or four scalar loads.
+    VectorView {
+        index: Option<u32>,
+        name: String,
+        format: DType,
+        value: String,
+    },
     /// The casts of a packed format, with no binding (for a shader that rounds to it).
     Casts(DType),
     /// `fn NAME(x: f32) -> f32`, x rounded to a format and widened back.
@@ -106,6 +113,26 @@ impl Header {
         self
     }
 
+    /// `load4_<name>(i) -> vec4<T>`, elements i … i+3 of the tensor `name` declared before:
+    /// with `Some(index)` one load through a second binding of the same buffer as an array of
+    /// vec4 (the caller binds the buffer there too, and only where every i is a multiple of 4), with
+    /// `None` four scalar loads (the same values, for a body that calls it either way).
+    pub fn vector_view(
+        mut self,
+        index: Option<u32>,
+        name: &str,
+        format: DType,
+        value: &str,
+    ) -> Self {
+        self.items.push(Item::VectorView {
+            index,
+            name: name.to_string(),
+            format,
+            value: value.to_string(),
+        });
+        self
+    }
+
     /// `decode_<f>`, `encode_<f>` and `encode_<f>_saturating` of a packed format.
     pub fn casts(mut self, format: DType) -> Self {
         self.items.push(Item::Casts(format));
@@ -169,7 +196,9 @@ impl Header {
                 arithmetic,
             } => f16(storage) || f16(arithmetic),
             Item::Alias(_, d) => f16(d),
-            Item::Tensor { format, value, .. } => f16(format) || value == "f16",
+            Item::Tensor { format, value, .. } | Item::VectorView { format, value, .. } => {
+                f16(format) || value == "f16"
+            }
             Item::Rounding(_, d) => f16(d),
             _ => false,
         })
@@ -239,6 +268,12 @@ impl Header {
                 } => text.push_str(&codec::tensor_binding(
                     *index, name, *format, *access, value,
                 )),
+                Item::VectorView {
+                    index,
+                    name,
+                    format,
+                    value,
+                } => text.push_str(&codec::vector_view(*index, name, *format, value)),
                 Item::Casts(_) => {}
                 Item::Function(function) => text.push_str(function),
                 Item::FunctionAlias {

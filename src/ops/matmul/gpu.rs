@@ -18,19 +18,63 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// The kernel of one precision, transpose pair and variant, on operands in the storage format.
+/// The paths a matmul kernel may take. Every path sums k in order with one fma per step, so
+/// they give the same bits; the checked one is the reference the others are tested against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulPaths {
+    /// Every load tested against the matrix's bounds, one element at a time.
+    Checked,
+    /// Interior workgroups load and store without bounds tests; an operand whose contiguous
+    /// dimension is a multiple of 4 and whose format WGSL holds natively is also read four
+    /// elements per load, through a vector view of its buffer.
+    Fast,
+}
+
+/// The bindings of the vector views of A and B (the same buffers as bindings 0 and 1).
+const LHS_VEC4_BINDING: u32 = 4;
+const RHS_VEC4_BINDING: u32 = 5;
+
+/// Which operands get a vector view: the contiguous dimension of op(A) as stored is k (or m
+/// when transposed), of op(B) n (or k); a view is aligned only where that dimension is a
+/// multiple of 4, and exists only for f32 and f16 storage (packed formats share u32 words).
+fn vector_views(
+    (lhs, rhs): (DType, DType),
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    paths: MatmulPaths,
+) -> (bool, bool) {
+    if paths == MatmulPaths::Checked {
+        return (false, false);
+    }
+    let lhs_contiguous = if op.transpose_a { m } else { k };
+    let rhs_contiguous = if op.transpose_b { k } else { n };
+    (
+        lhs.native_wgsl().is_some() && lhs_contiguous % 4 == 0,
+        rhs.native_wgsl().is_some() && rhs_contiguous % 4 == 0,
+    )
+}
+
+/// The kernel of one precision, transpose pair and variant, on operands in the storage format
+/// (the fast paths, scalar loads).
 pub fn kernel(precision: Precision, op: MatmulOp, variant: MatmulVariant) -> KernelSource {
     let storage = precision.storage();
-    kernel_of(precision, (storage, storage), op, variant)
+    kernel_of(
+        precision,
+        (storage, storage),
+        op,
+        variant,
+        (MatmulPaths::Fast, (false, false)),
+    )
 }
 
 /// The kernel of one precision, operand formats (FP8 ones dequantise their product by the
-/// uniform `out_scale`), transpose pair and variant.
+/// uniform `out_scale`), transpose pair, variant, paths and vector views of (A, B).
 pub fn kernel_of(
     precision: Precision,
     (lhs, rhs): (DType, DType),
     op: MatmulOp,
     variant: MatmulVariant,
+    (paths, (vec_a, vec_b)): (MatmulPaths, (bool, bool)),
 ) -> KernelSource {
     KernelSource {
         file: "matmul.wgsl",
@@ -40,6 +84,8 @@ pub fn kernel_of(
             .tensor(0, "lhs", lhs, Access::Read, "A")
             .tensor(1, "rhs", rhs, Access::Read, "A")
             .tensor(2, "out", precision.storage(), Access::ReadWrite, "A")
+            .vector_view(vec_a.then_some(LHS_VEC4_BINDING), "lhs", lhs, "A")
+            .vector_view(vec_b.then_some(RHS_VEC4_BINDING), "rhs", rhs, "A")
             .constant_bool(
                 "DEQUANTIZE",
                 checks::quantised_operands(precision, lhs, rhs),
@@ -48,7 +94,8 @@ pub fn kernel_of(
             .constant_bool("TRANSPOSE_B", op.transpose_b)
             .constant_u32("THREADS_PER_EDGE", THREADS_PER_EDGE)
             .constant_u32("REG", variant.register_block())
-            .constant_bool("USE_SHARED", variant.uses_workgroup_memory()),
+            .constant_bool("USE_SHARED", variant.uses_workgroup_memory())
+            .constant_bool("INTERIOR_PATH", paths == MatmulPaths::Fast),
         entry_point: "main",
     }
 }
@@ -64,9 +111,23 @@ pub fn kernels() -> Vec<KernelSource> {
             operands.extend([(q.forward, q.forward), (q.gradient, q.forward)]);
         }
         for &formats in &operands {
+            let native = formats.0.native_wgsl().is_some() && formats.1.native_wgsl().is_some();
             for op in MatmulOp::ALL {
                 for variant in MatmulVariant::ALL {
-                    all.push(kernel_of(precision, formats, op, variant));
+                    all.push(kernel_of(
+                        precision,
+                        formats,
+                        op,
+                        variant,
+                        (MatmulPaths::Checked, (false, false)),
+                    ));
+                    all.push(kernel_of(
+                        precision,
+                        formats,
+                        op,
+                        variant,
+                        (MatmulPaths::Fast, (native, native)),
+                    ));
                 }
             }
         }
@@ -84,13 +145,26 @@ pub fn matmul_with(
     precision: Precision,
     variant: MatmulVariant,
 ) -> Result<GpuTensor> {
+    matmul_with_paths(gpu, a, b, op, precision, variant, MatmulPaths::Fast)
+}
+
+/// [`matmul_with`] on chosen paths: the test that the fast paths give the checked path's bits.
+pub fn matmul_with_paths(
+    gpu: &Device,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    op: MatmulOp,
+    precision: Precision,
+    variant: MatmulVariant,
+    paths: MatmulPaths,
+) -> Result<GpuTensor> {
     let dims = checks::matmul(
         (a.shape(), a.dtype()),
         (b.shape(), b.dtype()),
         op,
         precision,
     )?;
-    run(gpu, a, b, op, dims, precision, variant, 1.0)
+    run_paths(gpu, a, b, op, dims, precision, (variant, paths), 1.0)
 }
 
 /// The dispatch itself, on operands already checked to be `m × k` by `k × n`.
@@ -105,7 +179,25 @@ pub(crate) fn run(
     variant: MatmulVariant,
     out_scale: f32,
 ) -> Result<GpuTensor> {
-    let kernel = kernel_of(precision, (a.dtype(), b.dtype()), op, variant);
+    let dims = (m, k, n);
+    let variant = (variant, MatmulPaths::Fast);
+    run_paths(gpu, a, b, op, dims, precision, variant, out_scale)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_paths(
+    gpu: &Device,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    op: MatmulOp,
+    (m, k, n): (usize, usize, usize),
+    precision: Precision,
+    (variant, paths): (MatmulVariant, MatmulPaths),
+    out_scale: f32,
+) -> Result<GpuTensor> {
+    let formats = (a.dtype(), b.dtype());
+    let views = vector_views(formats, op, (m, k, n), paths);
+    let kernel = kernel_of(precision, formats, op, variant, (paths, views));
     let pipeline = gpu.pipeline(&kernel)?;
     let tile = variant.tile();
     let tiles = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
@@ -119,17 +211,19 @@ pub(crate) fn run(
         out_scale,
         _pad: [0; 3],
     });
-    gpu.dispatch(
-        &pipeline,
-        &[
-            (0, &a.buffer),
-            (1, &b.buffer),
-            (2, &out.buffer),
-            (3, &params),
-        ],
-        (groups_x, groups_y),
-        "matmul",
-    )?;
+    let mut buffers = vec![
+        (0, &a.buffer),
+        (1, &b.buffer),
+        (2, &out.buffer),
+        (3, &params),
+    ];
+    if views.0 {
+        buffers.push((LHS_VEC4_BINDING, &a.buffer));
+    }
+    if views.1 {
+        buffers.push((RHS_VEC4_BINDING, &b.buffer));
+    }
+    gpu.dispatch(&pipeline, &buffers, (groups_x, groups_y), "matmul")?;
     Ok(out)
 }
 
