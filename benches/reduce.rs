@@ -1,5 +1,7 @@
 //! Statistics throughput (elements/s): the whole record of 10^7 values (moments, extrema,
-//! class counts, histogram, cast report) on the CPU backend and on the best GPU adapter.
+//! class counts, histogram, cast report) on the CPU backend and on the best GPU adapter, and
+//! the CPU's lean census (class counts and norm, what a training step reads of every
+//! gradient: `ops::reduce::census`) beside it.
 //!
 //! `cargo bench --bench reduce`; `GRADSTAB_BENCH_LEN=1000000` changes the length (default 10^7,
 //! and 2^28 on a hardware GPU).
@@ -7,6 +9,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
 
+use gradstab::ops::reduce::census::census;
 use gradstab::verify::normal_tensor;
 use gradstab::{Backend, Cpu, DType, Gpu, GpuOptions};
 
@@ -34,6 +37,8 @@ fn reduce(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new(format!("cpu/{dtype}"), n), &n, |b, _| {
             b.iter(|| Cpu.stats(&host).unwrap())
         });
+        let id = BenchmarkId::new(format!("cpu census/{dtype}"), n);
+        group.bench_with_input(id, &n, |b, _| b.iter(|| census(host.data().view())));
         match &gpu {
             Ok(gpu) => {
                 let x = gpu.upload(&host).unwrap();

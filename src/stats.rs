@@ -221,6 +221,65 @@ impl StatsRecord {
     }
 }
 
+/// The lean part of a record that a training step reads of every gradient and update: the
+/// counts of each numeric class and ‖x‖₂. The CPU computes it in one branch-free pass
+/// (`ops::reduce::census`); any backend can take it from a full record (`Census::of`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Census {
+    /// Every element, finite or not.
+    pub count: u64,
+    /// Both signs.
+    pub zero: u64,
+    pub subnormal: u64,
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+    /// ‖x‖₂ of every value, as [`StatsRecord::l2_norm`] (`l2_norm_of`).
+    pub l2_norm: f64,
+}
+
+impl Census {
+    /// The census fields of a full record.
+    pub fn of(record: &StatsRecord) -> Census {
+        Census {
+            count: record.count,
+            zero: record.zero,
+            subnormal: record.subnormal,
+            nan: record.nan,
+            pos_inf: record.pos_inf,
+            neg_inf: record.neg_inf,
+            l2_norm: record.l2_norm,
+        }
+    }
+
+    /// The values that are neither NaN nor ±inf.
+    pub fn finite(&self) -> u64 {
+        self.count - self.nan - self.pos_inf - self.neg_inf
+    }
+
+    /// A record that carries this census and nothing else: moments and extrema NaN, the
+    /// histogram and cast report empty. Only `backend::batch`'s census handles read it, and
+    /// they read the census fields alone (`Census::of`).
+    pub fn as_partial_record(&self, dtype: DType) -> StatsRecord {
+        StatsRecord {
+            count: self.count,
+            mean: f64::NAN,
+            variance: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+            abs_max: f64::NAN,
+            l2_norm: self.l2_norm,
+            nan: self.nan,
+            pos_inf: self.pos_inf,
+            neg_inf: self.neg_inf,
+            zero: self.zero,
+            subnormal: self.subnormal,
+            histogram: ExponentHistogram::empty(dtype),
+            cast: CastReport::default(),
+        }
+    }
+}
+
 /// ‖x‖₂ of values whose finite part has norm `finite_norm` (0 for none), among which `nan` are
 /// NaN and `inf` are ±inf: NaN where any is NaN, +inf where any is infinite, as √Σx² itself
 /// evaluates (and `torch.linalg.vector_norm`). A norm of the finite part alone would hide the

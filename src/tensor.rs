@@ -309,6 +309,16 @@ impl HostTensor {
         }
     }
 
+    /// The values as f32, moved out where stored as f32 (no copy) and widened otherwise, for
+    /// an update in place that puts them back with `from_f32_vec_as`: until then an f32
+    /// tensor holds no values.
+    pub(crate) fn take_f32_vec(&mut self) -> Vec<f32> {
+        match &mut self.data {
+            HostData::F32(v) => std::mem::take(v),
+            other => other.to_f32_vec(),
+        }
+    }
+
     /// Takes f32 values, rounding them to `dtype` (to nearest even); f32 values are moved.
     pub fn from_f32_vec_as(
         dtype: DType,

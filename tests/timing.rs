@@ -6,6 +6,8 @@ use gradstab::api::train::{train_runs, TrainOptions};
 use gradstab::api::Device;
 use gradstab::report;
 
+mod common;
+
 /// Two small runs (two learning rates) of 6 steps each, on the CPU.
 fn two_runs() -> TrainOptions {
     TrainOptions {
@@ -61,6 +63,70 @@ fn training_reports_its_wall_time_and_time_per_step() {
         );
         assert!(table.lines().any(|l| l == line), "no {line:?} in\n{table}");
     }
+}
+
+/// On the CPU every step reports its phases' host time (forward, backward, optimizer,
+/// records): each positive, together within the step's own time, and added up in the summary.
+#[test]
+fn on_the_cpu_each_step_splits_its_time_into_phases() {
+    let runs = two_runs().runs().unwrap();
+    let outcome = train_runs(&Device::cpu(), &runs, None, false, &mut |_| Ok(())).unwrap();
+    let json = serde_json::to_value(&outcome.report).unwrap();
+    for (i, run) in outcome.report.runs.iter().enumerate() {
+        let mut sum = 0.0;
+        for (k, step) in run.steps.iter().enumerate() {
+            let t = step.time.expect("the CPU times every step");
+            for part in [t.forward_s, t.backward_s, t.optimizer_s, t.records_s] {
+                assert!(part.is_finite() && part > 0.0, "step {}: {t:?}", step.step);
+            }
+            sum += t.sum();
+            let fields = &json["runs"][i]["steps"][k]["time"];
+            assert_eq!(fields["forward_s"].as_f64(), Some(t.forward_s));
+            assert_eq!(fields["backward_s"].as_f64(), Some(t.backward_s));
+            assert_eq!(fields["optimizer_s"].as_f64(), Some(t.optimizer_s));
+            assert_eq!(fields["records_s"].as_f64(), Some(t.records_s));
+        }
+        // The phases are disjoint parts of the steps' time (from the same clock; a few ulps
+        // for the sums and the mean's division and product).
+        let steps = run.summary.steps_run as f64 * run.summary.seconds_per_step;
+        assert!(
+            sum <= steps * (1.0 + 16.0 * f64::EPSILON),
+            "{}: phases {sum} s exceed the steps' {steps} s",
+            run.label
+        );
+        let total = run.summary.time.expect("every step timed");
+        assert!((total.sum() - sum).abs() <= 16.0 * f64::EPSILON * sum);
+        let forward: f64 = run.steps.iter().map(|s| s.time.unwrap().forward_s).sum();
+        assert_eq!(total.forward_s, forward);
+        assert_eq!(
+            json["runs"][i]["summary"]["time"]["records_s"].as_f64(),
+            Some(total.records_s)
+        );
+    }
+}
+
+/// On a GPU the host clock would measure submissions, not the device's work: the split is
+/// `null`, per step and in the summary.
+#[test]
+fn on_a_gpu_the_split_is_null() {
+    let Some(gpu) = common::gpu("on_a_gpu_the_split_is_null") else {
+        return;
+    };
+    let runs = TrainOptions {
+        lr: Some(vec![0.01]),
+        steps: Some(2),
+        ..two_runs()
+    }
+    .runs()
+    .unwrap();
+    let outcome = train_runs(&Device::Gpu(gpu), &runs, None, false, &mut |_| Ok(())).unwrap();
+    let json = serde_json::to_value(&outcome.report).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["steps"].as_array().unwrap().len(), 2);
+    for step in run["steps"].as_array().unwrap() {
+        assert!(step.get("time").is_some_and(|t| t.is_null()), "{step}");
+    }
+    assert!(run["summary"]["time"].is_null());
 }
 
 #[test]

@@ -93,6 +93,10 @@ fn report(args: &[String]) -> serde_json::Value {
         let summary = run["summary"].as_object_mut().unwrap();
         summary.remove("wall_seconds");
         summary.remove("seconds_per_step");
+        summary.remove("time");
+        for step in run["steps"].as_array_mut().unwrap() {
+            step.as_object_mut().unwrap().remove("time");
+        }
     }
     v
 }

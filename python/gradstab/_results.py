@@ -108,6 +108,22 @@ class TrainResult(_Runs):
                 )
         return _pandas().DataFrame(rows)
 
+    def times(self):
+        """One row per (run, step): where the step's time went, in host seconds, on the CPU
+        backend: ``forward_s`` (the batch, forward and the loss), ``backward_s``,
+        ``optimizer_s`` (0 on a skipped step) and ``records_s`` (every gradient's and
+        update's record). NaN on a GPU, whose work is asynchronous: a host clock would not
+        measure it. Timing, not a result: it differs from one run to the next."""
+        parts = ["forward_s", "backward_s", "optimizer_s", "records_s"]
+        rows = []
+        for run in self.to_dict()["runs"]:
+            for step in run["steps"]:
+                time = step.get("time") or {}
+                row = {"run": run["label"], "step": step["step"]}
+                row.update({p: _number(time.get(p)) for p in parts})
+                rows.append(row)
+        return _pandas().DataFrame(rows, columns=["run", "step"] + parts)
+
     def evaluations(self):
         """One row per (run, evaluation): the step it followed, the mean loss and (labels
         only, else NaN) the accuracy over the whole training set and the validation set (NaN

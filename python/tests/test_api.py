@@ -196,7 +196,7 @@ def test_zero_copy_torch(seen_arrays):
 # ---- run and train against the command line -------------------------------------------------
 
 
-TIMING = ("wall_seconds", "seconds_per_step")
+TIMING = ("wall_seconds", "seconds_per_step", "time")
 
 
 def without(report, keys):
@@ -471,3 +471,21 @@ def test_pytorch_optimizers_work_after_gradstab_opened_the_gpu():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+def test_times_split_each_step_on_the_cpu_and_are_nan_on_a_gpu():
+    parts = ["forward_s", "backward_s", "optimizer_s", "records_s"]
+    r = gradstab.train(depth=2, width=8, steps=4, samples=16, seed=3, backend="cpu")
+    times = r.times()
+    assert list(times.columns) == ["run", "step"] + parts
+    assert list(times["step"]) == [1, 2, 3, 4]
+    assert (times[parts] > 0).all().all()
+    summary = r.to_dict()["runs"][0]["summary"]
+    # The phases are disjoint parts of the steps' time; the summary adds them up.
+    assert times[parts].to_numpy().sum() <= 4 * summary["seconds_per_step"] * (1 + 1e-12)
+    for p in parts:
+        assert summary["time"][p] == pytest.approx(times[p].sum(), rel=1e-12)
+    g = gradstab.train(depth=2, width=8, steps=2, samples=16, seed=3)
+    if g.to_dict()["device"]["backend"] != "cpu":
+        assert g.times()[parts].isna().all().all()
+        assert g.to_dict()["runs"][0]["summary"]["time"] is None

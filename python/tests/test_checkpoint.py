@@ -19,13 +19,15 @@ import gradstab  # noqa: E402
 import gradstab.torch as gt  # noqa: E402
 
 U = 2.0**-24
-TIMING = ("wall_seconds", "seconds_per_step")
+TIMING = ("wall_seconds", "seconds_per_step", "time")
 
 
 def without_timing(report):
     for run in report["runs"]:
         for key in TIMING:
             run["summary"].pop(key, None)
+        for step in run["steps"]:
+            step.pop("time", None)
     return report
 
 

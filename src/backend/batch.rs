@@ -4,11 +4,16 @@
 
 use super::Backend;
 use crate::error::Result;
-use crate::stats::StatsRecord;
+use crate::stats::{Census, StatsRecord};
 
 /// Where a record will be, once collected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatsHandle(usize);
+
+/// Where a census will be, once collected: a handle of its own type, so that no caller reads
+/// the moments or histogram a backend's census may leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CensusHandle(usize);
 
 /// The records started so far, none waited for.
 pub struct StatsBatch<P> {
@@ -34,6 +39,17 @@ impl<P> StatsBatch<P> {
         Ok(StatsHandle(self.pending.len() - 1))
     }
 
+    /// Starts the census of `x` (counts and norm only, `Backend::census_later`) on `backend`,
+    /// collected in the same wait as the records.
+    pub fn start_census<B: Backend<PendingStats = P>>(
+        &mut self,
+        backend: &B,
+        x: &B::Tensor,
+    ) -> Result<CensusHandle> {
+        self.pending.push(backend.census_later(x)?);
+        Ok(CensusHandle(self.pending.len() - 1))
+    }
+
     /// Every record, in one wait (one read on a GPU).
     pub fn collect<B: Backend<PendingStats = P>>(self, backend: &B) -> Result<Collected> {
         Ok(Collected(backend.collect_stats(self.pending)?))
@@ -46,5 +62,9 @@ pub struct Collected(Vec<StatsRecord>);
 impl Collected {
     pub fn get(&self, handle: StatsHandle) -> &StatsRecord {
         &self.0[handle.0]
+    }
+
+    pub fn census(&self, handle: CensusHandle) -> Census {
+        Census::of(&self.0[handle.0])
     }
 }

@@ -85,8 +85,16 @@ impl Backend for Cpu {
         Ok(pending)
     }
 
+    /// The lean pass alone: the counts and the norm, without moments or histogram.
+    fn census_later(&self, x: &HostTensor) -> Result<StatsRecord> {
+        Ok(reduce::census::census(x.data().view()).as_partial_record(x.dtype()))
+    }
+
     fn norms(&self, xs: &[&HostTensor]) -> Result<Vec<f64>> {
-        Ok(xs.iter().map(|x| reduce::cpu::l2_norm(x)).collect())
+        Ok(xs
+            .iter()
+            .map(|x| reduce::census::census(x.data().view()).l2_norm)
+            .collect())
     }
 
     fn row_stats(&self, x: &HostTensor) -> Result<Vec<StatsRecord>> {

@@ -93,6 +93,15 @@ pub trait Backend {
     /// waiting for it; `collect_stats` brings any number of them back at once.
     fn stats_later(&self, x: &Self::Tensor) -> Result<Self::PendingStats>;
 
+    /// Starts the census of `x` (`stats::Census`: the class counts and ‖x‖₂, what a
+    /// training step reads of every gradient and update), collected with the records by
+    /// `collect_stats`. A backend may compute it alone, more cheaply, and return a record in
+    /// which only the census fields mean anything (`Census::as_partial_record`): only
+    /// `batch::StatsBatch::start_census` calls this, and its handles read those fields alone.
+    fn census_later(&self, x: &Self::Tensor) -> Result<Self::PendingStats> {
+        self.stats_later(x)
+    }
+
     /// The records of `pending`, in order: on a GPU, one read for all of them.
     fn collect_stats(&self, pending: Vec<Self::PendingStats>) -> Result<Vec<StatsRecord>>;
 

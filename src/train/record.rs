@@ -64,6 +64,45 @@ pub struct StepRecord {
     /// step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalRecord>,
+    /// Where this step's time went, on the CPU backend; `None` (`null`) on a GPU, whose work
+    /// runs asynchronously, where a host clock would not measure it. Timing, not a result.
+    #[serde(default)]
+    pub time: Option<StepTime>,
+}
+
+/// Host seconds of one step's phases on the CPU backend, where every operation finishes
+/// before it returns, so that the host clock measures the work itself. The parts are
+/// disjoint and together at most the step's time (what is left is the bookkeeping between
+/// them: the batch's rows, building the record).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepTime {
+    /// Gathering and uploading the batch (where it changes), forward and the loss.
+    pub forward_s: f64,
+    /// Backward: every layer's gradients (and the gradient clipping by value of `run`).
+    pub backward_s: f64,
+    /// The optimizer's update of every parameter; 0 on a skipped step.
+    pub optimizer_s: f64,
+    /// The records: every gradient's census (the full record on `--record-every` steps),
+    /// the loss's, and the census of every update and weight after the step.
+    pub records_s: f64,
+}
+
+impl StepTime {
+    /// The phases of several steps added up.
+    pub fn total<'a>(times: impl IntoIterator<Item = &'a StepTime>) -> StepTime {
+        times
+            .into_iter()
+            .fold(StepTime::default(), |a, t| StepTime {
+                forward_s: a.forward_s + t.forward_s,
+                backward_s: a.backward_s + t.backward_s,
+                optimizer_s: a.optimizer_s + t.optimizer_s,
+                records_s: a.records_s + t.records_s,
+            })
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.forward_s + self.backward_s + self.optimizer_s + self.records_s
+    }
 }
 
 /// A run in one line.
@@ -92,6 +131,8 @@ pub struct TrainSummary {
     /// reads of their records), the progress callback not included: at most
     /// `wall_seconds / steps_run`.
     pub seconds_per_step: f64,
+    /// The steps' phases added up ([`StepTime`]): `null` where the steps' are (on a GPU).
+    pub time: Option<StepTime>,
     /// The evaluation after the last step; `null` for a run that evaluates nothing.
     pub final_eval: Option<EvalRecord>,
 }

@@ -9,10 +9,12 @@ use super::checkpoint::Checkpointing;
 use super::config::TrainConfig;
 use super::data::{self, Batches};
 use super::eval::Evaluator;
-use super::record::{EpochRecord, LayerSnapshot, LayerStep, StepRecord, TrainRun, TrainSummary};
+use super::record::{
+    EpochRecord, LayerSnapshot, LayerStep, StepRecord, StepTime, TrainRun, TrainSummary,
+};
 use super::scaler::Scaler;
 use super::state::{Slot, TrainerState};
-use crate::backend::batch::{StatsBatch, StatsHandle};
+use crate::backend::batch::{CensusHandle, StatsBatch, StatsHandle};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::network::fp8::{Fp8Pass, Fp8State};
@@ -23,7 +25,7 @@ use crate::ops::activation::Activation;
 use crate::ops::loss::LossKind;
 use crate::ops::optimizer::{self, has_model_copy, master_dtype, StepScalars, StepTensors};
 use crate::precision::DType;
-use crate::stats::StatsRecord;
+use crate::stats::{Census, StatsRecord};
 use crate::tensor::{HostTensor, Shape};
 
 fn zeros_like(dtype: DType, rows: usize, cols: usize) -> Result<HostTensor> {
@@ -334,6 +336,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let d = net.depth;
         let kind = config.task.loss();
         let snapshot_now = config.records_in_full(step);
+        // The phases' host time (`StepTime`): `records` gathers the time of every record
+        // started inside forward and backward, which their own phases leave out.
+        let started = Instant::now();
+        let mut records = Duration::ZERO;
         // Every step takes its batch, so that the epoch counts on where the whole set is one
         // batch (each step a pass); only a batch that changes is gathered and uploaded.
         let rows = self.batches.next_rows();
@@ -364,8 +370,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let (pass, output) =
             steps::forward(backend, net, p, &*params, x, &mut fp8, &mut |t, z, h| {
                 if snapshot_now {
+                    let clock = Instant::now();
                     z_records[t] = Some(batch.start(backend, z)?);
                     h_records[t] = Some(batch.start(backend, h)?);
+                    records += clock.elapsed();
                 }
                 Ok(())
             })?;
@@ -373,12 +381,22 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let coefficient = kind.gradient_coefficient(output_shape, scaler.scale() as f64);
         let (grad_output, row_loss) = backend.loss(kind, &output, y, coefficient, p)?;
         drop(output);
+        let forward_done = Instant::now();
         let loss_handle = batch.start(backend, &row_loss)?;
         if snapshot_now {
             grad_h_records[d] = Some(batch.start(backend, &grad_output)?);
         }
+        let backward_started = Instant::now();
+        let forward_s = (forward_done - started).saturating_sub(records);
+        records += backward_started - forward_done;
+        let records_before_backward = records;
         let mut grads: Vec<Option<LayerGradients<B::Tensor>>> = (0..=d).map(|_| None).collect();
-        let mut weight_grad_records = vec![None; d + 1];
+        // Each weight gradient's census, and on a snapshot step its full record too: the
+        // step's numbers come from the census on every step, so that they do not depend on
+        // which steps report in full (a run resumed from a checkpoint taken at its end, whose
+        // last step did, gives the numbers of the run that went on).
+        let mut weight_grad_records: Vec<Option<CensusHandle>> = vec![None; d + 1];
+        let mut weight_grad_full: Vec<Option<StatsHandle>> = vec![None; d + 1];
         let mut bias_grad_records = vec![None; d + 1];
         steps::backward(
             backend,
@@ -390,17 +408,26 @@ impl<'a, B: Backend> Trainer<'a, B> {
             grad_output,
             &mut fp8,
             &mut |t, g, g_prev| {
-                weight_grad_records[t] = Some(batch.start(backend, &g.weight)?);
+                let clock = Instant::now();
+                weight_grad_records[t] = Some(batch.start_census(backend, &g.weight)?);
+                if snapshot_now {
+                    weight_grad_full[t] = Some(batch.start(backend, &g.weight)?);
+                }
                 if let Some(b) = &g.bias {
-                    bias_grad_records[t] = Some(batch.start(backend, b)?);
+                    bias_grad_records[t] = Some(batch.start_census(backend, b)?);
                 }
                 if snapshot_now && t > 1 {
                     grad_h_records[t - 1] = Some(batch.start(backend, g_prev)?);
                 }
+                records += clock.elapsed();
                 grads[t] = Some(g);
                 Ok(())
             },
         )?;
+        let backward_s = backward_started
+            .elapsed()
+            .saturating_sub(records - records_before_backward);
+        let records_started = Instant::now();
         // The operands' records, which also move delayed scaling on to the next step.
         let fp8_records = match fp8 {
             Some(q) => q.finish(backend)?,
@@ -412,11 +439,14 @@ impl<'a, B: Backend> Trainer<'a, B> {
         };
         let loss_record = found.get(loss_handle).clone();
         // Index t − 1 for layer t.
-        let weight_grads: Vec<StatsRecord> = weight_grad_records[1..].iter().map(record).collect();
-        let bias_grads: Vec<StatsRecord> = bias_grad_records[1..]
+        let weight_grads: Vec<Census> = weight_grad_records[1..]
+            .iter()
+            .map(|h| found.census(h.expect("started for every layer")))
+            .collect();
+        let bias_grads: Vec<Census> = bias_grad_records[1..]
             .iter()
             .flatten()
-            .map(|h| found.get(*h).clone())
+            .map(|h: &CensusHandle| found.census(*h))
             .collect();
 
         let loss = mean_loss(kind, &loss_record, output_shape);
@@ -432,7 +462,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     pre_activation: record(&z_records[t]),
                     activation: record(&h_records[t]),
                     grad_activation: record(&grad_h_records[t]),
-                    grad_weight: weight_grads[t - 1].clone(),
+                    grad_weight: record(&weight_grad_full[t]),
                 })
                 .collect()
         });
@@ -480,6 +510,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 snapshot,
                 fp8: fp8_records,
                 eval: None,
+                time: backend.tensors_on_host().then(|| StepTime {
+                    forward_s: forward_s.as_secs_f64(),
+                    backward_s: backward_s.as_secs_f64(),
+                    optimizer_s: 0.0,
+                    records_s: (records + records_started.elapsed()).as_secs_f64(),
+                }),
             });
         }
 
@@ -499,6 +535,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
             Some(Clip::Value(limit)) => Some(limit),
             _ => None,
         };
+        records += records_started.elapsed();
+        let optimizer_started = Instant::now();
         self.optimizer_steps += 1;
         let scalars = StepScalars {
             lr,
@@ -518,8 +556,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 step_one(backend, config, &scalars, db, slot, model)?;
             }
         }
+        let optimizer_s = optimizer_started.elapsed();
+        let records_started = Instant::now();
         // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
-        // in one wait.
+        // in one wait: their censuses, not full records.
         let mut batch = StatsBatch::default();
         let mut handles = Vec::with_capacity(d);
         for (t, delta) in (1..=d).zip(&deltas) {
@@ -527,18 +567,23 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 Some(m) => m,
                 None => params.kept_weight(t).expect("training keeps its weights"),
             };
-            handles.push((batch.start(backend, delta)?, batch.start(backend, weight)?));
+            handles.push((
+                batch.start_census(backend, delta)?,
+                batch.start_census(backend, weight)?,
+            ));
         }
         let found = batch.collect(backend)?;
         let mut ratios = vec![0.0; d];
         let mut unchanged = vec![0.0; d];
         for (t, (delta, weight)) in (1..=d).zip(handles) {
-            let delta = found.get(delta);
+            let delta = found.census(delta);
             ratios[t - 1] = delta.l2_norm / self.weight_norms[t - 1];
             unchanged[t - 1] = delta.zero as f64 / delta.count.max(1) as f64;
-            self.weight_norms[t - 1] = found.get(weight).l2_norm;
+            self.weight_norms[t - 1] = found.census(weight).l2_norm;
         }
         scaler.update(found_inf);
+        let layers = layer_steps(&self.weight_norms, &ratios, &unchanged);
+        records += records_started.elapsed();
         Ok(StepRecord {
             step,
             epoch,
@@ -547,10 +592,16 @@ impl<'a, B: Backend> Trainer<'a, B> {
             loss_scale,
             lr,
             skipped: false,
-            layers: layer_steps(&self.weight_norms, &ratios, &unchanged),
+            layers,
             snapshot,
             fp8: fp8_records,
             eval: None,
+            time: backend.tensors_on_host().then_some(StepTime {
+                forward_s: forward_s.as_secs_f64(),
+                backward_s: backward_s.as_secs_f64(),
+                optimizer_s: optimizer_s.as_secs_f64(),
+                records_s: records.as_secs_f64(),
+            }),
         })
     }
 
@@ -602,6 +653,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             self.data.baseline_loss(net.widths[d]),
         );
         (summary.wall_seconds, summary.seconds_per_step) = self.timing();
+        // Totals where every step has its phases (none on a GPU).
+        let times: Option<Vec<&StepTime>> = self.records.iter().map(|r| r.time.as_ref()).collect();
+        summary.time = times.filter(|t| !t.is_empty()).map(StepTime::total);
         summary.final_eval = self.records.last().and_then(|r| r.eval.clone());
         Ok(TrainOutcome {
             run: TrainRun {
@@ -721,6 +775,7 @@ fn summarize(
         // The trainer's clock fills these in.
         wall_seconds: 0.0,
         seconds_per_step: 0.0,
+        time: None,
         final_eval: None,
     }
 }

@@ -1,6 +1,8 @@
 //! CPU reference of shaders/optimizer.wgsl, operation for operation: f32 arithmetic with a
 //! rounding to the master type where the shader has `rm`. Elements are independent, so the
-//! tensor is split into pieces updated on all cores.
+//! tensor is split into pieces updated on all cores, in one pass that reads each weight, its
+//! state and its gradient once and writes the weight, the state and ΔW; f32 weights and state
+//! are updated where they lie.
 
 use rayon::prelude::*;
 
@@ -94,15 +96,17 @@ fn pieces(v: &mut Option<Vec<f32>>, n: usize) -> Vec<Option<&mut [f32]>> {
 pub(crate) fn run(
     kind: OptimizerKind,
     p: &Params,
-    tensors: StepTensors<'_, HostTensor>,
+    mut tensors: StepTensors<'_, HostTensor>,
     master: DType,
 ) -> Result<HostTensor> {
     let shape = tensors.grad.shape();
     let n = shape.len();
     let grad = tensors.grad.f32_values();
-    let mut w = tensors.param.to_f32_vec();
-    let mut m1 = tensors.first_moment.as_ref().map(|t| t.to_f32_vec());
-    let mut m2 = tensors.second_moment.as_ref().map(|t| t.to_f32_vec());
+    // The weights and state move out and back where they are f32 (no copy per step); a
+    // narrower master type is widened here and rounded back below.
+    let mut w = tensors.param.take_f32_vec();
+    let mut m1 = tensors.first_moment.as_mut().map(|t| t.take_f32_vec());
+    let mut m2 = tensors.second_moment.as_mut().map(|t| t.take_f32_vec());
     let mut delta = vec![0.0f32; n];
     let firsts = pieces(&mut m1, n);
     let seconds = pieces(&mut m2, n);

@@ -34,39 +34,6 @@ fn fp8_values(format: Format, bits: &[u8]) -> Vec<Fp8Value> {
     bits.iter().map(|&bits| Fp8Value { bits, format }).collect()
 }
 
-/// ‖x‖₂ of a whole tensor, as the record's `l2_norm` (inf or NaN as `stats::l2_norm_of` says),
-/// for `Backend::norms`: the sum of squares in f64, on all cores. It neither overflows nor
-/// underflows: the square of any f32 or f16 lies between 2^-298 and 2^256, inside f64's normal
-/// range, and is exact there (24 + 24 ≤ 53 bits); only the additions round, all of positive
-/// terms, so the result errs by at most (n + 1)·u₆₄ relative.
-pub fn l2_norm(tensor: &HostTensor) -> f64 {
-    /// (Σx² over the finite values, NaNs, infinities) of a slice.
-    fn parts<T: Stored>(v: &[T]) -> (f64, u64, u64) {
-        v.par_chunks(PIECE)
-            .map(|piece| {
-                let (mut squares, mut nan, mut inf) = (0.0f64, 0u64, 0u64);
-                for x in piece.iter().map(|x| x.value()) {
-                    if x.is_nan() {
-                        nan += 1;
-                    } else if x.is_infinite() {
-                        inf += 1;
-                    } else {
-                        squares += x * x;
-                    }
-                }
-                (squares, nan, inf)
-            })
-            .reduce(|| (0.0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
-    }
-    let (squares, nan, inf) = match tensor.data() {
-        HostData::F32(v) => parts(v),
-        HostData::F16(v) => parts(v),
-        HostData::Bf16(v) => parts(v),
-        HostData::Fp8 { format, bits } => parts(&fp8_values(*format, bits)),
-    };
-    l2_norm_of(squares.sqrt(), nan, inf)
-}
-
 /// The record of every row of `tensor`.
 pub fn reference_per_row(tensor: &HostTensor) -> Vec<StatsRecord> {
     let cols = tensor.shape().cols;

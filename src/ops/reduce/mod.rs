@@ -1,7 +1,8 @@
 //! Reductions: the statistics record of a tensor, whole or per row. The CPU reference is in
-//! `cpu.rs` (exact, in f64), the host code of shaders/reduce.wgsl in `gpu.rs`; this file holds
+//! `cpu.rs` (exact, in f64), the CPU's lean census of counts and norm in `census.rs`, the host code of shaders/reduce.wgsl in `gpu.rs`; this file holds
 //! the error bound that ties the two together.
 
+pub mod census;
 pub mod cpu;
 pub mod gpu;
 
