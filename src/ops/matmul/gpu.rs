@@ -2,7 +2,7 @@
 
 use super::{MatmulOp, MatmulVariant, THREADS_PER_EDGE};
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::ops::checks;
 use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
@@ -16,6 +16,22 @@ struct Params {
     groups_x: u32,
     out_scale: f32,
     _pad: [u32; 3],
+}
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    precision: Precision,
+    operands: (DType, DType),
+    op: MatmulOp,
+    variant: MatmulVariant,
+}
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel_of(self.precision, self.operands, self.op, self.variant)
+    }
 }
 
 /// The kernel of one precision, transpose pair and variant, on operands in the storage format.
@@ -105,8 +121,12 @@ pub(crate) fn run(
     variant: MatmulVariant,
     out_scale: f32,
 ) -> Result<GpuTensor> {
-    let kernel = kernel_of(precision, (a.dtype(), b.dtype()), op, variant);
-    let pipeline = gpu.pipeline(&kernel)?;
+    let pipeline = gpu.pipeline(Key {
+        precision,
+        operands: (a.dtype(), b.dtype()),
+        op,
+        variant,
+    })?;
     let tile = variant.tile();
     let tiles = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
     let (groups_x, groups_y) = gpu.grid(tiles, "matmul")?;
