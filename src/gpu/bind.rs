@@ -16,9 +16,10 @@
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
-use super::device::Device;
-use super::kernel::{Binding, Pipeline};
 use crate::error::{Error, Result};
+
+/// One bound range: `(binding, buffer, offset, size)`, `None` meaning to the buffer's end.
+pub(crate) type Binding<'a> = (u32, &'a wgpu::Buffer, u64, Option<NonZeroU64>);
 
 /// Bindings one bind group can have here (the optimizer, the widest kernel, has seven).
 pub(crate) const MAX_BINDINGS: usize = 8;
@@ -57,13 +58,17 @@ impl BindGroups {
     }
 }
 
-impl Device {
-    /// The bind group of `pipeline` over `bindings`: a cached one, or a new one.
-    pub(crate) fn bind_group<'a>(
-        &self,
-        pipeline: &Pipeline,
+impl BindGroups {
+    /// The cached bind group of pipeline number `pipeline` over `bindings`, or the one
+    /// `create` makes from their entries (then kept). `pool_releases` is the pool's count of
+    /// releases now: when it moved, the cache starts again.
+    pub(crate) fn get_or_create<'a>(
+        &mut self,
+        pipeline: u64,
+        pool_releases: u64,
         bindings: impl Iterator<Item = Binding<'a>> + Clone,
-        label: &'static str,
+        label: &str,
+        create: impl FnOnce(&[wgpu::BindGroupEntry]) -> Result<wgpu::BindGroup>,
     ) -> Result<wgpu::BindGroup> {
         let mut entries: [Option<Entry>; MAX_BINDINGS] = Default::default();
         let mut count = 0;
@@ -81,40 +86,26 @@ impl Device {
             });
             count += 1;
         }
-        let key = Key {
-            pipeline: pipeline.id,
-            entries,
-        };
-        let mut cache = self.bind_groups.lock().unwrap_or_else(|p| p.into_inner());
-        let releases = self.pool.releases();
-        if cache.pool_releases != releases || cache.by_key.len() >= BIND_GROUPS_KEPT {
-            cache.clear();
-            cache.pool_releases = releases;
+        let key = Key { pipeline, entries };
+        if self.pool_releases != pool_releases || self.by_key.len() >= BIND_GROUPS_KEPT {
+            self.clear();
+            self.pool_releases = pool_releases;
         }
-        if let Some(group) = cache.by_key.get(&key) {
+        if let Some(group) = self.by_key.get(&key) {
             return Ok(group.clone());
         }
-        let mut descriptors: [Option<wgpu::BindGroupEntry>; MAX_BINDINGS] = Default::default();
-        for (slot, (binding, buffer, offset, size)) in descriptors.iter_mut().zip(bindings) {
-            *slot = Some(wgpu::BindGroupEntry {
+        let descriptors: Vec<wgpu::BindGroupEntry> = bindings
+            .map(|(binding, buffer, offset, size)| wgpu::BindGroupEntry {
                 binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer,
                     offset,
                     size,
                 }),
-            });
-        }
-        let descriptors: Vec<wgpu::BindGroupEntry> = descriptors.into_iter().flatten().collect();
-        let group = self.checked(label, || {
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.layout,
-                entries: &descriptors,
             })
-        })?;
-        self.traffic.bind_group();
-        cache.by_key.insert(key, group.clone());
+            .collect();
+        let group = create(&descriptors)?;
+        self.by_key.insert(key, group.clone());
         Ok(group)
     }
 }

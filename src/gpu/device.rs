@@ -1,12 +1,12 @@
 //! One opened wgpu device: its queue, limits, features and compiled pipelines, and the error
 //! scopes every GPU call runs in.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::adapter;
 use super::bind::BindGroups;
-use super::kernel::Pipelines;
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
@@ -25,6 +25,15 @@ pub struct DeviceOptions {
 /// Set to `1` to submit and check every dispatch on its own, so that a validation error names
 /// the very kernel that raised it rather than the last one of its submission.
 pub const VALIDATE_ENV: &str = "GRADSTAB_GPU_VALIDATE";
+
+/// The pipelines compiled on a device (`kernel.rs`): a `HashMap<K, Pipeline>` for each
+/// `KernelKey` type `K`, found by its `TypeId`, and how many were compiled (each pipeline's
+/// number).
+#[derive(Default)]
+pub(crate) struct Pipelines {
+    pub(crate) by_type: HashMap<TypeId, Box<dyn Any + Send>>,
+    pub(crate) compiled: u64,
+}
 
 /// A wgpu device, with the pipelines compiled on it so far.
 pub struct Device {

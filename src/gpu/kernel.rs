@@ -13,12 +13,12 @@
 //! anything. Only a miss asks the key for its [`KernelSource`], renders the header's text and
 //! compiles it; so a dispatch pays a hash lookup, never a header.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 
 use wgpu::util::DeviceExt;
 
+use super::bind::Binding;
 use super::device::Device;
 pub use super::header::Header;
 use crate::error::{Error, Result};
@@ -73,13 +73,6 @@ pub struct Pipeline {
     pub(crate) id: u64,
 }
 
-/// The pipelines compiled on a device: one map per key type, each found by its `TypeId`.
-#[derive(Default)]
-pub(crate) struct Pipelines {
-    by_type: HashMap<TypeId, Box<dyn Any + Send>>,
-    compiled: u64,
-}
-
 /// One dispatch of a multi-kernel submission.
 pub struct Dispatch<'a> {
     pub pipeline: &'a Pipeline,
@@ -88,9 +81,6 @@ pub struct Dispatch<'a> {
     pub buffers: &'a [(u32, wgpu::BufferBinding<'a>)],
     pub grid: (u32, u32),
 }
-
-/// One bound range: `(binding, buffer, offset, size)`, `None` meaning to the buffer's end.
-pub(crate) type Binding<'a> = (u32, &'a wgpu::Buffer, u64, Option<NonZeroU64>);
 
 impl Device {
     /// The compiled pipeline of the kernel `key` names, compiled on first use.
@@ -238,7 +228,27 @@ impl Device {
         grid: (u32, u32),
         label: &'static str,
     ) -> Result<()> {
-        let bind_group = self.bind_group(pipeline, bindings, label)?;
+        let bind_group = self
+            .bind_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_create(
+                pipeline.id,
+                self.pool.releases(),
+                bindings,
+                label,
+                |entries| {
+                    let group = self.checked(label, || {
+                        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(label),
+                            layout: &pipeline.layout,
+                            entries,
+                        })
+                    })?;
+                    self.traffic.bind_group();
+                    Ok(group)
+                },
+            )?;
         self.encode_dispatch(label, |pass| {
             pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
