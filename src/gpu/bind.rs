@@ -71,8 +71,7 @@ impl BindGroups {
         create: impl FnOnce(&[wgpu::BindGroupEntry]) -> Result<wgpu::BindGroup>,
     ) -> Result<wgpu::BindGroup> {
         let mut entries: [Option<Entry>; MAX_BINDINGS] = Default::default();
-        let mut count = 0;
-        for (binding, buffer, offset, size) in bindings.clone() {
+        for (count, (binding, buffer, offset, size)) in bindings.clone().enumerate() {
             let slot = entries.get_mut(count).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "{label}: a kernel binds at most {MAX_BINDINGS} buffers here"
@@ -84,7 +83,6 @@ impl BindGroups {
                 offset,
                 size,
             });
-            count += 1;
         }
         let key = Key { pipeline, entries };
         if self.pool_releases != pool_releases || self.by_key.len() >= BIND_GROUPS_KEPT {

@@ -216,10 +216,10 @@ impl Device {
     ///
     /// Every dispatch of a batch shares one compute pass: wgpu gives each dispatch of a compute
     /// pass a usage scope of its own and inserts a barrier before it wherever an earlier
-    /// dispatch's use conflicts (a write before a read or a write): wgpu-core 30.0.2,
-    /// src/command/compute.rs, `State::flush_bindings` ("barriers may be needed before each
-    /// dispatch if a previous dispatch had a conflicting usage"), and src/track/mod.rs,
-    /// `skip_barrier`, which skips one only between read-only uses. So a dispatch sees the
+    /// dispatch's use conflicts (a write before a read or a write): in the crate wgpu-core
+    /// 30.0.2, `command::compute::State::flush_bindings` ("barriers may be needed before each
+    /// dispatch if a previous dispatch had a conflicting usage") and `track::skip_barrier`,
+    /// which skips one only between read-only uses. So a dispatch sees the
     /// writes of every dispatch recorded before it, as with a pass each.
     fn record_dispatch<'a>(
         &self,
