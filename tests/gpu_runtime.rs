@@ -39,7 +39,8 @@ fn an_upload_into_a_reused_buffer_waits_for_the_commands_that_read_it_before() {
 
 #[test]
 fn a_chain_longer_than_one_submission_computes_in_order_through_reused_buffers() {
-    // 200 dependent kernels (more than three submissions' worth), each output dropped after
+    // Dependent kernels, more than three submissions' worth, all of a submission in one
+    // compute pass (so each must see the last one's write through wgpu's barriers), each output dropped after
     // the next reads it: every buffer after the first two is reused, and the result is the
     // sequential one, exactly (adding 1 to small integers is exact in f32 and f16).
     let Some(gpu) = common::gpu("long chain") else {
@@ -58,8 +59,7 @@ fn a_chain_longer_than_one_submission_computes_in_order_through_reused_buffers()
             .upload(&HostTensor::from_f32_as(dtype, 1, n, &vec![0.0; n]).unwrap())
             .unwrap();
         let created = gpu.traffic().buffers_created;
-        let steps = 200;
-        assert!(steps > 3 * gradstab::gpu::PASSES_PER_SUBMISSION);
+        let steps = 3 * gradstab::gpu::COMMANDS_PER_SUBMISSION + 100;
         // The first output and the one uniform block every step shares; then only reuse.
         for _ in 0..steps {
             acc = gpu.axpy(1.0, &ones, &acc, precision).unwrap();
@@ -75,12 +75,12 @@ fn a_chain_longer_than_one_submission_computes_in_order_through_reused_buffers()
 }
 
 #[test]
-fn kernels_go_to_the_queue_in_batches_of_exactly_passes_per_submission() {
+fn kernels_go_to_the_queue_in_batches_of_exactly_commands_per_submission() {
     let Some(gpu) = common::gpu("submission batches") else {
         return;
     };
     let precision = gradstab::Precision::F32;
-    let per = gradstab::gpu::PASSES_PER_SUBMISSION;
+    let per = gradstab::gpu::COMMANDS_PER_SUBMISSION;
     let x = gpu
         .upload(&HostTensor::from_f32(1, 64, vec![1.0; 64]).unwrap())
         .unwrap();
@@ -93,11 +93,11 @@ fn kernels_go_to_the_queue_in_batches_of_exactly_passes_per_submission() {
         gpu.synchronize().unwrap();
         gpu.traffic().submissions - before
     };
-    // A full batch waits for the host to ask; one pass more starts a second.
+    // A full batch waits for the host to ask; one kernel more starts a second.
     assert_eq!(submissions_for(per), 1);
     assert_eq!(submissions_for(per + 1), 2);
     assert_eq!(submissions_for(3 * per), 3);
-    // Statistics are two passes each: half as many fill one batch.
+    // Statistics are two kernels each: half as many fill one batch.
     let before = gpu.traffic().submissions;
     let pending: Vec<_> = (0..per / 2).map(|_| gpu.stats_later(&x).unwrap()).collect();
     gpu.synchronize().unwrap();
@@ -168,4 +168,78 @@ fn the_pool_keeps_at_most_its_cap_and_counts_what_it_hands_out() {
     assert_eq!(gpu.kept_bytes(), cap);
     gpu.release_kept_buffers();
     assert_eq!(gpu.kept_bytes(), 0);
+}
+
+#[test]
+fn a_second_identical_pass_compiles_no_pipeline_and_creates_no_bind_group() {
+    // A network pass, twice on one device: the first compiles its kernels and binds its
+    // buffers; the second finds every pipeline, and every bind group (the pool hands back the
+    // same buffers, the uniform cache the same blocks), in the caches, and computes the same.
+    let Some(gpu) = common::gpu("steady state") else {
+        return;
+    };
+    let config = gradstab::network::NetworkConfig::new(5, 24, 6);
+    let run = || {
+        let record =
+            gradstab::network::run(&gpu, &config, gradstab::Precision::F32, &mut |_, _| Ok(()))
+                .unwrap();
+        serde_json::to_string(&record).unwrap()
+    };
+    let first = run();
+    let after_first = gpu.traffic();
+    let second = run();
+    let after_second = gpu.traffic();
+    assert!(after_first.pipelines_created > 0 && after_first.bind_groups_created > 0);
+    assert_eq!(
+        after_second.pipelines_created, after_first.pipelines_created,
+        "{after_first:?} → {after_second:?}"
+    );
+    assert_eq!(
+        after_second.bind_groups_created, after_first.bind_groups_created,
+        "{after_first:?} → {after_second:?}"
+    );
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_freed_buffer_s_bind_group_never_serves_a_new_buffer() {
+    // Each round binds new buffers to the one scale pipeline after the last round's were freed,
+    // first by the pool refusing them (it is kept full by a filler), then by
+    // `release_kept_buffers`. A new buffer may take a freed one's place in memory, by which
+    // wgpu compares buffers, and has its size: a cache that served a bind group by either
+    // would make the scale read the last round's input and write the last round's output.
+    let Some(gpu) = common::gpu("bind groups of freed buffers") else {
+        return;
+    };
+    // Two halves: one tensor may not exceed a binding's limit (128 MiB on lavapipe).
+    let half = gradstab::Shape::new(1, (gradstab::gpu::RETAINED_BYTES / 8) as usize);
+    let filler = [0, 1].map(|_| gpu.zeros(half, gradstab::DType::F32).unwrap());
+    drop(filler);
+    assert_eq!(
+        gpu.kept_bytes(),
+        gradstab::gpu::RETAINED_BYTES,
+        "the pool is full"
+    );
+    let n = 256;
+    for round in 0..40 {
+        let values: Vec<f32> = (0..n).map(|i| (round * n + i + 1) as f32).collect();
+        let x = gpu
+            .upload(&HostTensor::from_f32(1, n, values.clone()).unwrap())
+            .unwrap();
+        let y = gpu.scale(&x, 0.5, gradstab::Precision::F32).unwrap();
+        let got = gpu.download(&y).unwrap().to_f32_vec();
+        let want: Vec<f32> = values.iter().map(|v| v * 0.5).collect();
+        assert!(
+            got == want,
+            "round {round}: {:?}… for {:?}…",
+            &got[..4],
+            &want[..4]
+        );
+        drop((x, y));
+        if round >= 20 {
+            // The filler goes with the first; from then on each round's buffers are released
+            // by hand.
+            gpu.release_kept_buffers();
+        }
+    }
 }

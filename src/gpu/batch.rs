@@ -1,44 +1,91 @@
-//! Commands recorded but not yet submitted. Every kernel is encoded into one open command
-//! encoder, which goes to the queue when it holds `PASSES_PER_SUBMISSION` compute passes or
-//! when the host needs a result (a read, an upload, a wait). A deep network's pass is then a
-//! few dozen submissions instead of one per kernel, and the host never waits inside it.
+//! Commands recorded but not yet submitted. Every kernel is recorded into one compute pass of
+//! one open command encoder, which goes to the queue when it holds
+//! `COMMANDS_PER_SUBMISSION` commands or when the host needs a result (a read, an upload, a
+//! wait). A deep network's pass is then a handful of submissions instead of one per kernel,
+//! the host never waits inside it, and it opens no pass per kernel.
 //!
 //! Ordering is what makes this safe: commands of one encoder run in the order they were
-//! recorded, with the barriers wgpu inserts between passes, and submissions run in order.
-//! The one exception is `Queue::write_buffer`, which takes effect before the *next*
-//! submission's commands; so an upload first submits what is pending (`flush`), lest it
-//! overwrite a buffer that an earlier, still-unsubmitted command reads.
+//! recorded, with the barriers wgpu inserts between dispatches of a pass (`kernel.rs`,
+//! `record_dispatch`) and between passes, and submissions run in order. The one exception is
+//! `Queue::write_buffer`, which takes effect before the *next* submission's commands; so an
+//! upload first submits what is pending (`flush`), lest it overwrite a buffer that an
+//! earlier, still-unsubmitted command reads.
+//!
+//! Errors: a dispatch is recorded outside any error scope (pushing and popping scopes costs
+//! more than the dispatch). wgpu keeps an error raised inside a pass with the encoder and
+//! raises it when the encoder is finished, which `submit` does inside error scopes; so it
+//! becomes an `Err` naming the last command of the submission. Set `GRADSTAB_GPU_VALIDATE=1`
+//! (`device::VALIDATE_ENV`) to submit each dispatch alone, so that the error names its kernel.
 
 use super::device::{Device, Pending};
 use crate::error::Result;
 
-/// Compute passes recorded before the encoder is submitted without being asked: enough to
-/// keep submissions rare, few enough that the device starts on a long pass early.
-pub const PASSES_PER_SUBMISSION: usize = 64;
+/// Commands (dispatches and copies) recorded before the encoder is submitted without being
+/// asked. Larger batches cost the host less (lavapipe wakes its queue thread once per
+/// submission); the bound keeps each submission's device time short (a driver's watchdog times
+/// whole submissions) and lets the device start on a long pass before all of it is recorded.
+/// A buffer dropped and not kept by the pool lives until its submission ends, so the bound
+/// also caps what a batch holds beyond the pool.
+pub const COMMANDS_PER_SUBMISSION: usize = 256;
 
 impl Device {
-    /// Records `passes` compute passes (or copies) with `record`, submitting first when the
-    /// open encoder is full.
+    /// Records one dispatch with `record` into the batch's open compute pass, opening it (and
+    /// the encoder) when none is, and submitting first when the batch is full.
+    pub(crate) fn encode_dispatch(
+        &self,
+        label: &'static str,
+        record: impl FnOnce(&mut wgpu::ComputePass<'static>),
+    ) -> Result<()> {
+        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.commands >= COMMANDS_PER_SUBMISSION {
+            self.submit(&mut guard)?;
+        }
+        let pending = &mut *guard;
+        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
+        let pass = pending.pass.get_or_insert_with(|| {
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("gradstab kernels"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime()
+        });
+        record(pass);
+        pending.commands += 1;
+        pending.last = label;
+        if self.validate_each_dispatch {
+            self.submit(pending)?;
+        }
+        Ok(())
+    }
+
+    /// Records `commands` copies (or clears) with `record` on the encoder itself, after ending
+    /// the open compute pass (an encoder records nothing else while a pass is open), submitting
+    /// first when the batch is full.
     pub(crate) fn encode(
         &self,
-        label: &str,
-        passes: usize,
+        label: &'static str,
+        commands: usize,
         record: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.passes + passes > PASSES_PER_SUBMISSION && pending.encoder.is_some() {
-            self.submit(&mut pending)?;
+        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.commands + commands > COMMANDS_PER_SUBMISSION {
+            self.submit(&mut guard)?;
         }
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("gradstab commands"),
-                })
-        });
+        let pending = &mut *guard;
+        pending.pass = None;
+        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
         self.checked(label, || record(encoder))?;
-        pending.passes += passes;
-        pending.last = label.to_string();
+        pending.commands += commands;
+        pending.last = label;
         Ok(())
+    }
+
+    fn new_encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gradstab commands"),
+            })
     }
 
     /// Submits everything recorded so far (nothing when nothing is pending).
@@ -51,12 +98,14 @@ impl Device {
         let Some(encoder) = pending.encoder.take() else {
             return Ok(());
         };
-        let passes = std::mem::take(&mut pending.passes);
+        let pass = pending.pass.take();
+        let commands = std::mem::take(&mut pending.commands);
         let last = std::mem::take(&mut pending.last);
-        // Errors inside a recorded pass surface when the encoder finishes.
+        // Errors inside a recorded pass surface when it ends and the encoder finishes.
         self.checked(
-            &format!("{last} (submitted with the {passes} passes recorded before it)"),
+            &format!("{last} (submitted with the {commands} commands recorded before it)"),
             || {
+                drop(pass);
                 self.traffic.submission();
                 self.queue.submit([encoder.finish()]);
             },

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::device::Device;
-use super::pool::{BufferPool, STORAGE_USAGE};
+use super::pool::{BufferPool, StorageBuffer, STORAGE_USAGE};
 use crate::error::{Error, Result, Source};
 use crate::precision::DType;
 use crate::tensor::{HostData, HostTensor, HostView, Shape};
@@ -14,6 +14,8 @@ use crate::tensor::{HostData, HostTensor, HostView, Shape};
 #[derive(Debug)]
 pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
+    /// The buffer's creation number, for the pool.
+    number: u64,
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
     pool: Arc<BufferPool>,
@@ -21,7 +23,10 @@ pub struct GpuTensor {
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
-        self.pool.give_back(self.buffer.clone());
+        self.pool.give_back(StorageBuffer {
+            buffer: self.buffer.clone(),
+            number: self.number,
+        });
     }
 }
 
@@ -61,8 +66,10 @@ impl Device {
                 adapter: self.adapter_name(),
             });
         }
+        let StorageBuffer { buffer, number } = self.storage_buffer(bytes, label)?;
         Ok(GpuTensor {
-            buffer: self.storage_buffer(bytes, label)?,
+            buffer,
+            number,
             shape,
             dtype,
             pool: self.pool.clone(),
@@ -71,19 +78,44 @@ impl Device {
 
     /// A storage buffer of `bytes` bytes with undefined contents: a kept one of that size, or
     /// a new one. Only a tensor gives it back to the pool; scratch is given back by its user.
-    pub(crate) fn storage_buffer(&self, bytes: u64, label: &str) -> Result<wgpu::Buffer> {
+    pub(crate) fn storage_buffer(&self, bytes: u64, label: &str) -> Result<StorageBuffer> {
         if let Some(buffer) = self.pool.take(bytes) {
             return Ok(buffer);
         }
         self.traffic.buffer();
-        self.checked(&format!("allocating {label} ({bytes} bytes)"), || {
+        let buffer = self.checked(&format!("allocating {label} ({bytes} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
                 usage: STORAGE_USAGE,
                 mapped_at_creation: false,
             })
+        })?;
+        Ok(StorageBuffer {
+            buffer,
+            number: self.pool.number_new(),
         })
+    }
+
+    /// A tiny storage buffer to bind where a kernel's layout has a binding that this call does
+    /// not use (the shader never touches it then): one per `slot`, created once per device, so
+    /// that two unused bindings of one dispatch never alias each other.
+    pub(crate) fn placeholder(&self, slot: usize) -> Result<wgpu::Buffer> {
+        let mut kept = self.placeholders.lock().unwrap_or_else(|p| p.into_inner());
+        while kept.len() <= slot {
+            self.traffic.buffer();
+            let buffer = self.checked("allocating a placeholder binding", || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("unused binding"),
+                    // One 16-byte word of any element type (4-byte words for packed formats).
+                    size: 16,
+                    usage: STORAGE_USAGE,
+                    mapped_at_creation: false,
+                })
+            })?;
+            kept.push(buffer);
+        }
+        Ok(kept[slot].clone())
     }
 
     /// A tensor of zeros on the device (a reused buffer is cleared first).

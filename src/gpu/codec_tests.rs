@@ -5,9 +5,41 @@
 use super::codec::suffix;
 use super::device::{Device, DeviceOptions};
 use super::header::Header;
-use super::kernel::KernelSource;
+use super::kernel::{KernelKey, KernelSource};
 use crate::format::Format;
 use crate::tensor::{HostTensor, Shape};
+
+/// The test kernel of one format (its body is generated, and leaked once per format).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CastsKernel(Format);
+
+impl KernelKey for CastsKernel {
+    fn source(&self) -> KernelSource {
+        let format = self.0;
+        let f = suffix(format);
+        let body = format!(
+            "@group(0) @binding(0) var<storage, read> inputs: array<u32>;
+@group(0) @binding(1) var<storage, read_write> outputs: array<u32>;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
+let i = folded_index(id, groups.x);
+if (i >= arrayLength(&inputs)) {{
+    return;
+}}
+let x = bitcast<f32>(inputs[i]);
+outputs[2u * i] = encode_{f}(x);
+outputs[2u * i + 1u] = encode_{f}_saturating(x);
+}}
+"
+        );
+        KernelSource {
+            file: "codec test",
+            body: Box::leak(body.into_boxed_str()),
+            header: Header::new().casts(format),
+            entry_point: "main",
+        }
+    }
+}
 
 /// f32 inputs that reach every branch of a cast to `format`: every bf16 pattern as an f32
 /// (every exponent, both signs, inf and NaN), f32 on both sides of the format's overflow
@@ -47,28 +79,6 @@ fn generated_wgsl_casts_match_the_rust_casts_on_the_device() {
         }
     };
     for format in [Format::Bf16, Format::E4m3, Format::E5m2] {
-        let f = suffix(format);
-        let body = format!(
-            "@group(0) @binding(0) var<storage, read> inputs: array<u32>;
-@group(0) @binding(1) var<storage, read_write> outputs: array<u32>;
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
-let i = folded_index(id, groups.x);
-if (i >= arrayLength(&inputs)) {{
-    return;
-}}
-let x = bitcast<f32>(inputs[i]);
-outputs[2u * i] = encode_{f}(x);
-outputs[2u * i + 1u] = encode_{f}_saturating(x);
-}}
-"
-        );
-        let kernel = KernelSource {
-            file: "codec test",
-            body: Box::leak(body.into_boxed_str()),
-            header: Header::new().casts(format),
-            entry_point: "main",
-        };
         let bits = inputs(format);
         let values: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
         let input = HostTensor::from_f32(1, values.len(), values).unwrap();
@@ -76,7 +86,7 @@ outputs[2u * i + 1u] = encode_{f}_saturating(x);
         let output = device
             .alloc(Shape::new(1, 2 * bits.len()), Format::F32, "casts")
             .unwrap();
-        let pipeline = device.pipeline(&kernel).unwrap();
+        let pipeline = device.pipeline(CastsKernel(format)).unwrap();
         let grid = device.element_grid(bits.len(), "casts").unwrap();
         device
             .dispatch(

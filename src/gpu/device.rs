@@ -1,11 +1,12 @@
 //! One opened wgpu device: its queue, limits, features and compiled pipelines, and the error
 //! scopes every GPU call runs in.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::adapter;
-use super::header::Header;
+use super::bind::BindGroups;
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
@@ -21,8 +22,18 @@ pub struct DeviceOptions {
     pub max_workgroups_per_dimension: Option<u32>,
 }
 
-/// A compiled pipeline is known by its shader file, its generated header and its entry point.
-pub(crate) type PipelineKey = (&'static str, Header, &'static str);
+/// Set to `1` to submit and check every dispatch on its own, so that a validation error names
+/// the very kernel that raised it rather than the last one of its submission.
+pub const VALIDATE_ENV: &str = "GRADSTAB_GPU_VALIDATE";
+
+/// The pipelines compiled on a device (`kernel.rs`): a `HashMap<K, Pipeline>` for each
+/// `KernelKey` type `K`, found by its `TypeId`, and how many were compiled (each pipeline's
+/// number).
+#[derive(Default)]
+pub(crate) struct Pipelines {
+    pub(crate) by_type: HashMap<TypeId, Box<dyn Any + Send>>,
+    pub(crate) compiled: u64,
+}
 
 /// A wgpu device, with the pipelines compiled on it so far.
 pub struct Device {
@@ -33,7 +44,14 @@ pub struct Device {
     /// Workgroups per grid dimension before a grid folds into y.
     pub(crate) grid_limit: u32,
     pub(crate) shader_f16: bool,
-    pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pub(crate) pipelines: Mutex<Pipelines>,
+    /// Bind groups by pipeline and bound buffer ranges (`bind.rs`).
+    pub(crate) bind_groups: Mutex<BindGroups>,
+    /// Tiny storage buffers bound where a kernel's layout has a binding that a call does not
+    /// use (`Device::placeholder`).
+    pub(crate) placeholders: Mutex<Vec<wgpu::Buffer>>,
+    /// Whether every dispatch is submitted and checked on its own (`VALIDATE_ENV`).
+    pub(crate) validate_each_dispatch: bool,
     pub(crate) traffic: TrafficCounters,
     /// Buffers of dropped tensors, for the next tensor of the same size.
     pub(crate) pool: Arc<BufferPool>,
@@ -49,10 +67,15 @@ pub struct Device {
 /// The open command encoder of `batch.rs` and what it holds.
 #[derive(Default)]
 pub(crate) struct Pending {
+    /// The compute pass open on `encoder`, which every dispatch of the batch goes into; it is
+    /// ended before a copy is recorded and before the encoder is finished. (Declared before
+    /// the encoder so that it is dropped first.)
+    pub(crate) pass: Option<wgpu::ComputePass<'static>>,
     pub(crate) encoder: Option<wgpu::CommandEncoder>,
-    pub(crate) passes: usize,
+    /// Dispatches and copies recorded into `encoder`.
+    pub(crate) commands: usize,
     /// The label of the last command recorded, for an error found at submission.
-    pub(crate) last: String,
+    pub(crate) last: &'static str,
 }
 
 /// How often the host and the device talked: what decides speed on a hardware GPU, where a
@@ -67,6 +90,10 @@ pub struct Traffic {
     pub buffers_created: u64,
     /// Requests for a buffer served by one kept from a dropped tensor instead.
     pub buffers_reused: u64,
+    /// Compute pipelines compiled (once per kernel variant).
+    pub pipelines_created: u64,
+    /// Bind groups created (once per pipeline and set of bound buffer ranges while they live).
+    pub bind_groups_created: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +101,8 @@ pub(crate) struct TrafficCounters {
     submissions: std::sync::atomic::AtomicU64,
     host_reads: std::sync::atomic::AtomicU64,
     buffers_created: std::sync::atomic::AtomicU64,
+    pipelines_created: std::sync::atomic::AtomicU64,
+    bind_groups_created: std::sync::atomic::AtomicU64,
 }
 
 impl TrafficCounters {
@@ -89,6 +118,12 @@ impl TrafficCounters {
     pub(crate) fn buffer(&self) {
         Self::bump(&self.buffers_created)
     }
+    pub(crate) fn pipeline(&self) {
+        Self::bump(&self.pipelines_created)
+    }
+    pub(crate) fn bind_group(&self) {
+        Self::bump(&self.bind_groups_created)
+    }
     fn read(&self, buffers_reused: u64) -> Traffic {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Traffic {
@@ -96,6 +131,8 @@ impl TrafficCounters {
             host_reads: get(&self.host_reads),
             buffers_created: get(&self.buffers_created),
             buffers_reused,
+            pipelines_created: get(&self.pipelines_created),
+            bind_groups_created: get(&self.bind_groups_created),
         }
     }
 }
@@ -140,7 +177,10 @@ impl Device {
             limits,
             grid_limit,
             shader_f16,
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(Pipelines::default()),
+            bind_groups: Mutex::new(BindGroups::default()),
+            placeholders: Mutex::new(Vec::new()),
+            validate_each_dispatch: std::env::var(VALIDATE_ENV).is_ok_and(|v| v == "1"),
             traffic: TrafficCounters::default(),
             pool: Arc::new(BufferPool::default()),
             uniforms: Mutex::new(HashMap::new()),
@@ -180,6 +220,11 @@ impl Device {
     /// different workload would not use).
     pub fn release_kept_buffers(&self) {
         self.pool.clear();
+        // Cached bind groups hold their buffers: those go too, or nothing would be released.
+        self.bind_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.uniforms
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -6,10 +6,19 @@
 //! [`Header`]: the element types `S` (storage) and `A` (arithmetic), and every constant the
 //! shader and the host must agree on. A constant is therefore written once, in Rust; a shader
 //! that also defined it would fail to compile (WGSL forbids redefinition), which the naga test
-//! checks for every variant. Pipelines are compiled once per (file, header, entry point).
+//! checks for every variant.
+//!
+//! A pipeline is looked up by a [`KernelKey`]: a small `Copy` value that names the variant
+//! (an op family's own struct of enums, formats and tile constants), hashed without building
+//! anything. Only a miss asks the key for its [`KernelSource`], renders the header's text and
+//! compiles it; so a dispatch pays a hash lookup, never a header.
+
+use std::any::TypeId;
+use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
+use super::bind::Binding;
 use super::device::Device;
 pub use super::header::Header;
 use crate::error::{Error, Result};
@@ -47,9 +56,26 @@ impl KernelSource {
     }
 }
 
+/// What names one kernel variant in the pipeline cache: a small value an op family defines
+/// (its op, precision, formats, tile constants), cheap to build and hash on every dispatch.
+/// Two equal keys must give the same source; `source` is called only on a cache miss. Keys of
+/// different types never meet: the cache keeps one map per key type.
+pub trait KernelKey: Copy + Eq + std::hash::Hash + std::fmt::Debug + Send + 'static {
+    fn source(&self) -> KernelSource;
+}
+
+/// A compiled pipeline, with its bind-group layout and a number that names it in the
+/// bind-group cache (`bind.rs`).
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) id: u64,
+}
+
 /// One dispatch of a multi-kernel submission.
 pub struct Dispatch<'a> {
-    pub pipeline: &'a wgpu::ComputePipeline,
+    pub pipeline: &'a Pipeline,
     /// `(binding, range of a buffer)` in group 0; only the bindings the entry point uses
     /// exist in its layout, so each caller names those.
     pub buffers: &'a [(u32, wgpu::BufferBinding<'a>)],
@@ -57,28 +83,36 @@ pub struct Dispatch<'a> {
 }
 
 impl Device {
-    /// The compiled pipeline of `kernel`, built on first use.
-    pub fn pipeline(&self, kernel: &KernelSource) -> Result<wgpu::ComputePipeline> {
-        if kernel.uses_f16() && !self.shader_f16 {
-            return Err(self.missing_f16());
-        }
-        let key = (kernel.file, kernel.header.clone(), kernel.entry_point);
+    /// The compiled pipeline of the kernel `key` names, compiled on first use.
+    pub fn pipeline<K: KernelKey>(&self, key: K) -> Result<Pipeline> {
         let mut cache = self
             .pipelines
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(p) = cache.get(&key) {
+        let cache = &mut *cache;
+        let map = cache
+            .by_type
+            .entry(TypeId::of::<K>())
+            .or_insert_with(|| Box::new(HashMap::<K, Pipeline>::new()))
+            .downcast_mut::<HashMap<K, Pipeline>>()
+            .expect("the map of a key type is stored under its TypeId");
+        if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
+        let kernel = key.source();
+        if kernel.uses_f16() && !self.shader_f16 {
+            return Err(self.missing_f16());
+        }
         let label = format!("{} {}", kernel.file, kernel.entry_point);
-        let pipeline = self.checked(&format!("compiling {}", kernel.file), || {
+        let (pipeline, layout) = self.checked(&format!("compiling {}", kernel.file), || {
             let module = self
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(&label),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-            self.device
+            let pipeline = self
+                .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&label),
                     layout: None,
@@ -86,9 +120,18 @@ impl Device {
                     entry_point: Some(kernel.entry_point),
                     compilation_options: Default::default(),
                     cache: None,
-                })
+                });
+            let layout = pipeline.get_bind_group_layout(0);
+            (pipeline, layout)
         })?;
-        cache.insert(key, pipeline.clone());
+        self.traffic.pipeline();
+        cache.compiled += 1;
+        let pipeline = Pipeline {
+            pipeline,
+            layout,
+            id: cache.compiled,
+        };
+        map.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -103,6 +146,11 @@ impl Device {
         }
         if cache.len() >= UNIFORMS_KEPT {
             cache.clear();
+            // Cached bind groups hold the uniform buffers they bind.
+            self.bind_groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
         self.traffic.buffer();
         let buffer = self
@@ -142,52 +190,69 @@ impl Device {
     /// Records one dispatch (submitted with the next flush).
     pub fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         buffers: &[(u32, &wgpu::Buffer)],
         grid: (u32, u32),
-        label: &str,
+        label: &'static str,
     ) -> Result<()> {
-        let buffers: Vec<(u32, wgpu::BufferBinding)> = buffers
-            .iter()
-            .map(|&(binding, b)| (binding, b.as_entire_buffer_binding()))
-            .collect();
-        self.dispatch_all(
-            &[Dispatch {
-                pipeline,
-                buffers: &buffers,
-                grid,
-            }],
-            label,
-        )
+        let bindings = buffers.iter().map(|&(binding, b)| (binding, b, 0, None));
+        self.record_dispatch(pipeline, bindings, grid, label)
     }
 
-    /// Records several dispatches in order, each in a pass of its own so that it sees the
-    /// writes of the last; they are submitted with the next flush (`batch.rs`).
-    pub fn dispatch_all(&self, dispatches: &[Dispatch<'_>], label: &str) -> Result<()> {
-        self.encode(label, dispatches.len(), |encoder| {
-            for d in dispatches {
-                let layout = d.pipeline.get_bind_group_layout(0);
-                let entries: Vec<wgpu::BindGroupEntry> = d
-                    .buffers
-                    .iter()
-                    .map(|(binding, b)| wgpu::BindGroupEntry {
-                        binding: *binding,
-                        resource: wgpu::BindingResource::Buffer(b.clone()),
-                    })
-                    .collect();
-                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(label),
-                    layout: &layout,
-                    entries: &entries,
-                });
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(label),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(d.pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
-            }
+    /// Records several dispatches in order; each sees the writes of the last (see
+    /// `record_dispatch`). They are submitted with the next flush (`batch.rs`).
+    pub fn dispatch_all(&self, dispatches: &[Dispatch<'_>], label: &'static str) -> Result<()> {
+        for d in dispatches {
+            let bindings = d
+                .buffers
+                .iter()
+                .map(|(binding, b)| (*binding, b.buffer, b.offset, b.size));
+            self.record_dispatch(d.pipeline, bindings, d.grid, label)?;
+        }
+        Ok(())
+    }
+
+    /// One dispatch into the batch's compute pass, with its (cached) bind group.
+    ///
+    /// Every dispatch of a batch shares one compute pass: wgpu gives each dispatch of a compute
+    /// pass a usage scope of its own and inserts a barrier before it wherever an earlier
+    /// dispatch's use conflicts (a write before a read or a write): in the crate wgpu-core
+    /// 30.0.2, `command::compute::State::flush_bindings` ("barriers may be needed before each
+    /// dispatch if a previous dispatch had a conflicting usage") and `track::skip_barrier`,
+    /// which skips one only between read-only uses. So a dispatch sees the
+    /// writes of every dispatch recorded before it, as with a pass each.
+    fn record_dispatch<'a>(
+        &self,
+        pipeline: &Pipeline,
+        bindings: impl Iterator<Item = Binding<'a>> + Clone,
+        grid: (u32, u32),
+        label: &'static str,
+    ) -> Result<()> {
+        let bind_group = self
+            .bind_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_create(
+                pipeline.id,
+                self.pool.releases(),
+                bindings,
+                label,
+                |entries| {
+                    let group = self.checked(label, || {
+                        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(label),
+                            layout: &pipeline.layout,
+                            entries,
+                        })
+                    })?;
+                    self.traffic.bind_group();
+                    Ok(group)
+                },
+            )?;
+        self.encode_dispatch(label, |pass| {
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(grid.0, grid.1, 1);
         })
     }
 }

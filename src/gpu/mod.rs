@@ -5,11 +5,14 @@
 
 mod adapter;
 mod batch;
+mod bind;
 mod buffer;
 pub mod codec;
 #[cfg(test)]
 mod codec_tests;
 mod device;
+#[cfg(test)]
+mod dispatch_tests;
 mod header;
 mod kernel;
 mod pool;
@@ -17,11 +20,11 @@ pub mod probe;
 pub mod roofline;
 
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
-pub use batch::PASSES_PER_SUBMISSION;
+pub use batch::COMMANDS_PER_SUBMISSION;
 pub use buffer::GpuTensor;
 pub use codec::Access;
-pub use device::{Device, DeviceOptions, Traffic};
+pub use device::{Device, DeviceOptions, Traffic, VALIDATE_ENV};
 #[cfg(test)]
 pub(crate) use kernel::assert_mirrors;
-pub use kernel::{Dispatch, Header, KernelSource, WORKGROUP_SIZE};
+pub use kernel::{Dispatch, Header, KernelKey, KernelSource, Pipeline, WORKGROUP_SIZE};
 pub use pool::RETAINED_BYTES;

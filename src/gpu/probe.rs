@@ -6,7 +6,7 @@
 use half::f16;
 
 use super::device::Device;
-use super::kernel::{Header, KernelSource};
+use super::kernel::{Header, KernelKey, KernelSource};
 use crate::error::Result;
 use crate::precision::DType;
 use crate::tensor::{HostTensor, Shape};
@@ -113,6 +113,17 @@ fn describe_overflow(v: f64, max: f64) -> String {
 }
 
 /// The probe kernel for one format.
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(DType);
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.0)
+    }
+}
+
 pub fn kernel(dtype: DType) -> KernelSource {
     KernelSource {
         file: "probe.wgsl",
@@ -128,7 +139,7 @@ fn probe_format(gpu: &Device, dtype: DType) -> Result<FormatBehaviour> {
     let input = HostTensor::from_f32_as(dtype, 1, values.len(), &values_f32)?;
     let input = gpu.upload_tensor(&input)?;
     let output = gpu.alloc(Shape::new(1, 7), dtype, "probe output")?;
-    let pipeline = gpu.pipeline(&kernel(dtype))?;
+    let pipeline = gpu.pipeline(Key(dtype))?;
     gpu.dispatch(
         &pipeline,
         &[(0, &input.buffer), (1, &output.buffer)],

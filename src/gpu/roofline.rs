@@ -3,7 +3,7 @@
 //! reports every kernel against these two figures.
 
 use super::device::Device;
-use super::kernel::{Header, KernelSource, WORKGROUP_SIZE};
+use super::kernel::{Header, KernelKey, KernelSource, WORKGROUP_SIZE};
 use crate::error::Result;
 use crate::precision::DType;
 use crate::tensor::Shape;
@@ -23,6 +23,17 @@ struct Params {
 }
 
 /// A roofline kernel (`fma_peak` or `copy`) for arithmetic in `dtype`.
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(DType, &'static str);
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.0, self.1)
+    }
+}
+
 pub fn kernel(dtype: DType, entry_point: &'static str) -> KernelSource {
     KernelSource {
         file: "roofline.wgsl",
@@ -62,7 +73,7 @@ pub fn fma_peak(
         groups_x: grid.0,
         _pad: 0,
     });
-    let pipeline = gpu.pipeline(&kernel(dtype, "fma_peak"))?;
+    let pipeline = gpu.pipeline(Key(dtype, "fma_peak"))?;
     let seconds = best_time(gpu, repeats, || {
         gpu.dispatch(
             &pipeline,
@@ -86,7 +97,7 @@ pub fn copy_bandwidth(gpu: &Device, words: usize, repeats: usize) -> Result<f64>
         groups_x: grid.0,
         _pad: 0,
     });
-    let pipeline = gpu.pipeline(&kernel(DType::F32, "copy"))?;
+    let pipeline = gpu.pipeline(Key(DType::F32, "copy"))?;
     let seconds = best_time(gpu, repeats, || {
         gpu.dispatch(
             &pipeline,

@@ -2,7 +2,7 @@
 
 use super::{Activation, INPUT_CLAMP, TANH_COEFFICIENTS, TANH_POLYNOMIAL_BELOW};
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::precision::Precision;
 
 #[repr(C)]
@@ -14,6 +14,20 @@ struct Params {
     beta: f32,
     groups_x: u32,
     _pad: [u32; 3],
+}
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    precision: Precision,
+    derivative: bool,
+}
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.precision, self.derivative)
+    }
 }
 
 /// The kernel of act (`derivative` false) or act' in one precision.
@@ -58,7 +72,10 @@ pub(crate) fn run(
     precision: Precision,
     derivative: bool,
 ) -> Result<GpuTensor> {
-    let pipeline = gpu.pipeline(&kernel(precision, derivative))?;
+    let pipeline = gpu.pipeline(Key {
+        precision,
+        derivative,
+    })?;
     let len = x.shape().len();
     let (groups_x, groups_y) = gpu.element_grid(len, act.name())?;
     let out = gpu.alloc(x.shape(), precision.storage(), "activation output")?;

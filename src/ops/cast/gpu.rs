@@ -3,7 +3,7 @@
 use super::Overflowing;
 use crate::error::Result;
 use crate::format::Format;
-use crate::gpu::{codec, Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{codec, Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -11,6 +11,21 @@ struct Params {
     len: u32,
     groups_x: u32,
     _pad: [u32; 2],
+}
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    input: Format,
+    target: Format,
+    overflowing: Overflowing,
+}
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.input, self.target, self.overflowing)
+    }
 }
 
 /// The kernel that casts `input` values to `target` (a packed format).
@@ -48,7 +63,11 @@ pub(crate) fn run(
     target: Format,
     overflowing: Overflowing,
 ) -> Result<GpuTensor> {
-    let pipeline = gpu.pipeline(&kernel(x.dtype(), target, overflowing))?;
+    let pipeline = gpu.pipeline(Key {
+        input: x.dtype(),
+        target,
+        overflowing,
+    })?;
     let len = x.shape().len();
     let grid = gpu.element_grid(len, "cast")?;
     let out = gpu.alloc(x.shape(), target, "cast output")?;

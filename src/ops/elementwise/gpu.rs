@@ -2,7 +2,7 @@
 
 use super::ElementwiseOp;
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::precision::Precision;
 
 #[repr(C)]
@@ -12,6 +12,17 @@ struct Params {
     groups_x: u32,
     scalar: f32,
     _pad: u32,
+}
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(ElementwiseOp, Precision);
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.0, self.1)
+    }
 }
 
 /// The kernel of one op in one precision.
@@ -46,7 +57,7 @@ pub(crate) fn run(
     s: f32,
     precision: Precision,
 ) -> Result<GpuTensor> {
-    let pipeline = gpu.pipeline(&kernel(op, precision))?;
+    let pipeline = gpu.pipeline(Key(op, precision))?;
     let len = x.shape().len();
     let (groups_x, groups_y) = gpu.element_grid(len, op.name())?;
     let out = gpu.alloc(x.shape(), precision.storage(), "elementwise output")?;
@@ -56,11 +67,26 @@ pub(crate) fn run(
         scalar: s,
         _pad: 0,
     });
-    let mut bindings = vec![(0, &x.buffer), (2, &out.buffer), (3, &params)];
-    if let Some(y) = y {
-        bindings.push((1, &y.buffer));
+    let grid = (groups_x, groups_y);
+    match y {
+        Some(y) => gpu.dispatch(
+            &pipeline,
+            &[
+                (0, &x.buffer),
+                (1, &y.buffer),
+                (2, &out.buffer),
+                (3, &params),
+            ],
+            grid,
+            op.name(),
+        )?,
+        None => gpu.dispatch(
+            &pipeline,
+            &[(0, &x.buffer), (2, &out.buffer), (3, &params)],
+            grid,
+            op.name(),
+        )?,
     }
-    gpu.dispatch(&pipeline, &bindings, (groups_x, groups_y), op.name())?;
     Ok(out)
 }
 

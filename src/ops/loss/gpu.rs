@@ -2,7 +2,7 @@
 
 use super::LossKind;
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
 
@@ -13,6 +13,17 @@ struct Params {
     cols: u32,
     groups_x: u32,
     coefficient: f32,
+}
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(LossKind, Precision);
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.0, self.1)
+    }
 }
 
 pub fn kernel(kind: LossKind, precision: Precision) -> KernelSource {
@@ -44,7 +55,7 @@ pub(crate) fn run(
     coefficient: f32,
     precision: Precision,
 ) -> Result<(GpuTensor, GpuTensor)> {
-    let pipeline = gpu.pipeline(&kernel(kind, precision))?;
+    let pipeline = gpu.pipeline(Key(kind, precision))?;
     let shape = output.shape();
     let (groups_x, groups_y) = gpu.element_grid(shape.rows, kind.name())?;
     let grad = gpu.alloc(shape, precision.storage(), "loss gradient")?;

@@ -2,7 +2,7 @@
 
 use super::{MatmulOp, MatmulVariant, THREADS_PER_EDGE};
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::ops::checks;
 use crate::precision::{DType, Precision};
 use crate::tensor::Shape;
@@ -52,6 +52,26 @@ fn vector_views(
         lhs.native_wgsl().is_some() && lhs_contiguous % 4 == 0,
         rhs.native_wgsl().is_some() && rhs_contiguous % 4 == 0,
     )
+}
+
+/// The pipeline-cache key of [`kernel_of`]: built and hashed on every dispatch, rendered only
+/// on a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    precision: Precision,
+    operands: (DType, DType),
+    op: MatmulOp,
+    variant: MatmulVariant,
+    paths: MatmulPaths,
+    /// Whether A and B are bound a second time as vector views.
+    views: (bool, bool),
+}
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        let paths = (self.paths, self.views);
+        kernel_of(self.precision, self.operands, self.op, self.variant, paths)
+    }
 }
 
 /// The kernel of one precision, transpose pair and variant, on operands in the storage format
@@ -197,8 +217,14 @@ fn run_paths(
 ) -> Result<GpuTensor> {
     let formats = (a.dtype(), b.dtype());
     let views = vector_views(formats, op, (m, k, n), paths);
-    let kernel = kernel_of(precision, formats, op, variant, (paths, views));
-    let pipeline = gpu.pipeline(&kernel)?;
+    let pipeline = gpu.pipeline(Key {
+        precision,
+        operands: formats,
+        op,
+        variant,
+        paths,
+        views,
+    })?;
     let tile = variant.tile();
     let tiles = (m.div_ceil(tile) * n.div_ceil(tile)) as u64;
     let (groups_x, groups_y) = gpu.grid(tiles, "matmul")?;

@@ -2,9 +2,19 @@
 
 use super::{master_dtype, OptimizerKind, Params, StepTensors};
 use crate::error::Result;
-use crate::gpu::{Access, Device, GpuTensor, Header, KernelSource};
+use crate::gpu::{Access, Device, GpuTensor, Header, KernelKey, KernelSource};
 use crate::precision::{DType, Precision};
-use crate::tensor::Shape;
+
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(OptimizerKind, Precision);
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.0, self.1)
+    }
+}
 
 pub fn kernel(kind: OptimizerKind, precision: Precision) -> KernelSource {
     KernelSource {
@@ -60,7 +70,7 @@ pub(crate) fn run(
     tensors: StepTensors<'_, GpuTensor>,
     precision: Precision,
 ) -> Result<GpuTensor> {
-    let pipeline = gpu.pipeline(&kernel(kind, precision))?;
+    let pipeline = gpu.pipeline(Key(kind, precision))?;
     let shape = tensors.grad.shape();
     let (groups_x, groups_y) = gpu.element_grid(shape.len(), kind.name())?;
     let delta = gpu.alloc(shape, DType::F32, "update")?;
@@ -68,21 +78,26 @@ pub(crate) fn run(
         groups_x,
         ..*params
     });
-    // Bindings the rule does not use still need a buffer; a one-value one serves.
-    let unused_master = gpu.alloc(Shape::new(1, 1), master_dtype(precision), "unused")?;
-    let unused_model = gpu.alloc(Shape::new(1, 1), precision.storage(), "unused")?;
-    let first = tensors.first_moment.map_or(&unused_master, |t| &*t);
+    // Bindings the rule does not use (no momentum, no separate model weights) still need a
+    // buffer: the device's placeholders, one per binding, never read or written then.
+    let (unused_first, unused_second, unused_model) = (
+        gpu.placeholder(0)?,
+        gpu.placeholder(1)?,
+        gpu.placeholder(2)?,
+    );
+    let first = tensors.first_moment.map_or(&unused_first, |t| &t.buffer);
+    let model = tensors.model.map_or(&unused_model, |t| &t.buffer);
     let mut bindings = vec![
         (0, &tensors.grad.buffer),
         (1, &tensors.param.buffer),
-        (2, &first.buffer),
-        (4, &tensors.model.map_or(&unused_model, |t| &*t).buffer),
+        (2, first),
+        (4, model),
         (5, &delta.buffer),
         (6, &uniform),
     ];
     if kind != OptimizerKind::Sgd {
-        let second = tensors.second_moment.map_or(&unused_master, |t| &*t);
-        bindings.push((3, &second.buffer));
+        let second = tensors.second_moment.map_or(&unused_second, |t| &t.buffer);
+        bindings.push((3, second));
     }
     gpu.dispatch(&pipeline, &bindings, (groups_x, groups_y), kind.name())?;
     Ok(delta)

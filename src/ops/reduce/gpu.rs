@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::{PER_THREAD, THREADS};
 use crate::error::{Error, Result};
 use crate::format::Format;
-use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelSource};
+use crate::gpu::{Device, Dispatch, GpuTensor, Header, KernelKey, KernelSource};
 use crate::precision::DType;
 use crate::stats::{
     cast_thresholds, l2_norm_of, CastCounts, CastReport, ExponentHistogram, StatsRecord,
@@ -131,6 +131,21 @@ pub const REDUCED_ON_DEVICE: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
 /// The kernel of one entry point over data stored as `dtype`, read as raw words (no f16
 /// arithmetic, so no `SHADER_F16`), each thread of a pass reading `per_thread` elements.
+/// The pipeline-cache key of [`kernel`]: built and hashed on every dispatch, rendered only on
+/// a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    dtype: DType,
+    entry_point: &'static str,
+    per_thread: usize,
+}
+
+impl KernelKey for Key {
+    fn source(&self) -> KernelSource {
+        kernel(self.dtype, self.entry_point, self.per_thread)
+    }
+}
+
 pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> KernelSource {
     let mut header = Header::new()
         .constant_bool("F16_INPUT", dtype == DType::F16)
@@ -217,7 +232,7 @@ impl RecordQueue {
                 let capacity = segments.max(BLOCK_RECORDS);
                 let bytes = (capacity * std::mem::size_of::<GpuRecord>()) as u64;
                 Arc::new(Block {
-                    buffer: gpu.storage_buffer(bytes, "statistics records")?,
+                    buffer: gpu.storage_buffer(bytes, "statistics records")?.buffer,
                     capacity,
                 })
             }
@@ -277,10 +292,14 @@ pub(crate) fn start(
             adapter: gpu.adapter_name(),
         });
     }
-    let pipelines = ENTRY_POINTS
-        .map(|entry| gpu.pipeline(&kernel(x.dtype(), entry, per_thread)))
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    let pipeline = |entry_point| {
+        gpu.pipeline(Key {
+            dtype: x.dtype(),
+            entry_point,
+            per_thread,
+        })
+    };
+    let pipelines = [pipeline(ENTRY_POINTS[0])?, pipeline(ENTRY_POINTS[1])?];
     let (block, first) = queue.reserve(gpu, segments)?;
     let partials = gpu.storage_buffer(partial_bytes, "statistics partials")?;
     let params = |grid: (u32, u32)| {
@@ -306,7 +325,7 @@ pub(crate) fn start(
                 pipeline: &pipelines[0],
                 buffers: &[
                     (0, whole(&x.buffer)),
-                    (1, whole(&partials)),
+                    (1, whole(&partials.buffer)),
                     (3, whole(&pass_params)),
                 ],
                 grid: pass_grid,
@@ -314,7 +333,7 @@ pub(crate) fn start(
             Dispatch {
                 pipeline: &pipelines[1],
                 buffers: &[
-                    (1, whole(&partials)),
+                    (1, whole(&partials.buffer)),
                     (2, records),
                     (3, whole(&combine_params)),
                 ],
