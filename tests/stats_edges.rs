@@ -8,9 +8,9 @@
 
 mod common;
 
-use gradstab::init::Init;
 use gradstab::network::steps::{clip_norm_coefficient, scale_all};
-use gradstab::network::{run, Clip, NetworkConfig};
+use gradstab::network::{run, Clip, GivenParameters, NetworkConfig};
+use rand::{Rng, SeedableRng};
 use gradstab::ops::reduce::{moment_error_bounds_with, PER_THREAD, THREADS};
 use gradstab::report::{record_fields, RECORD_COLUMNS};
 use gradstab::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord};
@@ -721,14 +721,29 @@ fn clipping_by_an_infinite_or_nan_norm_follows_pytorch_on_both_backends() {
 
 #[test]
 fn a_run_clipped_by_a_nan_norm_makes_every_weight_gradient_nan_as_pytorch_does() {
-    // Weights of N(0, (1.5e9)²) overflow the forward pass of this ReLU net, so that some of
-    // the last layer's weight gradient is NaN and the rest finite; their joint norm is NaN,
-    // and clip_grad_norm_ then multiplies every gradient by NaN.
+    // One +∞ in the last layer's weight makes some of the gradients NaN and leaves the rest finite,
+    // through ∞ − ∞ and 0·∞ alone, which no order of summation and no fusing of the
+    // multiply-adds changes (an overflow of finite values would: a fused multiply-add gives
+    // ∞ where an unfused one gives ∞ − ∞ = NaN). Their joint norm is NaN, and
+    // clip_grad_norm_ then multiplies every gradient by NaN.
+    let width = 16;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let weights: Vec<HostTensor> = (0..4)
+        .map(|t| {
+            let mut w: Vec<f32> = (0..width * width)
+                .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * 0.5)
+                .collect();
+            if t == 3 {
+                w[0] = f32::INFINITY;
+            }
+            HostTensor::from_f32(width, width, w).unwrap()
+        })
+        .collect();
     let config = NetworkConfig {
         activation: Activation::Relu,
-        init: Init::Normal { std: 1.5e9 },
-        ..NetworkConfig::new(4, 16, 8)
-    };
+        ..NetworkConfig::new(4, width, 8)
+    }
+    .with_given_parameters(GivenParameters::sequential("model", weights, vec![None; 4]));
     let clipped = NetworkConfig {
         clip: Some(Clip::Norm(1.0)),
         ..config.clone()
