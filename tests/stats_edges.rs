@@ -10,12 +10,12 @@ mod common;
 
 use gradstab::network::steps::{clip_norm_coefficient, scale_all};
 use gradstab::network::{run, Clip, GivenParameters, NetworkConfig};
-use rand::{Rng, SeedableRng};
 use gradstab::ops::reduce::{moment_error_bounds_with, PER_THREAD, THREADS};
 use gradstab::report::{record_fields, RECORD_COLUMNS};
 use gradstab::stats::{CastCounts, CastReport, ExponentHistogram, StatsRecord};
 use gradstab::{Activation, Backend, Cpu, DType, Gpu, GpuOptions, HostData, HostTensor, Precision};
 use half::{bf16, f16};
+use rand::{Rng, SeedableRng};
 use std::num::FpCategory;
 
 /// The unit roundoff of f64.
