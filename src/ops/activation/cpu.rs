@@ -61,7 +61,9 @@ fn tanh_derivative(x: f32, a: Arith) -> f32 {
     a.r(a.r(4.0 * e) / a.r(d * d))
 }
 
-/// act(x) with the arithmetic of `a`; the caller rounds the result to storage.
+/// act(x) with the arithmetic of `a`; the caller rounds the result to storage. Inlined so
+/// that `apply_f32`'s loops see the activation as a constant and vectorise.
+#[inline(always)]
 pub(crate) fn forward_value(act: Activation, x: f32, a: Arith) -> f32 {
     if x.is_nan() {
         return x;
@@ -88,7 +90,8 @@ pub(crate) fn forward_value(act: Activation, x: f32, a: Arith) -> f32 {
     }
 }
 
-/// act'(x) with the arithmetic of `a`.
+/// act'(x) with the arithmetic of `a`, inlined as `forward_value`.
+#[inline(always)]
 pub(crate) fn derivative_value(act: Activation, x: f32, a: Arith) -> f32 {
     if x.is_nan() {
         return x;
