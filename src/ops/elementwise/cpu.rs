@@ -93,7 +93,8 @@ mod tests {
         let x = HostTensor::from_f32(1, xs.len(), xs.clone()).unwrap();
         let y = HostTensor::from_f32(1, ys.len(), ys.clone()).unwrap();
         let s = 0.3f32;
-        let formulas: [(ElementwiseOp, fn(f32, f32, f32) -> f32); 4] = [
+        type Formula = fn(f32, f32, f32) -> f32;
+        let formulas: [(ElementwiseOp, Formula); 4] = [
             (ElementwiseOp::Hadamard, |x, y, _| x * y),
             (ElementwiseOp::Scale, |x, _, s| s * x),
             (ElementwiseOp::Axpy, |x, y, s| y + s * x),
