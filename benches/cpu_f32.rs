@@ -14,6 +14,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+use gradstab::ops::matmul::cpu;
 use gradstab::ops::matmul::cpu_f32::{self, Isa};
 use gradstab::MatmulOp;
 
@@ -41,46 +42,6 @@ const SHAPES: [(&str, MatmulOp, (usize, usize, usize)); 4] = [
     ),
 ];
 
-/// The `gemm` crate as the backend called it before, for comparison.
-fn gemm_crate(a: &[f32], b: &[f32], op: MatmulOp, (m, k, n): (usize, usize, usize)) -> Vec<f32> {
-    let mut c = vec![0.0f32; m * n];
-    let (a_cs, a_rs) = if op.transpose_a {
-        (m as isize, 1)
-    } else {
-        (1, k as isize)
-    };
-    let (b_cs, b_rs) = if op.transpose_b {
-        (k as isize, 1)
-    } else {
-        (1, n as isize)
-    };
-    // SAFETY: a is m·k, b k·n and c m·n with the strides above, as gemm reads them.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
-    c
-}
-
 fn products(c: &mut Criterion) {
     let with_gemm = std::env::var("GRADSTAB_BENCH_GEMM").map_or(true, |v| v != "0");
     let mut group = c.benchmark_group("cpu_f32");
@@ -99,7 +60,7 @@ fn products(c: &mut Criterion) {
         }
         if with_gemm {
             group.bench_function(BenchmarkId::new("gemm crate", name), |bench| {
-                bench.iter(|| gemm_crate(&a, &b, op, (m, k, n)))
+                bench.iter(|| cpu::matmul_f32_gemm(&a, &b, op, m, k, n))
             });
         }
     }
