@@ -98,9 +98,11 @@ pub fn product(
     if !isa.available() {
         return None;
     }
-    assert_eq!(a.len(), m * k);
-    assert_eq!(b.len(), k * n);
-    let mut c = vec![0.0f32; m * n];
+    // Checked products: a wrapped m·n would allocate a C smaller than the kernels write.
+    let size = |x: usize, y: usize| x.checked_mul(y).expect("matmul dimensions overflow usize");
+    assert_eq!(a.len(), size(m, k));
+    assert_eq!(b.len(), size(k, n));
+    let mut c = vec![0.0f32; size(m, n)];
     if m == 0 || n == 0 {
         return Some(c);
     }
@@ -177,7 +179,7 @@ fn parallel<K: Kernel>(
     out: Output,
     (m, k, n): (usize, usize, usize),
 ) {
-    let threads = if m * n * k >= PARALLEL_THRESHOLD {
+    let threads = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         rayon::current_num_threads()
     } else {
         1
