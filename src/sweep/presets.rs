@@ -53,17 +53,18 @@ pub fn preset(name: &str) -> Result<SweepPreset> {
         }),
         "phase-diagram" => Ok(SweepPreset {
             name: "phase-diagram",
-            summary: "tanh, σ_b² = 0.05, trained: the trainable depth over σ_w², against 6 ξ_c",
+            summary: "tanh, σ_b² = 0.05, trained 300 Adam steps on a 4-class task with a held-out quarter: where over σ_w² and depth it trains, against 6 ξ_c",
             grid: Grid::new(
                 SweepCommand::Train,
                 flags(&[
-                    "--activation", "tanh", "--width", "64", "--task", "classify", "--samples", "512",
-                    "--val-split", "0.25", "--batch", "64", "--shuffle", "--steps", "300", "--lr", "0.01",
+                    "--activation", "tanh", "--width", "32", "--outputs", "4", "--task",
+                    "classify", "--samples", "512", "--val-split", "0.25", "--batch", "64",
+                    "--shuffle", "--steps", "300", "--optimizer", "adam", "--lr", "0.002",
                 ]),
                 vec![
                     axis("sigma-b2", SIGMA_B2)?,
-                    axis("sigma-w2", "1:4:0.5")?,
-                    axis("depth", "10,20,40,70,100")?,
+                    axis("sigma-w2", "1,1.25,1.5,1.75,2,2.5,3,4")?,
+                    axis("depth", "8,16,24,32,48")?,
                 ],
             )?,
             claims: trained_claims,
@@ -170,14 +171,102 @@ fn static_claims(results: &[PointResult]) -> Vec<Claim> {
     claims
 }
 
+/// Training accuracy at which a point counts as trained: the classes' majority is near 1/3,
+/// and every network of depth 8 reaches 1.
+pub const TRAINED_ACCURACY: f64 = 0.9;
+
+/// How far past 6 ξ_c a trained point may lie before it contradicts the theory: the grid's
+/// depths are 8 apart where 6 ξ_c is smallest (22 at σ_w² = 1).
+const BEYOND_TRAINABLE: f64 = 1.25;
+
+/// The trained diagram's claims: no network trains much deeper than 6 ξ_c; the trainable
+/// region is widest near χ₁ = 1; shallow networks train everywhere (the task is learnable).
 fn trained_claims(results: &[PointResult]) -> Vec<Claim> {
-    let trained = results
+    let accuracy = |r: &PointResult| number(r, "train_accuracy");
+    let depth = |r: &PointResult| r.point.get("depth").and_then(|d| d.as_f64());
+    let mut claims = Vec::new();
+    // 1. Every trained point lies within the theory's trainable depth.
+    let mut beyond = Vec::new();
+    let mut trained = 0;
+    for r in results {
+        let (Some(a), Some(d), Some(p)) = (accuracy(r), depth(r), theory::at(r)) else {
+            continue;
+        };
+        if a >= TRAINED_ACCURACY {
+            trained += 1;
+            if d > BEYOND_TRAINABLE * p.trainable_depth() {
+                beyond.push(format!("σ_w² = {}, depth {d} (6 ξ_c = {:.0})", p.sigma_w2, p.trainable_depth()));
+            }
+        }
+    }
+    claims.push(Claim {
+        claim: format!(
+            "no network deeper than {BEYOND_TRAINABLE} × 6 ξ_c trains (training accuracy ≥ {TRAINED_ACCURACY})"
+        ),
+        holds: trained > 0 && beyond.is_empty(),
+        measured: if beyond.is_empty() {
+            format!("{trained} points trained, all within it")
+        } else {
+            format!("trained beyond it: {}", beyond.join("; "))
+        },
+    });
+    // 2. The trainable region widens toward χ₁ = 1: the mean training accuracy over the depths
+    // is higher at the σ_w² nearest the boundary than at either end of the grid.
+    let mut by_sigma: Vec<(f64, f64, f64)> = Vec::new(); // (σ_w², Σ accuracy, count)
+    for r in results {
+        let (Some(s), Some(a)) = (theory::sigma_w2(r), accuracy(r)) else { continue };
+        match by_sigma.iter_mut().find(|(x, _, _)| *x == s) {
+            Some(e) => {
+                e.1 += a;
+                e.2 += 1.0;
+            }
+            None => by_sigma.push((s, a, 1.0)),
+        }
+    }
+    by_sigma.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mean = |e: &(f64, f64, f64)| e.1 / e.2;
+    let boundary = results
+        .first()
+        .and_then(|r| critical_sigma_w2(&theory::activation(r)?, theory::sigma_b2(r)?).ok());
+    let nearest = boundary.and_then(|b| {
+        by_sigma
+            .iter()
+            .min_by(|x, y| (x.0 - b).abs().total_cmp(&(y.0 - b).abs()))
+    });
+    let widest = match (nearest, by_sigma.first(), by_sigma.last()) {
+        (Some(n), Some(lo), Some(hi)) if by_sigma.len() >= 3 => Some((n, lo, hi)),
+        _ => None,
+    };
+    claims.push(Claim {
+        claim: "the trainable region widens toward χ₁ = 1: the mean training accuracy over depth \
+                is higher at the σ_w² nearest the boundary than at the grid's smallest and largest"
+            .into(),
+        holds: widest.is_some_and(|(n, lo, hi)| mean(n) > mean(lo) && mean(n) > mean(hi)),
+        measured: match widest {
+            Some((n, lo, hi)) => format!(
+                "{:.3} at σ_w² = {} against {:.3} at {} and {:.3} at {}",
+                mean(n),
+                n.0,
+                mean(lo),
+                lo.0,
+                mean(hi),
+                hi.0
+            ),
+            None => "fewer than three values of σ_w²".into(),
+        },
+    });
+    // 3. The task is learnable: the shallowest networks train at every σ_w².
+    let shallowest = results.iter().filter_map(depth).fold(f64::INFINITY, f64::min);
+    let shallow: Vec<f64> = results
         .iter()
-        .filter(|r| number(r, "val_accuracy").is_some())
-        .count();
-    vec![Claim {
-        claim: "every point reports a validation accuracy".into(),
-        holds: trained == results.len() && !results.is_empty(),
-        measured: format!("{trained} of {}", results.len()),
-    }]
+        .filter(|r| depth(r) == Some(shallowest))
+        .filter_map(accuracy)
+        .collect();
+    let least = shallow.iter().copied().fold(f64::INFINITY, f64::min);
+    claims.push(Claim {
+        claim: format!("at depth {shallowest} every σ_w² trains: the task is learnable"),
+        holds: !shallow.is_empty() && least >= TRAINED_ACCURACY,
+        measured: format!("lowest training accuracy {least:.3} over {} points", shallow.len()),
+    });
+    claims
 }
