@@ -14,10 +14,10 @@
 //!   layer, e^{−1/ξ_c} with ξ_c = −1/ln χ_c. Schoenholz et al. find that a net trains only if
 //!   it is shallower than about 6·ξ_c, which diverges at the edge of chaos.
 //!
-//! The expectations are those of `super::bivariate`; its module comment says why they are not
+//! The expectations are those of `super::gaussian`; its module comment says why they are not
 //! the parent module's Gauss–Hermite rule.
 
-use super::bivariate::{bivariate_expectation, expectation};
+use super::gaussian::{bivariate_expectation, expectation};
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 
