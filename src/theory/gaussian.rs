@@ -1,12 +1,13 @@
 //! Gaussian expectations for the phase diagram: one variable, E[f(√q·z)], and two correlated
 //! ones, E[f(u1, u2)] with u1 = √q·z1 and u2 = √q·(c·z1 + √(1 − c²)·z2).
 //!
-//! Why not the Gauss–Hermite rule of the parent module, or its 2-D product: that rule is exact
-//! for ReLU's second moments only because their odd parts cancel; on ReLU's correlation
+//! Why not 96-point Gauss–Hermite (`super::gauss_hermite`), or its 2-D product: that rule is
+//! exact for ReLU's second moments only because their odd parts cancel; on ReLU's correlation
 //! kernels the 96×96 product rule is off by 2·10⁻² (E[relu'(u1)·relu'(u2)] at c = 0.7,
 //! against Cho and Saul's (π − θ)/2π), since the kink u2 = 0 is a slanted line the grid
-//! cannot follow; and on tanh'(u)² at q = 5 it is off by 10⁻⁵, since the peak of width 1/√q
-//! falls between its nodes. Here both integrals use composite Gauss–Legendre panels instead:
+//! cannot follow; and at q = 5 it is off by 10⁻⁵ on E[tanh'(u1)·tanh'(u2)], the 1-D rule by
+//! 1.4·10⁻³ on E[tanh'(u)²], since the peak of width 1/√q falls between the nodes. Here both
+//! integrals use composite Gauss–Legendre panels instead:
 //! - in polar coordinates (z1, z2) = t·(cos α, sin α), u1 = √q·t·cos α and
 //!   u2 = √q·t·cos(α − θ) with θ = arccos c, so the lines u1 = 0 and u2 = 0, where ReLU has its
 //!   kink and every other activation here its steepest change, are the angles where cos α = 0
