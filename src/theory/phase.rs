@@ -14,10 +14,10 @@
 //!   layer, e^{−1/ξ_c} with ξ_c = −1/ln χ_c. Schoenholz et al. find that a net trains only if
 //!   it is shallower than about 6·ξ_c, which diverges at the edge of chaos.
 //!
-//! The expectations are those of `super::bivariate`; its module comment says why they are not
+//! The expectations are those of `super::gaussian`; its module comment says why they are not
 //! the parent module's Gauss–Hermite rule.
 
-use super::bivariate::{bivariate_expectation, expectation};
+use super::gaussian::{bivariate_expectation, expectation};
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 
@@ -199,8 +199,7 @@ pub fn c_star(activation: &Activation, sigma_w2: f64, sigma_b2: f64, q_star: f64
             hi = mid;
         }
     }
-    hi = 0.5 * (lo + hi);
-    hi
+    0.5 * (lo + hi)
 }
 
 /// ξ_c = −1/ln χ_c: the depth over which a correlation's distance from c* shrinks by e.
@@ -343,10 +342,8 @@ pub fn phase_curves(
              [{min}, {max}] over {samples}"
         )));
     }
-    let critical_sigma_w2 = match critical_sigma_w2(activation, sigma_b2) {
-        Ok(s) => Some(s),
-        Err(_) => None,
-    };
+    // σ_b² is checked above, so the only error left is "no boundary in range".
+    let critical_sigma_w2 = critical_sigma_w2(activation, sigma_b2).ok();
     let mut points = Vec::with_capacity(samples);
     for i in 0..samples {
         let sigma_w2 = min + (max - min) * i as f64 / (samples - 1) as f64;
