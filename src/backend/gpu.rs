@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Backend, BackendInfo};
+use super::{Backend, BackendInfo, Phase};
 use crate::error::{Error, Result};
 use crate::gpu::{Device, DeviceOptions, GpuTensor, ADAPTER_ENV};
 use crate::ops::activation::{self, Activation};
@@ -156,6 +156,20 @@ impl Backend for Gpu {
 
     fn synchronize(&self) -> Result<()> {
         self.wait_idle()
+    }
+
+    fn phase(&self, phase: Option<Phase>) {
+        self.time_passes_as(phase.map(Phase::index));
+    }
+
+    fn phase_seconds(&self) -> Result<Option<[f64; 4]>> {
+        Ok(self.timed_seconds()?.map(|by_tag| {
+            let mut seconds = [0.0; 4];
+            for (phase, s) in seconds.iter_mut().zip(by_tag) {
+                *phase = s;
+            }
+            seconds
+        }))
     }
 
     fn upload(&self, host: &HostTensor) -> Result<GpuTensor> {

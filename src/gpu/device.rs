@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::adapter;
 use super::bind::BindGroups;
 use super::pool::BufferPool;
+use super::timestamps::PassTimer;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
 
@@ -76,6 +77,10 @@ pub(crate) struct Pending {
     pub(crate) commands: usize,
     /// The label of the last command recorded, for an error found at submission.
     pub(crate) last: &'static str,
+    /// The tag of the work recorded now, whose passes are timed (`timestamps.rs`).
+    pub(crate) tag: Option<usize>,
+    /// The timestamp queries, where the device has them.
+    pub(crate) timer: Option<PassTimer>,
 }
 
 /// How often the host and the device talked: what decides speed on a hardware GPU, where a
@@ -145,11 +150,12 @@ impl Device {
         let info = adapter.get_info();
         let shader_f16 =
             adapter.features().contains(wgpu::Features::SHADER_F16) && !options.disable_shader_f16;
-        let required_features = if shader_f16 {
-            wgpu::Features::SHADER_F16
-        } else {
-            wgpu::Features::empty()
-        };
+        // Timestamps at the beginning and end of compute passes time training's phases
+        // (`timestamps.rs`); where the adapter lacks them, nothing is timed.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut required_features = wgpu::Features::empty();
+        required_features.set(wgpu::Features::SHADER_F16, shader_f16);
+        required_features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gradstab"),
@@ -171,8 +177,6 @@ impl Device {
             .unwrap_or(u32::MAX)
             .clamp(1, limits.max_compute_workgroups_per_dimension.max(1));
         Ok(Device {
-            device,
-            queue,
             info,
             limits,
             grid_limit,
@@ -185,7 +189,12 @@ impl Device {
             pool: Arc::new(BufferPool::default()),
             uniforms: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Pending {
+                timer: timestamps.then(|| PassTimer::new(&device, &queue)),
+                ..Pending::default()
+            }),
+            device,
+            queue,
         })
     }
 

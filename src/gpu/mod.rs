@@ -18,6 +18,7 @@ mod kernel;
 mod pool;
 pub mod probe;
 pub mod roofline;
+mod timestamps;
 
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
 pub use batch::COMMANDS_PER_SUBMISSION;
