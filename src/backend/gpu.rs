@@ -38,6 +38,10 @@ pub struct GpuOptions {
     /// Elements each thread of a statistics pass reads (default `reduce::PER_THREAD`); a small
     /// value lets small tensors exercise the combine of many partial records.
     pub reduction_per_thread: Option<usize>,
+    /// Open the device without `SUBGROUP` even where the adapter has it: reductions then
+    /// finish their trees in workgroup memory, as on an adapter without subgroups (the two
+    /// paths give the same bits).
+    pub disable_subgroups: bool,
 }
 
 impl GpuOptions {
@@ -89,6 +93,7 @@ impl Gpu {
             adapter: options.adapter.clone(),
             disable_shader_f16: options.disable_shader_f16,
             max_workgroups_per_dimension: options.max_workgroups_per_dimension,
+            disable_subgroups: options.disable_subgroups,
         })?;
         Ok(Gpu {
             device,

@@ -21,6 +21,9 @@ pub struct DeviceOptions {
     pub disable_shader_f16: bool,
     /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Open the device without `SUBGROUP` even where the adapter has it, so that reductions
+    /// take their workgroup-memory path.
+    pub disable_subgroups: bool,
 }
 
 /// Set to `1` to submit and check every dispatch on its own, so that a validation error names
@@ -45,6 +48,10 @@ pub struct Device {
     /// Workgroups per grid dimension before a grid folds into y.
     pub(crate) grid_limit: u32,
     pub(crate) shader_f16: bool,
+    /// Lanes every subgroup of a kernel has at least (a power of two ≥ 2) where the device
+    /// was opened with `SUBGROUP`, so that reductions finish their trees in registers; 1
+    /// without.
+    pub(crate) subgroup_lanes: u32,
     pub(crate) pipelines: Mutex<Pipelines>,
     /// Bind groups by pipeline and bound buffer ranges (`bind.rs`).
     pub(crate) bind_groups: Mutex<BindGroups>,
@@ -153,7 +160,9 @@ impl Device {
         // Timestamps at the beginning and end of compute passes time training's phases
         // (`timestamps.rs`); where the adapter lacks them, nothing is timed.
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let subgroup_lanes = subgroup_lanes(&adapter, options.disable_subgroups);
         let mut required_features = wgpu::Features::empty();
+        required_features.set(wgpu::Features::SUBGROUP, subgroup_lanes > 1);
         required_features.set(wgpu::Features::SHADER_F16, shader_f16);
         required_features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
         let limits = adapter.limits();
@@ -181,6 +190,7 @@ impl Device {
             limits,
             grid_limit,
             shader_f16,
+            subgroup_lanes,
             pipelines: Mutex::new(Pipelines::default()),
             bind_groups: Mutex::new(BindGroups::default()),
             placeholders: Mutex::new(Vec::new()),
@@ -262,6 +272,12 @@ impl Device {
             .min(self.limits.max_buffer_size)
     }
 
+    /// The lanes a reduction finishes its trees with in one subgroup's registers; 1 where
+    /// it uses workgroup memory alone (no `SUBGROUP`, or `DeviceOptions::disable_subgroups`).
+    pub fn subgroup_lanes(&self) -> u32 {
+        self.subgroup_lanes
+    }
+
     pub fn supports_f16(&self) -> bool {
         self.shader_f16
     }
@@ -301,5 +317,20 @@ impl Device {
                 source: e.into(),
             }),
         }
+    }
+}
+
+/// The lanes every subgroup has at least on `adapter` (its smallest subgroup size), where it
+/// has `SUBGROUP` and `disabled` is false; 1 otherwise, and where the smallest size is not a
+/// power of two from 2 to the reduction's workgroup, which the trees' pairing needs.
+fn subgroup_lanes(adapter: &wgpu::Adapter, disabled: bool) -> u32 {
+    let lanes = adapter.get_info().subgroup_min_size;
+    let usable = adapter.features().contains(wgpu::Features::SUBGROUP)
+        && lanes.is_power_of_two()
+        && (2..=crate::ops::reduce::THREADS as u32).contains(&lanes);
+    if usable && !disabled {
+        lanes
+    } else {
+        1
     }
 }
