@@ -88,7 +88,10 @@ fn values<R: Rng>(rng: &mut R, pattern: &str, dtype: DType, len: usize) -> Vec<f
 /// their Debug text, which writes each f64 exactly (shortest round trip, -0 apart from +0).
 fn assert_same_records(with: &Gpu, without: &Gpu, tensors: &[(String, HostTensor)]) {
     let records = |gpu: &Gpu| -> Vec<String> {
-        let uploaded: Vec<_> = tensors.iter().map(|(_, t)| gpu.upload(t).unwrap()).collect();
+        let uploaded: Vec<_> = tensors
+            .iter()
+            .map(|(_, t)| gpu.upload(t).unwrap())
+            .collect();
         let pending = uploaded
             .iter()
             .map(|t| gpu.stats_later(t).unwrap())
@@ -160,9 +163,10 @@ fn subgroup_and_tree_give_the_same_bits() {
 /// partial records, and a tail chunk holds few.
 #[test]
 fn subgroup_and_tree_give_the_same_bits_over_many_chunks() {
-    let Some((with, without)) =
-        both_paths("subgroup_and_tree_give_the_same_bits_over_many_chunks", Some(1))
-    else {
+    let Some((with, without)) = both_paths(
+        "subgroup_and_tree_give_the_same_bits_over_many_chunks",
+        Some(1),
+    ) else {
         return;
     };
     let mut rng = common::rng(42);
