@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::adapter;
 use super::bind::BindGroups;
+use super::pass_timer::PassTimer;
 use super::pool::BufferPool;
-use super::timestamps::PassTimer;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
 
@@ -295,6 +295,10 @@ impl Device {
             hint:
                 "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
         }
+    }
+
+    pub(crate) fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` inside error scopes and turns any validation, memory or internal error it

@@ -15,6 +15,7 @@ mod device;
 mod dispatch_tests;
 mod header;
 mod kernel;
+mod pass_timer;
 mod pool;
 pub mod probe;
 pub mod roofline;
