@@ -26,6 +26,12 @@
 //   count_casts(mag, &counts)            the cast report's counts of one |x| (as f32 bits), one
 //                                        line per format, its thresholds from src/stats.rs
 //   LARGEST_FINITE                       f32::MAX, exactly: where min and max start
+//   LANES                                lanes of the subgroup that finishes each workgroup
+//                                        tree (1: the tree runs in workgroup memory alone)
+//   struct Invocation, extrema_in_subgroup, chan_in_subgroup
+//                                        the subgroup path (shaders/reduce_subgroup.wgsl),
+//                                        or what stands for it without subgroups
+//                                        (shaders/reduce_tree.wgsl)
 // The data are read as raw u32 words and classified by their bits, never through float
 // comparisons, which a compiler assuming finite math may fold away; f16 values are decoded
 // exactly, so no f16 shader support is needed.
@@ -132,9 +138,11 @@ fn workgroup_index(group: vec3<u32>) -> u32 {
 }
 
 // Adds one thread's counts and extrema to the workgroup's, then reduces the extrema to
-// wg_a[0] (min), wg_b[0] (max) and wg_c[0] (abs_max). wg_counts must have been zeroed, and a
-// barrier passed, before the call.
-fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, amax: f32) {
+// wg_a[0] (min), wg_b[0] (max) and wg_c[0] (abs_max): a tree whose step of stride s combines
+// elements t and t + s into t, its last log2(LANES) steps in a subgroup's registers. wg_counts
+// must have been zeroed, and a barrier passed, before the call.
+fn workgroup_reduce(inv: Invocation, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, amax: f32) {
+    let t = inv.t;
     for (var i = 0u; i < COUNT_SLOTS; i++) {
         if (counts[i] != 0u) {
             atomicAdd(&wg_counts[i], counts[i]);
@@ -144,12 +152,16 @@ fn workgroup_reduce(t: u32, counts: array<u32, COUNT_SLOTS>, lo: f32, hi: f32, a
     wg_b[t] = hi;
     wg_c[t] = amax;
     workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+    for (var stride = THREADS / 2u; stride >= LANES; stride /= 2u) {
         if (t < stride) {
             wg_a[t] = min(wg_a[t], wg_a[t + stride]);
             wg_b[t] = max(wg_b[t], wg_b[t + stride]);
             wg_c[t] = max(wg_c[t], wg_c[t + stride]);
         }
+        workgroupBarrier();
+    }
+    if (LANES > 1u) {
+        extrema_in_subgroup(inv);
         workgroupBarrier();
     }
 }
@@ -180,10 +192,12 @@ fn chan(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
     return vec3<f32>(n, a.y + delta * (b.x / n), a.z + b.z + delta * delta * (a.x * (b.x / n)));
 }
 
-// Reduces the threads' (wg_a, wg_b, wg_c) = (n, mean, M2) to element 0 by a tree of chan().
-fn workgroup_chan(t: u32) {
+// Reduces the threads' (wg_a, wg_b, wg_c) = (n, mean, M2) to element 0 by a tree of chan(),
+// paired as workgroup_reduce's, its last log2(LANES) steps in a subgroup's registers.
+fn workgroup_chan(inv: Invocation) {
+    let t = inv.t;
     workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
+    for (var stride = THREADS / 2u; stride >= LANES; stride /= 2u) {
         if (t < stride) {
             let r = chan(vec3<f32>(wg_a[t], wg_b[t], wg_c[t]),
                          vec3<f32>(wg_a[t + stride], wg_b[t + stride], wg_c[t + stride]));
@@ -193,12 +207,17 @@ fn workgroup_chan(t: u32) {
         }
         workgroupBarrier();
     }
+    if (LANES > 1u) {
+        chan_in_subgroup(inv);
+        workgroupBarrier();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 @compute @workgroup_size(THREADS, 1, 1)
-fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, inv: Invocation) {
+    let t = inv.t;
     let wg = workgroup_index(group);
     // Every thread of a workgroup takes the same branch: the barriers below stay uniform.
     if (wg >= params.segments * params.chunks) {
@@ -251,7 +270,7 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
             }
         }
     }
-    workgroup_reduce(t, counts, lo, hi, amax);
+    workgroup_reduce(inv, counts, lo, hi, amax);
     let chunk_lo = wg_a[0];
     let chunk_hi = wg_b[0];
     let chunk_amax = wg_c[0];
@@ -281,7 +300,7 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
     wg_a[t] = n;
     wg_b[t] = mean;
     wg_c[t] = m2;
-    workgroup_chan(t);
+    workgroup_chan(inv);
     if (t == 0u) {
         partials[wg].min = chunk_lo;
         partials[wg].max = chunk_hi;
@@ -295,7 +314,8 @@ fn chunk_pass(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation
 }
 
 @compute @workgroup_size(THREADS, 1, 1)
-fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, inv: Invocation) {
+    let t = inv.t;
     let segment = workgroup_index(group);
     if (segment >= params.segments) {
         return;
@@ -325,7 +345,7 @@ fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoc
         hi = max(hi, partials[i].max);
         amax = max(amax, partials[i].abs_max);
     }
-    workgroup_reduce(t, counts, lo, hi, amax);
+    workgroup_reduce(inv, counts, lo, hi, amax);
     let segment_lo = wg_a[0];
     let segment_hi = wg_b[0];
     let segment_amax = wg_c[0];
@@ -353,7 +373,7 @@ fn segment_combine(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoc
     wg_a[t] = acc.x;
     wg_b[t] = acc.y;
     wg_c[t] = acc.z;
-    workgroup_chan(t);
+    workgroup_chan(inv);
     if (t == 0u) {
         records[out].min = segment_lo;
         records[out].max = segment_hi;

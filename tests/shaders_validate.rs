@@ -10,11 +10,12 @@ fn every_shader_variant_validates_with_naga() {
     // 6 precisions × (4 matmul transposes × 3 variants × 2 paths (checked; fast, with vector
     // views where the operands are f32 or f16) + 2 activation entries + 4 elementwise ops + 2
     // losses + 3 optimizers), FP8's two quantised operand pairs × 4 × 3 × 2 matmuls, 3
-    // storage types × 2 reduction entries, 2 arithmetic types × (1 probe + 2 roofline
-    // entries), and casts from 3 storage types to 3 packed formats, saturating or not.
+    // storage types × 2 reduction entries × 4 subgroup widths (none: workgroup memory alone;
+    // 8, 16, 32 lanes), 2 arithmetic types × (1 probe + 2 roofline entries), and casts from 3
+    // storage types to 3 packed formats, saturating or not.
     assert_eq!(
         kernels.len(),
-        6 * (4 * 3 * 2 + 2 + 4 + 2 + 3) + 2 * 4 * 3 * 2 + 3 * 2 + 2 * (1 + 2) + 3 * 3 * 2
+        6 * (4 * 3 * 2 + 2 + 4 + 2 + 3) + 2 * 4 * 3 * 2 + 3 * 2 * 4 + 2 * (1 + 2) + 3 * 3 * 2
     );
     for kernel in kernels {
         let source = kernel.source();

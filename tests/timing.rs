@@ -5,6 +5,8 @@ use gradstab::api::run::{run_experiment, RunOptions};
 use gradstab::api::train::{train_runs, TrainOptions};
 use gradstab::api::Device;
 use gradstab::report;
+use gradstab::train::{StepTime, TrainSummary};
+use gradstab::Gpu;
 
 mod common;
 
@@ -105,28 +107,123 @@ fn on_the_cpu_each_step_splits_its_time_into_phases() {
     }
 }
 
-/// On a GPU the host clock would measure submissions, not the device's work: the split is
-/// `null`, per step and in the summary.
-#[test]
-fn on_a_gpu_the_split_is_null() {
-    let Some(gpu) = common::gpu("on_a_gpu_the_split_is_null") else {
-        return;
-    };
-    let runs = TrainOptions {
-        lr: Some(vec![0.01]),
-        steps: Some(2),
-        ..two_runs()
-    }
-    .runs()
-    .unwrap();
+/// Trains `options` on `gpu` and returns each step's phases (device seconds), with the
+/// run's summary, or `None` where the adapter has no timestamp queries: then the split is
+/// `null`, per step and in the summary, since a host clock would measure submissions, not the
+/// device's work.
+fn device_phases(gpu: Gpu, options: TrainOptions) -> Option<(Vec<StepTime>, TrainSummary)> {
+    let timed = gpu.times_passes();
+    let runs = options.runs().unwrap();
     let outcome = train_runs(&Device::Gpu(gpu), &runs, None, false, &mut |_| Ok(())).unwrap();
     let json = serde_json::to_value(&outcome.report).unwrap();
-    let run = &json["runs"][0];
-    assert_eq!(run["steps"].as_array().unwrap().len(), 2);
-    for step in run["steps"].as_array().unwrap() {
-        assert!(step.get("time").is_some_and(|t| t.is_null()), "{step}");
+    let run = &outcome.report.runs[0];
+    if !timed {
+        for step in json["runs"][0]["steps"].as_array().unwrap() {
+            assert!(step.get("time").is_some_and(|t| t.is_null()), "{step}");
+        }
+        assert!(json["runs"][0]["summary"]["time"].is_null());
+        eprintln!("the adapter has no timestamp queries: the GPU's split is null");
+        return None;
     }
-    assert!(run["summary"]["time"].is_null());
+    let times: Vec<StepTime> = run.steps.iter().map(|s| s.time.unwrap()).collect();
+    for (k, t) in times.iter().enumerate() {
+        let fields = &json["runs"][0]["steps"][k]["time"];
+        assert_eq!(fields["forward_s"].as_f64(), Some(t.forward_s));
+        assert_eq!(fields["backward_s"].as_f64(), Some(t.backward_s));
+        assert_eq!(fields["optimizer_s"].as_f64(), Some(t.optimizer_s));
+        assert_eq!(fields["records_s"].as_f64(), Some(t.records_s));
+    }
+    Some((times, run.summary.clone()))
+}
+
+/// The median of one phase over the steps after the first (whose kernels the device may
+/// still be compiling).
+fn median(times: &[StepTime], phase: impl Fn(&StepTime) -> f64) -> f64 {
+    let mut v: Vec<f64> = times[1..].iter().map(phase).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// On a GPU with timestamp queries every step reports its phases' device time: each phase
+/// runs kernels, so each is positive (the optimizer's on an applied step), and the device's
+/// passes, run one after another within the step, take at most the step's host time.
+#[test]
+fn on_a_gpu_each_step_splits_its_device_time_into_phases() {
+    let Some(gpu) = common::gpu("on_a_gpu_each_step_splits_its_device_time_into_phases") else {
+        return;
+    };
+    let options = TrainOptions {
+        lr: Some(vec![0.01]),
+        ..two_runs()
+    };
+    let Some((times, summary)) = device_phases(gpu, options) else {
+        return;
+    };
+    assert_eq!(times.len(), 6);
+    let mut sum = 0.0;
+    for t in &times {
+        for part in [t.forward_s, t.backward_s, t.optimizer_s, t.records_s] {
+            assert!(part.is_finite() && part > 0.0, "{t:?}");
+        }
+        sum += t.sum();
+    }
+    let steps = summary.steps_run as f64 * summary.seconds_per_step;
+    assert!(sum <= steps, "phases {sum} s exceed the steps' {steps} s");
+    let total = summary.time.expect("every step timed");
+    assert!((total.sum() - sum).abs() <= 16.0 * f64::EPSILON * sum);
+    assert_eq!(
+        total.forward_s,
+        times.iter().map(|t| t.forward_s).sum::<f64>()
+    );
+}
+
+/// The device's time lands in the phase whose kernels spent it: a network four times deeper
+/// takes longer forward; with a large batch, forward and backward (matmuls over 1024 rows)
+/// take longer than the optimizer (one update of 64 × 64 weights a layer) and forward longer
+/// than the records (a census of each gradient, the loss's record). Phases swapped, or all
+/// zero, fail one of these.
+#[test]
+fn on_a_gpu_each_phase_gets_its_own_kernels_time() {
+    let Some(gpu) = common::gpu("on_a_gpu_each_phase_gets_its_own_kernels_time") else {
+        return;
+    };
+    let shallow = TrainOptions {
+        depth: Some(2),
+        widths: Some(vec![32]),
+        samples: Some(64),
+        steps: Some(7),
+        lr: Some(vec![0.01]),
+        ..TrainOptions::default()
+    };
+    let deep = TrainOptions {
+        depth: Some(8),
+        ..shallow.clone()
+    };
+    let large_batch = TrainOptions {
+        depth: Some(3),
+        widths: Some(vec![64]),
+        samples: Some(1024),
+        ..shallow.clone()
+    };
+    let Some((shallow, _)) = device_phases(gpu, shallow) else {
+        return;
+    };
+    let gpu = common::gpu("on_a_gpu_each_phase_gets_its_own_kernels_time").unwrap();
+    let (deep, _) = device_phases(gpu, deep).unwrap();
+    let forward = |t: &StepTime| t.forward_s;
+    assert!(
+        median(&deep, forward) > median(&shallow, forward),
+        "forward: depth 8 {deep:?}, depth 2 {shallow:?}"
+    );
+    let gpu = common::gpu("on_a_gpu_each_phase_gets_its_own_kernels_time").unwrap();
+    let (large, _) = device_phases(gpu, large_batch).unwrap();
+    let optimizer = median(&large, |t| t.optimizer_s);
+    assert!(median(&large, forward) > optimizer, "{large:?}");
+    assert!(median(&large, |t| t.backward_s) > optimizer, "{large:?}");
+    assert!(
+        median(&large, forward) > median(&large, |t| t.records_s),
+        "{large:?}"
+    );
 }
 
 #[test]

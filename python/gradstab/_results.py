@@ -112,8 +112,10 @@ class TrainResult(_Runs):
         """One row per (run, step): where the step's time went, in host seconds, on the CPU
         backend: ``forward_s`` (the batch, forward and the loss), ``backward_s``,
         ``optimizer_s`` (0 on a skipped step) and ``records_s`` (every gradient's and
-        update's record). NaN on a GPU, whose work is asynchronous: a host clock would not
-        measure it. Timing, not a result: it differs from one run to the next."""
+        update's record). On a GPU whose adapter has timestamp queries, the device seconds of
+        each phase's kernels (docs/cli.md, ``steps[].time``); NaN on one without, whose work
+        is asynchronous: a host clock would not measure it. Timing, not a result: it differs
+        from one run to the next."""
         parts = ["forward_s", "backward_s", "optimizer_s", "records_s"]
         rows = []
         for run in self.to_dict()["runs"]:

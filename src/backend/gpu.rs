@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Backend, BackendInfo};
+use super::{Backend, BackendInfo, Phase};
 use crate::error::{Error, Result};
 use crate::gpu::{Device, DeviceOptions, GpuTensor, ADAPTER_ENV};
 use crate::ops::activation::{self, Activation};
@@ -38,6 +38,10 @@ pub struct GpuOptions {
     /// Elements each thread of a statistics pass reads (default `reduce::PER_THREAD`); a small
     /// value lets small tensors exercise the combine of many partial records.
     pub reduction_per_thread: Option<usize>,
+    /// Open the device without `SUBGROUP` even where the adapter has it: reductions then
+    /// finish their trees in workgroup memory, as on an adapter without subgroups (the two
+    /// paths give the same bits).
+    pub disable_subgroups: bool,
 }
 
 impl GpuOptions {
@@ -89,6 +93,7 @@ impl Gpu {
             adapter: options.adapter.clone(),
             disable_shader_f16: options.disable_shader_f16,
             max_workgroups_per_dimension: options.max_workgroups_per_dimension,
+            disable_subgroups: options.disable_subgroups,
         })?;
         Ok(Gpu {
             device,
@@ -156,6 +161,20 @@ impl Backend for Gpu {
 
     fn synchronize(&self) -> Result<()> {
         self.wait_idle()
+    }
+
+    fn phase(&self, phase: Option<Phase>) {
+        self.time_passes_as(phase.map(Phase::index));
+    }
+
+    fn phase_seconds(&self) -> Result<Option<[f64; 4]>> {
+        Ok(self.timed_seconds()?.map(|by_tag| {
+            let mut seconds = [0.0; 4];
+            for (phase, s) in seconds.iter_mut().zip(by_tag) {
+                *phase = s;
+            }
+            seconds
+        }))
     }
 
     fn upload(&self, host: &HostTensor) -> Result<GpuTensor> {

@@ -36,6 +36,29 @@ pub struct BackendInfo {
     pub traffic: Option<crate::gpu::Traffic>,
 }
 
+/// The phases of a training step that a backend can time on its own clock (`Backend::phase`),
+/// as the CPU's host clock times them (`train::record::StepTime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Forward,
+    Backward,
+    Optimizer,
+    Records,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::Forward,
+        Phase::Backward,
+        Phase::Optimizer,
+        Phase::Records,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 pub trait Backend {
     type Tensor: std::fmt::Debug;
 
@@ -81,6 +104,19 @@ pub trait Backend {
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
+    /// Counts the work started from now on towards `phase` (`None`: towards none), for
+    /// `phase_seconds`. A backend whose device runs asynchronously times it on the device's
+    /// clock; the default times nothing.
+    fn phase(&self, _phase: Option<Phase>) {}
+
+    /// The device seconds of each phase (indexed by `Phase::index`) of the work started
+    /// since the last call, which ends the phases (`phase(None)`); `None` where the backend
+    /// cannot time its device (the CPU, whose host clock its caller reads; a GPU without
+    /// timestamp queries).
+    fn phase_seconds(&self) -> Result<Option<[f64; 4]>> {
+        Ok(None)
+    }
+
     fn upload(&self, host: &HostTensor) -> Result<Self::Tensor>;
     fn download(&self, tensor: &Self::Tensor) -> Result<HostTensor>;
     fn shape(&self, tensor: &Self::Tensor) -> Shape;

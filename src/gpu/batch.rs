@@ -36,20 +36,38 @@ impl Device {
         label: &'static str,
         record: impl FnOnce(&mut wgpu::ComputePass<'static>),
     ) -> Result<()> {
-        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock_pending();
         if guard.commands >= COMMANDS_PER_SUBMISSION {
             self.submit(&mut guard)?;
         }
+        // A timed pass about to open with no room left for its timestamps: read those written.
+        if guard.pass.is_none()
+            && guard.tag.is_some()
+            && guard.timer.as_ref().is_some_and(|t| t.full())
+        {
+            drop(guard);
+            self.read_timestamps()?;
+            guard = self.lock_pending();
+        }
         let pending = &mut *guard;
         let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
-        let pass = pending.pass.get_or_insert_with(|| {
-            encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("gradstab kernels"),
-                    timestamp_writes: None,
-                })
-                .forget_lifetime()
-        });
+        let pass = match &mut pending.pass {
+            Some(pass) => pass,
+            None => {
+                let timestamp_writes = match (pending.tag, pending.timer.as_mut()) {
+                    (Some(tag), Some(timer)) => Some(timer.begin_pass(tag)),
+                    _ => None,
+                };
+                pending.pass.insert(
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("gradstab kernels"),
+                            timestamp_writes,
+                        })
+                        .forget_lifetime(),
+                )
+            }
+        };
         record(pass);
         pending.commands += 1;
         pending.last = label;
@@ -68,7 +86,7 @@ impl Device {
         commands: usize,
         record: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
-        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock_pending();
         if guard.commands + commands > COMMANDS_PER_SUBMISSION {
             self.submit(&mut guard)?;
         }
@@ -90,7 +108,7 @@ impl Device {
 
     /// Submits everything recorded so far (nothing when nothing is pending).
     pub fn flush(&self) -> Result<()> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.lock_pending();
         self.submit(&mut pending)
     }
 

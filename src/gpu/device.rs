@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::adapter;
 use super::bind::BindGroups;
+use super::pass_timer::PassTimer;
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::precision::{DType, Precision};
@@ -20,6 +21,9 @@ pub struct DeviceOptions {
     pub disable_shader_f16: bool,
     /// Fold dispatch grids at this many workgroups per dimension instead of the adapter's limit.
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Open the device without `SUBGROUP` even where the adapter has it, so that reductions
+    /// take their workgroup-memory path.
+    pub disable_subgroups: bool,
 }
 
 /// Set to `1` to submit and check every dispatch on its own, so that a validation error names
@@ -44,6 +48,10 @@ pub struct Device {
     /// Workgroups per grid dimension before a grid folds into y.
     pub(crate) grid_limit: u32,
     pub(crate) shader_f16: bool,
+    /// Lanes every subgroup of a kernel has at least (a power of two ≥ 2) where the device
+    /// was opened with `SUBGROUP`, so that reductions finish their trees in registers; 1
+    /// without.
+    pub(crate) subgroup_lanes: u32,
     pub(crate) pipelines: Mutex<Pipelines>,
     /// Bind groups by pipeline and bound buffer ranges (`bind.rs`).
     pub(crate) bind_groups: Mutex<BindGroups>,
@@ -76,6 +84,10 @@ pub(crate) struct Pending {
     pub(crate) commands: usize,
     /// The label of the last command recorded, for an error found at submission.
     pub(crate) last: &'static str,
+    /// The tag of the work recorded now, whose passes are timed (`timestamps.rs`).
+    pub(crate) tag: Option<usize>,
+    /// The timestamp queries, where the device has them.
+    pub(crate) timer: Option<PassTimer>,
 }
 
 /// How often the host and the device talked: what decides speed on a hardware GPU, where a
@@ -145,11 +157,14 @@ impl Device {
         let info = adapter.get_info();
         let shader_f16 =
             adapter.features().contains(wgpu::Features::SHADER_F16) && !options.disable_shader_f16;
-        let required_features = if shader_f16 {
-            wgpu::Features::SHADER_F16
-        } else {
-            wgpu::Features::empty()
-        };
+        // Timestamps at the beginning and end of compute passes time training's phases
+        // (`timestamps.rs`); where the adapter lacks them, nothing is timed.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let subgroup_lanes = subgroup_lanes(&adapter, options.disable_subgroups);
+        let mut required_features = wgpu::Features::empty();
+        required_features.set(wgpu::Features::SUBGROUP, subgroup_lanes > 1);
+        required_features.set(wgpu::Features::SHADER_F16, shader_f16);
+        required_features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gradstab"),
@@ -171,12 +186,11 @@ impl Device {
             .unwrap_or(u32::MAX)
             .clamp(1, limits.max_compute_workgroups_per_dimension.max(1));
         Ok(Device {
-            device,
-            queue,
             info,
             limits,
             grid_limit,
             shader_f16,
+            subgroup_lanes,
             pipelines: Mutex::new(Pipelines::default()),
             bind_groups: Mutex::new(BindGroups::default()),
             placeholders: Mutex::new(Vec::new()),
@@ -185,7 +199,12 @@ impl Device {
             pool: Arc::new(BufferPool::default()),
             uniforms: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Pending {
+                timer: timestamps.then(|| PassTimer::new(&device, &queue)),
+                ..Pending::default()
+            }),
+            device,
+            queue,
         })
     }
 
@@ -253,6 +272,12 @@ impl Device {
             .min(self.limits.max_buffer_size)
     }
 
+    /// The lanes a reduction finishes its trees with in one subgroup's registers; 1 where
+    /// it uses workgroup memory alone (no `SUBGROUP`, or `DeviceOptions::disable_subgroups`).
+    pub fn subgroup_lanes(&self) -> u32 {
+        self.subgroup_lanes
+    }
+
     pub fn supports_f16(&self) -> bool {
         self.shader_f16
     }
@@ -270,6 +295,10 @@ impl Device {
             hint:
                 "use --precision f32, --backend cpu, or an adapter with f16 (Mesa lavapipe has it)",
         }
+    }
+
+    pub(crate) fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` inside error scopes and turns any validation, memory or internal error it
@@ -292,5 +321,20 @@ impl Device {
                 source: e.into(),
             }),
         }
+    }
+}
+
+/// The lanes every subgroup has at least on `adapter` (its smallest subgroup size), where it
+/// has `SUBGROUP` and `disabled` is false; 1 otherwise, and where the smallest size is not a
+/// power of two from 2 to the reduction's workgroup, which the trees' pairing needs.
+fn subgroup_lanes(adapter: &wgpu::Adapter, disabled: bool) -> u32 {
+    let lanes = adapter.get_info().subgroup_min_size;
+    let usable = adapter.features().contains(wgpu::Features::SUBGROUP)
+        && lanes.is_power_of_two()
+        && (2..=crate::ops::reduce::THREADS as u32).contains(&lanes);
+    if usable && !disabled {
+        lanes
+    } else {
+        1
     }
 }

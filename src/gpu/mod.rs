@@ -15,9 +15,11 @@ mod device;
 mod dispatch_tests;
 mod header;
 mod kernel;
+mod pass_timer;
 mod pool;
 pub mod probe;
 pub mod roofline;
+mod timestamps;
 
 pub use adapter::{list_adapters, AdapterSummary, ADAPTER_ENV};
 pub use batch::COMMANDS_PER_SUBMISSION;

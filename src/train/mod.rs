@@ -31,7 +31,7 @@ pub use config::{check, TrainConfig};
 pub use data::{Batches, Targets, Task, TrainData};
 pub use eval::{EvalRecord, Evaluation, SplitRecord, Validation};
 pub use record::{
-    Claim, LayerSnapshot, LayerStep, StepRecord, TrainReport, TrainRun, TrainSummary,
+    Claim, LayerSnapshot, LayerStep, StepRecord, StepTime, TrainReport, TrainRun, TrainSummary,
 };
 pub use run::{run_training, run_training_with, FinalWeights, TrainOutcome};
 pub use scaler::{DynamicScaling, LossScale, Scaler};

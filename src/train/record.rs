@@ -64,16 +64,20 @@ pub struct StepRecord {
     /// step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalRecord>,
-    /// Where this step's time went, on the CPU backend; `None` (`null`) on a GPU, whose work
-    /// runs asynchronously, where a host clock would not measure it. Timing, not a result.
+    /// Where this step's time went: host seconds on the CPU backend, device seconds of each
+    /// phase's kernels on a GPU with timestamp queries; `None` (`null`) on a GPU without,
+    /// whose work runs asynchronously, where a host clock would not measure it. Timing, not a
+    /// result.
     #[serde(default)]
     pub time: Option<StepTime>,
 }
 
-/// Host seconds of one step's phases on the CPU backend, where every operation finishes
-/// before it returns, so that the host clock measures the work itself. The parts are
-/// disjoint and together at most the step's time (what is left is the bookkeeping between
-/// them: the batch's rows, building the record).
+/// Seconds of one step's phases: on the CPU backend the host's, where every operation
+/// finishes before it returns, so that the host clock measures the work itself; on a GPU with
+/// timestamp queries the device's, summed over each phase's compute passes (`Backend::phase`).
+/// The parts are disjoint and together at most the step's time (what is left is the
+/// bookkeeping between them: the batch's rows, building the record; on a GPU, copies and the
+/// device's idle time too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepTime {
     /// Gathering and uploading the batch (where it changes), forward and the loss.
@@ -131,7 +135,8 @@ pub struct TrainSummary {
     /// reads of their records), the progress callback not included: at most
     /// `wall_seconds / steps_run`.
     pub seconds_per_step: f64,
-    /// The steps' phases added up ([`StepTime`]): `null` where the steps' are (on a GPU).
+    /// The steps' phases added up ([`StepTime`]): `null` where the steps' are (on a GPU
+    /// without timestamp queries).
     pub time: Option<StepTime>,
     /// The evaluation after the last step; `null` for a run that evaluates nothing.
     pub final_eval: Option<EvalRecord>,

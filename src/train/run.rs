@@ -15,7 +15,7 @@ use super::record::{
 use super::scaler::Scaler;
 use super::state::{Slot, TrainerState};
 use crate::backend::batch::{CensusHandle, StatsBatch, StatsHandle};
-use crate::backend::Backend;
+use crate::backend::{Backend, Phase};
 use crate::error::Result;
 use crate::network::fp8::{Fp8Pass, Fp8State};
 use crate::network::given::LayerNames;
@@ -27,6 +27,23 @@ use crate::ops::optimizer::{self, has_model_copy, master_dtype, StepScalars, Ste
 use crate::precision::DType;
 use crate::stats::{Census, StatsRecord};
 use crate::tensor::{HostTensor, Shape};
+
+/// A step's phases: on the device's clock where the backend times its device (a GPU with
+/// timestamp queries: the kernels' time in each phase, `Backend::phase_seconds`), else the
+/// host's (`host`) where every operation finishes before it returns (the CPU); `None`
+/// otherwise, where the host clock would charge the device's time to whichever phase waited.
+/// Ends the step's phases.
+fn step_time<B: Backend>(backend: &B, host: StepTime) -> Result<Option<StepTime>> {
+    Ok(match backend.phase_seconds()? {
+        Some(device) => Some(StepTime {
+            forward_s: device[Phase::Forward.index()],
+            backward_s: device[Phase::Backward.index()],
+            optimizer_s: device[Phase::Optimizer.index()],
+            records_s: device[Phase::Records.index()],
+        }),
+        None => backend.tensors_on_host().then_some(host),
+    })
+}
 
 fn zeros_like(dtype: DType, rows: usize, cols: usize) -> Result<HostTensor> {
     HostTensor::from_f32_as(dtype, rows, cols, &vec![0.0; rows * cols])
@@ -340,6 +357,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
         // started inside forward and backward, which their own phases leave out.
         let started = Instant::now();
         let mut records = Duration::ZERO;
+        // On a GPU with timestamp queries, the device's clock times the same phases: each
+        // phase tags the kernels it starts (`step_time`).
+        backend.phase(Some(Phase::Forward));
         // Every step takes its batch, so that the epoch counts on where the whole set is one
         // batch (each step a pass); only a batch that changes is gathered and uploaded.
         let rows = self.batches.next_rows();
@@ -371,8 +391,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
             steps::forward(backend, net, p, &*params, x, &mut fp8, &mut |t, z, h| {
                 if snapshot_now {
                     let clock = Instant::now();
+                    backend.phase(Some(Phase::Records));
                     z_records[t] = Some(batch.start(backend, z)?);
                     h_records[t] = Some(batch.start(backend, h)?);
+                    backend.phase(Some(Phase::Forward));
                     records += clock.elapsed();
                 }
                 Ok(())
@@ -382,6 +404,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let (grad_output, row_loss) = backend.loss(kind, &output, y, coefficient, p)?;
         drop(output);
         let forward_done = Instant::now();
+        backend.phase(Some(Phase::Records));
         let loss_handle = batch.start(backend, &row_loss)?;
         if snapshot_now {
             grad_h_records[d] = Some(batch.start(backend, &grad_output)?);
@@ -390,6 +413,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let forward_s = (forward_done - started).saturating_sub(records);
         records += backward_started - forward_done;
         let records_before_backward = records;
+        backend.phase(Some(Phase::Backward));
         let mut grads: Vec<Option<LayerGradients<B::Tensor>>> = (0..=d).map(|_| None).collect();
         // Each weight gradient's census, and on a snapshot step its full record too: the
         // step's numbers come from the census on every step, so that they do not depend on
@@ -409,6 +433,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             &mut fp8,
             &mut |t, g, g_prev| {
                 let clock = Instant::now();
+                backend.phase(Some(Phase::Records));
                 weight_grad_records[t] = Some(batch.start_census(backend, &g.weight)?);
                 if snapshot_now {
                     weight_grad_full[t] = Some(batch.start(backend, &g.weight)?);
@@ -419,6 +444,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 if snapshot_now && t > 1 {
                     grad_h_records[t - 1] = Some(batch.start(backend, g_prev)?);
                 }
+                backend.phase(Some(Phase::Backward));
                 records += clock.elapsed();
                 grads[t] = Some(g);
                 Ok(())
@@ -428,6 +454,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             .elapsed()
             .saturating_sub(records - records_before_backward);
         let records_started = Instant::now();
+        backend.phase(Some(Phase::Records));
         // The operands' records, which also move delayed scaling on to the next step.
         let fp8_records = match fp8 {
             Some(q) => q.finish(backend)?,
@@ -510,12 +537,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 snapshot,
                 fp8: fp8_records,
                 eval: None,
-                time: backend.tensors_on_host().then(|| StepTime {
-                    forward_s: forward_s.as_secs_f64(),
-                    backward_s: backward_s.as_secs_f64(),
-                    optimizer_s: 0.0,
-                    records_s: (records + records_started.elapsed()).as_secs_f64(),
-                }),
+                time: step_time(
+                    backend,
+                    StepTime {
+                        forward_s: forward_s.as_secs_f64(),
+                        backward_s: backward_s.as_secs_f64(),
+                        optimizer_s: 0.0,
+                        records_s: (records + records_started.elapsed()).as_secs_f64(),
+                    },
+                )?,
             });
         }
 
@@ -537,6 +567,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         };
         records += records_started.elapsed();
         let optimizer_started = Instant::now();
+        backend.phase(Some(Phase::Optimizer));
         self.optimizer_steps += 1;
         let scalars = StepScalars {
             lr,
@@ -558,6 +589,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         }
         let optimizer_s = optimizer_started.elapsed();
         let records_started = Instant::now();
+        backend.phase(Some(Phase::Records));
         // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
         // in one wait: their censuses, not full records.
         let mut batch = StatsBatch::default();
@@ -584,6 +616,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
         scaler.update(found_inf);
         let layers = layer_steps(&self.weight_norms, &ratios, &unchanged);
         records += records_started.elapsed();
+        let time = step_time(
+            backend,
+            StepTime {
+                forward_s: forward_s.as_secs_f64(),
+                backward_s: backward_s.as_secs_f64(),
+                optimizer_s: optimizer_s.as_secs_f64(),
+                records_s: records.as_secs_f64(),
+            },
+        )?;
         Ok(StepRecord {
             step,
             epoch,
@@ -596,12 +637,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             snapshot,
             fp8: fp8_records,
             eval: None,
-            time: backend.tensors_on_host().then_some(StepTime {
-                forward_s: forward_s.as_secs_f64(),
-                backward_s: backward_s.as_secs_f64(),
-                optimizer_s: optimizer_s.as_secs_f64(),
-                records_s: records.as_secs_f64(),
-            }),
+            time,
         })
     }
 

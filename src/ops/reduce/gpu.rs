@@ -138,15 +138,34 @@ struct Key {
     dtype: DType,
     entry_point: &'static str,
     per_thread: usize,
+    lanes: u32,
 }
 
 impl KernelKey for Key {
     fn source(&self) -> KernelSource {
-        kernel(self.dtype, self.entry_point, self.per_thread)
+        kernel(self.dtype, self.entry_point, self.per_thread, self.lanes)
     }
 }
 
-pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> KernelSource {
+/// The subgroup lanes a kernel's trees are finished with (`LANES`, `Device::subgroup_lanes`),
+/// in the naga test: none (workgroup memory alone), and the smallest subgroups of lavapipe,
+/// Intel and NVIDIA / AMD.
+pub const TESTED_LANES: [u32; 4] = [1, 8, 16, 32];
+
+/// With `lanes` > 1, each workgroup tree's last log2(lanes) steps run in one subgroup's
+/// registers (shaders/reduce_subgroup.wgsl), which needs `SUBGROUP`; with 1, the whole tree
+/// runs in workgroup memory (shaders/reduce_tree.wgsl declares what the body names). Both
+/// pair the same values in the same order, so they give the same bits.
+pub fn kernel(
+    dtype: DType,
+    entry_point: &'static str,
+    per_thread: usize,
+    lanes: u32,
+) -> KernelSource {
+    assert!(
+        lanes.is_power_of_two() && lanes as usize <= THREADS,
+        "{lanes} lanes"
+    );
     let mut header = Header::new()
         .constant_bool("F16_INPUT", dtype == DType::F16)
         .constant_bool("BF16_INPUT", dtype == DType::Bf16)
@@ -167,7 +186,14 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
             .constant_u32(&format!("{format}_ZERO"), t.zero)
             .constant_u32(&format!("{format}_SUBNORMAL_BELOW"), t.subnormal_below);
     }
-    header = header.function(&count_casts_function());
+    header = header
+        .constant_u32("LANES", lanes)
+        .function(&count_casts_function())
+        .function(if lanes > 1 {
+            include_str!("../../../shaders/reduce_subgroup.wgsl")
+        } else {
+            include_str!("../../../shaders/reduce_tree.wgsl")
+        });
     KernelSource {
         file: "reduce.wgsl",
         body: include_str!("../../../shaders/reduce.wgsl"),
@@ -180,7 +206,11 @@ pub fn kernel(dtype: DType, entry_point: &'static str, per_thread: usize) -> Ker
 pub fn kernels() -> Vec<KernelSource> {
     REDUCED_ON_DEVICE
         .into_iter()
-        .flat_map(|d| ENTRY_POINTS.map(|e| kernel(d, e, PER_THREAD)))
+        .flat_map(|d| {
+            TESTED_LANES
+                .into_iter()
+                .flat_map(move |lanes| ENTRY_POINTS.map(|e| kernel(d, e, PER_THREAD, lanes)))
+        })
         .collect()
 }
 
@@ -297,6 +327,7 @@ pub(crate) fn start(
             dtype: x.dtype(),
             entry_point,
             per_thread,
+            lanes: gpu.subgroup_lanes(),
         })
     };
     let pipelines = [pipeline(ENTRY_POINTS[0])?, pipeline(ENTRY_POINTS[1])?];
@@ -479,7 +510,7 @@ mod tests {
 
     #[test]
     fn the_host_structs_mirror_the_shader_structs() {
-        let kernel = kernel(DType::F32, "chunk_pass", PER_THREAD);
+        let kernel = kernel(DType::F32, "chunk_pass", PER_THREAD, 1);
         assert_mirrors(
             &kernel,
             "Record",
