@@ -132,6 +132,17 @@ impl Backend for Cpu {
         activation::cpu::run(act, x, precision, derivative)
     }
 
+    /// One pass instead of act'(z) into a tensor and then the product.
+    fn run_activation_backward(
+        &self,
+        act: Activation,
+        g: &HostTensor,
+        z: &HostTensor,
+        precision: Precision,
+    ) -> Result<HostTensor> {
+        activation::cpu::run_backward(act, g, z, precision)
+    }
+
     fn run_elementwise(
         &self,
         op: ElementwiseOp,

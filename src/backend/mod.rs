@@ -164,6 +164,26 @@ pub trait Backend {
         derivative: bool,
     ) -> Result<Self::Tensor>;
 
+    /// `g ⊙ act'(z)` on checked operands. Call `activation_backward`, which checks. By
+    /// default the two ops it stands for, act'(z) into a tensor and then the product; a
+    /// backend may fuse them into one pass that gives the same bits.
+    fn run_activation_backward(
+        &self,
+        activation: Activation,
+        g: &Self::Tensor,
+        z: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        let derivative = self.run_activation(activation, z, precision, true)?;
+        self.run_elementwise(
+            ElementwiseOp::Hadamard,
+            g,
+            Some(&derivative),
+            0.0,
+            precision,
+        )
+    }
+
     /// An elementwise op on checked operands (`y` for hadamard and axpy). Call `hadamard`,
     /// `scale`, `axpy` or `clamp_abs`, which check.
     fn run_elementwise(
@@ -325,6 +345,26 @@ pub trait Backend {
     ) -> Result<Self::Tensor> {
         self.check_unary(activation.name(), z, precision)?;
         self.run_activation(activation, z, precision, true)
+    }
+
+    /// `g ⊙ act'(z)`, backward through an activation: the bits of
+    /// `hadamard(g, activation_derivative(z))`, act'(z) rounded to storage before the product
+    /// as there, on every backend and precision.
+    fn activation_backward(
+        &self,
+        activation: Activation,
+        g: &Self::Tensor,
+        z: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.require(precision)?;
+        checks::dtypes(
+            activation.name(),
+            precision,
+            &[self.dtype(g), self.dtype(z)],
+        )?;
+        checks::same_shape(activation.name(), self.shape(g), self.shape(z))?;
+        self.run_activation_backward(activation, g, z, precision)
     }
 
     /// `x ⊙ y`.

@@ -64,7 +64,7 @@ fn run_f32(op: ElementwiseOp, xs: &[f32], ys: Option<&[f32]>, s: f32) -> Vec<f32
 }
 
 /// `f` of every pair of values, on all cores, into a new vector.
-fn zip_map_f32(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+pub(crate) fn zip_map_f32(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     const CHUNK: usize = 1 << 14;
     let mut out = vec![0.0f32; xs.len()];
     out.par_chunks_mut(CHUNK)
