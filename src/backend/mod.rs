@@ -36,6 +36,14 @@ pub struct BackendInfo {
     pub traffic: Option<crate::gpu::Traffic>,
 }
 
+/// The censuses of one optimizer step, started (`Backend::census_later`), not yet collected.
+pub struct StepCensus<P> {
+    /// Of ΔW = W_new − W_old, in f32.
+    pub update: P,
+    /// Of the weights after the step: the master where there is one, else the model.
+    pub weight: P,
+}
+
 pub trait Backend {
     type Tensor: std::fmt::Debug;
 
@@ -214,6 +222,38 @@ pub trait Backend {
         precision: Precision,
     ) -> Result<Self::Tensor>;
 
+    /// One optimizer step on checked operands, and the censuses a training step reads of it,
+    /// started as `census_later` starts them. Call `optimizer_step_census`. By default the
+    /// step returns ΔW and both censuses are started on the stored tensors; a backend may
+    /// take them as the step computes the values, with the same result.
+    fn run_optimizer_step_census(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<StepCensus<Self::PendingStats>> {
+        let StepTensors {
+            grad,
+            param,
+            first_moment,
+            second_moment,
+            model,
+        } = tensors;
+        let tensors = StepTensors {
+            grad,
+            param: &mut *param,
+            first_moment,
+            second_moment,
+            model,
+        };
+        let update = self.run_optimizer_step(kind, params, tensors, precision)?;
+        Ok(StepCensus {
+            update: self.census_later(&update)?,
+            weight: self.census_later(param)?,
+        })
+    }
+
     /// `kind`'s gradient of the mean loss times `coefficient`'s scale with respect to
     /// `output` (stored as `precision` stores), and every row's loss as an f32 column.
     /// `targets` are f32: values of `output`'s shape for MSE, one label per row for
@@ -246,6 +286,34 @@ pub trait Backend {
         tensors: StepTensors<'_, Self::Tensor>,
         precision: Precision,
     ) -> Result<Self::Tensor> {
+        self.check_optimizer_step(kind, params, &tensors, precision)?;
+        self.run_optimizer_step(kind, params, tensors, precision)
+    }
+
+    /// `optimizer_step` as training takes it: instead of ΔW, the censuses (`census_later`)
+    /// of ΔW (f32) and of the weights the step leaves (the master where there is one, else
+    /// the model), for the records' ‖ΔW‖/‖W‖ and unchanged fraction. The same censuses as of
+    /// the tensors `optimizer_step` leaves, without ΔW's tensor where the backend can.
+    fn optimizer_step_census(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<StepCensus<Self::PendingStats>> {
+        self.check_optimizer_step(kind, params, &tensors, precision)?;
+        self.run_optimizer_step_census(kind, params, tensors, precision)
+    }
+
+    /// The checks of `optimizer_step`: every tensor of the gradient's shape and of the
+    /// dtype its role needs, and exactly the state tensors `kind` keeps.
+    fn check_optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: &StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<()> {
         self.check_unary(kind.name(), tensors.grad, precision)?;
         let shape = self.shape(tensors.grad);
         let master = optimizer::master_dtype(precision);
@@ -276,7 +344,7 @@ pub trait Backend {
         {
             return Err(wrong("the set of state tensors"));
         }
-        self.run_optimizer_step(kind, params, tensors, precision)
+        Ok(())
     }
 
     /// `C = op(A) · op(B)` in the given precision.
