@@ -100,6 +100,9 @@ fn pieces(v: &mut Option<Vec<f32>>, n: usize) -> Vec<Option<&mut [f32]>> {
     }
 }
 
+/// A piece's partial censuses of ΔW and of the new weights, where taken.
+type PiecePartials = (Option<Partial>, Option<Partial>);
+
 /// What a step leaves besides the updated tensors.
 pub(crate) enum Outcome {
     /// ΔW = W_new − W_old as an f32 tensor.
@@ -199,7 +202,7 @@ pub(crate) fn run(
     if let Some(delta) = delta {
         return Ok(Outcome::Update(HostTensor::from_f32(rows, cols, delta)?));
     }
-    let of = |which: fn(&(Option<Partial>, Option<Partial>)) -> Option<Partial>| {
+    let of = |which: fn(&PiecePartials) -> Option<Partial>| {
         let found: Option<Vec<Partial>> = partials.iter().map(which).collect();
         found.map(|parts| census::of_pieces(n as u64, &parts))
     };

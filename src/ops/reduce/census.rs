@@ -413,7 +413,7 @@ impl PieceCensus {
     #[inline]
     pub(crate) fn add_f32(&mut self, values: &[f32]) {
         assert!(
-            self.fed % LANES == 0 && self.fed + values.len() <= PIECE,
+            self.fed.is_multiple_of(LANES) && self.fed + values.len() <= PIECE,
             "a block after a partial group, or past the piece"
         );
         let whole = values.len() / LANES * LANES;
