@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 use super::{Activation, INPUT_CLAMP, TANH_COEFFICIENTS, TANH_POLYNOMIAL_BELOW};
 use crate::error::Result;
-use crate::ops::elementwise::cpu::zip_map_f32;
 use crate::precision::{Arith, DType, Precision};
 use crate::tensor::HostTensor;
 
@@ -215,6 +214,20 @@ pub(crate) fn run_backward(
 ) -> Result<HostTensor> {
     let out = backward_values(act, &g.f32_values(), &z.f32_values(), precision);
     HostTensor::from_f32_vec_as(precision.storage(), z.shape().rows, z.shape().cols, out)
+}
+
+/// `f` of every pair of values, on all cores, into a new vector.
+pub(crate) fn zip_map_f32(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK)))
+        .for_each(|(out, (xs, ys))| {
+            for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
+                *o = f(x, y);
+            }
+        });
+    out
 }
 
 /// act(x) or act'(x) of a tensor already checked to be stored as `precision` requires.
