@@ -50,6 +50,13 @@ impl<P> StatsBatch<P> {
         Ok(CensusHandle(self.pending.len() - 1))
     }
 
+    /// A census already started (`Backend::census_later`, `Backend::optimizer_step_census`),
+    /// collected in the same wait as the records.
+    pub fn add_census(&mut self, pending: P) -> CensusHandle {
+        self.pending.push(pending);
+        CensusHandle(self.pending.len() - 1)
+    }
+
     /// Every record, in one wait (one read on a GPU).
     pub fn collect<B: Backend<PendingStats = P>>(self, backend: &B) -> Result<Collected> {
         Ok(Collected(backend.collect_stats(self.pending)?))

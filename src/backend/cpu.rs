@@ -1,7 +1,7 @@
 //! The CPU backend: a complete backend of its own (fast f32 and mixed matmul through `gemm` on
 //! all cores, exact emulation of pure f16), and the reference every GPU result is held to.
 
-use super::{Backend, BackendInfo};
+use super::{Backend, BackendInfo, StepCensus};
 use crate::error::Result;
 use crate::ops::activation::{self, Activation};
 use crate::ops::cast::{self, Overflowing};
@@ -132,6 +132,17 @@ impl Backend for Cpu {
         activation::cpu::run(act, x, precision, derivative)
     }
 
+    /// One pass instead of act'(z) into a tensor and then the product.
+    fn run_activation_backward(
+        &self,
+        act: Activation,
+        g: &HostTensor,
+        z: &HostTensor,
+        precision: Precision,
+    ) -> Result<HostTensor> {
+        activation::cpu::run_backward(act, g, z, precision)
+    }
+
     fn run_elementwise(
         &self,
         op: ElementwiseOp,
@@ -161,6 +172,48 @@ impl Backend for Cpu {
         tensors: StepTensors<'_, HostTensor>,
         precision: Precision,
     ) -> Result<HostTensor> {
-        optimizer::cpu::run(kind, params, tensors, optimizer::master_dtype(precision))
+        let master = optimizer::master_dtype(precision);
+        match optimizer::cpu::run(kind, params, tensors, master, false)? {
+            optimizer::cpu::Outcome::Update(delta) => Ok(delta),
+            optimizer::cpu::Outcome::Census { .. } => unreachable!("ΔW was asked for"),
+        }
+    }
+
+    /// ΔW's census and the new f32 master's taken in the update's pass: no tensor of ΔW,
+    /// no second read of the weights. A narrower master (pure f16, bf16) is counted as stored.
+    fn run_optimizer_step_census(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, HostTensor>,
+        precision: Precision,
+    ) -> Result<StepCensus<StatsRecord>> {
+        let master = optimizer::master_dtype(precision);
+        let StepTensors {
+            grad,
+            param,
+            first_moment,
+            second_moment,
+            model,
+        } = tensors;
+        let tensors = StepTensors {
+            grad,
+            param: &mut *param,
+            first_moment,
+            second_moment,
+            model,
+        };
+        let (update, weight) = match optimizer::cpu::run(kind, params, tensors, master, true)? {
+            optimizer::cpu::Outcome::Census { update, weight } => (update, weight),
+            optimizer::cpu::Outcome::Update(_) => unreachable!("the census was asked for"),
+        };
+        let weight = match weight {
+            Some(census) => census.as_partial_record(master),
+            None => self.census_later(param)?,
+        };
+        Ok(StepCensus {
+            update: update.as_partial_record(DType::F32),
+            weight,
+        })
     }
 }

@@ -59,6 +59,14 @@ impl Phase {
     }
 }
 
+/// The censuses of one optimizer step, started (`Backend::census_later`), not yet collected.
+pub struct StepCensus<P> {
+    /// Of ΔW = W_new − W_old, in f32.
+    pub update: P,
+    /// Of the weights after the step: the master where there is one, else the model.
+    pub weight: P,
+}
+
 pub trait Backend {
     type Tensor: std::fmt::Debug;
 
@@ -200,6 +208,26 @@ pub trait Backend {
         derivative: bool,
     ) -> Result<Self::Tensor>;
 
+    /// `g ⊙ act'(z)` on checked operands. Call `activation_backward`, which checks. By
+    /// default the two ops it stands for, act'(z) into a tensor and then the product; a
+    /// backend may fuse them into one pass that gives the same bits.
+    fn run_activation_backward(
+        &self,
+        activation: Activation,
+        g: &Self::Tensor,
+        z: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        let derivative = self.run_activation(activation, z, precision, true)?;
+        self.run_elementwise(
+            ElementwiseOp::Hadamard,
+            g,
+            Some(&derivative),
+            0.0,
+            precision,
+        )
+    }
+
     /// An elementwise op on checked operands (`y` for hadamard and axpy). Call `hadamard`,
     /// `scale`, `axpy` or `clamp_abs`, which check.
     fn run_elementwise(
@@ -229,6 +257,38 @@ pub trait Backend {
         tensors: StepTensors<'_, Self::Tensor>,
         precision: Precision,
     ) -> Result<Self::Tensor>;
+
+    /// One optimizer step on checked operands, and the censuses a training step reads of it,
+    /// started as `census_later` starts them. Call `optimizer_step_census`. By default the
+    /// step returns ΔW and both censuses are started on the stored tensors; a backend may
+    /// take them as the step computes the values, with the same result.
+    fn run_optimizer_step_census(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<StepCensus<Self::PendingStats>> {
+        let StepTensors {
+            grad,
+            param,
+            first_moment,
+            second_moment,
+            model,
+        } = tensors;
+        let tensors = StepTensors {
+            grad,
+            param: &mut *param,
+            first_moment,
+            second_moment,
+            model,
+        };
+        let update = self.run_optimizer_step(kind, params, tensors, precision)?;
+        Ok(StepCensus {
+            update: self.census_later(&update)?,
+            weight: self.census_later(param)?,
+        })
+    }
 
     /// `kind`'s gradient of the mean loss times `coefficient`'s scale with respect to
     /// `output` (stored as `precision` stores), and every row's loss as an f32 column.
@@ -262,6 +322,34 @@ pub trait Backend {
         tensors: StepTensors<'_, Self::Tensor>,
         precision: Precision,
     ) -> Result<Self::Tensor> {
+        self.check_optimizer_step(kind, params, &tensors, precision)?;
+        self.run_optimizer_step(kind, params, tensors, precision)
+    }
+
+    /// `optimizer_step` as training takes it: instead of ΔW, the censuses (`census_later`)
+    /// of ΔW (f32) and of the weights the step leaves (the master where there is one, else
+    /// the model), for the records' ‖ΔW‖/‖W‖ and unchanged fraction. The same censuses as of
+    /// the tensors `optimizer_step` leaves, without ΔW's tensor where the backend can.
+    fn optimizer_step_census(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<StepCensus<Self::PendingStats>> {
+        self.check_optimizer_step(kind, params, &tensors, precision)?;
+        self.run_optimizer_step_census(kind, params, tensors, precision)
+    }
+
+    /// The checks of `optimizer_step`: every tensor of the gradient's shape and of the
+    /// dtype its role needs, and exactly the state tensors `kind` keeps.
+    fn check_optimizer_step(
+        &self,
+        kind: OptimizerKind,
+        params: &optimizer::Params,
+        tensors: &StepTensors<'_, Self::Tensor>,
+        precision: Precision,
+    ) -> Result<()> {
         self.check_unary(kind.name(), tensors.grad, precision)?;
         let shape = self.shape(tensors.grad);
         let master = optimizer::master_dtype(precision);
@@ -292,7 +380,7 @@ pub trait Backend {
         {
             return Err(wrong("the set of state tensors"));
         }
-        self.run_optimizer_step(kind, params, tensors, precision)
+        Ok(())
     }
 
     /// `C = op(A) · op(B)` in the given precision.
@@ -361,6 +449,26 @@ pub trait Backend {
     ) -> Result<Self::Tensor> {
         self.check_unary(activation.name(), z, precision)?;
         self.run_activation(activation, z, precision, true)
+    }
+
+    /// `g ⊙ act'(z)`, backward through an activation: the bits of
+    /// `hadamard(g, activation_derivative(z))`, act'(z) rounded to storage before the product
+    /// as there, on every backend and precision.
+    fn activation_backward(
+        &self,
+        activation: Activation,
+        g: &Self::Tensor,
+        z: &Self::Tensor,
+        precision: Precision,
+    ) -> Result<Self::Tensor> {
+        self.require(precision)?;
+        checks::dtypes(
+            activation.name(),
+            precision,
+            &[self.dtype(g), self.dtype(z)],
+        )?;
+        checks::same_shape(activation.name(), self.shape(g), self.shape(z))?;
+        self.run_activation_backward(activation, g, z, precision)
     }
 
     /// `x ⊙ y`.

@@ -316,8 +316,7 @@ pub fn backward<B: Backend>(
             backend.scale(&g, 1.0, precision)?
         } else {
             let z = zs[t].take().expect("kept by forward");
-            let derivative = backend.activation_derivative(act, &z, precision)?;
-            backend.hadamard(&g, &derivative, precision)?
+            backend.activation_backward(act, &g, &z, precision)?
         };
         let h_prev_owned;
         let h_prev = if t == 1 {

@@ -15,7 +15,7 @@ use super::record::{
 use super::scaler::Scaler;
 use super::state::{Slot, TrainerState};
 use crate::backend::batch::{CensusHandle, StatsBatch, StatsHandle};
-use crate::backend::{Backend, Phase};
+use crate::backend::{Backend, Phase, StepCensus};
 use crate::error::Result;
 use crate::network::fp8::{Fp8Pass, Fp8State};
 use crate::network::given::LayerNames;
@@ -576,12 +576,20 @@ impl<'a, B: Backend> Trainer<'a, B> {
             clip_value,
             clip_coefficient,
         };
-        let mut deltas = Vec::with_capacity(d);
+        // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
+        // in one wait: their censuses, not full records, which the step starts (on the CPU,
+        // takes as it computes ΔW, which it never stores). A bias's step starts none.
+        let mut batch = StatsBatch::default();
+        let mut handles = Vec::with_capacity(d);
         for (t, g) in grads.iter_mut().enumerate().skip(1) {
             let g = g.take().expect("backward handed every layer");
             let slot = &mut self.weight_slots[t - 1];
             let model = params.weight_mut(t).expect("training keeps its weights");
-            deltas.push(step_one(backend, config, &scalars, &g.weight, slot, model)?);
+            let census = step_one(backend, config, &scalars, &g.weight, slot, model)?;
+            handles.push((
+                batch.add_census(census.update),
+                batch.add_census(census.weight),
+            ));
             if let (Some(db), Some(slot)) = (&g.bias, self.bias_slots[t].as_mut()) {
                 let model = params.bias_mut(t).expect("a bias slot has a bias");
                 step_one(backend, config, &scalars, db, slot, model)?;
@@ -590,20 +598,6 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let optimizer_s = optimizer_started.elapsed();
         let records_started = Instant::now();
         backend.phase(Some(Phase::Records));
-        // ‖ΔW^t‖, how many weights ΔW^t left unchanged, and the new ‖W^t‖ of every layer,
-        // in one wait: their censuses, not full records.
-        let mut batch = StatsBatch::default();
-        let mut handles = Vec::with_capacity(d);
-        for (t, delta) in (1..=d).zip(&deltas) {
-            let weight = match &self.weight_slots[t - 1].master {
-                Some(m) => m,
-                None => params.kept_weight(t).expect("training keeps its weights"),
-            };
-            handles.push((
-                batch.start_census(backend, delta)?,
-                batch.start_census(backend, weight)?,
-            ));
-        }
         let found = batch.collect(backend)?;
         let mut ratios = vec![0.0; d];
         let mut unchanged = vec![0.0; d];
@@ -725,7 +719,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
 }
 
 /// One optimizer step of one parameter: the master (or the model itself) updated in place,
-/// the model's f16 copy rounded from it in mixed precision. Returns W_new − W_old.
+/// the model's f16 copy rounded from it in mixed precision. Returns the censuses of
+/// W_new − W_old and of the new master (or model), started.
 fn step_one<B: Backend>(
     backend: &B,
     config: &TrainConfig,
@@ -733,14 +728,14 @@ fn step_one<B: Backend>(
     grad: &B::Tensor,
     slot: &mut Slot<B::Tensor>,
     model: &mut B::Tensor,
-) -> Result<B::Tensor> {
+) -> Result<StepCensus<B::PendingStats>> {
     let len = backend.shape(grad).len();
     let params = optimizer::Params::new(&config.optimizer, scalars, len, config.precision);
     let (param, model) = match slot.master.as_mut() {
         Some(master) => (master, Some(model)),
         None => (model, None),
     };
-    backend.optimizer_step(
+    backend.optimizer_step_census(
         config.optimizer.kind,
         &params,
         StepTensors {

@@ -172,6 +172,64 @@ pub(crate) fn map_f32(values: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32>
     out
 }
 
+/// g ⊙ act'(z) in one pass, with the roundings of the two ops it replaces: act'(z) in the
+/// arithmetic type, rounded to storage (as `apply` stores it), then the product in the
+/// arithmetic type, rounded to storage (as the elementwise Hadamard product), with `g` on the
+/// left as there. So the same bits on every precision, without act'(z)'s tensor.
+pub(crate) fn backward_values(
+    act: Activation,
+    g: &[f32],
+    z: &[f32],
+    precision: Precision,
+) -> Vec<f32> {
+    let a = Arith(precision.arithmetic());
+    let store = Arith(precision.storage());
+    if a.0 == DType::F32 && store.0 == DType::F32 {
+        return backward_f32(act, g, z);
+    }
+    g.par_iter()
+        .zip(z.par_iter())
+        .with_min_len(4096)
+        .map(|(&g, &z)| store.r(a.r(g * store.r(derivative_value(act, z, a)))))
+        .collect()
+}
+
+/// `backward_values` in f32 arithmetic and storage, one monomorphic loop as `apply_f32`.
+fn backward_f32(act: Activation, g: &[f32], z: &[f32]) -> Vec<f32> {
+    const F32: Arith = Arith(DType::F32);
+    match act {
+        Activation::Relu => {
+            zip_map_f32(g, z, |g, z| g * derivative_value(Activation::Relu, z, F32))
+        }
+        act => zip_map_f32(g, z, |g, z| g * derivative_value(act, z, F32)),
+    }
+}
+
+/// g ⊙ act'(z) of tensors already checked to be of one shape, stored as `precision` requires.
+pub(crate) fn run_backward(
+    act: Activation,
+    g: &HostTensor,
+    z: &HostTensor,
+    precision: Precision,
+) -> Result<HostTensor> {
+    let out = backward_values(act, &g.f32_values(), &z.f32_values(), precision);
+    HostTensor::from_f32_vec_as(precision.storage(), z.shape().rows, z.shape().cols, out)
+}
+
+/// `f` of every pair of values, on all cores, into a new vector.
+pub(crate) fn zip_map_f32(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK)))
+        .for_each(|(out, (xs, ys))| {
+            for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
+                *o = f(x, y);
+            }
+        });
+    out
+}
+
 /// act(x) or act'(x) of a tensor already checked to be stored as `precision` requires.
 pub(crate) fn run(
     act: Activation,

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::{scalar_as, ElementwiseOp};
 use crate::error::Result;
-use crate::ops::activation::cpu::map_f32;
+use crate::ops::activation::cpu::{map_f32, zip_map_f32};
 use crate::precision::{Arith, DType, Precision};
 use crate::tensor::HostTensor;
 
@@ -61,20 +61,6 @@ fn run_f32(op: ElementwiseOp, xs: &[f32], ys: Option<&[f32]>, s: f32) -> Vec<f32
         ElementwiseOp::Scale => map_f32(xs, |x| s * x),
         ElementwiseOp::Clamp => map_f32(xs, |x| clamp(x, s)),
     }
-}
-
-/// `f` of every pair of values, on all cores, into a new vector.
-fn zip_map_f32(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 1 << 14;
-    let mut out = vec![0.0f32; xs.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK)))
-        .for_each(|(out, (xs, ys))| {
-            for ((o, &x), &y) in out.iter_mut().zip(xs).zip(ys) {
-                *o = f(x, y);
-            }
-        });
-    out
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::tensor::HostView;
 
 /// Values per piece of the parallel pass; a lane counts at most PIECE / LANES of them, far
 /// below u32's range.
-const PIECE: usize = 1 << 16;
+pub(crate) const PIECE: usize = 1 << 16;
 /// Independent accumulators: two AVX-512 vectors of f64 squares.
 const LANES: usize = 16;
 /// f16 values widened to f32 at a time (on the stack).
@@ -74,7 +74,7 @@ struct Lanes {
 
 /// The census of one piece, before the norm's square root.
 #[derive(Clone, Copy, Default)]
-struct Partial {
+pub(crate) struct Partial {
     squares: f64,
     zero: u64,
     subnormal: u64,
@@ -187,6 +187,12 @@ mod wide {
     pub(super) unsafe fn f32_avx2(v: &[f32]) -> Partial {
         super::f32_piece(v)
     }
+
+    /// Whole groups of f32 values into lanes already holding earlier ones.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn f32_groups_avx2(lanes: &mut super::Lanes, v: &[f32]) {
+        super::add_all(lanes, |i| v[i].to_bits(), v, super::F32)
+    }
 }
 
 /// The pass written out for AVX-512: the compiler's own vectorisation of `Lanes::add` kept
@@ -291,6 +297,17 @@ mod avx512 {
         finish(lanes, v.len(), |i| v[i].to_bits(), |i| v[i], F32)
     }
 
+    /// Whole groups of f32 values (`v.len()` a multiple of LANES) into lanes already
+    /// holding earlier ones.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn f32_groups(lanes: &mut Lanes, v: &[f32]) {
+        groups(lanes, v.len() / LANES, F32, |g| {
+            // SAFETY: group g < len / LANES lies inside `v`.
+            let bits = unsafe { _mm512_loadu_si512(v.as_ptr().add(g * LANES).cast()) };
+            (bits, _mm512_castsi512_ps(bits))
+        });
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) fn f16_piece(v: &[half::f16]) -> Partial {
         let mut lanes = Lanes::new();
@@ -373,6 +390,59 @@ fn piece_of(view: HostView<'_>) -> Partial {
     }
 }
 
+/// The census of one piece (at most PIECE values) of an f32 tensor that is never stored: its
+/// values are handed over a block at a time as a caller computes them (the optimizer's ΔW and
+/// new weights, `ops::optimizer::cpu`). Each value goes into the lane `census` gives it in
+/// the stored tensor, through the same pass, so the partial (and with `of_pieces` the census)
+/// has the same bits as `census` of the tensor cut into the same pieces.
+pub(crate) struct PieceCensus {
+    lanes: Lanes,
+    fed: usize,
+}
+
+impl PieceCensus {
+    pub(crate) fn new() -> Self {
+        PieceCensus {
+            lanes: Lanes::new(),
+            fed: 0,
+        }
+    }
+
+    /// The piece's next values. Every block but the piece's last must hold a multiple of
+    /// LANES values, so that each block starts at lane 0.
+    #[inline]
+    pub(crate) fn add_f32(&mut self, values: &[f32]) {
+        assert!(
+            self.fed.is_multiple_of(LANES) && self.fed + values.len() <= PIECE,
+            "a block after a partial group, or past the piece"
+        );
+        let whole = values.len() / LANES * LANES;
+        add_f32_groups(&mut self.lanes, &values[..whole]);
+        for (i, &value) in values.iter().enumerate().skip(whole) {
+            self.lanes.add(i % LANES, value.to_bits(), value, F32);
+        }
+        self.fed += values.len();
+    }
+
+    pub(crate) fn finish(self) -> Partial {
+        self.lanes.total()
+    }
+}
+
+/// Whole groups of f32 values into `lanes`, with the pass `piece_of` would use.
+fn add_f32_groups(lanes: &mut Lanes, values: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: each wrapper runs only where `isa()` found its features on this CPU.
+        match isa() {
+            Isa::Avx512 => return unsafe { avx512::f32_groups(lanes, values) },
+            Isa::Avx2 => return unsafe { wide::f32_groups_avx2(lanes, values) },
+            Isa::Baseline => {}
+        }
+    }
+    add_all(lanes, |i| values[i].to_bits(), values, F32)
+}
+
 /// The census of `view`: counts exact, ‖x‖₂ within (n + 1)·u₆₄ relative of the exact norm
 /// (module comment). FP8 values, which training never stores gradients in, take the full
 /// record.
@@ -393,8 +463,13 @@ pub fn census(view: HostView<'_>) -> Census {
             })
             .collect()
     };
+    of_pieces(count, &partials)
+}
+
+/// The census of a tensor of `count` values from its pieces' partials, in piece order.
+pub(crate) fn of_pieces(count: u64, partials: &[Partial]) -> Census {
     let mut total = Partial::default();
-    for p in &partials {
+    for p in partials {
         total.squares += p.squares;
         total.zero += p.zero;
         total.subnormal += p.subnormal;
