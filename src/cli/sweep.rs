@@ -232,7 +232,7 @@ fn check_names(grid: &Grid) -> anyhow::Result<()> {
 
 impl SweepRunArgs {
     /// The grid these arguments ask for, its claims where it is a preset.
-    fn grid(&self) -> anyhow::Result<(Grid, Option<fn(&[PointResult]) -> Vec<Claim>>)> {
+    fn grid(&self) -> anyhow::Result<(Grid, Option<presets::Claims>)> {
         let axes = self
             .grid
             .iter()
@@ -371,7 +371,7 @@ pub(crate) fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
 fn run_sweep(args: &SweepRunArgs) -> anyhow::Result<ExitCode> {
     let (grid, claims) = args.grid()?;
     check_names(&grid)?;
-    let of = grid.len()?;
+    let of = grid.point_count()?;
     let shard = match args.shard {
         Some(s) => s,
         None => {

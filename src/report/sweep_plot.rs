@@ -111,7 +111,7 @@ pub fn cells(results: &[PointResult], d: &Diagram<'_>) -> Result<Vec<(f64, f64, 
             ));
         }
     }
-    if !first.outcome.get(d.value).is_some() {
+    if first.outcome.get(d.value).is_none() {
         let names: Vec<&String> = first
             .outcome
             .as_object()

@@ -107,7 +107,7 @@ mod tests {
         let names: Vec<&str> = grid.axes.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["sigma-w2", "depth", "lr"]);
         assert_eq!(grid.axes[0].values, ["1", "1.5", "2"]);
-        assert_eq!(grid.len().unwrap(), 6);
+        assert_eq!(grid.point_count().unwrap(), 6);
         assert!(parse("command = \"fly\"", vec![], vec![]).is_err());
         assert!(parse("command = \"run\"\nspeed = 3", vec![], vec![]).is_err());
         assert!(parse("command = \"run\"\n[grid]\ndepth = []", vec![], vec![]).is_err());

@@ -116,11 +116,7 @@ pub fn parse_values(name: &str, values: &str) -> Result<Vec<String>> {
         )))
     };
     let parts: Vec<&str> = values.trim().split(':').map(str::trim).collect();
-    let numbers: Option<Vec<f64>> = |p: &[&str]| -> Option<Vec<f64>> {
-        p.iter()
-            .map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite()))
-            .collect()
-    }(match parts.first() {
+    let numbers = finite_numbers(match parts.first() {
         Some(&"lin") | Some(&"log") => &parts[1..],
         _ => &parts[..],
     });
@@ -151,7 +147,7 @@ pub fn parse_values(name: &str, values: &str) -> Result<Vec<String>> {
                         a + t * (b - a)
                     }
                 })
-                .map(|v| Generated::Float(v))
+                .map(Generated::Float)
                 .collect::<Vec<_>>()
         }
         (["lin" | "log", ..], _) => return bad("expected three numbers after lin: or log:"),
@@ -186,6 +182,14 @@ pub fn parse_values(name: &str, values: &str) -> Result<Vec<String>> {
         }
     };
     Ok(generated.into_iter().map(|g| g.to_string()).collect())
+}
+
+/// Every part as a finite number, or `None`.
+fn finite_numbers(parts: &[&str]) -> Option<Vec<f64>> {
+    parts
+        .iter()
+        .map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite()))
+        .collect()
 }
 
 /// A value a range or `lin:`/`log:` form made.
@@ -259,12 +263,12 @@ impl Grid {
             flags,
             axes,
         };
-        grid.len()?;
+        grid.point_count()?;
         Ok(grid)
     }
 
     /// The number of points.
-    pub fn len(&self) -> Result<usize> {
+    pub fn point_count(&self) -> Result<usize> {
         self.axes
             .iter()
             .try_fold(1usize, |n, a| n.checked_mul(a.values.len()))
@@ -404,7 +408,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(grid.len().unwrap(), 12);
+        assert_eq!(grid.point_count().unwrap(), 12);
         let p = grid.point(7);
         assert_eq!(
             p.values,

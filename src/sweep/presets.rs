@@ -18,12 +18,15 @@ pub const NAMES: [&str; 2] = ["phase-diagram-static", "phase-diagram"];
 /// σ_b² of both diagrams: Schoenholz et al.'s Fig. 1 (its critical σ_w² is near 1.76).
 pub const SIGMA_B2: &str = "0.05";
 
+/// The claims of a preset, checked on a complete result.
+pub type Claims = fn(&[PointResult]) -> Vec<Claim>;
+
 /// A sweep preset: its grid, what it shows, and the claims checked on a complete result.
 pub struct SweepPreset {
     pub name: &'static str,
     pub summary: &'static str,
     pub grid: Grid,
-    pub claims: fn(&[PointResult]) -> Vec<Claim>,
+    pub claims: Claims,
 }
 
 fn axis(name: &str, values: &str) -> Result<Axis> {
@@ -152,7 +155,7 @@ fn static_claims(results: &[PointResult]) -> Vec<Claim> {
     }
     let boundary = results
         .first()
-        .and_then(|r| Some(critical_sigma_w2(&theory::activation(r)?, theory::sigma_b2(r)?).ok()?));
+        .and_then(|r| critical_sigma_w2(&theory::activation(r)?, theory::sigma_b2(r)?).ok());
     claims.push(Claim {
         claim: format!(
             "at depth {deepest}, the gradient shrinks where χ₁ < 1 and grows where χ₁ > 1: the \
@@ -195,7 +198,11 @@ fn trained_claims(results: &[PointResult]) -> Vec<Claim> {
         if a >= TRAINED_ACCURACY {
             trained += 1;
             if d > BEYOND_TRAINABLE * p.trainable_depth() {
-                beyond.push(format!("σ_w² = {}, depth {d} (6 ξ_c = {:.0})", p.sigma_w2, p.trainable_depth()));
+                beyond.push(format!(
+                    "σ_w² = {}, depth {d} (6 ξ_c = {:.0})",
+                    p.sigma_w2,
+                    p.trainable_depth()
+                ));
             }
         }
     }
@@ -214,7 +221,9 @@ fn trained_claims(results: &[PointResult]) -> Vec<Claim> {
     // is higher at the σ_w² nearest the boundary than at either end of the grid.
     let mut by_sigma: Vec<(f64, f64, f64)> = Vec::new(); // (σ_w², Σ accuracy, count)
     for r in results {
-        let (Some(s), Some(a)) = (theory::sigma_w2(r), accuracy(r)) else { continue };
+        let (Some(s), Some(a)) = (theory::sigma_w2(r), accuracy(r)) else {
+            continue;
+        };
         match by_sigma.iter_mut().find(|(x, _, _)| *x == s) {
             Some(e) => {
                 e.1 += a;
@@ -256,7 +265,10 @@ fn trained_claims(results: &[PointResult]) -> Vec<Claim> {
         },
     });
     // 3. The task is learnable: the shallowest networks train at every σ_w².
-    let shallowest = results.iter().filter_map(depth).fold(f64::INFINITY, f64::min);
+    let shallowest = results
+        .iter()
+        .filter_map(depth)
+        .fold(f64::INFINITY, f64::min);
     let shallow: Vec<f64> = results
         .iter()
         .filter(|r| depth(r) == Some(shallowest))
@@ -266,7 +278,10 @@ fn trained_claims(results: &[PointResult]) -> Vec<Claim> {
     claims.push(Claim {
         claim: format!("at depth {shallowest} every σ_w² trains: the task is learnable"),
         holds: !shallow.is_empty() && least >= TRAINED_ACCURACY,
-        measured: format!("lowest training accuracy {least:.3} over {} points", shallow.len()),
+        measured: format!(
+            "lowest training accuracy {least:.3} over {} points",
+            shallow.len()
+        ),
     });
     claims
 }

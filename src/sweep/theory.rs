@@ -85,7 +85,7 @@ pub fn overlay(results: &[PointResult], x: &str) -> Result<TheoryOverlay> {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-    if !(range.0 < range.1) {
+    if range.0 >= range.1 {
         return Err(Error::InvalidArgument(
             "theory: the points need at least two values of σ_w²".into(),
         ));
