@@ -170,7 +170,7 @@ pub fn chi_c(activation: &Activation, sigma_w2: f64, q_star: f64, c: f64) -> f64
 
 /// The stable fixed point c* of the correlation map: 1 in the ordered phase (χ₁ ≤ 1, or
 /// q* = 0), else the smallest root of map(c) − c in [0, 1), which the iteration from c = 0
-/// reaches since the map is increasing (χ_c ≥ 0 for a monotone φ) and map(0) = (σ_w²·E[φ]² +
+/// reaches since the map is increasing (χ_c ≥ 0 for a monotone φ) and map(0) = (σ_w²·E\[φ\]² +
 /// σ_b²)/q* ≥ 0. The search steps 1 − c down by halves until map(c) < c, then bisects; chaos
 /// weaker than 1 − c* ≈ 10⁻¹² gives 1.
 pub fn c_star(activation: &Activation, sigma_w2: f64, sigma_b2: f64, q_star: f64) -> f64 {
