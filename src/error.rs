@@ -147,6 +147,14 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// One point of a sweep failed: which, and why.
+    #[error("sweep point {index}: {source}")]
+    SweepPoint {
+        index: usize,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A run that cannot fit in memory, refused before it allocates.
     #[error("{0}")]
     WontFit(String),

@@ -28,6 +28,7 @@ pub mod precision;
 pub mod report;
 pub mod shaders;
 pub mod stats;
+pub mod sweep;
 pub mod tensor;
 pub mod theory;
 pub mod timing;

@@ -92,10 +92,16 @@ fn list_presets() -> anyhow::Result<ExitCode> {
 /// device, an output that cannot be written). `before_run`: the error came from reading the
 /// command line, where the CLI's own errors are usage errors.
 fn exit_code(e: &anyhow::Error, before_run: bool) -> ExitCode {
-    match e.downcast_ref::<gradstab::Error>() {
-        Some(gradstab::Error::InvalidArgument(_) | gradstab::Error::Parse { .. }) => {
-            ExitCode::from(2)
+    // A sweep's point is refused as the command it runs would refuse it.
+    fn usage(e: &gradstab::Error) -> bool {
+        match e {
+            gradstab::Error::InvalidArgument(_) | gradstab::Error::Parse { .. } => true,
+            gradstab::Error::SweepPoint { source, .. } => usage(source),
+            _ => false,
         }
+    }
+    match e.downcast_ref::<gradstab::Error>() {
+        Some(e) if usage(e) => ExitCode::from(2),
         Some(_) => ExitCode::FAILURE,
         None if before_run => ExitCode::from(2),
         None => ExitCode::FAILURE,
@@ -186,6 +192,7 @@ fn main() -> ExitCode {
                 Ok(plan) => cli::train::train_command(&args, plan),
             }
         }
+        Command::Sweep(args) => cli::sweep::sweep(*args),
         Command::Demo {
             adapter,
             backend,

@@ -86,6 +86,7 @@ def train(
     activation: Optional[str] = None,
     init: Optional[str] = None,
     bias: bool = False,
+    bias_std: Optional[float] = None,
     residual: bool = False,
     output_activation: Optional[bool] = None,
     seed: Optional[_Int] = None,

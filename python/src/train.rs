@@ -86,7 +86,7 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
 /// line's (`lr` takes a number or a list, `precision` a name or a list, `betas` a pair).
 #[pyfunction]
 #[pyo3(signature = (device, *, preset=None, depth=None, width=None, activation=None,
-    init=None, bias=false, residual=false, output_activation=None, seed=None, weights=None,
+    init=None, bias=false, bias_std=None, residual=false, output_activation=None, seed=None, weights=None,
     keep_weights=false, task=None, teacher_depth=None, teacher_width=None, samples=None,
     data=None, batch=None, shuffle=false, drop_last=false, steps=None, epochs=None,
     record_every=None, optimizer=None,
@@ -106,6 +106,7 @@ pub fn train(
     activation: Option<&str>,
     init: Option<&str>,
     bias: bool,
+    bias_std: Option<&Bound<'_, PyAny>>,
     residual: bool,
     output_activation: Option<bool>,
     seed: Option<&Bound<'_, PyAny>>,
@@ -181,6 +182,7 @@ pub fn train(
         activation: parsed(activation)?,
         init: parsed(init)?,
         bias,
+        bias_std: number("bias_std", bias_std)?,
         residual,
         output_activation,
         seed: whole("seed", seed, 0)?,

@@ -32,6 +32,16 @@ pub fn depth(name: &str, value: Option<usize>) -> Result<()> {
     }
 }
 
+/// A bias standard deviation: biases are drawn as f32, so from 0 to f32::MAX.
+pub fn bias_std(value: Option<f64>) -> Result<()> {
+    match value {
+        Some(b) if !(0.0..=f32::MAX as f64).contains(&b) => refuse(format!(
+            "bias_std {b}: expected a number from 0 to 3.4e38 (biases are drawn as f32)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A count of at least 1 (a batch, samples, steps, a width).
 pub fn count(name: &str, value: Option<usize>) -> Result<()> {
     match value {

@@ -93,13 +93,7 @@ impl RunOptions {
         checks::widths("widths", self.widths.as_deref())?;
         checks::count("batch", self.batch)?;
         checks::count("fp8_history", self.fp8_history)?;
-        if let Some(b) = self.bias_std {
-            if !(0.0..=f32::MAX as f64).contains(&b) {
-                return Err(Error::InvalidArgument(format!(
-                    "bias_std {b}: expected a number from 0 to 3.4e38 (biases are drawn as f32)"
-                )));
-            }
-        }
+        checks::bias_std(self.bias_std)?;
         checks::positive("clip_norm", self.clip_norm)?;
         checks::positive("clip_value", self.clip_value)?;
         checks::one_clip(self.clip_norm, self.clip_value)?;

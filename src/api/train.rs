@@ -91,8 +91,11 @@ pub struct TrainOptions {
     pub widths: Option<Vec<usize>>,
     pub activation: Option<Activation>,
     pub init: Option<Init>,
-    /// Biases in every layer, drawn as nn.Linear draws them.
+    /// Biases in every layer, drawn as nn.Linear draws them; not with `bias_std`.
     pub bias: bool,
+    /// Biases in every layer drawn from N(0, bias_std²) (the mean-field theory's σ_b), as
+    /// `run`'s are; not with `bias`.
+    pub bias_std: Option<f64>,
     pub residual: bool,
     /// Whether the activation follows the last layer too (default: a linear head).
     pub output_activation: Option<bool>,
@@ -170,6 +173,13 @@ impl TrainOptions {
         checks::depth("depth", self.depth)?;
         checks::depth("teacher_depth", self.teacher_depth)?;
         checks::widths("widths", self.widths.as_deref())?;
+        checks::bias_std(self.bias_std)?;
+        checks::conflicts(
+            "bias",
+            self.bias,
+            &[("bias_std", self.bias_std.is_some())],
+            "which draws the biases as nn.Linear does",
+        )?;
         checks::count("teacher_width", self.teacher_width)?;
         checks::count("samples", self.samples)?;
         checks::count("batch", self.batch)?;
@@ -234,13 +244,14 @@ impl TrainOptions {
     }
 
     /// The options a preset fixes, with whether each was given.
-    fn model_options(&self) -> [(&'static str, bool); 40] {
+    fn model_options(&self) -> [(&'static str, bool); 41] {
         [
             ("depth", self.depth.is_some()),
             ("widths", self.widths.is_some()),
             ("activation", self.activation.is_some()),
             ("init", self.init.is_some()),
             ("bias", self.bias),
+            ("bias_std", self.bias_std.is_some()),
             ("residual", self.residual),
             ("output_activation", self.output_activation.is_some()),
             ("weights", self.weights.is_some()),
@@ -335,6 +346,7 @@ impl TrainOptions {
                 ("widths", self.widths.is_some()),
                 ("init", self.init.is_some()),
                 ("bias", self.bias),
+                ("bias_std", self.bias_std.is_some()),
             ],
             from_file,
         )?;
@@ -498,6 +510,7 @@ impl TrainOptions {
         let mut network = NetworkConfig {
             output_activation: self.output_activation.unwrap_or(false),
             linear_bias: self.bias,
+            bias_std: self.bias_std.unwrap_or(0.0),
             residual: self.residual,
             seed: self.seed.unwrap_or(DEFAULT_SEED),
             max_memory_bytes: self.max_memory,

@@ -17,6 +17,7 @@ pub(crate) mod demo;
 pub(crate) mod devices;
 pub(crate) mod run;
 pub(crate) mod stats;
+pub(crate) mod sweep;
 pub(crate) mod train;
 pub(crate) mod verify;
 
@@ -99,6 +100,10 @@ pub(crate) enum Command {
     /// Train a deep MLP and record, at every step, the loss, the loss scale and every
     /// layer's gradient, weight and update; `--preset` runs one of the training experiments.
     Train(Box<train::TrainArgs>),
+    /// Run `run` or `train` over a grid of their options (sharded over processes, Slurm job
+    /// arrays or Kubernetes Indexed Jobs), one JSON line per point; `sweep merge` combines
+    /// shards, `sweep plot` draws a phase diagram.
+    Sweep(Box<sweep::SweepArgs>),
     /// A 20-layer ReLU MLP with N(0, 1) weights in f32 and f16: where does f16 overflow?
     Demo {
         #[command(flatten)]

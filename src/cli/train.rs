@@ -13,17 +13,19 @@ use gradstab::train::{LossScale, LrSchedule};
 use gradstab::Activation;
 
 use super::args::{
-    at_least_one, backend_parser, depth_range, parse_positive, parse_precisions, parse_widths,
-    parse_with, AdapterArg, Bar, Fp8Args, MemorySize, PrecisionList, StatsFormat, Widths, YesNo,
+    at_least_one, backend_parser, depth_range, parse_bias_std, parse_positive, parse_precisions,
+    parse_widths, parse_with, AdapterArg, Bar, Fp8Args, MemorySize, PrecisionList, StatsFormat,
+    Widths, YesNo,
 };
 
 /// The flags a preset fixes: each is refused with --preset.
-const PRESET_FIXES: [&str; 40] = [
+const PRESET_FIXES: [&str; 41] = [
     "depth",
     "width",
     "activation",
     "init",
     "bias",
+    "bias_std",
     "residual",
     "output_activation",
     "weights",
@@ -83,6 +85,10 @@ pub(crate) struct TrainArgs {
     /// Biases in every layer, drawn as nn.Linear draws them: U(−1/√fan_in, 1/√fan_in).
     #[arg(long)]
     bias: bool,
+    /// Biases in every layer drawn from N(0, σ_b²), σ_b this (as `gradstab run`'s); not with
+    /// --bias.
+    #[arg(long, value_parser = parse_bias_std, allow_negative_numbers = true, conflicts_with = "bias")]
+    bias_std: Option<f64>,
     /// h^t = h^{t−1} + act(W^t h^{t−1}) (widths must match).
     #[arg(long)]
     residual: bool,
@@ -95,7 +101,7 @@ pub(crate) struct TrainArgs {
     /// Start from a PyTorch nn.Sequential state dict (safetensors); depth, widths and
     /// biases come from the file.
     #[arg(long, value_name = "FILE.safetensors",
-          conflicts_with_all = ["depth", "width", "init", "bias"])]
+          conflicts_with_all = ["depth", "width", "init", "bias", "bias_std"])]
     weights: Option<PathBuf>,
     /// Write the trained weights as a state dict that model.load_state_dict takes (one
     /// learning rate and precision only).
@@ -290,6 +296,7 @@ impl TrainArgs {
             activation: self.activation,
             init: self.init,
             bias: self.bias,
+            bias_std: self.bias_std,
             residual: self.residual,
             output_activation: self.output_activation.map(|y| y == YesNo::Yes),
             seed: self.seed,
