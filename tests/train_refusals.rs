@@ -412,3 +412,99 @@ fn tensor_names_a_spreadsheet_would_run_are_escaped_in_csv() {
         "{text}"
     );
 }
+
+#[test]
+fn outputs_and_bias_std_shape_the_model_they_name() {
+    let dir = scratch("outputs");
+    let json = dir.join("r.json");
+    let saved = dir.join("m.safetensors");
+    // Four classes on a 12-wide model of 11 layers, biases N(0, 0.3²).
+    let args = [
+        &CPU[..],
+        &[
+            "--depth",
+            "11",
+            "--width",
+            "12",
+            "--outputs",
+            "4",
+            "--task",
+            "classify",
+        ],
+        &[
+            "--bias-std",
+            "0.3",
+            "--steps",
+            "1",
+            "--lr",
+            "0",
+            "--samples",
+            "64",
+        ],
+        &[
+            "--format",
+            "json",
+            "--out",
+            s(&json),
+            "--save-weights",
+            s(&saved),
+        ],
+    ]
+    .concat();
+    let out = gradstab(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let network = &report["runs"][0]["config"]["network"];
+    let widths: Vec<u64> = network["widths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_u64().unwrap())
+        .collect();
+    assert_eq!(widths, [12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 4]);
+    assert_eq!(network["bias_std"], serde_json::Value::from(0.3));
+    // ln 4: the classes are the outputs.
+    let baseline = report["runs"][0]["summary"]["baseline_loss"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(baseline, 4f64.ln());
+    // With lr 0 the saved biases are the drawn ones: 11·12 − 8 + 4 = 128 values whose
+    // sample variance is within 4 standard errors (√(2/128)·σ²) of 0.09.
+    let tensors = gradstab::files::load(&saved).unwrap();
+    let biases: Vec<f64> = tensors
+        .iter()
+        .filter(|t| t.name.ends_with(".bias"))
+        .flat_map(|t| t.values.as_ref().unwrap().to_f64_vec())
+        .collect();
+    assert_eq!(biases.len(), 10 * 12 + 4);
+    let var = biases.iter().map(|b| b * b).sum::<f64>() / biases.len() as f64;
+    let se = (2.0 / biases.len() as f64).sqrt() * 0.09;
+    assert!((var - 0.09).abs() < 4.0 * se, "bias variance {var}");
+    // What cannot be honoured is refused.
+    assert_refused(
+        &[
+            &CPU[..],
+            &["--width", "8,8,8", "--depth", "2", "--outputs", "3"],
+        ]
+        .concat(),
+        2,
+        "the list gives the last width",
+    );
+    assert_refused(&[&CPU[..], &["--outputs", "0"]].concat(), 2, "--outputs");
+    assert_refused(
+        &[&CPU[..], &["--bias", "--bias-std", "0.1"]].concat(),
+        2,
+        "--bias",
+    );
+    assert_refused(&[&CPU[..], &["--bias-std", "-1"]].concat(), 2, "--bias-std");
+    assert_refused(
+        &[&CPU[..], &["--preset", "remedies", "--outputs", "3"]].concat(),
+        2,
+        "--outputs",
+    );
+    assert_refused(
+        &[&CPU[..], &["--preset", "remedies", "--bias-std", "0.1"]].concat(),
+        2,
+        "--bias-std",
+    );
+}

@@ -83,6 +83,7 @@ def train(
     preset: Optional[str] = None,
     depth: Optional[_Int] = None,
     width: Optional[_Widths] = None,
+    outputs: Optional[_Int] = None,
     activation: Optional[str] = None,
     init: Optional[str] = None,
     bias: bool = False,

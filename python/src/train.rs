@@ -85,7 +85,7 @@ fn rates(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
 /// Runs `gradstab train` with these options on `device`; the names and forms are the command
 /// line's (`lr` takes a number or a list, `precision` a name or a list, `betas` a pair).
 #[pyfunction]
-#[pyo3(signature = (device, *, preset=None, depth=None, width=None, activation=None,
+#[pyo3(signature = (device, *, preset=None, depth=None, width=None, outputs=None, activation=None,
     init=None, bias=false, bias_std=None, residual=false, output_activation=None, seed=None, weights=None,
     keep_weights=false, task=None, teacher_depth=None, teacher_width=None, samples=None,
     data=None, batch=None, shuffle=false, drop_last=false, steps=None, epochs=None,
@@ -103,6 +103,7 @@ pub fn train(
     preset: Option<String>,
     depth: Option<&Bound<'_, PyAny>>,
     width: Option<&Bound<'_, PyAny>>,
+    outputs: Option<&Bound<'_, PyAny>>,
     activation: Option<&str>,
     init: Option<&str>,
     bias: bool,
@@ -179,6 +180,7 @@ pub fn train(
         preset: preset.clone(),
         depth: count("depth", depth, 1)?,
         widths: widths(width)?,
+        outputs: count("outputs", outputs, 1)?,
         activation: parsed(activation)?,
         init: parsed(init)?,
         bias,

@@ -89,6 +89,9 @@ pub struct TrainOptions {
     pub depth: Option<usize>,
     /// One width, or depth + 1 widths, input first (default `DEFAULT_WIDTH`).
     pub widths: Option<Vec<usize>>,
+    /// The last layer's width, the others `widths`' one: the classes of the classify task,
+    /// the targets of the teacher task (default: the width).
+    pub outputs: Option<usize>,
     pub activation: Option<Activation>,
     pub init: Option<Init>,
     /// Biases in every layer, drawn as nn.Linear draws them; not with `bias_std`.
@@ -173,6 +176,15 @@ impl TrainOptions {
         checks::depth("depth", self.depth)?;
         checks::depth("teacher_depth", self.teacher_depth)?;
         checks::widths("widths", self.widths.as_deref())?;
+        checks::count("outputs", self.outputs)?;
+        if let (Some(o), Some(w)) = (self.outputs, &self.widths) {
+            if w.len() > 1 {
+                return bad(format!(
+                    "outputs {o} with {} widths: the list gives the last width already",
+                    w.len()
+                ));
+            }
+        }
         checks::bias_std(self.bias_std)?;
         checks::conflicts(
             "bias",
@@ -244,10 +256,11 @@ impl TrainOptions {
     }
 
     /// The options a preset fixes, with whether each was given.
-    fn model_options(&self) -> [(&'static str, bool); 41] {
+    fn model_options(&self) -> [(&'static str, bool); 42] {
         [
             ("depth", self.depth.is_some()),
             ("widths", self.widths.is_some()),
+            ("outputs", self.outputs.is_some()),
             ("activation", self.activation.is_some()),
             ("init", self.init.is_some()),
             ("bias", self.bias),
@@ -344,6 +357,7 @@ impl TrainOptions {
             &[
                 ("depth", self.depth.is_some()),
                 ("widths", self.widths.is_some()),
+                ("outputs", self.outputs.is_some()),
                 ("init", self.init.is_some()),
                 ("bias", self.bias),
                 ("bias_std", self.bias_std.is_some()),
@@ -407,9 +421,10 @@ impl TrainOptions {
             // Without weights or widths, the file decides the input and output widths.
             let depth = network.depth;
             network.widths[0] = data.x.shape().cols;
-            network.widths[depth] = match &data.targets {
-                Targets::Values(y) => y.shape().cols,
-                Targets::Labels(l) => classes_of(l, path)?,
+            network.widths[depth] = match (&data.targets, self.outputs) {
+                (_, Some(outputs)) => outputs,
+                (Targets::Values(y), None) => y.shape().cols,
+                (Targets::Labels(l), None) => classes_of(l, path)?,
             };
         }
         let task = match (&data, &self.data) {
@@ -519,6 +534,9 @@ impl TrainOptions {
         };
         if let Some(w) = &self.widths {
             network = network.with_widths(w)?;
+        }
+        if let Some(o) = self.outputs {
+            network.widths[depth] = o;
         }
         if let Some(a) = self.activation {
             network.activation = a;

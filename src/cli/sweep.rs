@@ -67,6 +67,10 @@ enum SweepAction {
         /// Another axis's value, where the sweep has more than two: NAME=VALUE (repeatable).
         #[arg(long = "where", value_name = "NAME=VALUE")]
         fixed: Vec<String>,
+        /// Overlay the mean-field theory: the χ₁ = 1 boundary and the depth 6 ξ_c, for the
+        /// sweep's activation and σ_b² (the x axis must be sigma-w2 or sigma-w).
+        #[arg(long)]
+        theory: bool,
         #[arg(long, value_name = "FILE.svg")]
         out: PathBuf,
     },
@@ -357,8 +361,9 @@ pub(crate) fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
             y,
             value,
             fixed,
+            theory,
             out,
-        }) => plot(&file, &x, &y, &value, &fixed, &out),
+        }) => plot(&file, &x, &y, &value, &fixed, theory, &out),
         None => run_sweep(&args.run),
     }
 }
@@ -447,14 +452,21 @@ fn run_sweep(args: &SweepRunArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     bar.finish();
+    let rate = if summary.ran > 0 {
+        format!(
+            "; {:.2} points/s, {} at a time",
+            summary.points_per_second(),
+            summary.jobs
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "gradstab: sweep {id}, shard {shard}: {} points run, {} already in {} ({} of {of} in the shard); {:.2} points/s, {} at a time",
+        "gradstab: sweep {id}, shard {shard}: {} points run, {} already in {} ({} of {of} in the shard){rate}",
         summary.ran,
         summary.skipped,
         out.display(),
         points.len(),
-        summary.points_per_second(),
-        summary.jobs
     );
     // The claims of a preset are about the whole grid: checked once a file holds all of it.
     if let (Some(claims), Ok(all)) = (claims, results::read(out)) {
@@ -494,6 +506,7 @@ fn plot(
     y: &str,
     value: &str,
     fixed: &[String],
+    theory: bool,
     out: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     gradstab::output::check_outputs(&[("the results", file)], &[("--out", out)], |_| Some("svg"))?;
@@ -514,6 +527,11 @@ fn plot(
         value,
         fixed: &fixed,
     };
-    sweep_plot::svg(&results, &diagram, None, out)?;
+    let overlay = if theory {
+        Some(gradstab::sweep::theory::overlay(&results, x)?)
+    } else {
+        None
+    };
+    sweep_plot::svg(&results, &diagram, overlay.as_ref(), out)?;
     Ok(ExitCode::SUCCESS)
 }

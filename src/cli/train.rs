@@ -19,9 +19,10 @@ use super::args::{
 };
 
 /// The flags a preset fixes: each is refused with --preset.
-const PRESET_FIXES: [&str; 41] = [
+const PRESET_FIXES: [&str; 42] = [
     "depth",
     "width",
+    "outputs",
     "activation",
     "init",
     "bias",
@@ -76,6 +77,10 @@ pub(crate) struct TrainArgs {
     /// One width, or depth + 1 comma-separated widths, input first (default 64).
     #[arg(long, value_parser = parse_widths, allow_hyphen_values = true)]
     width: Option<Widths>,
+    /// The last layer's width, the others --width's: the classes of --task classify, the
+    /// targets of --task teacher (default: --width).
+    #[arg(long, value_parser = at_least_one(), allow_negative_numbers = true)]
+    outputs: Option<usize>,
     /// relu (default), tanh, sigmoid, scaled_sigmoid, leaky_relu[:SLOPE], linear[:A,B].
     #[arg(long, value_parser = parse_with::<Activation>)]
     activation: Option<Activation>,
@@ -101,7 +106,7 @@ pub(crate) struct TrainArgs {
     /// Start from a PyTorch nn.Sequential state dict (safetensors); depth, widths and
     /// biases come from the file.
     #[arg(long, value_name = "FILE.safetensors",
-          conflicts_with_all = ["depth", "width", "init", "bias", "bias_std"])]
+          conflicts_with_all = ["depth", "width", "outputs", "init", "bias", "bias_std"])]
     weights: Option<PathBuf>,
     /// Write the trained weights as a state dict that model.load_state_dict takes (one
     /// learning rate and precision only).
@@ -293,6 +298,7 @@ impl TrainArgs {
             preset: self.preset.clone(),
             depth: self.depth,
             widths: self.width.clone().map(|Widths(w)| w),
+            outputs: self.outputs,
             activation: self.activation,
             init: self.init,
             bias: self.bias,

@@ -1,5 +1,6 @@
-//! The colour scale of heat maps (the training plot's updates, a sweep's phase diagram):
-//! one ramp from dark blue to yellow, and its bar with ticks.
+//! The colour scales of heat maps (the training plot's updates, a sweep's phase diagram): a
+//! ramp from dark blue to yellow for magnitudes, a diverging one (blue, white at its middle,
+//! red) for quantities whose sign is the finding, and a bar with ticks for either.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -11,6 +12,7 @@ pub fn draw_colour_bar(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     (lo, hi): (f64, f64),
     title: &str,
+    scale: fn(f64) -> RGBColor,
 ) -> std::result::Result<(), String> {
     let area = area.margin(8, 8, 16, 40);
     let y = Axis {
@@ -48,7 +50,7 @@ pub fn draw_colour_bar(
         let top = (b + 0.5 / steps as f64).min(1.0);
         Rectangle::new(
             [(0.0, lo + a * span), (1.0, lo + top * span)],
-            ramp((a + b) / 2.0).filled(),
+            scale((a + b) / 2.0).filled(),
         )
     });
     chart.draw_series(strips).map_err(|e| e.to_string())?;
@@ -71,6 +73,26 @@ pub fn ramp(f: f64) -> RGBColor {
             lerp(33.0, 253.0, t),
             lerp(145.0, 231.0, t),
             lerp(140.0, 37.0, t),
+        )
+    }
+}
+
+/// Blue (0) through white (½) to red (1): a log ratio's sign at a glance, 0 white.
+pub fn diverging(f: f64) -> RGBColor {
+    let lerp = |a: f64, b: f64, t: f64| (a + (b - a) * t).round() as u8;
+    if f < 0.5 {
+        let t = f * 2.0;
+        RGBColor(
+            lerp(33.0, 247.0, t),
+            lerp(102.0, 247.0, t),
+            lerp(172.0, 247.0, t),
+        )
+    } else {
+        let t = (f - 0.5) * 2.0;
+        RGBColor(
+            lerp(247.0, 178.0, t),
+            lerp(247.0, 24.0, t),
+            lerp(247.0, 43.0, t),
         )
     }
 }

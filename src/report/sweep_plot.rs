@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::frame::{chart, Axis};
-use super::heat::{draw_colour_bar, ramp};
+use super::heat::{diverging, draw_colour_bar, ramp};
 use super::legend::{Legend, Swatch};
 use super::plot::plot_error;
 use super::style::Dash;
@@ -16,9 +16,51 @@ use crate::sweep::PointResult;
 
 /// A point without a finite value (a diverged run, an onset that never came).
 const NO_VALUE: RGBColor = RGBColor(200, 200, 200);
-/// The theory's lines: dark on the light end of the ramp, light on the dark end would need two
-/// colours; one red reads on both.
-const THEORY: RGBColor = RGBColor(220, 30, 30);
+/// The theory's lines: red on the blue-to-yellow ramp, black on the diverging scale (whose
+/// ends are blue and red).
+const THEORY_ON_RAMP: RGBColor = RGBColor(220, 30, 30);
+const THEORY_ON_DIVERGING: RGBColor = RGBColor(0, 0, 0);
+
+/// How a diagram colours its values.
+#[derive(Clone, Copy)]
+struct Scale {
+    range: (f64, f64),
+    colour: fn(f64) -> RGBColor,
+    theory: RGBColor,
+}
+
+impl Scale {
+    /// A log10 whose values take both signs is coloured on the diverging scale, symmetric
+    /// about 0 (white): its sign is the finding (a gradient that grows or shrinks). Anything
+    /// else is on the ramp from its least to its largest value.
+    fn of(value: &str, finite: &[f64]) -> Option<Scale> {
+        let lo = finite.iter().copied().reduce(f64::min)?;
+        let hi = finite.iter().copied().reduce(f64::max)?;
+        if value.starts_with("log10") && lo < 0.0 && hi > 0.0 {
+            let m = lo.abs().max(hi);
+            return Some(Scale {
+                range: (-m, m),
+                colour: diverging,
+                theory: THEORY_ON_DIVERGING,
+            });
+        }
+        let range = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, hi + 0.5)
+        };
+        Some(Scale {
+            range,
+            colour: ramp,
+            theory: THEORY_ON_RAMP,
+        })
+    }
+
+    fn colour_of(&self, v: f64) -> RGBColor {
+        let (lo, hi) = self.range;
+        (self.colour)(((v - lo) / (hi - lo)).clamp(0.0, 1.0))
+    }
+}
 const PLOT_SIZE: (u32, u32) = (760, 560);
 const SIDE_WIDTH: u32 = 300;
 
@@ -159,12 +201,16 @@ pub fn svg(
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
         let (plot, side) = root.split_horizontally(PLOT_SIZE.0);
-        let range = draw(&plot, &cells, diagram, theory).map_err(|e| plot_error(path, e))?;
+        let finite: Vec<f64> = cells.iter().filter_map(|c| c.2).collect();
+        let scale = Scale::of(diagram.value, &finite);
+        draw(&plot, &cells, diagram, scale, theory).map_err(|e| plot_error(path, e))?;
         let (bar, below) = side.split_vertically(330);
-        if let Some(range) = range {
-            draw_colour_bar(&bar, range, diagram.value).map_err(|e| plot_error(path, e))?;
+        if let Some(scale) = scale {
+            draw_colour_bar(&bar, scale.range, diagram.value, scale.colour)
+                .map_err(|e| plot_error(path, e))?;
         }
-        key(&cells, theory)
+        let lines = scale.map_or(THEORY_ON_RAMP, |s| s.theory);
+        key(&cells, theory, lines)
             .draw(&below.margin(8, 0, 8, 0))
             .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
@@ -173,17 +219,24 @@ pub fn svg(
 }
 
 /// The legend: the colour of a point without a value, and the theory's lines.
-fn key(cells: &[(f64, f64, Option<f64>)], theory: Option<&TheoryOverlay>) -> Legend {
+fn key(
+    cells: &[(f64, f64, Option<f64>)],
+    theory: Option<&TheoryOverlay>,
+    lines: RGBColor,
+) -> Legend {
     let mut key = Legend::default();
     if cells.iter().any(|c| c.2.is_none()) {
         key.push(Swatch::Fill(NO_VALUE), "no finite value");
     }
     if let Some(t) = theory {
         if t.boundary.is_some() {
-            key.push(line(Dash::Dashed), "χ₁ = 1: order (left), chaos (right)");
+            key.push(
+                line(lines, Dash::Dashed),
+                "χ₁ = 1: order (left), chaos (right)",
+            );
         }
         if !t.depth_curve.is_empty() {
-            key.push(line(Dash::Solid), "depth 6 ξ_c");
+            key.push(line(lines, Dash::Solid), "depth 6 ξ_c");
         }
         if !t.about.is_empty() {
             key.heading = Some(format!("theory: {}", t.about));
@@ -192,42 +245,36 @@ fn key(cells: &[(f64, f64, Option<f64>)], theory: Option<&TheoryOverlay>) -> Leg
     key
 }
 
-fn line(dash: Dash) -> Swatch {
+fn line(colour: RGBColor, dash: Dash) -> Swatch {
     Swatch::Line {
-        colour: THEORY,
+        colour,
         dash,
         width: 3,
         marker: None,
     }
 }
 
-/// The heat map and the theory; returns the colour scale's range (`None`: no finite value).
+/// The heat map and the theory.
 fn draw(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     cells: &[(f64, f64, Option<f64>)],
     d: &Diagram<'_>,
+    scale: Option<Scale>,
     theory: Option<&TheoryOverlay>,
-) -> std::result::Result<Option<(f64, f64)>, String> {
+) -> std::result::Result<(), String> {
     let xs = distinct(cells.iter().map(|c| c.0).collect());
     let ys = distinct(cells.iter().map(|c| c.1).collect());
     let (xe, ye) = (edges(&xs), edges(&ys));
-    let finite: Vec<f64> = cells.iter().filter_map(|c| c.2).collect();
-    let range = match (
-        finite.iter().copied().reduce(f64::min),
-        finite.iter().copied().reduce(f64::max),
-    ) {
-        (Some(lo), Some(hi)) if hi > lo => Some((lo, hi)),
-        (Some(v), Some(_)) => Some((v - 0.5, v + 0.5)),
-        _ => None,
-    };
     let caption = format!("{} over {} and {}", d.value, d.x, d.y);
+    let (x0, x1) = (xe[0], xe[xe.len() - 1]);
+    let (y0, y1) = (ye[0], ye[ye.len() - 1]);
     let x = Axis {
-        range: (xe[0], xe[xe.len() - 1]),
+        range: (x0, x1),
         title: d.x,
         counts: false,
     };
     let y = Axis {
-        range: (ye[0], ye[ye.len() - 1]),
+        range: (y0, y1),
         title: d.y,
         counts: false,
     };
@@ -236,8 +283,8 @@ fn draw(
     let plotting = chart.plotting_area();
     for &(x, y, value) in cells {
         let (i, j) = (at(x, &xs), at(y, &ys));
-        let colour = match (value, range) {
-            (Some(v), Some((lo, hi))) => ramp(((v - lo) / (hi - lo)).clamp(0.0, 1.0)),
+        let colour = match (value, scale) {
+            (Some(v), Some(scale)) => scale.colour_of(v),
             _ => NO_VALUE,
         };
         plotting
@@ -247,27 +294,69 @@ fn draw(
             ))
             .map_err(|e| e.to_string())?;
     }
-    if let Some(t) = theory {
-        let (y0, y1) = (ye[0], ye[ye.len() - 1]);
-        if let Some(b) = t
-            .boundary
-            .filter(|b| (xe[0]..=xe[xe.len() - 1]).contains(b))
-        {
-            super::style::draw_line(plotting, vec![(b, y0), (b, y1)], THEORY, Dash::Dashed, 3)?;
+    let Some(t) = theory else { return Ok(()) };
+    let lines = scale.map_or(THEORY_ON_RAMP, |s| s.theory);
+    if let Some(b) = t.boundary.filter(|b| (x0..=x1).contains(b)) {
+        super::style::draw_line(plotting, vec![(b, y0), (b, y1)], lines, Dash::Dashed, 3)?;
+    }
+    for piece in clipped(&t.depth_curve, (x0, x1), (y0, y1)) {
+        super::style::draw_line(plotting, piece, lines, Dash::Solid, 3)?;
+    }
+    Ok(())
+}
+
+/// The pieces of a curve inside the box: each segment that leaves it (near χ₁ = 1, where
+/// ξ_c → ∞, the curve leaves through the top) ends where it crosses the edge.
+fn clipped(
+    curve: &[(f64, f64)],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Vec<Vec<(f64, f64)>> {
+    let inside = |(x, y): (f64, f64)| (x0..=x1).contains(&x) && (y0..=y1).contains(&y);
+    let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut piece: Vec<(f64, f64)> = Vec::new();
+    for w in curve.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if !(a.1.is_finite() && b.1.is_finite()) {
+            pieces.push(std::mem::take(&mut piece));
+            continue;
         }
-        // The curve within the diagram's depths; beyond them (near χ₁ = 1, ξ_c → ∞) it leaves
-        // the top.
-        let inside: Vec<(f64, f64)> = t
-            .depth_curve
-            .iter()
-            .map(|&(x, y)| (x, y.min(y1 * 1.05)))
-            .filter(|(x, _)| (xe[0]..=xe[xe.len() - 1]).contains(x))
-            .collect();
-        for piece in inside.split(|(_, y)| !y.is_finite()) {
-            if piece.len() > 1 {
-                super::style::draw_line(plotting, piece.to_vec(), THEORY, Dash::Solid, 3)?;
+        // Where the segment a→b crosses y = edge, by linear interpolation.
+        let cross = |edge: f64| {
+            let t = (edge - a.1) / (b.1 - a.1);
+            (a.0 + t * (b.0 - a.0), edge)
+        };
+        let edge_of = |p: (f64, f64)| if p.1 > y1 { y1 } else { y0 };
+        match (inside(a), inside(b)) {
+            (true, true) => {
+                if piece.is_empty() {
+                    piece.push(a);
+                }
+                piece.push(b);
             }
+            (true, false) => {
+                if piece.is_empty() {
+                    piece.push(a);
+                }
+                if (y0..=y1).contains(&b.1) {
+                    piece.push(b);
+                } else {
+                    piece.push(cross(edge_of(b)));
+                }
+                pieces.push(std::mem::take(&mut piece));
+            }
+            (false, true) => {
+                piece.push(if (y0..=y1).contains(&a.1) {
+                    a
+                } else {
+                    cross(edge_of(a))
+                });
+                piece.push(b);
+            }
+            (false, false) => {}
         }
     }
-    Ok(range)
+    pieces.push(piece);
+    pieces.retain(|p| p.len() > 1);
+    pieces
 }

@@ -438,7 +438,7 @@ pub fn update_heat_map(report: &TrainReport, path: &Path) -> Result<()> {
             rest = below;
         }
         let (bar, below) = side.split_vertically(320);
-        draw_colour_bar(&bar, range, "log10 ‖ΔW‖/‖W‖").map_err(|e| plot_error(path, e))?;
+        draw_colour_bar(&bar, range, "log10 ‖ΔW‖/‖W‖", ramp).map_err(|e| plot_error(path, e))?;
         key.draw(&below.margin(8, 0, 8, 0))
             .map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;

@@ -8,6 +8,7 @@
 //! - `results`: the JSON-lines file, appended point by point, resumed, merged;
 //! - `outcome`: the numbers a point keeps from its report;
 //! - `runner`: the points run one at a time on every core or side by side;
+//! - `theory`: the mean-field theory of the points (their activation, σ_w² and σ_b²);
 //! - `presets`: the phase diagrams of Schoenholz et al., with the claims they check;
 //!
 //! `report::sweep_plot` draws a results file as a heat map over two axes, with the theory's
@@ -24,6 +25,7 @@ pub mod presets;
 pub mod results;
 pub mod runner;
 pub mod shard;
+pub mod theory;
 
 pub use grid::{Axis, Grid, Point, SweepCommand};
 pub use results::{PointResult, ResultsFile};

@@ -6,8 +6,11 @@
 use crate::error::{Error, Result};
 use crate::train::record::Claim;
 
+use crate::theory::phase::critical_sigma_w2;
+
 use super::grid::{parse_values, Axis, Grid, SweepCommand};
 use super::results::PointResult;
+use super::theory;
 
 /// The presets, as `--preset` names them.
 pub const NAMES: [&str; 2] = ["phase-diagram-static", "phase-diagram"];
@@ -76,28 +79,95 @@ fn number(result: &PointResult, field: &str) -> Option<f64> {
     result.outcome.get(field).and_then(|v| v.as_f64())
 }
 
+/// The width of a point's hidden layers (the first of them).
+fn width(r: &PointResult) -> Option<f64> {
+    let net = r.config.get("network").unwrap_or(&r.config);
+    net.get("widths")?.get(1)?.as_f64()
+}
+
+/// The static diagram's claims: the gradient grows or shrinks through depth as χ₁ says, by
+/// as much as the theory predicts, and the sign flips where χ₁ = 1.
 fn static_claims(results: &[PointResult]) -> Vec<Claim> {
-    // Where theory predicts at least a tenfold change, the measured gradient changes the
-    // same way: grows below the boundary's far side, shrinks on its near side.
-    let decided: Vec<(f64, f64)> = results
+    let mut claims = Vec::new();
+    // 1. Each point against the network's own mean-field prediction (which follows q^t from
+    // the input to its fixed point): a layer multiplies the gradient's second moment by a
+    // random factor whose log has variance about 2/n at width n (‖Wᵀg‖²/‖g‖² is χ²_n/n), so
+    // over L layers the measured log10 ratio scatters by √(2L/n)/ln 10 around the theory's.
+    let mut worst: Option<(f64, usize)> = None;
+    let mut checked = 0;
+    for r in results {
+        let (Some(measured), Some(theory), Some(depth), Some(n)) = (
+            number(r, "log10_grad_ratio"),
+            number(r, "log10_theory_grad_ratio"),
+            r.point.get("depth").and_then(|d| d.as_f64()),
+            width(r),
+        ) else {
+            continue;
+        };
+        let sd = (2.0 * depth / n).sqrt() / std::f64::consts::LN_10;
+        let z = (measured - theory).abs() / sd;
+        checked += 1;
+        if worst.is_none_or(|(w, _)| z > w) {
+            worst = Some((z, r.index));
+        }
+    }
+    claims.push(Claim {
+        claim: "every point's gradient ratio is the theory's within 4 standard deviations of a \
+                finite width's scatter, √(2·depth/width)/ln 10 decades"
+            .into(),
+        holds: checked == results.len() && worst.is_some_and(|(z, _)| z <= 4.0),
+        measured: match worst {
+            Some((z, i)) => {
+                format!("{checked} points; the farthest, point {i}, at {z:.2} standard deviations")
+            }
+            None => "no point with a finite ratio".into(),
+        },
+    });
+    // 2. At the deepest depth, the sign of the measured log ratio is the sign of ln χ₁ at the
+    // fixed point, wherever the theory predicts at least a tenfold change.
+    let deepest = results
         .iter()
-        .filter_map(|r| {
-            Some((
-                number(r, "log10_theory_grad_ratio")?,
-                number(r, "log10_grad_ratio")?,
-            ))
-        })
-        .filter(|(theory, _)| theory.abs() >= 1.0)
-        .collect();
-    let agree = decided
+        .filter_map(|r| r.point.get("depth").and_then(|d| d.as_f64()))
+        .fold(0.0, f64::max);
+    let mut agree = 0;
+    let mut decided = 0;
+    let mut disagree = Vec::new();
+    for r in results
         .iter()
-        .filter(|(t, m)| t.signum() == m.signum())
-        .count();
-    vec![Claim {
-        claim: "where the theory predicts a tenfold or larger change, the gradient grows or shrinks as it predicts".into(),
-        holds: !decided.is_empty() && agree == decided.len(),
-        measured: format!("{agree} of {} points", decided.len()),
-    }]
+        .filter(|r| r.point.get("depth").and_then(|d| d.as_f64()) == Some(deepest))
+    {
+        let (Some(p), Some(measured)) = (theory::at(r), number(r, "log10_grad_ratio")) else {
+            continue;
+        };
+        if (deepest * p.chi_1.log10()).abs() < 1.0 {
+            continue;
+        }
+        decided += 1;
+        if measured.signum() == p.chi_1.log10().signum() {
+            agree += 1;
+        } else {
+            disagree.push(format!("σ_w² = {}", p.sigma_w2));
+        }
+    }
+    let boundary = results
+        .first()
+        .and_then(|r| Some(critical_sigma_w2(&theory::activation(r)?, theory::sigma_b2(r)?).ok()?));
+    claims.push(Claim {
+        claim: format!(
+            "at depth {deepest}, the gradient shrinks where χ₁ < 1 and grows where χ₁ > 1: the \
+             order-to-chaos boundary is at σ_w² = {}",
+            boundary.map_or("?".into(), |b| format!("{b:.3}"))
+        ),
+        holds: decided > 0 && agree == decided,
+        measured: if disagree.is_empty() {
+            format!(
+                "{agree} of {decided} values of σ_w² (the others are within a factor of 10 of 1)"
+            )
+        } else {
+            format!("{agree} of {decided}; not at {}", disagree.join(", "))
+        },
+    });
+    claims
 }
 
 fn trained_claims(results: &[PointResult]) -> Vec<Claim> {

@@ -9,6 +9,9 @@
 //! quadrature; with an even number of nodes there is no node at 0, so the kink of ReLU splits
 //! the symmetric nodes exactly in half and its integrals are exact too.
 
+pub mod bivariate;
+pub mod phase;
+
 use crate::ops::activation::Activation;
 
 /// Nodes of the quadrature. Enough for the smooth activations to f64 precision over the
