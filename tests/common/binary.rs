@@ -29,6 +29,7 @@ pub struct Cli {
     wrapper: Option<(OsString, Vec<OsString>)>,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed: Vec<OsString>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
@@ -40,6 +41,7 @@ pub fn cli<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Cli {
         wrapper: None,
         args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
         envs: Vec::new(),
+        removed: Vec::new(),
         stdin: None,
         stdout: None,
         stderr: None,
@@ -62,6 +64,13 @@ impl Cli {
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Removes a variable from this run's environment (one the test process may have
+    /// inherited, such as a scheduler's).
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.removed.push(key.as_ref().to_owned());
         self
     }
 
@@ -128,6 +137,9 @@ impl Cli {
         }
         if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
             command.env("XDG_RUNTIME_DIR", private_runtime_dir());
+        }
+        for key in self.removed {
+            command.env_remove(key);
         }
         command.envs(self.envs);
         command.stdin(self.stdin.unwrap_or(Stdio::null()));
