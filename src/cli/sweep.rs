@@ -16,7 +16,6 @@ use gradstab::api::run::run_experiment;
 use gradstab::api::train::TrainOptions;
 use gradstab::api::{train_plan, BackendChoice, Device, RunOptions};
 use gradstab::experiment::Experiment;
-use gradstab::network::NetworkConfig;
 use gradstab::report::sweep_plot::{self, Diagram};
 use gradstab::sweep::grid::THEORY_AXES;
 use gradstab::sweep::presets;
@@ -103,7 +102,8 @@ struct SweepRunArgs {
     /// The number of shards, with Kubernetes' JOB_COMPLETION_INDEX (the Job's completions).
     #[arg(long, value_parser = super::args::at_least_one(), allow_negative_numbers = true)]
     shards: Option<usize>,
-    /// Points run at once (default: one per core for small points on the CPU, else one).
+    /// Points run at once (default: on the CPU one per core, as many as fit in memory; on a
+    /// GPU one).
     #[arg(long, value_parser = super::args::at_least_one(), allow_negative_numbers = true)]
     jobs: Option<usize>,
     /// Print the shard's points and their command lines; run nothing.
@@ -161,29 +161,25 @@ enum Planned {
     Train(Box<gradstab::api::TrainPlan>),
 }
 
-fn largest_matmul(network: &NetworkConfig) -> u64 {
-    network
-        .widths
-        .windows(2)
-        .map(|w| (w[0] * w[1]) as u64 * network.batch as u64)
-        .max()
-        .unwrap_or(0)
-}
-
 impl Planned {
-    fn largest_matmul(&self) -> u64 {
+    /// The host memory the point needs at most, as its run checks it (on the CPU backend).
+    fn host_bytes(&self) -> u64 {
         match self {
             Planned::Run(e) => e
                 .variants
                 .iter()
-                .map(|(_, c)| largest_matmul(c))
+                .flat_map(|(_, c)| {
+                    e.precisions
+                        .iter()
+                        .map(|&p| c.memory_estimate(p, true).host_bytes)
+                })
                 .max()
                 .unwrap_or(0),
             Planned::Train(p) => p
                 .runs
                 .runs
                 .iter()
-                .map(|(_, c)| largest_matmul(&c.network))
+                .map(|(_, c)| c.memory_estimate(true).host_bytes)
                 .max()
                 .unwrap_or(0),
         }
@@ -416,15 +412,17 @@ fn run_sweep(args: &SweepRunArgs) -> anyhow::Result<ExitCode> {
     let mut file = ResultsFile::open(out, &id, of)?;
     let device = args.adapter.open(args.backend)?;
     let on_gpu = !device.info().backend.eq_ignore_ascii_case("cpu");
-    let largest = planned
+    let point_bytes = planned
         .iter()
-        .map(|(_, p)| p.largest_matmul())
+        .map(|(_, p)| p.host_bytes())
         .max()
         .unwrap_or(0);
-    let jobs = args
-        .jobs
-        .map_or(Jobs::Auto, Jobs::Exactly)
-        .resolve(on_gpu, largest, cores());
+    let jobs = args.jobs.map_or(Jobs::Auto, Jobs::Exactly).resolve(
+        on_gpu,
+        point_bytes,
+        gradstab::host_memory::host_available_bytes(),
+        cores(),
+    );
     let bar = Bar::new(args.quiet, "points");
     let label = format!("shard {shard} of sweep {id}");
     let by_index = |p: &Point| {

@@ -1,11 +1,12 @@
-//! Runs a shard's points and appends each result as it finishes: one point at a time on every
-//! core, or several points at once, each on one core.
+//! Runs a shard's points and appends each result as it finishes: several points at once,
+//! each on one core, or one point at a time on every core.
 //!
-//! Which is faster depends on the point's size: a small network's matmuls are too short to
-//! split across cores (the threads spend more time meeting than computing), so small points
-//! run side by side; a large one splits well and would need memory for each copy, so large
-//! points run one at a time. `Jobs::Auto` chooses by the largest matmul of a point
-//! (BENCHMARKS.md, "Sweeps", measured both ways).
+//! On the CPU backend, points side by side reach more points per second than one point split
+//! over the cores, at every size measured (BENCHMARKS.md, "Sweeps": from width 32 to a 1024 ×
+//! 1024 × 128 matmul): a point's matmuls never split perfectly, and its fixed costs (records,
+//! allocations) do not split at all. What limits them is memory: `Jobs::Auto` runs as many as
+//! there are cores and as fit in the host's available memory together. On a GPU, points run
+//! one at a time: the device is one, and a point fills it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -16,28 +17,36 @@ use crate::error::{Error, Result};
 use super::grid::Point;
 use super::results::{PointResult, ResultsFile};
 
-/// A point whose largest matmul has at least this many multiply-adds runs alone on every
-/// core; a smaller one runs beside others, one core each. Between 64³ and 256³ both ways
-/// reach the same throughput on the CPU backend (BENCHMARKS.md, "Sweeps").
-pub const PARALLEL_POINTS_BELOW_MACS: u64 = 1 << 24;
-
 /// How many points run at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Jobs {
-    /// Chosen by the points' size and the device (`Jobs::resolve`).
+    /// Chosen by the device, the cores and memory (`Jobs::resolve`).
     Auto,
     /// Exactly this many (≥ 1).
     Exactly(usize),
 }
 
 impl Jobs {
-    /// The number of points to run at once: `Exactly` as asked; `Auto` one at a time on a
-    /// GPU (one device, which a point fills) or for large points, else one per core.
-    pub fn resolve(self, on_gpu: bool, largest_matmul_macs: u64, cores: usize) -> usize {
+    /// The number of points to run at once: `Exactly` as asked; `Auto` one on a GPU, else one
+    /// per core, no more than fit in `available` host bytes at `point_bytes` each (the largest
+    /// point's estimate), and at least one (whose own check refuses it if it cannot fit).
+    pub fn resolve(
+        self,
+        on_gpu: bool,
+        point_bytes: u64,
+        available: Option<u64>,
+        cores: usize,
+    ) -> usize {
         match self {
             Jobs::Exactly(n) => n,
-            Jobs::Auto if on_gpu || largest_matmul_macs >= PARALLEL_POINTS_BELOW_MACS => 1,
-            Jobs::Auto => cores.max(1),
+            Jobs::Auto if on_gpu => 1,
+            Jobs::Auto => {
+                let fit = match available {
+                    Some(bytes) => (bytes / point_bytes.max(1)) as usize,
+                    None => cores,
+                };
+                cores.min(fit).max(1)
+            }
         }
     }
 }
@@ -153,4 +162,21 @@ pub fn run_points(
         jobs,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_runs_a_point_per_core_as_memory_allows() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(Jobs::Auto.resolve(false, GIB, Some(16 * GIB), 8), 8);
+        assert_eq!(Jobs::Auto.resolve(false, 5 * GIB, Some(16 * GIB), 8), 3);
+        // One that does not fit at all still runs alone, to be refused by its own check.
+        assert_eq!(Jobs::Auto.resolve(false, 32 * GIB, Some(16 * GIB), 8), 1);
+        assert_eq!(Jobs::Auto.resolve(false, GIB, None, 4), 4);
+        assert_eq!(Jobs::Auto.resolve(true, 1, Some(16 * GIB), 8), 1);
+        assert_eq!(Jobs::Exactly(5).resolve(true, 32 * GIB, Some(GIB), 2), 5);
+    }
 }
