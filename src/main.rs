@@ -83,6 +83,12 @@ fn list_presets() -> anyhow::Result<ExitCode> {
             out!("{:<18} {}", name, preset.conclusion)?;
         }
     }
+    out!("\nsweeps (gradstab sweep --preset NAME):")?;
+    for name in gradstab::sweep::presets::NAMES {
+        if let Ok(preset) = gradstab::sweep::presets::preset(name) {
+            out!("{:<20} {}", name, preset.summary)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -77,7 +77,8 @@ enum SweepAction {
 
 #[derive(clap::Args)]
 struct SweepRunArgs {
-    /// A sweep preset: phase-diagram-static (seconds) or phase-diagram (trained; minutes).
+    /// A sweep preset: phase-diagram-static (the gradient's growth, no training) or
+    /// phase-diagram (trained); each about 20 s on two cores.
     #[arg(long, conflicts_with_all = ["config", "command", "grid", "flags"])]
     preset: Option<String>,
     /// A sweep written as TOML: command, [options] and [grid] (docs/sweeps.md).
