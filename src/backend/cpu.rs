@@ -189,21 +189,9 @@ impl Backend for Cpu {
         precision: Precision,
     ) -> Result<StepCensus<StatsRecord>> {
         let master = optimizer::master_dtype(precision);
-        let StepTensors {
-            grad,
-            param,
-            first_moment,
-            second_moment,
-            model,
-        } = tensors;
-        let tensors = StepTensors {
-            grad,
-            param: &mut *param,
-            first_moment,
-            second_moment,
-            model,
-        };
-        let (update, weight) = match optimizer::cpu::run(kind, params, tensors, master, true)? {
+        let (outcome, param) = tensors
+            .step_then_param(|tensors| optimizer::cpu::run(kind, params, tensors, master, true));
+        let (update, weight) = match outcome? {
             optimizer::cpu::Outcome::Census { update, weight } => (update, weight),
             optimizer::cpu::Outcome::Update(_) => unreachable!("the census was asked for"),
         };

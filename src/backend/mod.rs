@@ -269,21 +269,9 @@ pub trait Backend {
         tensors: StepTensors<'_, Self::Tensor>,
         precision: Precision,
     ) -> Result<StepCensus<Self::PendingStats>> {
-        let StepTensors {
-            grad,
-            param,
-            first_moment,
-            second_moment,
-            model,
-        } = tensors;
-        let tensors = StepTensors {
-            grad,
-            param: &mut *param,
-            first_moment,
-            second_moment,
-            model,
-        };
-        let update = self.run_optimizer_step(kind, params, tensors, precision)?;
+        let (update, param) = tensors
+            .step_then_param(|tensors| self.run_optimizer_step(kind, params, tensors, precision));
+        let update = update?;
         Ok(StepCensus {
             update: self.census_later(&update)?,
             weight: self.census_later(param)?,

@@ -261,6 +261,28 @@ pub struct StepTensors<'a, T> {
     pub model: Option<&'a mut T>,
 }
 
+impl<'a, T> StepTensors<'a, T> {
+    /// Runs `step` on these tensors and hands back its result and the weights, which a
+    /// caller censuses once the step has left them.
+    pub fn step_then_param<R>(self, step: impl FnOnce(StepTensors<'_, T>) -> R) -> (R, &'a mut T) {
+        let StepTensors {
+            grad,
+            param,
+            first_moment,
+            second_moment,
+            model,
+        } = self;
+        let result = step(StepTensors {
+            grad,
+            param: &mut *param,
+            first_moment,
+            second_moment,
+            model,
+        });
+        (result, param)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
