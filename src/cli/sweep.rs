@@ -426,12 +426,13 @@ fn run_sweep(args: &SweepRunArgs) -> anyhow::Result<ExitCode> {
     );
     let bar = Bar::new(args.quiet, "points");
     let label = format!("shard {shard} of sweep {id}");
+    // `points` ascend by index and `planned` follows them: a point's plan by binary search,
+    // not a scan per point (a grid may have a million).
     let by_index = |p: &Point| {
-        planned
-            .iter()
-            .zip(&points)
-            .find(|(_, q)| q.index == p.index)
-            .map(|(x, _)| x)
+        points
+            .binary_search_by_key(&p.index, |q| q.index)
+            .ok()
+            .map(|i| &planned[i])
     };
     let summary = run_points(
         &points,
